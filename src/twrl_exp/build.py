@@ -1,0 +1,100 @@
+"""From a composed config to live objects, in one readable order: env -> policy -> model ->
+update -> agent. Every incompatibility is found here, before the first env step."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from twrl_exp.agent import Agent
+from twrl_exp.env import resolve_spec
+from twrl_exp.errors import ConfigError
+
+
+def project_root() -> Path:
+    """The checkout's root (where conf/ and mlflow.db live); ``TWRL_PROJECT_ROOT`` overrides."""
+    override = os.environ.get("TWRL_PROJECT_ROOT")
+    return Path(override).resolve() if override else Path(__file__).resolve().parents[2]
+
+
+def config_dir() -> Path:
+    return project_root() / "conf"
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def _partial(node: DictConfig) -> Any:
+    """Instantiate a ``_partial_`` group node, leaving out its descriptive ``name``."""
+    params = {k: node[k] for k in node if k != "name"}
+    return instantiate(OmegaConf.create(params), _convert_="all")
+
+
+@dataclass
+class Built:
+    env: Any
+    eval_env: Any
+    agent: Agent
+    reward_threshold: float | None
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Top-level values that no schema type can rule out."""
+    checks = [
+        ("seed", cfg.seed, cfg.seed >= 0, ">= 0"),
+        ("torch_threads", cfg.torch_threads, cfg.torch_threads >= 1, ">= 1"),
+        ("eval.episodes", cfg.eval.episodes, cfg.eval.episodes >= 1, ">= 1"),
+        ("eval.num_envs", cfg.eval.num_envs, cfg.eval.num_envs >= 1, ">= 1"),
+        ("train.solve_window", cfg.train.solve_window, cfg.train.solve_window >= 1, ">= 1"),
+    ]
+    for key in ("max_env_steps", "max_episodes"):
+        value = cfg.train[key]
+        checks.append((f"train.{key}", value, value is None or value >= 1, ">= 1 or null"))
+    for name, value, ok, valid in checks:
+        if not ok:
+            raise ConfigError(f"{name}={value} is invalid: it must be {valid}.")
+
+
+def build_agent(cfg: DictConfig, observation_space: Any, action_space: Any, num_envs: int,
+                rng: np.random.Generator) -> Agent:
+    """policy(action space) -> model(observation space, policy's outputs) -> update -> agent."""
+    policy = _partial(cfg.policy)(action_space=action_space, rng=rng)
+    model = _partial(cfg.model)(
+        observation_space=observation_space, num_outputs=policy.num_outputs
+    )
+    update = _partial(cfg["update"])(
+        model=model, policy=policy, num_envs=num_envs, total_env_steps=cfg.train.max_env_steps
+    )
+    return Agent(model=model, policy=policy, update=update)
+
+
+def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
+    """Seed torch, build the training env, the evaluation env and the agent."""
+    check_run_config(cfg)
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    info = resolve_spec(cfg.env.id, cfg.env.reward_threshold)
+    make_env = _partial(cfg.env)
+    env = make_env()
+    eval_env = None
+    try:
+        if evaluation and (cfg.eval.every_steps or cfg.eval.final):
+            eval_env = make_env(num_envs=min(cfg.eval.num_envs, cfg.eval.episodes))
+        rng = np.random.default_rng(cfg.seed)
+        agent = build_agent(
+            cfg, env.single_observation_space, env.single_action_space, env.num_envs, rng
+        )
+    except BaseException:
+        env.close()
+        if eval_env is not None:
+            eval_env.close()
+        raise
+    return Built(env=env, eval_env=eval_env, agent=agent, reward_threshold=info.reward_threshold)

@@ -1,0 +1,298 @@
+"""Structured-config schemas: every config group is type-checked against one of these.
+
+The YAML files under ``conf/`` hold values; these dataclasses hold the types, the defaults and the
+``_target_`` of the object each option builds. They are registered in Hydra's ConfigStore under
+``schema/<group>/<option>`` and pulled in by each YAML file's defaults list, so a misspelt key or a
+wrongly typed value is refused at composition time, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Vectorization(str, Enum):
+    auto = "auto"
+    native = "native"
+    sync = "sync"
+    async_ = "async"
+
+
+class Activation(str, Enum):
+    tanh = "tanh"
+    relu = "relu"
+    elu = "elu"
+    gelu = "gelu"
+    sigmoid = "sigmoid"
+
+
+class Baseline(str, Enum):
+    none = "none"
+    average = "average"
+    value = "value"
+
+
+class OptimizerName(str, Enum):
+    adam = "adam"
+    rmsprop = "rmsprop"
+    sgd = "sgd"
+
+
+class LrDecay(str, Enum):
+    none = "none"
+    linear = "linear"
+
+
+class TdTarget(str, Enum):
+    sarsa = "sarsa"
+    q_learning = "q_learning"
+    expected_sarsa = "expected_sarsa"
+
+
+class Traces(str, Enum):
+    replacing = "replacing"
+    accumulating = "accumulating"
+
+
+# --------------------------------------------------------------------------- env
+
+
+@dataclass
+class EnvConfig:
+    """A Gymnasium vector env built from any registered id."""
+
+    _target_: str = "twrl_exp.env.make_vector_env"
+    _partial_: bool = True
+    id: str = "CartPole-v1"
+    num_envs: int = 8
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    reward_threshold: float | None = None
+    vectorization: Vectorization = Vectorization.auto
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class MLPConfig:
+    _target_: str = "twrl_exp.model.MLP"
+    _partial_: bool = True
+    name: str = "mlp"
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: Activation = Activation.tanh
+
+
+@dataclass
+class TileCodingConfig:
+    _target_: str = "twrl_exp.model.TileCoding"
+    _partial_: bool = True
+    name: str = "tilecoding"
+    num_tilings: int = 8
+    tiles_per_dim: int = 8
+    memory_size: int | None = None
+    ranges: list[list[float]] | None = None
+    initial_value: float = 0.0
+
+
+@dataclass
+class TableConfig:
+    _target_: str = "twrl_exp.model.Table"
+    _partial_: bool = True
+    name: str = "table"
+    initial_value: float = 0.0
+
+
+@dataclass
+class NoModelConfig:
+    _target_: str = "twrl_exp.model.NoModel"
+    _partial_: bool = True
+    name: str = "none"
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass
+class CategoricalConfig:
+    _target_: str = "twrl_exp.policy.Categorical"
+    _partial_: bool = True
+    name: str = "categorical"
+
+
+@dataclass
+class NormalConfig:
+    _target_: str = "twrl_exp.policy.Normal"
+    _partial_: bool = True
+    name: str = "normal"
+    init_std: float = 1.0
+    learn_std: bool = True
+    min_std: float = 1e-3
+
+
+@dataclass
+class EGreedyConfig:
+    _target_: str = "twrl_exp.policy.EGreedy"
+    _partial_: bool = True
+    name: str = "egreedy"
+    epsilon: float = 0.1
+    decay: float = 1.0
+    min_epsilon: float = 0.0
+
+
+@dataclass
+class GreedyConfig:
+    _target_: str = "twrl_exp.policy.Greedy"
+    _partial_: bool = True
+    name: str = "greedy"
+
+
+@dataclass
+class RandomConfig:
+    _target_: str = "twrl_exp.policy.RandomPolicy"
+    _partial_: bool = True
+    name: str = "random"
+
+
+# --------------------------------------------------------------------------- update
+
+
+@dataclass
+class ReinforceConfig:
+    """REINFORCE (Williams 1992) on whole episodes."""
+
+    _target_: str = "twrl_exp.update.Reinforce"
+    _partial_: bool = True
+    name: str = "reinforce"
+    gamma: float = 0.99
+    steps_per_batch: int = 2000
+    baseline: Baseline = Baseline.average
+    baseline_decay: float = 0.9
+    value_lr: float = 1e-2
+    value_epochs: int = 1
+    normalize_advantages: bool = True
+    entropy_coef: float = 0.0
+    max_grad_norm: float | None = None
+    optimizer: OptimizerName = OptimizerName.adam
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    lr_decay: LrDecay = LrDecay.none
+    final_lr_fraction: float = 0.0
+
+
+@dataclass
+class TdLambdaConfig:
+    """Linear TD(lambda) control with eligibility traces (Sutton & Barto 2018, ch. 12)."""
+
+    _target_: str = "twrl_exp.update.TdLambda"
+    _partial_: bool = True
+    name: str = "td_lambda"
+    target: TdTarget = TdTarget.sarsa
+    gamma: float = 1.0
+    lam: float = 0.9
+    alpha: float = 0.5
+    traces: Traces = Traces.replacing
+
+
+@dataclass
+class NoUpdateConfig:
+    _target_: str = "twrl_exp.update.NoUpdate"
+    _partial_: bool = True
+    name: str = "none"
+
+
+# --------------------------------------------------------------------------- monitor
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    run_name: str | None = None
+    log_model: bool = True
+    flush_every_s: float = 5.0
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CheckpointConfig:
+    enabled: bool = True
+    every_steps: int = 50_000
+
+
+@dataclass
+class MonitorConfig:
+    console: bool = True
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+# --------------------------------------------------------------------------- top level
+
+
+@dataclass
+class TrainLoopConfig:
+    max_env_steps: int | None = 200_000
+    max_episodes: int | None = None
+    stop_when_solved: bool = False
+    solve_window: int = 100
+
+
+@dataclass
+class EvalConfig:
+    every_steps: int | None = 25_000
+    episodes: int = 10
+    num_envs: int = 5
+    final: bool = True
+
+
+@dataclass
+class RunConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: Any = MISSING
+    policy: Any = MISSING
+    update: Any = MISSING
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    torch_threads: int = 1
+    resume: str | None = None
+
+
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {
+        "mlp": MLPConfig,
+        "tilecoding": TileCodingConfig,
+        "table": TableConfig,
+        "none": NoModelConfig,
+    },
+    "policy": {
+        "categorical": CategoricalConfig,
+        "normal": NormalConfig,
+        "egreedy": EGreedyConfig,
+        "greedy": GreedyConfig,
+        "random": RandomConfig,
+    },
+    "update": {
+        "reinforce": ReinforceConfig,
+        "td_lambda": TdLambdaConfig,
+        "none": NoUpdateConfig,
+    },
+}
+
+
+def register_configs() -> None:
+    """Register every schema in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for group, options in GROUP_SCHEMAS.items():
+        for name, node in options.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)

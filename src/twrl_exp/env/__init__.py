@@ -1,0 +1,89 @@
+"""Gymnasium vector envs built from any registered id (native vectorisation where it exists)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from twrl_exp.errors import ConfigError
+
+__all__ = ["EnvSpecInfo", "make_vector_env", "resolve_spec"]
+
+
+class EnvSpecInfo:
+    """What the rest of the system needs to know about an env id, without building it."""
+
+    def __init__(self, spec: gym.envs.registration.EnvSpec, reward_threshold: float | None):
+        self.spec = spec
+        self.id = spec.id
+        self.reward_threshold = reward_threshold
+        self.has_native_vector = spec.vector_entry_point is not None
+
+
+def resolve_spec(env_id: str, reward_threshold: float | None = None) -> EnvSpecInfo:
+    """Look an id up in Gymnasium's registry, with a suggestion when it is misspelt."""
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see gymnasium.pprint_registry()."
+        raise ConfigError(
+            f"Unknown env id '{env_id}': it is not registered with Gymnasium ({hint})"
+        ) from exc
+    threshold = reward_threshold if reward_threshold is not None else spec.reward_threshold
+    return EnvSpecInfo(spec, threshold)
+
+
+def make_vector_env(
+    *,
+    id: str,
+    num_envs: int,
+    kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    reward_threshold: float | None = None,
+    vectorization: str = "auto",
+    render_mode: str | None = None,
+) -> VectorEnv:
+    """Build ``num_envs`` copies of ``id`` that step together, in next-step autoreset mode.
+
+    ``vectorization="auto"`` uses Gymnasium's native numpy implementation when the id has one
+    (CartPole-v1: several times faster than stepping copies in a loop), else a SyncVectorEnv.
+    ``reward_threshold`` is not used here; it is part of the env config for the runner.
+    """
+    del reward_threshold
+    if num_envs < 1:
+        raise ConfigError(f"env.num_envs={num_envs} is invalid: it must be at least 1.")
+    info = resolve_spec(id)
+    mode = str(getattr(vectorization, "value", vectorization))
+    if mode == "auto":
+        mode = "native" if info.has_native_vector and render_mode is None else "sync"
+    if mode == "native" and not info.has_native_vector:
+        raise ConfigError(
+            f"env.vectorization=native is not available for {id}: it has no vector entry point "
+            "(use env.vectorization=auto, sync or async)."
+        )
+    env_kwargs = dict(kwargs or {})
+    if max_episode_steps is not None:
+        env_kwargs["max_episode_steps"] = max_episode_steps
+    if render_mode is not None:
+        env_kwargs["render_mode"] = render_mode
+    gym_mode = {"native": "vector_entry_point", "sync": "sync", "async": "async"}[mode]
+    vector_kwargs = {} if mode == "native" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    try:
+        env = gym.make_vec(
+            id,
+            num_envs=num_envs,
+            vectorization_mode=gym_mode,
+            vector_kwargs=vector_kwargs,
+            **env_kwargs,
+        )
+    except TypeError as exc:
+        raise ConfigError(f"env.kwargs {env_kwargs} are not accepted by {id}: {exc}.") from exc
+    autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if autoreset != AutoresetMode.NEXT_STEP:
+        env.close()
+        raise ConfigError(f"{id} resets in {autoreset} mode; twrl-exp needs next-step autoreset.")
+    return env

@@ -1,0 +1,113 @@
+"""A multilayer perceptron over flat (or one-hot) observations, and the empty model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from twrl_exp.errors import ConfigError
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def flat_size(space: spaces.Space[Any], *, model: str) -> int:
+    """Input width for a flat encoding of ``space`` (Box flattened, Discrete one-hot)."""
+    if isinstance(space, spaces.Box):
+        return int(np.prod(space.shape))
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    raise ConfigError(
+        f"model={model} cannot read a {type(space).__name__} observation space "
+        "(supported: Box and Discrete); flatten it with an env wrapper first."
+    )
+
+
+class MLP(nn.Module):
+    """Fully connected network ``obs -> hidden... -> num_outputs`` (logits, means or values).
+
+    Hidden layers use orthogonal init with gain sqrt(2) and the output layer gain 0.01, so an
+    untrained policy starts close to uniform (Andrychowicz et al. 2021, "What matters in
+    on-policy RL").
+    """
+
+    is_torch = True
+
+    def __init__(
+        self,
+        *,
+        observation_space: spaces.Space[Any],
+        num_outputs: int,
+        hidden_sizes: list[int] | tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
+        output_gain: float = 0.01,
+    ) -> None:
+        super().__init__()
+        activation = str(getattr(activation, "value", activation))
+        if any(h < 1 for h in hidden_sizes):
+            raise ConfigError(f"model.hidden_sizes={list(hidden_sizes)} must all be >= 1.")
+        self.observation_space = observation_space
+        self.in_features = flat_size(observation_space, model="mlp")
+        self.num_outputs = num_outputs
+        self.hidden_sizes = list(hidden_sizes)
+        self.activation = activation
+        self._one_hot = isinstance(observation_space, spaces.Discrete)
+        layers: list[nn.Module] = []
+        width = self.in_features
+        for size in self.hidden_sizes:
+            linear = nn.Linear(width, size)
+            nn.init.orthogonal_(linear.weight, gain=float(np.sqrt(2.0)))
+            nn.init.zeros_(linear.bias)
+            layers += [linear, _ACTIVATIONS[activation]()]
+            width = size
+        head = nn.Linear(width, max(num_outputs, 1))
+        nn.init.orthogonal_(head.weight, gain=output_gain)
+        nn.init.zeros_(head.bias)
+        self.net = nn.Sequential(*layers, head)
+
+    def features(self, obs: np.ndarray) -> np.ndarray:
+        """``obs: [N, ...]`` -> ``[N, in_features]`` float32."""
+        if self._one_hot:
+            return np.eye(self.in_features, dtype=np.float32)[np.asarray(obs, dtype=np.int64)]
+        return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+
+    def outputs(self, features: np.ndarray) -> np.ndarray:
+        """Forward pass without gradients: ``[N, in_features]`` -> ``[N, num_outputs]``."""
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(features)).numpy()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class NoModel:
+    """The empty model of a random agent: no parameters, no outputs."""
+
+    is_torch = False
+    produces_outputs = False
+
+    def __init__(self, *, observation_space: spaces.Space[Any], num_outputs: int) -> None:
+        self.observation_space = observation_space
+        self.num_outputs = num_outputs
+
+    def features(self, obs: np.ndarray) -> np.ndarray:
+        return obs
+
+    def outputs(self, features: np.ndarray) -> np.ndarray:
+        """``[N, 0]``: nothing to compute, only the batch size."""
+        return np.empty((len(features), 0), dtype=np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state

@@ -1,0 +1,146 @@
+"""Differentiable stochastic policies over an MLP's outputs, for policy-gradient updates.
+
+Acting runs in numpy on outputs computed without gradients (one model call per vector step);
+``log_prob`` and ``entropy`` recompute the same distribution in torch for the update.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from twrl_exp.errors import ConfigError
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Categorical(nn.Module):
+    """Softmax policy over ``n`` discrete actions; the model outputs the logits ``[N, n]``."""
+
+    is_gradient = True
+    is_value_based = False
+
+    def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:
+        super().__init__()
+        if not isinstance(action_space, spaces.Discrete):
+            raise ConfigError(
+                f"policy=categorical needs a Discrete action space, but the env's is "
+                f"{action_space}; use policy=normal for continuous (Box) actions."
+            )
+        self.num_outputs = int(action_space.n)
+        self.start = int(action_space.start)
+        self.action_shape: tuple[int, ...] = ()
+        self.action_dtype = np.int64
+        self.rng = rng
+
+    def sample(self, logits: np.ndarray) -> np.ndarray:
+        """Inverse-CDF sampling from ``softmax(logits)``: ``[N, n]`` -> ``[N]`` int64."""
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(z, axis=1)
+        u = self.rng.random((len(z), 1)) * cdf[:, -1:]
+        return np.minimum((cdf < u).sum(axis=1), self.num_outputs - 1)
+
+    def greedy(self, logits: np.ndarray) -> np.ndarray:
+        return logits.argmax(axis=1)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """``softmax(logits)``: ``[N, n]`` (Boltzmann action selection over action values)."""
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        return actions + self.start if self.start else actions
+
+    def log_prob(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log pi(a|s)``: ``[B, n]``, ``[B]`` -> ``[B]``."""
+        log_p = torch.log_softmax(logits, dim=1)
+        return log_p.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+
+    def entropy(self, logits: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(logits, dim=1)
+        return -(log_p.exp() * log_p).sum(dim=1)
+
+    def end_episodes(self, count: int) -> None:
+        del count
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+
+class Normal(nn.Module):
+    """Diagonal Gaussian policy; the model outputs the means ``[N, action_dim]``.
+
+    The standard deviation is state-independent: a learned parameter (``learn_std``) or fixed.
+    Samples are kept unclipped for ``log_prob``; the env receives them clipped to its bounds.
+    """
+
+    is_gradient = True
+    is_value_based = False
+
+    def __init__(
+        self,
+        *,
+        action_space: spaces.Space[Any],
+        rng: np.random.Generator,
+        init_std: float = 1.0,
+        learn_std: bool = True,
+        min_std: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+            raise ConfigError(
+                f"policy=normal needs a flat Box action space, but the env's is {action_space}; "
+                "use policy=categorical or policy=egreedy for Discrete actions."
+            )
+        if init_std <= 0 or min_std <= 0:
+            raise ConfigError(
+                f"policy.init_std={init_std} and policy.min_std={min_std} must be positive."
+            )
+        self.num_outputs = int(action_space.shape[0])
+        self.action_shape = (self.num_outputs,)
+        self.action_dtype = np.float32
+        self.low = action_space.low.astype(np.float64)
+        self.high = action_space.high.astype(np.float64)
+        self.rng = rng
+        self.min_std = min_std
+        log_std = torch.full((self.num_outputs,), math.log(init_std))
+        if learn_std:
+            self.log_std = nn.Parameter(log_std)
+        else:
+            self.register_buffer("log_std", log_std)
+
+    def _std(self) -> np.ndarray:
+        return np.maximum(np.exp(self.log_std.detach().numpy()), self.min_std)
+
+    def sample(self, means: np.ndarray) -> np.ndarray:
+        noise = self.rng.standard_normal(means.shape).astype(np.float32)
+        return means + self._std().astype(np.float32) * noise
+
+    def greedy(self, means: np.ndarray) -> np.ndarray:
+        return means
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        return np.clip(actions, self.low, self.high).astype(np.float32)
+
+    def _log_std(self) -> torch.Tensor:
+        return self.log_std.clamp(min=math.log(self.min_std))
+
+    def log_prob(self, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        log_std = self._log_std()
+        z = (actions - means) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - _LOG_SQRT_2PI).sum(dim=1)
+
+    def entropy(self, means: torch.Tensor) -> torch.Tensor:
+        per_dim = 0.5 + _LOG_SQRT_2PI + self._log_std()
+        return per_dim.sum().expand(means.shape[0])
+
+    def end_episodes(self, count: int) -> None:
+        del count
+
+    def stats(self) -> dict[str, float]:
+        return {"policy/std": float(self._std().mean())}

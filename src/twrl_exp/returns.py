@@ -1,0 +1,131 @@
+"""Pure math on arrays: discounted returns, baselines, advantage normalisation, tile indices.
+
+Arrays are time-major: ``rewards[t, n]`` is the reward after step ``t`` in env ``n``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_HASH_PRIMES = np.array(
+    [2_654_435_761, 2_246_822_519, 3_266_489_917, 668_265_263, 374_761_393, 1_181_783_497],
+    dtype=np.int64,
+)
+
+
+def discounted_returns(
+    rewards: np.ndarray,
+    episode_end: np.ndarray,
+    gamma: float,
+    bootstrap: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return-to-go ``G_t = r_t + gamma * G_{t+1}``, restarted at every episode end.
+
+    At an episode end, ``G_t = r_t + gamma * bootstrap_t``: zero after termination, the value of
+    the final observation after truncation (Sutton & Barto 2018, eq. 3.8; Pardo et al. 2018).
+
+    Args:
+        rewards: ``[T, N]`` rewards.
+        episode_end: ``[T, N]`` bool, True where an episode ended after step ``t``.
+        gamma: discount factor in [0, 1].
+        bootstrap: ``[T, N]`` value used at episode ends (defaults to zero).
+
+    Returns:
+        ``[T, N]`` float64 returns. Steps after the last episode end of a column are returns of an
+        unfinished episode and must not be used.
+
+    >>> discounted_returns(np.array([[1.0], [1.0], [1.0]]), np.array([[0], [0], [1]], bool), 0.5)
+    array([[1.75],
+           [1.5 ],
+           [1.  ]])
+    """
+    returns = np.zeros(rewards.shape, dtype=np.float64)
+    tail = np.zeros(rewards.shape[1:], dtype=np.float64)
+    boot = np.zeros(rewards.shape, dtype=np.float64) if bootstrap is None else bootstrap
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        tail = rewards[t] + gamma * np.where(episode_end[t], boot[t], tail)
+        returns[t] = tail
+    return returns
+
+
+def update_time_baseline(
+    baseline: np.ndarray,
+    seen: np.ndarray,
+    time_index: np.ndarray,
+    returns: np.ndarray,
+    decay: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Running, time-dependent average return ``b_t`` (torch-twrl's default baseline).
+
+    ``b_t`` moves toward the mean of this batch's returns observed at episode step ``t``:
+    ``b_t <- decay * b_t + (1 - decay) * mean(G_t)``, or takes that mean when ``t`` is new.
+
+    Args:
+        baseline: ``[H]`` current averages by episode step (grown as needed).
+        seen: ``[H]`` bool, whether ``b_t`` has been set.
+        time_index: ``[B]`` episode step of each sample.
+        returns: ``[B]`` return of each sample.
+        decay: weight of the old average, in [0, 1).
+
+    >>> b, s = update_time_baseline(np.zeros(0), np.zeros(0, bool), np.array([0, 0, 1]),
+    ...                             np.array([2.0, 4.0, 1.0]), 0.5)
+    >>> b.tolist(), s.tolist()
+    ([3.0, 1.0], [True, True])
+    """
+    horizon = int(time_index.max()) + 1 if time_index.size else 0
+    if horizon > baseline.size:
+        baseline = np.concatenate([baseline, np.zeros(horizon - baseline.size)])
+        seen = np.concatenate([seen, np.zeros(horizon - seen.size, dtype=bool)])
+    sums = np.bincount(time_index, weights=returns, minlength=baseline.size)
+    counts = np.bincount(time_index, minlength=baseline.size)
+    present = counts > 0
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=present)
+    blended = np.where(seen, decay * baseline + (1.0 - decay) * means, means)
+    return np.where(present, blended, baseline), seen | present
+
+
+def normalize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Zero mean, unit standard deviation (a single sample is centred only)."""
+    centred = x - x.mean()
+    return centred / (x.std() + eps) if x.size > 1 else centred
+
+
+def tile_indices(
+    unit_obs: np.ndarray,
+    num_tilings: int,
+    tiles_per_dim: int,
+    memory_size: int | None = None,
+) -> np.ndarray:
+    """Active tiles of each observation under ``num_tilings`` offset grid tilings.
+
+    Offsets follow Sutton's tiles3: tiling ``k`` is displaced by ``k * (2j + 1) / num_tilings``
+    tile widths in dimension ``j`` (asymmetric offsets, Sutton & Barto 2018, sec. 9.5.4). Each
+    tiling has ``tiles_per_dim + 1`` tiles per dimension so that displaced grids still cover
+    the unit cube. Without ``memory_size`` indices are exact and disjoint across tilings;
+    with it, tile coordinates are hashed into ``[0, memory_size)``.
+
+    Args:
+        unit_obs: ``[N, D]`` observations scaled to the unit cube ``[0, 1]^D``.
+        num_tilings: number of tilings ``T``.
+        tiles_per_dim: tiles across the unit interval in each dimension.
+        memory_size: optional size of the hashed index space.
+
+    Returns:
+        ``[N, T]`` int64 feature indices, one active tile per tiling.
+
+    >>> tile_indices(np.array([[0.0], [0.99]]), num_tilings=2, tiles_per_dim=2).tolist()
+    [[0, 3], [1, 5]]
+    """
+    n, dims = unit_obs.shape
+    q = np.floor(np.clip(unit_obs, 0.0, 1.0 - 1e-9) * tiles_per_dim * num_tilings).astype(np.int64)
+    tilings = np.arange(num_tilings, dtype=np.int64)
+    displacement = 2 * np.arange(dims, dtype=np.int64) + 1
+    coords = (q[:, None, :] + tilings[None, :, None] * displacement) // num_tilings  # [N, T, D]
+    if memory_size is None:
+        side = tiles_per_dim + 1
+        strides = side ** np.arange(dims - 1, -1, -1, dtype=np.int64)
+        return tilings * side**dims + coords @ strides
+    primes = _HASH_PRIMES[np.arange(dims + 1) % _HASH_PRIMES.size]
+    mixed = coords * primes[1:] + (tilings * primes[0])[None, :, None]
+    folded = np.bitwise_xor.reduce(mixed ^ (mixed >> 17), axis=2)
+    return np.mod(folded, memory_size).reshape(n, num_tilings)

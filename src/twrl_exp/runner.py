@@ -1,0 +1,283 @@
+"""The env loop: a vector env stepping an agent, reporting to monitors. No tracking imports.
+
+Gymnasium's next-step autoreset is handled here once: after env ``n`` ends an episode, its next
+step is a reset whose action is ignored and whose reward and flags are meaningless; the runner
+marks it ``episode_start`` so no update learns from that phantom transition.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from twrl_exp.agent import Agent
+from twrl_exp.errors import ConfigError
+
+
+class Monitor(Protocol):
+    """What observes a run. Every method is called from the training loop's thread."""
+
+    def start(self, runner: Runner) -> None: ...
+    def episodes(self, runner: Runner, first: int) -> None: ...
+    def update(self, runner: Runner, metrics: dict[str, float]) -> None: ...
+    def evaluation(self, runner: Runner, returns: np.ndarray) -> None: ...
+    def tick(self, runner: Runner) -> None: ...
+    def finish(self, runner: Runner, status: str) -> None: ...
+
+
+class MonitorBase:
+    """No-op implementations, so a monitor only writes the events it cares about."""
+
+    def start(self, runner: Runner) -> None:
+        del runner
+
+    def episodes(self, runner: Runner, first: int) -> None:
+        del runner, first
+
+    def update(self, runner: Runner, metrics: dict[str, float]) -> None:
+        del runner, metrics
+
+    def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
+        del runner, returns
+
+    def tick(self, runner: Runner) -> None:
+        del runner
+
+    def finish(self, runner: Runner, status: str) -> None:
+        del runner, status
+
+
+@dataclass
+class History:
+    """Everything a run has measured so far; what a checkpoint saves besides the agent."""
+
+    env_steps: int = 0
+    updates: int = 0
+    train_time: float = 0.0
+    eval_time: float = 0.0
+    resumes: int = 0
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    end_steps: list[int] = field(default_factory=list)
+    end_times: list[float] = field(default_factory=list)
+    trailing: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_means: list[float] = field(default_factory=list)
+    eval_stds: list[float] = field(default_factory=list)
+    solved_episode: int | None = None
+    solved_step: int | None = None
+    solved_time: float | None = None
+
+    @property
+    def episodes(self) -> int:
+        return len(self.returns)
+
+    def summary(self, window: int) -> dict[str, float]:
+        """Leaderboard figures: best ``window``-episode mean, episodes/steps/time to solve."""
+        full = self.trailing[window - 1 :] if self.episodes >= window else self.trailing[-1:]
+        out: dict[str, float] = {
+            "env_steps": float(self.env_steps),
+            "episodes": float(self.episodes),
+            "train_time_s": self.train_time,
+            "best_mean_return": max(full) if full else float("nan"),
+            "final_mean_return": self.trailing[-1] if self.trailing else float("nan"),
+        }
+        if self.eval_means:
+            out["final_eval_mean_return"] = self.eval_means[-1]
+            out["best_eval_mean_return"] = max(self.eval_means)
+        if self.solved_episode is not None:
+            out["episodes_to_solve"] = float(self.solved_episode)
+            out["env_steps_to_solve"] = float(self.solved_step or 0)
+            out["time_to_solve_s"] = float(self.solved_time or 0.0)
+        return out
+
+
+class Runner:
+    """Runs ``agent`` on ``env`` until a budget is spent, evaluating greedily on ``eval_env``."""
+
+    def __init__(
+        self,
+        *,
+        env: Any,
+        agent: Agent,
+        seed: int,
+        monitors: list[Monitor] | None = None,
+        eval_env: Any = None,
+        max_env_steps: int | None = None,
+        max_episodes: int | None = None,
+        stop_when_solved: bool = False,
+        reward_threshold: float | None = None,
+        solve_window: int = 100,
+        eval_every_steps: int | None = None,
+        eval_episodes: int = 10,
+        final_eval: bool = True,
+        tick_seconds: float = 0.2,
+    ) -> None:
+        if max_env_steps is None and max_episodes is None:
+            raise ConfigError(
+                "The run has no budget: set train.max_env_steps or train.max_episodes."
+            )
+        if stop_when_solved and reward_threshold is None:
+            raise ConfigError(
+                "train.stop_when_solved=true needs a reward threshold, and this env has none: "
+                "set env.reward_threshold."
+            )
+        self.env, self.agent, self.eval_env = env, agent, eval_env
+        self.num_envs = env.num_envs
+        self.seed = seed
+        self.monitors = list(monitors or [])
+        self.max_env_steps, self.max_episodes = max_env_steps, max_episodes
+        self.stop_when_solved, self.reward_threshold = stop_when_solved, reward_threshold
+        self.solve_window = solve_window
+        self.eval_every_steps = eval_every_steps if eval_env is not None else None
+        self.eval_episodes, self.final_eval = eval_episodes, final_eval and eval_env is not None
+        self.tick_seconds = tick_seconds
+        self.history = History()
+        self.started = time.perf_counter()
+        self._eval_seeded = False
+        self._returns_cumsum = [0.0]
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict[str, float]:
+        """Train until the budget is spent (or solved); return the summary figures."""
+        h = self.history
+        for monitor in self.monitors:
+            monitor.start(self)
+        obs, _ = self.env.reset(seed=self.seed + 7919 * h.resumes)
+        actions = self.agent.start(obs)
+        ep_return = np.zeros(self.num_envs)
+        ep_length = np.zeros(self.num_envs, np.int64)
+        episode_start = np.zeros(self.num_envs, bool)
+        next_eval = self._next_eval_step()
+        last_tick = clock = time.perf_counter()
+        while not self._budget_spent():
+            obs, reward, terminated, truncated, _ = self.env.step(actions)
+            live = ~episode_start
+            ep_return += reward * live
+            ep_length += live
+            h.env_steps += int(live.sum())
+            actions, metrics = self.agent.step(obs, reward, terminated, truncated, episode_start)
+            episode_start = terminated | truncated
+            if episode_start.any():
+                self._record_episodes(ep_return[episode_start], ep_length[episode_start], clock)
+                ep_return[episode_start] = 0.0
+                ep_length[episode_start] = 0
+            if metrics is not None:
+                h.updates += 1
+                for monitor in self.monitors:
+                    monitor.update(self, metrics)
+            now = time.perf_counter()
+            if now - last_tick >= self.tick_seconds:
+                h.train_time += now - clock
+                clock = last_tick = now
+                for monitor in self.monitors:
+                    monitor.tick(self)
+                clock = time.perf_counter()
+            if next_eval is not None and h.env_steps >= next_eval:
+                h.train_time += time.perf_counter() - clock
+                self.evaluate()
+                next_eval = self._next_eval_step()
+                clock = time.perf_counter()
+        h.train_time += time.perf_counter() - clock
+        if self.final_eval and (not h.eval_steps or h.eval_steps[-1] != h.env_steps):
+            self.evaluate()
+        return h.summary(self.solve_window)
+
+    def _budget_spent(self) -> bool:
+        h = self.history
+        if self.max_env_steps is not None and h.env_steps >= self.max_env_steps:
+            return True
+        if self.max_episodes is not None and h.episodes >= self.max_episodes:
+            return True
+        return self.stop_when_solved and h.solved_episode is not None
+
+    def _next_eval_step(self) -> int | None:
+        if not self.eval_every_steps:
+            return None
+        return (self.history.env_steps // self.eval_every_steps + 1) * self.eval_every_steps
+
+    def _record_episodes(self, returns: np.ndarray, lengths: np.ndarray, clock: float) -> None:
+        h = self.history
+        first = h.episodes
+        elapsed = h.train_time + time.perf_counter() - clock
+        window = self.solve_window
+        for ret, length in zip(returns.tolist(), lengths.tolist(), strict=True):
+            h.returns.append(ret)
+            h.lengths.append(length)
+            h.end_steps.append(h.env_steps)
+            h.end_times.append(elapsed)
+            self._returns_cumsum.append(self._returns_cumsum[-1] + ret)
+            k = h.episodes
+            span = min(k, window)
+            mean = (self._returns_cumsum[k] - self._returns_cumsum[k - span]) / span
+            h.trailing.append(mean)
+            if (
+                h.solved_episode is None
+                and self.reward_threshold is not None
+                and k >= window
+                and mean >= self.reward_threshold
+            ):
+                h.solved_episode, h.solved_step, h.solved_time = k, h.env_steps, elapsed
+        self.agent.end_episodes(len(returns))
+        for monitor in self.monitors:
+            monitor.episodes(self, first)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self) -> np.ndarray:
+        """Greedy returns of ``eval_episodes`` episodes, spread evenly over the eval envs."""
+        started = time.perf_counter()
+        env = self.eval_env
+        n = env.num_envs
+        quota = np.full(n, self.eval_episodes // n)
+        quota[: self.eval_episodes % n] += 1
+        seed = None if self._eval_seeded else self.seed + 1_000_003
+        self._eval_seeded = True
+        obs, _ = env.reset(seed=seed)
+        done_count = np.zeros(n, np.int64)
+        ep_return = np.zeros(n)
+        returns: list[float] = []
+        episode_start = np.zeros(n, bool)
+        while (done_count < quota).any():
+            obs, reward, terminated, truncated, _ = env.step(self.agent.act(obs, greedy=True))
+            ep_return += reward * ~episode_start
+            episode_start = terminated | truncated
+            for i in np.flatnonzero(episode_start & (done_count < quota)):
+                returns.append(float(ep_return[i]))
+                done_count[i] += 1
+            ep_return[episode_start] = 0.0
+        result = np.asarray(returns)
+        h = self.history
+        h.eval_steps.append(h.env_steps)
+        h.eval_means.append(float(result.mean()))
+        h.eval_stds.append(float(result.std()))
+        h.eval_time += time.perf_counter() - started
+        for monitor in self.monitors:
+            monitor.evaluation(self, result)
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "history": asdict(self.history),
+            "agent": self.agent.state_dict(),
+            "numpy_rng": self.agent.policy.rng.bit_generator.state
+            if hasattr(self.agent.policy, "rng")
+            else None,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = History(**state["history"])
+        self.history.resumes += 1
+        self._returns_cumsum = [0.0, *np.cumsum(self.history.returns).tolist()]
+        self.agent.load_state_dict(state["agent"])
+        if state["numpy_rng"] is not None:
+            self.agent.policy.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])

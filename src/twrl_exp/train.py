@@ -1,0 +1,209 @@
+"""``run(cfg) -> float`` and the ``@hydra.main`` command line around it.
+
+    python train.py env=cartpole policy=categorical model=mlp update=reinforce
+    python train.py -m update.lr=1e-3,1e-2
+    python train.py resume=<mlflow run id>
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from twrl_exp.build import build, config_dir, default_tracking_uri, project_root
+from twrl_exp.config import register_configs
+from twrl_exp.errors import ConfigError
+from twrl_exp.monitor import CheckpointMonitor, ConsoleMonitor
+from twrl_exp.monitor.tracking import MlflowMonitor
+from twrl_exp.runner import Monitor, Runner
+
+register_configs()
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"update": {"lr": 0.01}}`` -> ``{"update.lr": 0.01}``, without ``_target_``/``_partial_``."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("_target_", "_partial_"):
+            continue
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+            timeout=5, check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(),
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return result.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_name(cfg: DictConfig) -> str:
+    return (
+        cfg.monitor.mlflow.run_name
+        or f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{cfg.env.id}-s{cfg.seed}"
+    )
+
+
+def _tracking_uri(cfg: DictConfig) -> str:
+    return cfg.monitor.mlflow.tracking_uri or default_tracking_uri()
+
+
+def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The logged config of run ``cfg.resume`` (plus command-line overrides) and its checkpoint."""
+    client = MlflowClient(tracking_uri=_tracking_uri(cfg))
+    try:
+        client.get_run(cfg.resume)
+    except MlflowException as exc:
+        raise ConfigError(
+            f"resume={cfg.resume} names no run in {_tracking_uri(cfg)}; give an MLflow run id "
+            "from `mlflow ui` or the leaderboard."
+        ) from exc
+    folder = Path(tempfile.mkdtemp(prefix="twrl-resume-"))
+    try:
+        config_file = client.download_artifacts(cfg.resume, "config.yaml", str(folder))
+        checkpoint = client.download_artifacts(cfg.resume, "checkpoints/last.pt", str(folder))
+    except (MlflowException, OSError) as exc:
+        raise ConfigError(
+            f"resume={cfg.resume}: the run has no checkpoint to resume from "
+            "(was it recorded with monitor.checkpoint.enabled=true?)."
+        ) from exc
+    logged = OmegaConf.load(config_file)
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
+    merged = OmegaConf.merge(logged, OmegaConf.from_dotlist(kept))
+    merged.resume = cfg.resume
+    return merged, Path(checkpoint)
+
+
+def _monitors(cfg: DictConfig, run_dir: Path) -> tuple[list[Monitor], MlflowMonitor | None]:
+    monitors: list[Monitor] = []
+    tracker = None
+    if cfg.monitor.console:
+        monitors.append(ConsoleMonitor(title=run_name(cfg)))
+    if cfg.monitor.mlflow.enabled:
+        uri = _tracking_uri(cfg)
+        tracker = MlflowMonitor(
+            tracking_uri=uri,
+            experiment=cfg.monitor.mlflow.experiment or cfg.env.id,
+            run_name=run_name(cfg),
+            params=flatten(OmegaConf.to_container(cfg, resolve=True)),
+            tags={
+                "git_commit": git_commit(),
+                "mlflow.source.git.commit": git_commit().removesuffix("-dirty"),
+                "env": cfg.env.id,
+                "policy": cfg.policy.name,
+                "model": cfg.model.name,
+                "update": cfg["update"].name,
+                "seed": str(cfg.seed),
+                **cfg.monitor.mlflow.tags,
+            },
+            config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+            log_model=cfg.monitor.mlflow.log_model,
+            flush_every_s=cfg.monitor.mlflow.flush_every_s,
+            run_id=cfg.resume,
+        )
+    if cfg.monitor.checkpoint.enabled:
+        monitors.append(CheckpointMonitor(
+            directory=run_dir / "checkpoints",
+            every_steps=cfg.monitor.checkpoint.every_steps,
+            on_saved=tracker.log_checkpoint if tracker is not None else None,
+        ))
+    if tracker is not None:
+        monitors.append(tracker)
+    return monitors, tracker
+
+
+def run(cfg: DictConfig, *, run_dir: Path | None = None,
+        overrides: list[str] | None = None) -> float:
+    """Train one agent as ``cfg`` says; return its best 100-episode mean return."""
+    checkpoint = None
+    if cfg.resume:
+        cfg, checkpoint = _resume_source(cfg, overrides or [])
+    built = build(cfg)
+    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
+    monitors, tracker = _monitors(cfg, run_dir)
+    runner = Runner(
+        env=built.env, agent=built.agent, eval_env=built.eval_env, seed=cfg.seed,
+        monitors=monitors, max_env_steps=cfg.train.max_env_steps,
+        max_episodes=cfg.train.max_episodes, stop_when_solved=cfg.train.stop_when_solved,
+        reward_threshold=built.reward_threshold, solve_window=cfg.train.solve_window,
+        eval_every_steps=cfg.eval.every_steps, eval_episodes=cfg.eval.episodes,
+        final_eval=cfg.eval.final,
+    )
+    if checkpoint is not None:
+        import torch
+
+        runner.load_state_dict(torch.load(checkpoint, weights_only=False))
+    if tracker is not None:
+        tracker.open()
+    status = "FAILED"
+    try:
+        summary = runner.run()
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        for monitor in monitors:
+            try:
+                monitor.finish(runner, status)
+            except Exception as exc:
+                print(f"monitor {type(monitor).__name__} failed to finish: {exc}", file=sys.stderr)
+        built.env.close()
+        if built.eval_env is not None:
+            built.eval_env.close()
+    return float(summary["best_mean_return"])
+
+
+def _discard_output_dir() -> None:
+    """A run refused for bad input leaves nothing behind, not even Hydra's output folder."""
+    try:
+        out = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return
+    if out.is_dir() and not (out / "checkpoints").exists():
+        shutil.rmtree(out, ignore_errors=True)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float:
+    hc = HydraConfig.get()
+    try:
+        return run(cfg, run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task))
+    except ConfigError as exc:
+        _discard_output_dir()
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+def main() -> None:
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted:[/] the run is marked KILLED in MLflow "
+                                   "and its last checkpoint is kept (resume=<run id>).")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Argument checks and optimizer construction shared by the updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from twrl_exp.errors import ConfigError
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
+
+
+def check_range(
+    name: str,
+    value: float,
+    low: float | None,
+    high: float | None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Refuse ``value`` outside ``[low, high]`` (either end open or absent) in one sentence."""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        if high is None:
+            valid = f"{'>' if low_open else '>='} {low:g}"
+        elif low is None:
+            valid = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            valid = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{name}={value} is invalid: it must be {valid}.")
+
+
+def make_optimizer(
+    name: str,
+    params: list[torch.nn.Parameter],
+    lr: float,
+    weight_decay: float,
+    kwargs: dict[str, Any],
+) -> torch.optim.Optimizer:
+    """``torch.optim`` Adam / RMSprop / SGD with ``kwargs`` passed through (betas, momentum, ...)."""
+    check_range("update.weight_decay", weight_decay, 0.0, None)
+    try:
+        return _OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"update.optimizer_kwargs={kwargs} are not accepted by {name}: {exc}."
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError(f"update.optimizer_kwargs={kwargs} are invalid for {name}: {exc}.") from exc

@@ -1,0 +1,333 @@
+"""REINFORCE (Williams 1992) on whole episodes from a vector env, with optional baselines.
+
+The gradient estimate is ``mean_i[ grad log pi(a_i|s_i) * A_i ] + c * grad H`` over every step of
+the complete episodes in a batch, with ``A_i = G_i - b(s_i, t_i)`` (Sutton & Barto 2018, sec.
+13.3-13.4). Steps are stored time-major in ``[rows, num_envs]`` arrays; an episode in flight when
+an update happens is kept whole and used by the next one, so no sample is discarded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from twrl_exp.errors import ConfigError
+from twrl_exp.model.mlp import MLP
+from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
+from twrl_exp.update.checks import check_range, make_optimizer
+
+_MAX_ROWS = 2_000_000
+
+
+class EpisodeBuffer:
+    """Steps of ``num_envs`` parallel episodes, rows = vector steps, closed when episodes end."""
+
+    def __init__(self, num_envs: int, feature_dim: int, action_shape: tuple[int, ...], dtype: Any):
+        self.num_envs = num_envs
+        self.capacity = 256
+        n = num_envs
+        self.obs = np.zeros((self.capacity, n, feature_dim), np.float32)
+        self.actions = np.zeros((self.capacity, n, *action_shape), dtype)
+        self.rewards = np.zeros((self.capacity, n), np.float64)
+        self.time_index = np.zeros((self.capacity, n), np.int64)
+        self.end = np.zeros((self.capacity, n), bool)
+        self.terminated = np.zeros((self.capacity, n), bool)
+        self.closed = np.zeros((self.capacity, n), bool)
+        self.final_obs = np.zeros((self.capacity, n, feature_dim), np.float32)
+        self.row = 0
+        self.pending = np.zeros(n, bool)
+        self.episode_start = np.zeros(n, np.int64)
+        self.ready_steps = 0
+        self.ready_episodes = 0
+
+    def _arrays(self) -> list[str]:
+        return ["obs", "actions", "rewards", "time_index", "end", "terminated", "closed",
+                "final_obs"]
+
+    def _grow(self) -> None:
+        if self.capacity * 2 > _MAX_ROWS:
+            raise RuntimeError(
+                "REINFORCE needs episodes that end: an episode ran past "
+                f"{self.capacity} steps; set env.max_episode_steps."
+            )
+        for name in self._arrays():
+            old = getattr(self, name)
+            new = np.zeros((self.capacity * 2, *old.shape[1:]), old.dtype)
+            new[: self.capacity] = old
+            setattr(self, name, new)
+        self.capacity *= 2
+
+    def add_decisions(self, features: np.ndarray, actions: np.ndarray, new_episode: np.ndarray,
+                      active: np.ndarray) -> None:
+        """Open a row with the decisions ``(s_t, a_t)`` of the envs in ``active``."""
+        if self.row >= self.capacity:
+            self._grow()
+        r = self.row
+        previous = self.time_index[r - 1] + 1 if r > 0 else np.zeros(self.num_envs, np.int64)
+        self.obs[r] = features
+        self.actions[r] = actions
+        self.time_index[r] = np.where(new_episode, 0, previous)
+        self.episode_start[new_episode & active] = r
+        self.pending = active.copy()
+
+    def add_rewards(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                    final_features: np.ndarray) -> np.ndarray:
+        """Give the open row its rewards; close the episodes that ended. Returns ended mask."""
+        r, live = self.row, self.pending
+        self.rewards[r] = np.where(live, reward, 0.0)
+        ended = live & (terminated | truncated)
+        self.end[r] = ended
+        self.terminated[r] = live & terminated
+        if ended.any():
+            self.final_obs[r, ended] = final_features[ended]
+            for env in np.flatnonzero(ended):
+                start = self.episode_start[env]
+                self.closed[start : r + 1, env] = True
+                self.ready_steps += r + 1 - start
+                self.ready_episodes += 1
+        self.row += 1
+        return ended
+
+    def take_closed(self) -> dict[str, np.ndarray]:
+        """Everything needed to learn from the closed episodes, then forget them."""
+        rows = slice(0, self.row)
+        batch = {name: getattr(self, name)[rows] for name in self._arrays()}
+        mask = batch["closed"].copy()
+        self._compact(mask)
+        batch["mask"] = mask
+        return batch
+
+    def _compact(self, consumed: np.ndarray) -> None:
+        self.closed[: self.row][consumed] = False
+        keep_from = int(self.episode_start[self.pending].min()) if self.pending.any() else self.row
+        keep = self.row - keep_from + 1
+        for name in self._arrays():
+            arr = getattr(self, name)
+            arr[:keep] = arr[keep_from : self.row + 1].copy()
+        self.episode_start -= keep_from
+        self.row -= keep_from
+        self.ready_steps = 0
+        self.ready_episodes = 0
+
+
+class Reinforce:
+    """Monte-Carlo policy gradient with none / time-dependent average / learned value baseline."""
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        policy: Any,
+        num_envs: int,
+        total_env_steps: int | None,
+        gamma: float = 0.99,
+        steps_per_batch: int = 2000,
+        baseline: str = "average",
+        baseline_decay: float = 0.9,
+        value_lr: float = 1e-2,
+        value_epochs: int = 1,
+        normalize_advantages: bool = True,
+        entropy_coef: float = 0.0,
+        max_grad_norm: float | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        lr_decay: str = "none",
+        final_lr_fraction: float = 0.0,
+    ) -> None:
+        if not getattr(model, "is_torch", False):
+            raise ConfigError(
+                "update=reinforce needs a differentiable model (model=mlp); "
+                f"{type(model).__name__} has no gradients."
+            )
+        if not hasattr(policy, "log_prob"):
+            raise ConfigError(
+                "update=reinforce needs a stochastic policy with log-probabilities "
+                f"(policy=categorical or policy=normal), not {type(policy).__name__}."
+            )
+        check_range("update.gamma", gamma, 0.0, 1.0)
+        check_range("update.lr", lr, 0.0, None, low_open=True)
+        check_range("update.value_lr", value_lr, 0.0, None, low_open=True)
+        check_range("update.steps_per_batch", steps_per_batch, 1, None)
+        check_range("update.baseline_decay", baseline_decay, 0.0, 1.0, high_open=True)
+        check_range("update.entropy_coef", entropy_coef, 0.0, None)
+        check_range("update.final_lr_fraction", final_lr_fraction, 0.0, 1.0)
+        check_range("update.value_epochs", value_epochs, 1, None)
+        if max_grad_norm is not None:
+            check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
+        self.lr_decay = str(getattr(lr_decay, "value", lr_decay))
+        if self.lr_decay == "linear" and not total_env_steps:
+            raise ConfigError(
+                "update.lr_decay=linear needs a step budget: set train.max_env_steps."
+            )
+        self.model, self.policy = model, policy
+        self.gamma, self.steps_per_batch = gamma, steps_per_batch
+        self.baseline = str(getattr(baseline, "value", baseline))
+        self.baseline_decay = baseline_decay
+        self.normalize_advantages = normalize_advantages
+        self.entropy_coef, self.max_grad_norm = entropy_coef, max_grad_norm
+        self.lr, self.final_lr_fraction = lr, final_lr_fraction
+        self.total_env_steps = total_env_steps or 0
+        self.env_steps = 0
+        self.updates = 0
+        params = list(model.parameters()) + list(policy.parameters())
+        self.optimizer = make_optimizer(
+            str(getattr(optimizer, "value", optimizer)), params, lr, weight_decay,
+            optimizer_kwargs or {},
+        )
+        self.time_baseline = np.zeros(0)
+        self.time_seen = np.zeros(0, bool)
+        self.value_net: MLP | None = None
+        self.value_epochs = value_epochs
+        if self.baseline == "value":
+            self.value_net = MLP(
+                observation_space=model.observation_space, num_outputs=1,
+                hidden_sizes=model.hidden_sizes, activation=model.activation, output_gain=1.0,
+            )
+            self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=value_lr)
+        self.buffer = EpisodeBuffer(
+            num_envs, model.in_features, policy.action_shape, policy.action_dtype
+        )
+
+    def start(self, features: np.ndarray, actions: np.ndarray) -> None:
+        everyone = np.ones(len(features), bool)
+        self.buffer.add_decisions(features, actions, everyone, everyone)
+
+    def observe(
+        self,
+        *,
+        features: np.ndarray,
+        outputs: np.ndarray,
+        actions: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        episode_start: np.ndarray,
+    ) -> dict[str, float] | None:
+        """Record one vector step; learn once ``steps_per_batch`` steps of whole episodes exist."""
+        del outputs
+        self.env_steps += len(reward)
+        ended = self.buffer.add_rewards(reward, terminated, truncated, features)
+        self.buffer.add_decisions(features, actions, episode_start, ~ended)
+        if self.buffer.ready_steps < self.steps_per_batch:
+            return None
+        return self._learn(self.buffer.take_closed())
+
+    def _bootstrap(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        boot = np.zeros(batch["rewards"].shape)
+        truncated = batch["end"] & ~batch["terminated"] & batch["mask"]
+        if self.value_net is not None and truncated.any():
+            with torch.no_grad():
+                values = self.value_net(torch.from_numpy(batch["final_obs"][truncated]))
+            boot[truncated] = values.squeeze(1).numpy()
+        return boot
+
+    def _advantages(self, returns: np.ndarray, time_index: np.ndarray,
+                    obs: torch.Tensor) -> tuple[np.ndarray, dict[str, float]]:
+        stats: dict[str, float] = {}
+        if self.baseline == "average":
+            base = self._time_baseline(returns, time_index)
+        elif self.value_net is not None:
+            with torch.no_grad():
+                base = self.value_net(obs).squeeze(1).double().numpy()
+            stats["value/loss"] = self._fit_value(obs, returns)
+        else:
+            base = np.zeros_like(returns)
+        stats["baseline/mean"] = float(base.mean())
+        advantages = returns - base
+        if self.normalize_advantages:
+            advantages = normalize(advantages)
+        return advantages, stats
+
+    def _time_baseline(self, returns: np.ndarray, time_index: np.ndarray) -> np.ndarray:
+        """``b_t`` from earlier batches; a step index seen for the first time uses this batch."""
+        old, old_seen = self.time_baseline, self.time_seen
+        self.time_baseline, self.time_seen = update_time_baseline(
+            old, old_seen, time_index, returns, self.baseline_decay
+        )
+        known = np.zeros(self.time_baseline.size, bool)
+        known[: old_seen.size] = old_seen
+        prior = self.time_baseline.copy()
+        prior[: old.size][old_seen] = old[old_seen]
+        return np.where(known, prior, self.time_baseline)[time_index]
+
+    def _fit_value(self, obs: torch.Tensor, returns: np.ndarray) -> float:
+        assert self.value_net is not None
+        target = torch.from_numpy(returns).float()
+        loss = torch.zeros(())
+        for _ in range(self.value_epochs):
+            loss = (self.value_net(obs).squeeze(1) - target).pow(2).mean()
+            self.value_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.value_optimizer.step()
+        return loss.item()
+
+    def _learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        mask = batch["mask"]
+        all_returns = discounted_returns(
+            batch["rewards"], batch["end"], self.gamma, self._bootstrap(batch)
+        )
+        returns = all_returns[mask]
+        obs = torch.from_numpy(batch["obs"][mask])
+        actions = torch.from_numpy(batch["actions"][mask])
+        advantages, stats = self._advantages(returns, batch["time_index"][mask], obs)
+        self._set_lr()
+        outputs = self.model(obs)
+        log_prob = self.policy.log_prob(outputs, actions)
+        entropy = self.policy.entropy(outputs).mean()
+        adv = torch.from_numpy(advantages).float()
+        loss = -(log_prob * adv).mean() - self.entropy_coef * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        grad_norm = nn.utils.clip_grad_norm_(
+            params, self.max_grad_norm if self.max_grad_norm is not None else float("inf")
+        )
+        self.optimizer.step()
+        self.updates += 1
+        return {
+            "loss": loss.item(),
+            "policy/entropy": entropy.item(),
+            "grad_norm": float(grad_norm),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "batch/steps": float(mask.sum()),
+            "batch/episodes": float(batch["end"][mask].sum()),
+            **stats,
+            **self.policy.stats(),
+        }
+
+    def _set_lr(self) -> None:
+        if self.lr_decay != "linear":
+            return
+        progress = min(1.0, self.env_steps / self.total_env_steps)
+        lr = self.lr * (1.0 - (1.0 - self.final_lr_fraction) * progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "optimizer": self.optimizer.state_dict(),
+            "time_baseline": self.time_baseline,
+            "time_seen": self.time_seen,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+        }
+        if self.value_net is not None:
+            state["value_net"] = self.value_net.state_dict()
+            state["value_optimizer"] = self.value_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.time_baseline, self.time_seen = state["time_baseline"], state["time_seen"]
+        self.env_steps, self.updates = state["env_steps"], state["updates"]
+        if self.value_net is not None:
+            self.value_net.load_state_dict(state["value_net"])
+            self.value_optimizer.load_state_dict(state["value_optimizer"])

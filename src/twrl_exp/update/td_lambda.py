@@ -1,0 +1,134 @@
+"""Online TD(lambda) control for linear action values over binary features.
+
+Sutton & Barto (2018), ch. 12: Sarsa(lambda) (sec. 12.7, Fig. 12.10 for binary features),
+Watkins's Q(lambda) (sec. 12.10: traces cut after an exploratory action) and Expected
+Sarsa(lambda) (sec. 12.9). Every env of the vector env has its own trace; all share the weights:
+
+    delta_n = r_n + gamma * target(s'_n) - Q(s_n, a_n)     (target 0 after termination)
+    z_n[F(s_n), a_n] <- 1 (replacing) or += 1 (accumulating)
+    w <- w + (alpha / num_active) * sum_n delta_n z_n
+    z_n <- gamma * lambda * z_n     (zeroed when the episode ends)
+
+``alpha`` is the step size for the whole function; each active feature receives
+``alpha / num_active`` (``alpha / num_tilings`` for tile coding, S&B sec. 9.5.4).
+Truncated episodes bootstrap from the final observation; terminated ones do not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from twrl_exp.errors import ConfigError
+from twrl_exp.policy.value import greedy_mask
+from twrl_exp.update.checks import check_range
+
+
+class TdLambda:
+    """Sarsa(lambda), Watkins's Q(lambda) or Expected Sarsa(lambda) with per-env traces."""
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        policy: Any,
+        num_envs: int,
+        total_env_steps: int | None = None,
+        target: str = "sarsa",
+        gamma: float = 1.0,
+        lam: float = 0.9,
+        alpha: float = 0.5,
+        traces: str = "replacing",
+    ) -> None:
+        del total_env_steps
+        if not getattr(model, "is_linear", False):
+            raise ConfigError(
+                "update=td_lambda needs a linear model over binary features "
+                f"(model=tilecoding or model=table), not {type(model).__name__}."
+            )
+        if not hasattr(policy, "probabilities"):
+            raise ConfigError(
+                "update=td_lambda learns action values for discrete actions; use "
+                f"policy=egreedy (or greedy, categorical, random), not {type(policy).__name__}."
+            )
+        if model.weights.shape[1] < 1:
+            raise ConfigError("update=td_lambda needs a Discrete action space.")
+        check_range("update.gamma", gamma, 0.0, 1.0)
+        check_range("update.lam", lam, 0.0, 1.0)
+        check_range("update.alpha", alpha, 0.0, None, low_open=True)
+        self.target = str(getattr(target, "value", target))
+        self.replacing = str(getattr(traces, "value", traces)) == "replacing"
+        self.model, self.policy = model, policy
+        self.gamma, self.lam = gamma, lam
+        self.step_size = alpha / model.num_active
+        self.traces = np.zeros((num_envs, *model.weights.shape), dtype=np.float64)
+        self.rows = np.arange(num_envs)[:, None]
+        self.prev_features = np.zeros((num_envs, model.num_active), np.int64)
+        self.prev_actions = np.zeros(num_envs, np.int64)
+        self.has_prev = np.zeros(num_envs, bool)
+        self.td_error_sq = 0.0
+        self.td_count = 0
+
+    def start(self, features: np.ndarray, actions: np.ndarray) -> None:
+        self.prev_features = features.copy()
+        self.prev_actions = np.asarray(actions, np.int64).copy()
+        self.has_prev[:] = True
+
+    def _next_value(self, q_next: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        if self.target == "sarsa":
+            return q_next[np.arange(len(actions)), actions]
+        if self.target == "q_learning":
+            return q_next.max(axis=1)
+        return (self.policy.probabilities(q_next) * q_next).sum(axis=1)
+
+    def observe(
+        self,
+        *,
+        features: np.ndarray,
+        outputs: np.ndarray,
+        actions: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        episode_start: np.ndarray,
+    ) -> None:
+        """Learn from ``(s, a, r, s', a')`` in every env that has a real transition."""
+        actions = np.asarray(actions, np.int64)
+        learn = self.has_prev & ~episode_start
+        weights = self.model.weights
+        q_prev = weights[self.prev_features, self.prev_actions[:, None]].sum(axis=1)
+        future = np.where(terminated, 0.0, self._next_value(outputs, actions))
+        delta = np.where(learn, reward + self.gamma * future - q_prev, 0.0)
+        rows = self.rows[learn]
+        marked = (rows, self.prev_features[learn], self.prev_actions[learn][:, None])
+        if self.replacing:
+            self.traces[marked] = 1.0
+        else:
+            np.add.at(self.traces, marked, 1.0)
+        weights += self.step_size * np.tensordot(delta, self.traces, axes=(0, 0))
+        self.traces *= self.gamma * self.lam
+        cut = terminated | truncated
+        if self.target == "q_learning":
+            cut = cut | ~greedy_mask(outputs)[np.arange(len(actions)), actions]
+        self.traces[cut] = 0.0
+        self.td_error_sq += float(np.square(delta[learn]).sum())
+        self.td_count += int(learn.sum())
+        self.prev_features = features
+        self.prev_actions = actions
+        self.has_prev = ~(terminated | truncated)
+        return None
+
+    def stats(self) -> dict[str, float]:
+        """Mean squared TD error since the last call."""
+        if self.td_count == 0:
+            return {}
+        out = {"td_error_rms": float(np.sqrt(self.td_error_sq / self.td_count))}
+        self.td_error_sq, self.td_count = 0.0, 0
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
