@@ -98,10 +98,10 @@ def tile_indices(
 ) -> np.ndarray:
     """Active tiles of each observation under ``num_tilings`` offset grid tilings.
 
-    Offsets follow Sutton's tiles3: tiling ``k`` is displaced by ``k * (2j + 1) / num_tilings``
-    tile widths in dimension ``j`` (asymmetric offsets, Sutton & Barto 2018, sec. 9.5.4). Each
-    tiling has ``tiles_per_dim + 1`` tiles per dimension so that displaced grids still cover
-    the unit cube. Without ``memory_size`` indices are exact and disjoint across tilings;
+    Offsets are asymmetric as in Sutton's tiles3 (Sutton & Barto 2018, sec. 9.5.4): tiling ``k``
+    is displaced by ``(k * (2j + 1) mod num_tilings) / num_tilings`` of a tile width in dimension
+    ``j``. Each tiling has ``tiles_per_dim + 1`` tiles per dimension so that displaced grids
+    still cover the unit cube. Without ``memory_size`` indices are exact and disjoint across tilings;
     with it, tile coordinates are hashed into ``[0, memory_size)``.
 
     Args:
@@ -120,7 +120,8 @@ def tile_indices(
     q = np.floor(np.clip(unit_obs, 0.0, 1.0 - 1e-9) * tiles_per_dim * num_tilings).astype(np.int64)
     tilings = np.arange(num_tilings, dtype=np.int64)
     displacement = 2 * np.arange(dims, dtype=np.int64) + 1
-    coords = (q[:, None, :] + tilings[None, :, None] * displacement) // num_tilings  # [N, T, D]
+    offsets = (tilings[:, None] * displacement) % num_tilings  # [T, D]
+    coords = (q[:, None, :] + offsets[None]) // num_tilings  # [N, T, D]
     if memory_size is None:
         side = tiles_per_dim + 1
         strides = side ** np.arange(dims - 1, -1, -1, dtype=np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -24,7 +25,18 @@ class EnvSpecInfo:
 
 
 def resolve_spec(env_id: str, reward_threshold: float | None = None) -> EnvSpecInfo:
-    """Look an id up in Gymnasium's registry, with a suggestion when it is misspelt."""
+    """Look an id up in Gymnasium's registry, with a suggestion when it is misspelt.
+
+    ``"package.module:Env-v0"`` first imports the module that registers ``Env-v0``.
+    """
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"env.id names module '{module}', which cannot be imported ({exc})."
+            ) from exc
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
@@ -57,6 +69,7 @@ def make_vector_env(
     if num_envs < 1:
         raise ConfigError(f"env.num_envs={num_envs} is invalid: it must be at least 1.")
     info = resolve_spec(id)
+    id = info.id
     mode = str(getattr(vectorization, "value", vectorization))
     if mode == "auto":
         mode = "native" if info.has_native_vector and render_mode is None else "sync"

@@ -94,7 +94,7 @@ class EpisodeBuffer:
     def take_closed(self) -> dict[str, np.ndarray]:
         """Everything needed to learn from the closed episodes, then forget them."""
         rows = slice(0, self.row)
-        batch = {name: getattr(self, name)[rows] for name in self._arrays()}
+        batch = {name: getattr(self, name)[rows].copy() for name in self._arrays()}
         mask = batch["closed"].copy()
         self._compact(mask)
         batch["mask"] = mask

@@ -1,0 +1,58 @@
+"""Shared fixtures: every test gets its own MLflow store; configs compose from conf/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from tests import envs
+from twrl_exp.build import config_dir, project_root
+from twrl_exp.config import register_configs
+
+envs.register()
+register_configs()
+
+FAST = [
+    "monitor=none",
+    "eval.every_steps=null",
+    "eval.final=false",
+]
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point MLflow at a SQLite store in tmp_path, never at the user's mlflow.db."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield uri
+
+
+@pytest.fixture
+def make_cfg() -> Callable[..., DictConfig]:
+    def _compose(*overrides: str) -> DictConfig:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            return compose("config", list(overrides))
+
+    return _compose
+
+
+@pytest.fixture
+def train_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python train.py ARGS`` from the project root as a user would."""
+
+    def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(project_root())
+        return subprocess.run(
+            [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'outputs'}", *args],
+            cwd=project_root(), env=env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    return _run

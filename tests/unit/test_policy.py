@@ -1,0 +1,114 @@
+"""Action selection: sampling frequencies, log-probabilities, epsilon schedule, bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from twrl_exp.errors import ConfigError
+from twrl_exp.policy import Categorical, EGreedy, Greedy, Normal, RandomPolicy
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def test_categorical_samples_follow_softmax() -> None:
+    policy = Categorical(action_space=spaces.Discrete(3), rng=rng())
+    logits = np.tile(np.log([0.2, 0.5, 0.3]), (200_000, 1))
+    freq = np.bincount(policy.sample(logits), minlength=3) / 200_000
+    np.testing.assert_allclose(freq, [0.2, 0.5, 0.3], atol=0.005)
+
+
+def test_categorical_log_prob_and_entropy_match_torch() -> None:
+    policy = Categorical(action_space=spaces.Discrete(4), rng=rng())
+    logits = torch.randn(7, 4)
+    actions = torch.randint(0, 4, (7,))
+    dist = torch.distributions.Categorical(logits=logits)
+    torch.testing.assert_close(policy.log_prob(logits, actions), dist.log_prob(actions))
+    torch.testing.assert_close(policy.entropy(logits), dist.entropy())
+
+
+def test_categorical_respects_discrete_start() -> None:
+    policy = Categorical(action_space=spaces.Discrete(3, start=-1), rng=rng())
+    assert policy.env_actions(np.array([0, 2])).tolist() == [-1, 1]
+
+
+def test_normal_log_prob_and_entropy_match_torch() -> None:
+    space = spaces.Box(-2.0, 2.0, (2,), np.float32)
+    policy = Normal(action_space=space, rng=rng(), init_std=0.7)
+    means = torch.randn(5, 2)
+    actions = torch.randn(5, 2) * 3
+    dist = torch.distributions.Normal(means, torch.full((2,), 0.7))
+    torch.testing.assert_close(policy.log_prob(means, actions), dist.log_prob(actions).sum(1))
+    torch.testing.assert_close(policy.entropy(means), dist.entropy().sum(1))
+
+
+def test_normal_samples_unclipped_and_env_actions_clipped() -> None:
+    space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    policy = Normal(action_space=space, rng=rng(), init_std=2.0)
+    samples = policy.sample(np.zeros((10_000, 1), np.float32))
+    assert samples.std() == pytest.approx(2.0, rel=0.05)
+    clipped = policy.env_actions(samples)
+    assert clipped.min() == -1.0
+    assert clipped.max() == 1.0
+    assert np.abs(samples).max() > 1.0
+
+
+def test_normal_std_is_learned_or_fixed() -> None:
+    space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+    assert len(list(Normal(action_space=space, rng=rng(), learn_std=True).parameters())) == 1
+    assert len(list(Normal(action_space=space, rng=rng(), learn_std=False).parameters())) == 0
+
+
+def test_egreedy_probabilities_and_decay() -> None:
+    policy = EGreedy(action_space=spaces.Discrete(4), rng=rng(), epsilon=0.2, decay=0.5,
+                     min_epsilon=0.04)
+    q = np.array([[0.0, 1.0, 1.0, -1.0]])
+    probs = policy.probabilities(q)
+    np.testing.assert_allclose(probs, [[0.05, 0.45, 0.45, 0.05]])
+    policy.end_episodes(1)
+    assert policy.epsilon == pytest.approx(0.1)
+    policy.end_episodes(5)
+    assert policy.epsilon == pytest.approx(0.04)
+
+
+def test_egreedy_sampling_frequencies_match_probabilities() -> None:
+    policy = EGreedy(action_space=spaces.Discrete(3), rng=rng(), epsilon=0.3)
+    q = np.tile([0.0, 2.0, 1.0], (100_000, 1))
+    freq = np.bincount(policy.sample(q), minlength=3) / 100_000
+    np.testing.assert_allclose(freq, policy.probabilities(q[:1])[0], atol=0.01)
+
+
+def test_greedy_breaks_ties_at_random() -> None:
+    policy = Greedy(action_space=spaces.Discrete(3), rng=rng())
+    actions = policy.sample(np.tile([1.0, 0.0, 1.0], (10_000, 1)))
+    assert set(np.unique(actions).tolist()) == {0, 2}
+    assert abs((actions == 0).mean() - 0.5) < 0.03
+
+
+@pytest.mark.parametrize(
+    "space",
+    [spaces.Discrete(4, start=2), spaces.MultiDiscrete([2, 3]),
+     spaces.Box(-2.0, 3.0, (2,), np.float32)],
+)
+def test_random_policy_stays_in_the_space(space: spaces.Space) -> None:
+    policy = RandomPolicy(action_space=space, rng=rng())
+    actions = policy.sample(np.empty((500, 0)))
+    assert all(space.contains(a) for a in actions)
+
+
+@pytest.mark.parametrize(
+    ("cls", "space", "fragment"),
+    [
+        (Categorical, spaces.Box(-1, 1, (1,)), "policy=normal"),
+        (Normal, spaces.Discrete(2), "policy=categorical"),
+        (EGreedy, spaces.Box(-1, 1, (1,)), "policy=normal"),
+        (RandomPolicy, spaces.Box(-np.inf, np.inf, (1,)), "bounded"),
+    ],
+)
+def test_wrong_action_space_is_refused_with_the_fix(cls, space, fragment) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        cls(action_space=space, rng=rng())
