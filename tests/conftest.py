@@ -51,7 +51,7 @@ def train_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]
         env = dict(os.environ)
         env["PYTHONPATH"] = str(project_root())
         return subprocess.run(
-            [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'outputs'}", *args],
+            [sys.executable, "train.py", *args, f"hydra.run.dir={tmp_path / 'outputs'}"],
             cwd=project_root(), env=env, capture_output=True, text=True, timeout=timeout,
         )
 

@@ -17,7 +17,7 @@ class Agent:
     """
 
     def __init__(self, *, model: Any, policy: Any, update: Any) -> None:
-        if policy.num_outputs > 0 and not getattr(model, "produces_outputs", True):
+        if getattr(policy, "needs_outputs", True) and not getattr(model, "produces_outputs", True):
             raise ConfigError(
                 f"policy={type(policy).__name__.lower()} acts on model outputs, but model=none "
                 "has none; use model=mlp, tilecoding or table, or policy=random."

@@ -44,6 +44,7 @@ class Built:
     eval_env: Any
     agent: Agent
     reward_threshold: float | None
+    env_id: str
 
 
 def check_run_config(cfg: DictConfig) -> None:
@@ -97,4 +98,5 @@ def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
         if eval_env is not None:
             eval_env.close()
         raise
-    return Built(env=env, eval_env=eval_env, agent=agent, reward_threshold=info.reward_threshold)
+    return Built(env=env, eval_env=eval_env, agent=agent, reward_threshold=info.reward_threshold,
+                 env_id=info.id)

@@ -96,7 +96,7 @@ class TileCodingConfig:
     num_tilings: int = 8
     tiles_per_dim: int = 8
     memory_size: int | None = None
-    ranges: list[list[float]] | None = None
+    ranges: list[Any] | None = None  # [[low, high], ...]; checked by the model
     initial_value: float = 0.0
 
 

@@ -3,3 +3,15 @@
 
 class ConfigError(ValueError):
     """A user error, reported as one sentence that names the bad value and what would be valid."""
+
+
+def describe_space(space: object) -> str:
+    """A short name for a Gymnasium space in messages: ``Box(3,)``, ``Discrete(2)``."""
+    shape = getattr(space, "shape", None)
+    n = getattr(space, "n", None)
+    kind = type(space).__name__
+    if kind == "Discrete":
+        return f"Discrete({n})"
+    if shape is not None:
+        return f"{kind}{tuple(shape)}"
+    return kind

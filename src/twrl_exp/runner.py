@@ -160,11 +160,15 @@ class Runner:
             live = ~episode_start
             ep_return += reward * live
             ep_length += live
+            steps_before = h.env_steps
             h.env_steps += int(live.sum())
             actions, metrics = self.agent.step(obs, reward, terminated, truncated, episode_start)
             episode_start = terminated | truncated
             if episode_start.any():
-                self._record_episodes(ep_return[episode_start], ep_length[episode_start], clock)
+                # Each episode ends at a distinct env-step count: envs are counted in order.
+                end_steps = steps_before + np.cumsum(live)[episode_start]
+                self._record_episodes(ep_return[episode_start], ep_length[episode_start],
+                                      end_steps, clock)
                 ep_return[episode_start] = 0.0
                 ep_length[episode_start] = 0
             if metrics is not None:
@@ -201,15 +205,17 @@ class Runner:
             return None
         return (self.history.env_steps // self.eval_every_steps + 1) * self.eval_every_steps
 
-    def _record_episodes(self, returns: np.ndarray, lengths: np.ndarray, clock: float) -> None:
+    def _record_episodes(self, returns: np.ndarray, lengths: np.ndarray, end_steps: np.ndarray,
+                         clock: float) -> None:
         h = self.history
         first = h.episodes
         elapsed = h.train_time + time.perf_counter() - clock
         window = self.solve_window
-        for ret, length in zip(returns.tolist(), lengths.tolist(), strict=True):
+        for ret, length, step in zip(returns.tolist(), lengths.tolist(), end_steps.tolist(),
+                                     strict=True):
             h.returns.append(ret)
             h.lengths.append(length)
-            h.end_steps.append(h.env_steps)
+            h.end_steps.append(step)
             h.end_times.append(elapsed)
             self._returns_cumsum.append(self._returns_cumsum[-1] + ret)
             k = h.episodes
@@ -222,7 +228,7 @@ class Runner:
                 and k >= window
                 and mean >= self.reward_threshold
             ):
-                h.solved_episode, h.solved_step, h.solved_time = k, h.env_steps, elapsed
+                h.solved_episode, h.solved_step, h.solved_time = k, step, elapsed
         self.agent.end_episodes(len(returns))
         for monitor in self.monitors:
             monitor.episodes(self, first)

@@ -58,10 +58,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_name(cfg: DictConfig) -> str:
+def run_name(cfg: DictConfig, env_id: str) -> str:
     return (
         cfg.monitor.mlflow.run_name
-        or f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{cfg.env.id}-s{cfg.seed}"
+        or f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{env_id}-s{cfg.seed}"
     )
 
 
@@ -95,22 +95,23 @@ def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, P
     return merged, Path(checkpoint)
 
 
-def _monitors(cfg: DictConfig, run_dir: Path) -> tuple[list[Monitor], MlflowMonitor | None]:
+def _monitors(cfg: DictConfig, run_dir: Path,
+              env_id: str) -> tuple[list[Monitor], MlflowMonitor | None]:
     monitors: list[Monitor] = []
     tracker = None
     if cfg.monitor.console:
-        monitors.append(ConsoleMonitor(title=run_name(cfg)))
+        monitors.append(ConsoleMonitor(title=run_name(cfg, env_id)))
     if cfg.monitor.mlflow.enabled:
         uri = _tracking_uri(cfg)
         tracker = MlflowMonitor(
             tracking_uri=uri,
-            experiment=cfg.monitor.mlflow.experiment or cfg.env.id,
-            run_name=run_name(cfg),
+            experiment=cfg.monitor.mlflow.experiment or env_id,
+            run_name=run_name(cfg, env_id),
             params=flatten(OmegaConf.to_container(cfg, resolve=True)),
             tags={
                 "git_commit": git_commit(),
                 "mlflow.source.git.commit": git_commit().removesuffix("-dirty"),
-                "env": cfg.env.id,
+                "env": env_id,
                 "policy": cfg.policy.name,
                 "model": cfg.model.name,
                 "update": cfg["update"].name,
@@ -141,7 +142,7 @@ def run(cfg: DictConfig, *, run_dir: Path | None = None,
         cfg, checkpoint = _resume_source(cfg, overrides or [])
     built = build(cfg)
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
-    monitors, tracker = _monitors(cfg, run_dir)
+    monitors, tracker = _monitors(cfg, run_dir, built.env_id)
     runner = Runner(
         env=built.env, agent=built.agent, eval_env=built.eval_env, seed=cfg.seed,
         monitors=monitors, max_env_steps=cfg.train.max_env_steps,

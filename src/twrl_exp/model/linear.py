@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, describe_space
 from twrl_exp.returns import tile_indices
 
 _MAX_DENSE_FEATURES = 4_000_000
@@ -60,7 +60,7 @@ class TileCoding(LinearModel):
     ) -> None:
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
             raise ConfigError(
-                f"model=tilecoding needs a flat Box observation space, not {observation_space}; "
+                f"model=tilecoding needs a flat Box observation space, not {describe_space(observation_space)}; "
                 "use model=table for Discrete observations or model=mlp otherwise."
             )
         if num_tilings < 1 or tiles_per_dim < 1:
@@ -122,7 +122,7 @@ class Table(LinearModel):
     ) -> None:
         if not isinstance(observation_space, spaces.Discrete):
             raise ConfigError(
-                f"model=table needs a Discrete observation space, not {observation_space}; "
+                f"model=table needs a Discrete observation space, not {describe_space(observation_space)}; "
                 "use model=tilecoding (Box) or model=mlp."
             )
         self.start = int(observation_space.start)

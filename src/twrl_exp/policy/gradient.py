@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, describe_space
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -30,7 +30,7 @@ class Categorical(nn.Module):
         if not isinstance(action_space, spaces.Discrete):
             raise ConfigError(
                 f"policy=categorical needs a Discrete action space, but the env's is "
-                f"{action_space}; use policy=normal for continuous (Box) actions."
+                f"{describe_space(action_space)}; use policy=normal for continuous (Box) actions."
             )
         self.num_outputs = int(action_space.n)
         self.start = int(action_space.start)
@@ -94,7 +94,7 @@ class Normal(nn.Module):
         super().__init__()
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise ConfigError(
-                f"policy=normal needs a flat Box action space, but the env's is {action_space}; "
+                f"policy=normal needs a flat Box action space, but the env's is {describe_space(action_space)}; "
                 "use policy=categorical or policy=egreedy for Discrete actions."
             )
         if init_std <= 0 or min_std <= 0:

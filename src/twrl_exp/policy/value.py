@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, describe_space
 
 
 def greedy_mask(q_values: np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ class EGreedy:
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise ConfigError(
-                f"policy=egreedy needs a Discrete action space, but the env's is {action_space};"
+                f"policy=egreedy needs a Discrete action space, but the env's is {describe_space(action_space)};"
                 " use policy=normal with update=reinforce for continuous actions."
             )
         for name, value in (("epsilon", epsilon), ("decay", decay), ("min_epsilon", min_epsilon)):
@@ -101,14 +101,15 @@ class RandomPolicy:
 
     is_gradient = False
     is_value_based = False
+    needs_outputs = False
 
     def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:
         if isinstance(action_space, spaces.Box) and not action_space.is_bounded():
             raise ConfigError(
-                f"policy=random needs a bounded action space, but the env's is {action_space}."
+                f"policy=random needs a bounded action space, but the env's is {describe_space(action_space)}."
             )
         if not isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
-            raise ConfigError(f"policy=random cannot sample from {action_space}.")
+            raise ConfigError(f"policy=random cannot sample from {describe_space(action_space)}.")
         self.action_space = action_space
         self.rng = rng
         self.num_outputs = int(action_space.n) if isinstance(action_space, spaces.Discrete) else 0

@@ -1,0 +1,147 @@
+"""Every option of every group composes and instantiates; bad values and mixes are refused."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ValidationError
+
+from twrl_exp.build import build, config_dir
+from twrl_exp.errors import ConfigError
+
+CONF = config_dir()
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_defaults_compose_a_cartpole_reinforce_run(make_cfg) -> None:
+    cfg = make_cfg()
+    assert cfg.env.id == "CartPole-v1"
+    assert (cfg.model.name, cfg.policy.name, cfg["update"].name) == ("mlp", "categorical",
+                                                                     "reinforce")
+    built = build(cfg)
+    assert built.reward_threshold == 475.0
+    built.env.close()
+
+
+@pytest.mark.parametrize("env", options("env"))
+def test_random_agent_builds_on_every_env_preset(make_cfg, env: str) -> None:
+    cfg = make_cfg(f"env={env}", "model=none", "policy=random", "update=none", "monitor=none")
+    built = build(cfg)
+    obs, _ = built.env.reset(seed=0)
+    actions = built.agent.start(obs)
+    built.env.step(actions)
+    built.env.close()
+    built.eval_env.close()
+
+
+@pytest.mark.parametrize("monitor", options("monitor"))
+def test_every_monitor_option_composes(make_cfg, monitor: str) -> None:
+    cfg = make_cfg(f"monitor={monitor}")
+    assert isinstance(cfg.monitor.console, bool)
+
+
+# Which (model, policy, update) compositions are mathematically meaningful, per kind of env.
+VALID = {
+    "cartpole": {  # Box observations, Discrete actions
+        ("mlp", "categorical", "reinforce"),
+        ("tilecoding", "egreedy", "td_lambda"), ("tilecoding", "greedy", "td_lambda"),
+        ("tilecoding", "categorical", "td_lambda"), ("tilecoding", "random", "td_lambda"),
+        ("none", "random", "none"), ("mlp", "random", "none"),
+        ("tilecoding", "random", "none"),
+        *{(m, p, "none") for m in ("mlp", "tilecoding") for p in ("categorical", "egreedy",
+                                                                  "greedy")},
+    },
+    "pendulum": {  # Box observations, Box actions
+        ("mlp", "normal", "reinforce"), ("mlp", "normal", "none"),
+        ("none", "random", "none"), ("mlp", "random", "none"), ("tilecoding", "random", "none"),
+        ("tilecoding", "normal", "none"),
+    },
+    "frozenlake": {  # Discrete observations, Discrete actions
+        ("mlp", "categorical", "reinforce"),
+        ("table", "egreedy", "td_lambda"), ("table", "greedy", "td_lambda"),
+        ("table", "categorical", "td_lambda"), ("table", "random", "td_lambda"),
+        ("none", "random", "none"),
+        *{(m, p, "none") for m in ("mlp", "table") for p in ("categorical", "egreedy", "greedy",
+                                                             "random")},
+    },
+}
+
+
+@pytest.mark.parametrize("env", sorted(VALID))
+def test_every_composition_builds_or_is_refused_in_one_sentence(make_cfg, env: str) -> None:
+    built_ok = set()
+    for model, policy, update in itertools.product(options("model"), options("policy"),
+                                                   options("update")):
+        extra = ["model.ranges=[[-2.4,2.4],[-3,3],[-0.21,0.21],[-3,3]]"] if (
+            env == "cartpole" and model == "tilecoding") else []
+        cfg = make_cfg(f"env={env}", f"model={model}", f"policy={policy}",
+                       f"update={update}", "monitor=none", *extra)
+        try:
+            built = build(cfg, evaluation=False)
+        except ConfigError as exc:
+            message = str(exc)
+            assert message.count(". ") == 0, message  # one sentence
+            assert message.endswith("."), message
+            continue
+        built.env.close()
+        built_ok.add((model, policy, update))
+    assert built_ok == VALID[env]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["update.lr=-0.001"], "update.lr=-0.001 is invalid"),
+        (["model=tilecoding", "policy=egreedy", "update=td_lambda", "env=mountaincar",
+          "update.lam=1.5"], "update.lam=1.5 is invalid: it must be in [0, 1]"),
+        (["env.id=CartPol-v1"], "did you mean CartPole-v1"),
+        (["env=pendulum"], "policy=categorical needs a Discrete action space"),
+        (["model=table"], "model=table needs a Discrete observation space"),
+        (["model=tilecoding", "policy=egreedy", "update=td_lambda"], "model.ranges"),
+        (["policy=normal", "update=td_lambda", "env=pendulum", "model=tilecoding"],
+         "policy=egreedy"),
+        (["env.num_envs=0"], "env.num_envs=0"),
+        (["seed=-1"], "seed=-1"),
+        (["train.max_env_steps=null"], "no budget"),
+        (["update.lr_decay=linear", "train.max_env_steps=null", "train.max_episodes=5"],
+         "train.max_env_steps"),
+    ],
+)
+def test_bad_values_and_mixes_are_refused_before_the_first_step(make_cfg, overrides,
+                                                               fragment) -> None:
+    cfg = make_cfg(*overrides, "monitor=none")
+    with pytest.raises(ConfigError) as info:
+        built = build(cfg)
+        from twrl_exp.runner import Runner
+
+        Runner(env=built.env, agent=built.agent, seed=0, max_env_steps=cfg.train.max_env_steps,
+               max_episodes=cfg.train.max_episodes)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("update.lrr=0.1", ConfigCompositionException),
+        ("update.lr=fast", ConfigCompositionException),
+        ("update.baseline=median", ConfigCompositionException),
+        ("policy=softmax", MissingConfigException),
+        ("model.hidden_sizes=[a,b]", ConfigCompositionException),
+    ],
+)
+def test_schema_rejects_misspelt_keys_wrong_types_and_unknown_options(make_cfg, override,
+                                                                      error) -> None:
+    with pytest.raises((error, ValidationError)):
+        make_cfg(override)
+
+
+def test_every_group_yaml_is_backed_by_a_schema() -> None:
+    for group in ("model", "policy", "update"):
+        for path in (CONF / group).glob("*.yaml"):
+            assert f"/schema/{group}/{path.stem}@_here_" in Path(path).read_text(), path
