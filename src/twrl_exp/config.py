@@ -179,7 +179,7 @@ class ReinforceConfig:
     entropy_coef: float = 0.0
     max_grad_norm: float | None = None
     optimizer: OptimizerName = OptimizerName.adam
-    lr: float = 1e-2
+    lr: float = 5e-3
     weight_decay: float = 0.0
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
     lr_decay: LrDecay = LrDecay.none

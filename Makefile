@@ -1,0 +1,43 @@
+# twrl-exp: every target sets up what it needs first (a .venv in this folder).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint ui clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv with torch (TORCH_SPEC, default torch==2.13.0 CPU) and twrl-exp
+
+train: $(STAMP)  ## Train the default agent (REINFORCE on CartPole-v1); ARGS="..." adds overrides
+	$(BIN)/python train.py $(ARGS)
+
+test: $(STAMP)  ## The whole test suite, learning checks included (what CI runs)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## The suite without the slow learning checks
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)  ## ruff, mypy and the import-layering contract
+	$(BIN)/ruff check src tests train.py
+	$(BIN)/ruff format --check src tests train.py
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
+
+ui: $(STAMP)  ## MLflow UI on the project's store (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+clean:  ## Remove caches and Hydra outputs (keeps .venv, mlflow.db and mlruns/)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache outputs multirun
+	find . -name __pycache__ -not -path "./$(VENV)/*" -exec rm -rf {} +
