@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,11 +27,11 @@ FAST = [
 
 
 @pytest.fixture(autouse=True)
-def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point MLflow at a SQLite store in tmp_path, never at the user's mlflow.db."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    yield uri
+    return uri
 
 
 @pytest.fixture
@@ -52,7 +52,11 @@ def train_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]
         env["PYTHONPATH"] = str(project_root())
         return subprocess.run(
             [sys.executable, "train.py", *args, f"hydra.run.dir={tmp_path / 'outputs'}"],
-            cwd=project_root(), env=env, capture_output=True, text=True, timeout=timeout,
+            cwd=project_root(),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return _run

@@ -51,8 +51,13 @@ class Agent:
         """
         features, outputs, actions = self._decide(obs, greedy=False)
         metrics = self.update.observe(
-            features=features, outputs=outputs, actions=actions, reward=reward,
-            terminated=terminated, truncated=truncated, episode_start=episode_start,
+            features=features,
+            outputs=outputs,
+            actions=actions,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            episode_start=episode_start,
         )
         return self.policy.env_actions(actions), metrics
 

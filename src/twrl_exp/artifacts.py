@@ -17,25 +17,34 @@ from twrl_exp.env import make_vector_env
 from twrl_exp.errors import ConfigError
 
 
-def load_agent(run_id: str, tracking_uri: str | None = None,
-               num_envs: int = 1) -> tuple[Agent, DictConfig]:
+def load_agent(
+    run_id: str, tracking_uri: str | None = None, num_envs: int = 1
+) -> tuple[Agent, DictConfig]:
     """The agent of ``run_id`` with its trained weights, and the run's config."""
     client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:
         try:
             folder = Path(client.download_artifacts(run_id, "model", tmp))
         except (MlflowException, OSError) as exc:
-            raise ConfigError(f"run {run_id} has no logged model (artifact folder model/).") from exc
+            raise ConfigError(
+                f"run {run_id} has no logged model (artifact folder model/)."
+            ) from exc
         cfg = OmegaConf.load(folder / "config.yaml")
         state = torch.load(folder / "agent.pt", weights_only=False)
     assert isinstance(cfg, DictConfig)
-    env_cfg = {k: v for k, v in OmegaConf.to_container(cfg.env).items()
-               if not k.startswith("_")}
+    container = OmegaConf.to_container(cfg.env)
+    assert isinstance(container, dict)
+    env_cfg = {str(k): v for k, v in container.items() if not str(k).startswith("_")}
     env_cfg["num_envs"] = num_envs
     env = make_vector_env(**env_cfg)
     try:
-        agent = build_agent(cfg, env.single_observation_space, env.single_action_space,
-                            num_envs, np.random.default_rng(cfg.seed))
+        agent = build_agent(
+            cfg,
+            env.single_observation_space,
+            env.single_action_space,
+            num_envs,
+            np.random.default_rng(cfg.seed),
+        )
     finally:
         env.close()
     agent.load_state_dict({**state, "update": {}}, weights_only=True)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from twrl_exp.agent import Agent
 from twrl_exp.env import resolve_spec
 from twrl_exp.errors import ConfigError
+from twrl_exp.runner import Monitor, Runner
 
 
 def project_root() -> Path:
@@ -64,13 +65,16 @@ def check_run_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{name}={value} is invalid: it must be {valid}.")
 
 
-def build_agent(cfg: DictConfig, observation_space: Any, action_space: Any, num_envs: int,
-                rng: np.random.Generator) -> Agent:
+def build_agent(
+    cfg: DictConfig,
+    observation_space: Any,
+    action_space: Any,
+    num_envs: int,
+    rng: np.random.Generator,
+) -> Agent:
     """policy(action space) -> model(observation space, policy's outputs) -> update -> agent."""
     policy = _partial(cfg.policy)(action_space=action_space, rng=rng)
-    model = _partial(cfg.model)(
-        observation_space=observation_space, num_outputs=policy.num_outputs
-    )
+    model = _partial(cfg.model)(observation_space=observation_space, num_outputs=policy.num_outputs)
     update = _partial(cfg["update"])(
         model=model, policy=policy, num_envs=num_envs, total_env_steps=cfg.train.max_env_steps
     )
@@ -98,5 +102,35 @@ def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
         if eval_env is not None:
             eval_env.close()
         raise
-    return Built(env=env, eval_env=eval_env, agent=agent, reward_threshold=info.reward_threshold,
-                 env_id=info.id)
+    return Built(
+        env=env,
+        eval_env=eval_env,
+        agent=agent,
+        reward_threshold=info.reward_threshold,
+        env_id=info.id,
+    )
+
+
+def make_runner(
+    cfg: DictConfig, built: Built, monitors: list[Monitor] | None = None, **overrides: Any
+) -> Runner:
+    """The runner for ``built`` with the budget, solve and evaluation settings of ``cfg``."""
+    settings: dict[str, Any] = {
+        "max_env_steps": cfg.train.max_env_steps,
+        "max_episodes": cfg.train.max_episodes,
+        "stop_when_solved": cfg.train.stop_when_solved,
+        "reward_threshold": built.reward_threshold,
+        "solve_window": cfg.train.solve_window,
+        "eval_every_steps": cfg.eval.every_steps,
+        "eval_episodes": cfg.eval.episodes,
+        "final_eval": cfg.eval.final,
+        **overrides,
+    }
+    return Runner(
+        env=built.env,
+        agent=built.agent,
+        eval_env=built.eval_env,
+        seed=cfg.seed,
+        monitors=monitors,
+        **settings,
+    )

@@ -9,21 +9,21 @@ wrongly typed value is refused at composition time, before anything runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
-class Vectorization(str, Enum):
+class Vectorization(StrEnum):
     auto = "auto"
     native = "native"
     sync = "sync"
     async_ = "async"
 
 
-class Activation(str, Enum):
+class Activation(StrEnum):
     tanh = "tanh"
     relu = "relu"
     elu = "elu"
@@ -31,30 +31,30 @@ class Activation(str, Enum):
     sigmoid = "sigmoid"
 
 
-class Baseline(str, Enum):
+class Baseline(StrEnum):
     none = "none"
     average = "average"
     value = "value"
 
 
-class OptimizerName(str, Enum):
+class OptimizerName(StrEnum):
     adam = "adam"
     rmsprop = "rmsprop"
     sgd = "sgd"
 
 
-class LrDecay(str, Enum):
+class LrDecay(StrEnum):
     none = "none"
     linear = "linear"
 
 
-class TdTarget(str, Enum):
+class TdTarget(StrEnum):
     sarsa = "sarsa"
     q_learning = "q_learning"
     expected_sarsa = "expected_sarsa"
 
 
-class Traces(str, Enum):
+class Traces(StrEnum):
     replacing = "replacing"
     accumulating = "accumulating"
 

@@ -101,7 +101,8 @@ def tile_indices(
     Offsets are asymmetric as in Sutton's tiles3 (Sutton & Barto 2018, sec. 9.5.4): tiling ``k``
     is displaced by ``(k * (2j + 1) mod num_tilings) / num_tilings`` of a tile width in dimension
     ``j``. Each tiling has ``tiles_per_dim + 1`` tiles per dimension so that displaced grids
-    still cover the unit cube. Without ``memory_size`` indices are exact and disjoint across tilings;
+    still cover the unit cube. Without ``memory_size`` indices are exact and disjoint across
+    tilings;
     with it, tile coordinates are hashed into ``[0, memory_size)``.
 
     Args:

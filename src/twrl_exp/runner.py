@@ -167,8 +167,9 @@ class Runner:
             if episode_start.any():
                 # Each episode ends at a distinct env-step count: envs are counted in order.
                 end_steps = steps_before + np.cumsum(live)[episode_start]
-                self._record_episodes(ep_return[episode_start], ep_length[episode_start],
-                                      end_steps, clock)
+                self._record_episodes(
+                    ep_return[episode_start], ep_length[episode_start], end_steps, clock
+                )
                 ep_return[episode_start] = 0.0
                 ep_length[episode_start] = 0
             if metrics is not None:
@@ -205,14 +206,16 @@ class Runner:
             return None
         return (self.history.env_steps // self.eval_every_steps + 1) * self.eval_every_steps
 
-    def _record_episodes(self, returns: np.ndarray, lengths: np.ndarray, end_steps: np.ndarray,
-                         clock: float) -> None:
+    def _record_episodes(
+        self, returns: np.ndarray, lengths: np.ndarray, end_steps: np.ndarray, clock: float
+    ) -> None:
         h = self.history
         first = h.episodes
         elapsed = h.train_time + time.perf_counter() - clock
         window = self.solve_window
-        for ret, length, step in zip(returns.tolist(), lengths.tolist(), end_steps.tolist(),
-                                     strict=True):
+        for ret, length, step in zip(
+            returns.tolist(), lengths.tolist(), end_steps.tolist(), strict=True
+        ):
             h.returns.append(ret)
             h.lengths.append(length)
             h.end_steps.append(step)

@@ -1,8 +1,8 @@
 """``run(cfg) -> float`` and the ``@hydra.main`` command line around it.
 
-    python train.py env=cartpole policy=categorical model=mlp update=reinforce
-    python train.py -m update.lr=1e-3,1e-2
-    python train.py resume=<mlflow run id>
+python train.py env=cartpole policy=categorical model=mlp update=reinforce
+python train.py -m update.lr=1e-3,1e-2
+python train.py resume=<mlflow run id>
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from twrl_exp.build import build, config_dir, default_tracking_uri, project_root
+from twrl_exp.build import build, config_dir, default_tracking_uri, make_runner, project_root
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError
 from twrl_exp.monitor import CheckpointMonitor, ConsoleMonitor
 from twrl_exp.monitor.tracking import MlflowMonitor
-from twrl_exp.runner import Monitor, Runner
+from twrl_exp.runner import Monitor
 
 register_configs()
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"update": {"lr": 0.01}}`` -> ``{"update.lr": 0.01}``, without ``_target_``/``_partial_``."""
+    """``{"update": {"lr": 0.01}}`` -> ``{"update.lr": 0.01}``, minus ``_target_``/``_partial_``."""
     if not isinstance(node, dict):
         return {prefix: node}
     out: dict[str, Any] = {}
@@ -46,12 +46,20 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def git_commit() -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-            timeout=5, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(),
-            capture_output=True, text=True, timeout=5, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         return result.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -91,12 +99,14 @@ def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, P
     logged = OmegaConf.load(config_file)
     kept = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
     merged = OmegaConf.merge(logged, OmegaConf.from_dotlist(kept))
+    assert isinstance(merged, DictConfig)
     merged.resume = cfg.resume
     return merged, Path(checkpoint)
 
 
-def _monitors(cfg: DictConfig, run_dir: Path,
-              env_id: str) -> tuple[list[Monitor], MlflowMonitor | None]:
+def _monitors(
+    cfg: DictConfig, run_dir: Path, env_id: str
+) -> tuple[list[Monitor], MlflowMonitor | None]:
     monitors: list[Monitor] = []
     tracker = None
     if cfg.monitor.console:
@@ -124,18 +134,21 @@ def _monitors(cfg: DictConfig, run_dir: Path,
             run_id=cfg.resume,
         )
     if cfg.monitor.checkpoint.enabled:
-        monitors.append(CheckpointMonitor(
-            directory=run_dir / "checkpoints",
-            every_steps=cfg.monitor.checkpoint.every_steps,
-            on_saved=tracker.log_checkpoint if tracker is not None else None,
-        ))
+        monitors.append(
+            CheckpointMonitor(
+                directory=run_dir / "checkpoints",
+                every_steps=cfg.monitor.checkpoint.every_steps,
+                on_saved=tracker.log_checkpoint if tracker is not None else None,
+            )
+        )
     if tracker is not None:
         monitors.append(tracker)
     return monitors, tracker
 
 
-def run(cfg: DictConfig, *, run_dir: Path | None = None,
-        overrides: list[str] | None = None) -> float:
+def run(
+    cfg: DictConfig, *, run_dir: Path | None = None, overrides: list[str] | None = None
+) -> float:
     """Train one agent as ``cfg`` says; return its best 100-episode mean return."""
     checkpoint = None
     if cfg.resume:
@@ -143,14 +156,7 @@ def run(cfg: DictConfig, *, run_dir: Path | None = None,
     built = build(cfg)
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
     monitors, tracker = _monitors(cfg, run_dir, built.env_id)
-    runner = Runner(
-        env=built.env, agent=built.agent, eval_env=built.eval_env, seed=cfg.seed,
-        monitors=monitors, max_env_steps=cfg.train.max_env_steps,
-        max_episodes=cfg.train.max_episodes, stop_when_solved=cfg.train.stop_when_solved,
-        reward_threshold=built.reward_threshold, solve_window=cfg.train.solve_window,
-        eval_every_steps=cfg.eval.every_steps, eval_episodes=cfg.eval.episodes,
-        final_eval=cfg.eval.final,
-    )
+    runner = make_runner(cfg, built, monitors)
     if checkpoint is not None:
         import torch
 
@@ -201,8 +207,10 @@ def main() -> None:
     try:
         _hydra_main()
     except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]interrupted:[/] the run is marked KILLED in MLflow "
-                                   "and its last checkpoint is kept (resume=<run id>).")
+        Console(stderr=True).print(
+            "[yellow]interrupted:[/] the run is marked KILLED in MLflow "
+            "and its last checkpoint is kept (resume=<run id>)."
+        )
         sys.exit(130)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from twrl_exp.build import build, config_dir
+from twrl_exp.build import build, config_dir, make_runner
 from twrl_exp.errors import ConfigError
 
 CONF = config_dir()
@@ -22,8 +22,11 @@ def options(group: str) -> list[str]:
 def test_defaults_compose_a_cartpole_reinforce_run(make_cfg) -> None:
     cfg = make_cfg()
     assert cfg.env.id == "CartPole-v1"
-    assert (cfg.model.name, cfg.policy.name, cfg["update"].name) == ("mlp", "categorical",
-                                                                     "reinforce")
+    assert (cfg.model.name, cfg.policy.name, cfg["update"].name) == (
+        "mlp",
+        "categorical",
+        "reinforce",
+    )
     built = build(cfg)
     assert built.reward_threshold == 475.0
     built.env.close()
@@ -50,25 +53,39 @@ def test_every_monitor_option_composes(make_cfg, monitor: str) -> None:
 VALID = {
     "cartpole": {  # Box observations, Discrete actions
         ("mlp", "categorical", "reinforce"),
-        ("tilecoding", "egreedy", "td_lambda"), ("tilecoding", "greedy", "td_lambda"),
-        ("tilecoding", "categorical", "td_lambda"), ("tilecoding", "random", "td_lambda"),
-        ("none", "random", "none"), ("mlp", "random", "none"),
+        ("tilecoding", "egreedy", "td_lambda"),
+        ("tilecoding", "greedy", "td_lambda"),
+        ("tilecoding", "categorical", "td_lambda"),
+        ("tilecoding", "random", "td_lambda"),
+        ("none", "random", "none"),
+        ("mlp", "random", "none"),
         ("tilecoding", "random", "none"),
-        *{(m, p, "none") for m in ("mlp", "tilecoding") for p in ("categorical", "egreedy",
-                                                                  "greedy")},
+        *{
+            (m, p, "none")
+            for m in ("mlp", "tilecoding")
+            for p in ("categorical", "egreedy", "greedy")
+        },
     },
     "pendulum": {  # Box observations, Box actions
-        ("mlp", "normal", "reinforce"), ("mlp", "normal", "none"),
-        ("none", "random", "none"), ("mlp", "random", "none"), ("tilecoding", "random", "none"),
+        ("mlp", "normal", "reinforce"),
+        ("mlp", "normal", "none"),
+        ("none", "random", "none"),
+        ("mlp", "random", "none"),
+        ("tilecoding", "random", "none"),
         ("tilecoding", "normal", "none"),
     },
     "frozenlake": {  # Discrete observations, Discrete actions
         ("mlp", "categorical", "reinforce"),
-        ("table", "egreedy", "td_lambda"), ("table", "greedy", "td_lambda"),
-        ("table", "categorical", "td_lambda"), ("table", "random", "td_lambda"),
+        ("table", "egreedy", "td_lambda"),
+        ("table", "greedy", "td_lambda"),
+        ("table", "categorical", "td_lambda"),
+        ("table", "random", "td_lambda"),
         ("none", "random", "none"),
-        *{(m, p, "none") for m in ("mlp", "table") for p in ("categorical", "egreedy", "greedy",
-                                                             "random")},
+        *{
+            (m, p, "none")
+            for m in ("mlp", "table")
+            for p in ("categorical", "egreedy", "greedy", "random")
+        },
     },
 }
 
@@ -76,12 +93,22 @@ VALID = {
 @pytest.mark.parametrize("env", sorted(VALID))
 def test_every_composition_builds_or_is_refused_in_one_sentence(make_cfg, env: str) -> None:
     built_ok = set()
-    for model, policy, update in itertools.product(options("model"), options("policy"),
-                                                   options("update")):
-        extra = ["model.ranges=[[-2.4,2.4],[-3,3],[-0.21,0.21],[-3,3]]"] if (
-            env == "cartpole" and model == "tilecoding") else []
-        cfg = make_cfg(f"env={env}", f"model={model}", f"policy={policy}",
-                       f"update={update}", "monitor=none", *extra)
+    for model, policy, update in itertools.product(
+        options("model"), options("policy"), options("update")
+    ):
+        extra = (
+            ["model.ranges=[[-2.4,2.4],[-3,3],[-0.21,0.21],[-3,3]]"]
+            if (env == "cartpole" and model == "tilecoding")
+            else []
+        )
+        cfg = make_cfg(
+            f"env={env}",
+            f"model={model}",
+            f"policy={policy}",
+            f"update={update}",
+            "monitor=none",
+            *extra,
+        )
         try:
             built = build(cfg, evaluation=False)
         except ConfigError as exc:
@@ -98,30 +125,39 @@ def test_every_composition_builds_or_is_refused_in_one_sentence(make_cfg, env: s
     ("overrides", "fragment"),
     [
         (["update.lr=-0.001"], "update.lr=-0.001 is invalid"),
-        (["model=tilecoding", "policy=egreedy", "update=td_lambda", "env=mountaincar",
-          "update.lam=1.5"], "update.lam=1.5 is invalid: it must be in [0, 1]"),
+        (
+            [
+                "model=tilecoding",
+                "policy=egreedy",
+                "update=td_lambda",
+                "env=mountaincar",
+                "update.lam=1.5",
+            ],
+            "update.lam=1.5 is invalid: it must be in [0, 1]",
+        ),
         (["env.id=CartPol-v1"], "did you mean CartPole-v1"),
         (["env=pendulum"], "policy=categorical needs a Discrete action space"),
         (["model=table"], "model=table needs a Discrete observation space"),
         (["model=tilecoding", "policy=egreedy", "update=td_lambda"], "model.ranges"),
-        (["policy=normal", "update=td_lambda", "env=pendulum", "model=tilecoding"],
-         "policy=egreedy"),
+        (
+            ["policy=normal", "update=td_lambda", "env=pendulum", "model=tilecoding"],
+            "policy=egreedy",
+        ),
         (["env.num_envs=0"], "env.num_envs=0"),
         (["seed=-1"], "seed=-1"),
         (["train.max_env_steps=null"], "no budget"),
-        (["update.lr_decay=linear", "train.max_env_steps=null", "train.max_episodes=5"],
-         "train.max_env_steps"),
+        (
+            ["update.lr_decay=linear", "train.max_env_steps=null", "train.max_episodes=5"],
+            "train.max_env_steps",
+        ),
     ],
 )
-def test_bad_values_and_mixes_are_refused_before_the_first_step(make_cfg, overrides,
-                                                               fragment) -> None:
+def test_bad_values_and_mixes_are_refused_before_the_first_step(
+    make_cfg, overrides, fragment
+) -> None:
     cfg = make_cfg(*overrides, "monitor=none")
     with pytest.raises(ConfigError) as info:
-        built = build(cfg)
-        from twrl_exp.runner import Runner
-
-        Runner(env=built.env, agent=built.agent, seed=0, max_env_steps=cfg.train.max_env_steps,
-               max_episodes=cfg.train.max_episodes)
+        make_runner(cfg, build(cfg))
     assert fragment in str(info.value)
 
 
@@ -135,8 +171,9 @@ def test_bad_values_and_mixes_are_refused_before_the_first_step(make_cfg, overri
         ("model.hidden_sizes=[a,b]", ConfigCompositionException),
     ],
 )
-def test_schema_rejects_misspelt_keys_wrong_types_and_unknown_options(make_cfg, override,
-                                                                      error) -> None:
+def test_schema_rejects_misspelt_keys_wrong_types_and_unknown_options(
+    make_cfg, override, error
+) -> None:
     with pytest.raises((error, ValidationError)):
         make_cfg(override)
 

@@ -17,8 +17,13 @@ from twrl_exp.artifacts import load_agent
 from twrl_exp.build import project_root
 from twrl_exp.train import run
 
-TINY = ["train.max_env_steps=6000", "eval.every_steps=3000", "eval.episodes=4",
-        "monitor.console=false", "monitor.checkpoint.every_steps=2000"]
+TINY = [
+    "train.max_env_steps=6000",
+    "eval.every_steps=3000",
+    "eval.episodes=4",
+    "monitor.console=false",
+    "monitor.checkpoint.every_steps=2000",
+]
 
 
 def runs(uri: str, experiment: str = "CartPole-v1"):
@@ -41,24 +46,38 @@ def test_a_run_is_recorded_completely(train_cli, isolated_mlflow: str) -> None:
     client = MlflowClient(tracking_uri=isolated_mlflow)
     assert found.info.status == "FINISHED"
     assert found.info.run_name == "reinforce-categorical-mlp-CartPole-v1-s3"
-    assert found.data.params["update.lr"] == "0.01"
+    assert found.data.params["update.lr"] == "0.005"
     assert found.data.params["env.id"] == "CartPole-v1"
     assert found.data.params["torch_threads"] == "1"
     tags = found.data.tags
     assert (tags["policy"], tags["model"], tags["update"]) == ("categorical", "mlp", "reinforce")
     assert len(tags["git_commit"]) >= 7
     metrics = found.data.metrics
-    for key in ("best_mean_return", "final_eval_mean_return", "train_time_s", "env_steps",
-                "episodes", "steps_per_s", "update/loss", "update/policy/entropy",
-                "update/grad_norm", "update/lr", "eval/mean_return"):
+    for key in (
+        "best_mean_return",
+        "final_eval_mean_return",
+        "train_time_s",
+        "env_steps",
+        "episodes",
+        "steps_per_s",
+        "update/loss",
+        "update/policy/entropy",
+        "update/grad_norm",
+        "update/lr",
+        "eval/mean_return",
+    ):
         assert key in metrics, key
     history = client.get_metric_history(found.info.run_id, "episode/return")
     assert len(history) == metrics["episodes"]
     steps = [m.step for m in history]
     assert steps == sorted(steps)
     assert steps[-1] <= metrics["env_steps"]
-    assert {"config.yaml", "model/agent.pt", "model/config.yaml",
-            "checkpoints/last.pt"} <= artifacts(client, found.info.run_id)
+    assert {
+        "config.yaml",
+        "model/agent.pt",
+        "model/config.yaml",
+        "checkpoints/last.pt",
+    } <= artifacts(client, found.info.run_id)
 
 
 def test_the_logged_model_rebuilds_the_trained_agent(make_cfg, isolated_mlflow: str) -> None:
@@ -74,8 +93,14 @@ def test_the_logged_model_rebuilds_the_trained_agent(make_cfg, isolated_mlflow: 
 
 def test_seed_twice_gives_identical_returns(make_cfg, isolated_mlflow: str) -> None:
     for _ in range(2):
-        run(make_cfg("seed=5", "train.max_env_steps=8000", "monitor.console=false",
-                     "monitor.checkpoint.enabled=false"))
+        run(
+            make_cfg(
+                "seed=5",
+                "train.max_env_steps=8000",
+                "monitor.console=false",
+                "monitor.checkpoint.enabled=false",
+            )
+        )
     client = MlflowClient(tracking_uri=isolated_mlflow)
     first, second = (
         [m.value for m in client.get_metric_history(r.info.run_id, "episode/return")]
@@ -85,12 +110,18 @@ def test_seed_twice_gives_identical_returns(make_cfg, isolated_mlflow: str) -> N
     assert first == second
 
 
-def test_a_crashing_run_is_marked_failed_and_keeps_its_checkpoint(make_cfg,
-                                                                  isolated_mlflow: str) -> None:
-    cfg = make_cfg("env.id=tests.envs:twrl_test/Crash-v0", "env.num_envs=1",
-                   "train.max_env_steps=100000", "monitor.console=false",
-                   "monitor.checkpoint.every_steps=500", "eval.every_steps=null",
-                   "eval.final=false")
+def test_a_crashing_run_is_marked_failed_and_keeps_its_checkpoint(
+    make_cfg, isolated_mlflow: str
+) -> None:
+    cfg = make_cfg(
+        "env.id=tests.envs:twrl_test/Crash-v0",
+        "env.num_envs=1",
+        "train.max_env_steps=100000",
+        "monitor.console=false",
+        "monitor.checkpoint.every_steps=500",
+        "eval.every_steps=null",
+        "eval.final=false",
+    )
     with pytest.raises(RuntimeError, match="crashed on purpose"):
         run(cfg, run_dir=None)
     (found,) = runs(isolated_mlflow, "twrl_test/Crash-v0")
@@ -99,15 +130,24 @@ def test_a_crashing_run_is_marked_failed_and_keeps_its_checkpoint(make_cfg,
     assert "checkpoints/last.pt" in artifacts(client, found.info.run_id)
 
 
-def test_ctrl_c_marks_the_run_killed_and_resume_finishes_it(tmp_path: Path,
-                                                            isolated_mlflow: str) -> None:
+def test_ctrl_c_marks_the_run_killed_and_resume_finishes_it(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(project_root())}
-    cmd = [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'out'}",
-           "train.max_env_steps=5000000", "monitor.console=false",
-           "monitor.checkpoint.every_steps=5000", "monitor.mlflow.flush_every_s=0.2",
-           "eval.every_steps=null", "eval.final=false"]
-    proc = subprocess.Popen(cmd, cwd=project_root(), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "train.py",
+        f"hydra.run.dir={tmp_path / 'out'}",
+        "train.max_env_steps=5000000",
+        "monitor.console=false",
+        "monitor.checkpoint.every_steps=5000",
+        "monitor.mlflow.flush_every_s=0.2",
+        "eval.every_steps=null",
+        "eval.final=false",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=project_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     client = MlflowClient(tracking_uri=isolated_mlflow)
     deadline = time.monotonic() + 120
     run_id = None
@@ -124,17 +164,27 @@ def test_ctrl_c_marks_the_run_killed_and_resume_finishes_it(tmp_path: Path,
     assert "Traceback" not in stderr
     killed = client.get_run(run_id)
     assert killed.info.status == "KILLED"
-    steps_then = len(client.get_metric_history(run_id, "episode/return"))
-    assert steps_then > 0
+    episodes_then = len(client.get_metric_history(run_id, "episode/return"))
+    assert episodes_then > 0
+    budget = int(killed.data.metrics["env_steps"]) + 40_000
 
     resumed = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'out2'}", f"resume={run_id}",
-         "train.max_env_steps=60000"],
-        cwd=project_root(), env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "train.py",
+            f"hydra.run.dir={tmp_path / 'out2'}",
+            f"resume={run_id}",
+            f"train.max_env_steps={budget}",
+        ],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
     done = client.get_run(run_id)
     assert done.info.status == "FINISHED"
-    assert done.data.metrics["env_steps"] >= 60000
-    assert len(client.get_metric_history(run_id, "episode/return")) > steps_then
-    assert len(runs(isolated_mlflow)) == 1          # continued the same run, made no new one
+    assert done.data.metrics["env_steps"] >= budget
+    assert len(client.get_metric_history(run_id, "episode/return")) > episodes_then
+    assert len(runs(isolated_mlflow)) == 1  # continued the same run, made no new one

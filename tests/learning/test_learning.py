@@ -9,52 +9,72 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twrl_exp.build import build
+from twrl_exp.build import build, make_runner
 from twrl_exp.runner import Runner
 
 
 def train(make_cfg, *overrides: str, **runner_kwargs) -> Runner:
     cfg = make_cfg(*overrides, "monitor=none")
-    built = build(cfg)
-    runner = Runner(
-        env=built.env, agent=built.agent, eval_env=built.eval_env, seed=cfg.seed,
-        max_env_steps=cfg.train.max_env_steps, max_episodes=cfg.train.max_episodes,
-        reward_threshold=built.reward_threshold, eval_every_steps=None,
-        eval_episodes=cfg.eval.episodes, **runner_kwargs,
-    )
+    runner = make_runner(cfg, build(cfg), eval_every_steps=None, **runner_kwargs)
     runner.run()
     return runner
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_reinforce_solves_cartpole(make_cfg, seed: int) -> None:
-    runner = train(make_cfg, "env=cartpole", "policy=categorical", "model=mlp",
-                   "update=reinforce", f"seed={seed}", stop_when_solved=True)
+    runner = train(
+        make_cfg,
+        "env=cartpole",
+        "policy=categorical",
+        "model=mlp",
+        "update=reinforce",
+        f"seed={seed}",
+        stop_when_solved=True,
+    )
     assert runner.history.solved_episode is not None, max(runner.history.trailing)
     assert runner.history.eval_means[-1] >= 475
 
 
 @pytest.mark.parametrize("target", ["sarsa", "q_learning", "expected_sarsa"])
 def test_tile_coded_td_lambda_reaches_the_goal_on_mountaincar(make_cfg, target: str) -> None:
-    runner = train(make_cfg, "env=mountaincar", "model=tilecoding", "policy=egreedy",
-                   "update=td_lambda", f"update.target={target}", "train.max_episodes=300")
+    runner = train(
+        make_cfg,
+        "env=mountaincar",
+        "model=tilecoding",
+        "policy=egreedy",
+        "update=td_lambda",
+        f"update.target={target}",
+        "train.max_episodes=300",
+    )
     lengths = np.array(runner.history.lengths)
-    assert lengths[:10].mean() > 180                # starts unable to reach the goal ...
-    assert lengths[-50:].mean() < 160               # ... and reaches it well under 200 steps
+    assert lengths[:10].mean() > 180  # starts unable to reach the goal ...
+    assert lengths[-50:].mean() < 160  # ... and reaches it well under 200 steps
     assert runner.history.eval_means[-1] > -160
 
 
 @pytest.mark.parametrize(("target", "best"), [("sarsa", -17.0), ("q_learning", -13.0)])
 def test_tabular_td_finds_the_cliff_walking_paths(make_cfg, target: str, best: float) -> None:
     """Sarsa learns the safe path (-17), Q-learning the optimal cliff-edge path (-13)."""
-    runner = train(make_cfg, "env=cliffwalking", "model=table", "policy=egreedy",
-                   "update=td_lambda", f"update.target={target}")
+    runner = train(
+        make_cfg,
+        "env=cliffwalking",
+        "model=table",
+        "policy=egreedy",
+        "update=td_lambda",
+        f"update.target={target}",
+    )
     assert runner.history.eval_means[-1] >= best
 
 
 def test_random_agent_is_the_baseline_that_learning_beats(make_cfg) -> None:
-    runner = train(make_cfg, "env=cartpole", "model=none", "policy=random", "update=none",
-                   "train.max_env_steps=20000")
+    runner = train(
+        make_cfg,
+        "env=cartpole",
+        "model=none",
+        "policy=random",
+        "update=none",
+        "train.max_env_steps=20000",
+    )
     assert np.mean(runner.history.returns) < 30
 
 

@@ -64,8 +64,9 @@ def test_normal_std_is_learned_or_fixed() -> None:
 
 
 def test_egreedy_probabilities_and_decay() -> None:
-    policy = EGreedy(action_space=spaces.Discrete(4), rng=rng(), epsilon=0.2, decay=0.5,
-                     min_epsilon=0.04)
+    policy = EGreedy(
+        action_space=spaces.Discrete(4), rng=rng(), epsilon=0.2, decay=0.5, min_epsilon=0.04
+    )
     q = np.array([[0.0, 1.0, 1.0, -1.0]])
     probs = policy.probabilities(q)
     np.testing.assert_allclose(probs, [[0.05, 0.45, 0.45, 0.05]])
@@ -91,8 +92,11 @@ def test_greedy_breaks_ties_at_random() -> None:
 
 @pytest.mark.parametrize(
     "space",
-    [spaces.Discrete(4, start=2), spaces.MultiDiscrete([2, 3]),
-     spaces.Box(-2.0, 3.0, (2,), np.float32)],
+    [
+        spaces.Discrete(4, start=2),
+        spaces.MultiDiscrete([2, 3]),
+        spaces.Box(-2.0, 3.0, (2,), np.float32),
+    ],
 )
 def test_random_policy_stays_in_the_space(space: spaces.Space) -> None:
     policy = RandomPolicy(action_space=space, rng=rng())

@@ -21,24 +21,32 @@ def parts(num_envs: int = 1, **kwargs):
     torch.manual_seed(0)
     policy = Categorical(action_space=spaces.Discrete(2), rng=np.random.default_rng(0))
     model = MLP(observation_space=OBS, num_outputs=2, hidden_sizes=[], output_gain=1.0)
-    update = Reinforce(model=model, policy=policy, num_envs=num_envs, total_env_steps=1000,
-                       **kwargs)
+    update = Reinforce(
+        model=model, policy=policy, num_envs=num_envs, total_env_steps=1000, **kwargs
+    )
     return model, policy, update
 
 
 def feed(update, obs, actions, rewards, terminated, start=None):
     n = len(actions)
     return update.observe(
-        features=np.asarray(obs, np.float32), outputs=None, actions=np.asarray(actions),
-        reward=np.asarray(rewards, float), terminated=np.asarray(terminated),
+        features=np.asarray(obs, np.float32),
+        outputs=None,
+        actions=np.asarray(actions),
+        reward=np.asarray(rewards, float),
+        terminated=np.asarray(terminated),
         truncated=np.zeros(n, bool),
         episode_start=np.asarray(start if start is not None else [False] * n),
     )
 
 
 def test_one_update_is_the_policy_gradient_step() -> None:
-    model, policy, update = parts(
-        optimizer="sgd", lr=0.1, baseline="none", normalize_advantages=False, gamma=0.5,
+    model, _, update = parts(
+        optimizer="sgd",
+        lr=0.1,
+        baseline="none",
+        normalize_advantages=False,
+        gamma=0.5,
         steps_per_batch=3,
     )
     before = copy.deepcopy(model)
@@ -73,7 +81,7 @@ def test_episodes_in_flight_are_kept_whole_for_the_next_batch() -> None:
     assert feed(update, zeros, [0, 0], [0, 1], [False, False], start=[True, False]) is None
     second = feed(update, zeros, [0, 0], [1, 1], [False, True])  # env 1: 5 steps
     assert second is not None
-    assert second["batch/steps"] == 5                            # all of env 1's episode
+    assert second["batch/steps"] == 5  # all of env 1's episode
 
 
 def test_linear_lr_decay_reaches_the_final_fraction() -> None:

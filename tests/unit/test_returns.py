@@ -41,8 +41,9 @@ def test_gamma_one_sums_rewards() -> None:
 
 
 def test_time_baseline_starts_at_batch_means_then_moves_by_decay() -> None:
-    b, seen = update_time_baseline(np.zeros(0), np.zeros(0, bool), np.array([0, 0, 1]),
-                                   np.array([2.0, 4.0, 6.0]), decay=0.75)
+    b, seen = update_time_baseline(
+        np.zeros(0), np.zeros(0, bool), np.array([0, 0, 1]), np.array([2.0, 4.0, 6.0]), decay=0.75
+    )
     np.testing.assert_allclose(b, [3.0, 6.0])
     b, seen = update_time_baseline(b, seen, np.array([0, 2]), np.array([7.0, 1.0]), decay=0.75)
     np.testing.assert_allclose(b, [0.75 * 3 + 0.25 * 7, 6.0, 1.0])

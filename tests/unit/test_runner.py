@@ -42,39 +42,53 @@ def test_episode_accounting_skips_the_autoreset_step() -> None:
     h = runner.history
     assert h.returns == [4.0] * 6
     assert h.lengths == [4] * 6
-    assert h.env_steps == 24                  # phantom reset steps are not env steps
+    assert h.env_steps == 24  # phantom reset steps are not env steps
     assert summary["best_mean_return"] == 4.0
 
 
 def test_update_sees_truncation_terminated_and_episode_start_flags() -> None:
     env = make_vector_env(id=CHAIN, num_envs=1)
-    agent, recorder = chain_agent(env, best_action=0)   # never moves: truncated at 20
+    agent, recorder = chain_agent(env, best_action=0)  # never moves: truncated at 20
     Runner(env=env, agent=agent, seed=0, max_env_steps=21).run()
     calls = recorder.calls
     assert calls[19]["truncated"].tolist() == [True]
     assert calls[19]["terminated"].tolist() == [False]
     assert not calls[18]["truncated"].any()
-    assert calls[20]["episode_start"].tolist() == [True]   # the reset step that follows
+    assert calls[20]["episode_start"].tolist() == [True]  # the reset step that follows
     assert not any(c["episode_start"].any() for c in calls[:20])
 
 
 def test_solved_at_the_first_full_window_reaching_the_threshold() -> None:
     env = make_vector_env(id=CHAIN, num_envs=1)
     agent, _ = chain_agent(env, best_action=1)
-    runner = Runner(env=env, agent=agent, seed=0, max_episodes=50, reward_threshold=4.0,
-                    solve_window=10, stop_when_solved=True)
+    runner = Runner(
+        env=env,
+        agent=agent,
+        seed=0,
+        max_episodes=50,
+        reward_threshold=4.0,
+        solve_window=10,
+        stop_when_solved=True,
+    )
     summary = runner.run()
     assert summary["episodes_to_solve"] == 10
     assert summary["env_steps_to_solve"] == 40
-    assert runner.history.episodes == 10     # stopped once solved
+    assert runner.history.episodes == 10  # stopped once solved
 
 
 def test_evaluation_runs_exactly_the_requested_episodes_greedily() -> None:
     env = make_vector_env(id=CHAIN, num_envs=2)
     eval_env = make_vector_env(id=CHAIN, num_envs=3)
     agent, _ = chain_agent(env, best_action=1)
-    runner = Runner(env=env, agent=agent, eval_env=eval_env, seed=0, max_env_steps=40,
-                    eval_every_steps=20, eval_episodes=7)
+    runner = Runner(
+        env=env,
+        agent=agent,
+        eval_env=eval_env,
+        seed=0,
+        max_env_steps=40,
+        eval_every_steps=20,
+        eval_episodes=7,
+    )
     runner.run()
     h = runner.history
     assert h.eval_steps == [20, 40]
@@ -87,8 +101,9 @@ def test_seeded_random_runs_repeat_exactly() -> None:
         rng = np.random.default_rng(3)
         policy = RandomPolicy(action_space=env.single_action_space, rng=rng)
         model = NoModel(observation_space=env.single_observation_space, num_outputs=0)
-        agent = Agent(model=model, policy=policy,
-                      update=NoUpdate(model=model, policy=policy, num_envs=4))
+        agent = Agent(
+            model=model, policy=policy, update=NoUpdate(model=model, policy=policy, num_envs=4)
+        )
         runner = Runner(env=env, agent=agent, seed=3, max_episodes=20)
         runner.run()
         return runner.history.returns
@@ -101,11 +116,11 @@ def test_seeded_random_runs_repeat_exactly() -> None:
 def test_a_run_without_budget_is_refused() -> None:
     env = make_vector_env(id=CHAIN, num_envs=1)
     agent, _ = chain_agent(env, best_action=1)
-    with pytest.raises(ConfigError, match="train.max_env_steps or train.max_episodes"):
+    with pytest.raises(ConfigError, match=r"train\.max_env_steps or train\.max_episodes"):
         Runner(env=env, agent=agent, seed=0)
 
 
 def test_history_summary_uses_full_windows_once_available() -> None:
     h = History(returns=list(range(5)), trailing=[0.0, 0.5, 1.0, 2.0, 3.0])
     assert h.summary(window=3)["best_mean_return"] == 3.0
-    assert h.summary(window=10)["best_mean_return"] == 3.0   # fewer episodes than a window
+    assert h.summary(window=10)["best_mean_return"] == 3.0  # fewer episodes than a window

@@ -15,25 +15,43 @@ from twrl_exp.update import TdLambda
 class Driver:
     """Feeds hand-made transitions to a TdLambda over a table of ``states`` x 2 actions."""
 
-    def __init__(self, *, states: int = 6, num_envs: int = 1, init: float = 0.0,
-                 epsilon: float = 0.0, **kwargs) -> None:
-        self.model = Table(observation_space=spaces.Discrete(states), num_outputs=2,
-                           initial_value=init)
-        self.policy = EGreedy(action_space=spaces.Discrete(2), rng=np.random.default_rng(0),
-                              epsilon=epsilon)
+    def __init__(
+        self,
+        *,
+        states: int = 6,
+        num_envs: int = 1,
+        init: float = 0.0,
+        epsilon: float = 0.0,
+        **kwargs,
+    ) -> None:
+        self.model = Table(
+            observation_space=spaces.Discrete(states), num_outputs=2, initial_value=init
+        )
+        self.policy = EGreedy(
+            action_space=spaces.Discrete(2), rng=np.random.default_rng(0), epsilon=epsilon
+        )
         self.update = TdLambda(model=self.model, policy=self.policy, num_envs=num_envs, **kwargs)
         self.num_envs = num_envs
 
     def start(self, states: list[int], actions: list[int]) -> None:
         self.update.start(self.model.features(np.array(states)), np.array(actions))
 
-    def step(self, states: list[int], actions: list[int], rewards: list[float], *,
-             terminated: list[bool] | None = None, truncated: list[bool] | None = None,
-             start: list[bool] | None = None) -> None:
+    def step(
+        self,
+        states: list[int],
+        actions: list[int],
+        rewards: list[float],
+        *,
+        terminated: list[bool] | None = None,
+        truncated: list[bool] | None = None,
+        start: list[bool] | None = None,
+    ) -> None:
         n = self.num_envs
         features = self.model.features(np.array(states))
         self.update.observe(
-            features=features, outputs=self.model.outputs(features), actions=np.array(actions),
+            features=features,
+            outputs=self.model.outputs(features),
+            actions=np.array(actions),
             reward=np.array(rewards, float),
             terminated=np.array(terminated or [False] * n),
             truncated=np.array(truncated or [False] * n),
@@ -88,9 +106,9 @@ def test_truncation_bootstraps_and_termination_does_not() -> None:
 
 def test_traces_reset_between_episodes_and_phantom_step_is_ignored() -> None:
     d = Driver(lam=1.0, gamma=1.0, alpha=1.0)
-    run_chain(d, [0.0, 1.0])                   # episode 1 ends in state 2
+    run_chain(d, [0.0, 1.0])  # episode 1 ends in state 2
     before = d.model.weights.copy()
-    d.step([0], [1], [123.0], start=[True])    # autoreset step: reward must be ignored
+    d.step([0], [1], [123.0], start=[True])  # autoreset step: reward must be ignored
     np.testing.assert_array_equal(d.model.weights, before)
     d.step([4], [1], [5.0], terminated=[True])  # episode 2: only state 0 changes
     changed = np.argwhere(d.model.weights != before)
@@ -100,9 +118,9 @@ def test_traces_reset_between_episodes_and_phantom_step_is_ignored() -> None:
 def test_replacing_traces_cap_at_one() -> None:
     d = Driver(lam=1.0, gamma=1.0, alpha=1.0, traces="replacing")
     d.start([0], [1])
-    d.step([0], [1], [0.0])                    # revisit (0, a1)
+    d.step([0], [1], [0.0])  # revisit (0, a1)
     d.step([1], [1], [2.0], terminated=[True])
-    assert d.q(0) == pytest.approx(2.0)        # accumulating would give 2 * 2.0 - corrections
+    assert d.q(0) == pytest.approx(2.0)  # accumulating would give 2 * 2.0 - corrections
     acc = Driver(lam=1.0, gamma=1.0, alpha=1.0, traces="accumulating")
     acc.start([0], [1])
     acc.step([0], [1], [0.0])
@@ -112,10 +130,10 @@ def test_replacing_traces_cap_at_one() -> None:
 
 def test_watkins_q_cuts_traces_after_an_exploratory_action() -> None:
     d = Driver(lam=1.0, gamma=1.0, alpha=1.0, target="q_learning", init=0.0)
-    d.model.weights[2, 0] = 5.0                  # in state 2, action 0 is greedy
+    d.model.weights[2, 0] = 5.0  # in state 2, action 0 is greedy
     d.start([0], [1])
     d.step([1], [1], [0.0])
-    d.step([2], [1], [0.0])                    # a'=1 in state 2 is exploratory -> cut
+    d.step([2], [1], [0.0])  # a'=1 in state 2 is exploratory -> cut
     d.step([3], [1], [7.0], terminated=[True])
     assert d.q(0) == pytest.approx(0.0 + 1.0 * 0.0 + 5.0)  # got the max-backup, not later
     assert d.q(2) == pytest.approx(7.0)
@@ -125,12 +143,12 @@ def test_watkins_q_cuts_traces_after_an_exploratory_action() -> None:
     sarsa.step([1], [1], [0.0])
     sarsa.step([2], [1], [0.0])
     sarsa.step([3], [1], [7.0], terminated=[True])
-    assert sarsa.q(0) == pytest.approx(7.0)   # Sarsa keeps the trace
+    assert sarsa.q(0) == pytest.approx(7.0)  # Sarsa keeps the trace
 
 
 def test_expected_sarsa_backs_up_the_policy_average() -> None:
     d = Driver(lam=0.0, gamma=1.0, alpha=1.0, target="expected_sarsa", epsilon=0.5)
-    d.model.weights[1] = [2.0, 6.0]            # pi = [0.25, 0.75] -> expectation 5.0
+    d.model.weights[1] = [2.0, 6.0]  # pi = [0.25, 0.75] -> expectation 5.0
     d.start([0], [1])
     d.step([1], [0], [1.0])
     assert d.q(0) == pytest.approx(1.0 + 5.0)
@@ -140,7 +158,7 @@ def test_envs_keep_separate_traces() -> None:
     d = Driver(lam=1.0, gamma=1.0, alpha=1.0, num_envs=2)
     d.start([0, 3], [1, 1])
     d.step([1, 4], [1, 1], [0.0, 2.0], terminated=[False, True])
-    assert d.q(0) == pytest.approx(0.0)        # env 0's trace sees no error
+    assert d.q(0) == pytest.approx(0.0)  # env 0's trace sees no error
     assert d.q(3) == pytest.approx(2.0)
 
 
@@ -152,9 +170,15 @@ def test_tile_coding_step_size_is_divided_by_the_tilings() -> None:
     s0, s1 = np.array([[0.2, 0.2]]), np.array([[0.9, 0.9]])
     update.start(model.features(s0), np.array([1]))
     f1 = model.features(s1)
-    update.observe(features=f1, outputs=model.outputs(f1), actions=np.array([1]),
-                   reward=np.array([1.0]), terminated=np.array([True]),
-                   truncated=np.array([False]), episode_start=np.array([False]))
+    update.observe(
+        features=f1,
+        outputs=model.outputs(f1),
+        actions=np.array([1]),
+        reward=np.array([1.0]),
+        terminated=np.array([True]),
+        truncated=np.array([False]),
+        episode_start=np.array([False]),
+    )
     assert model.outputs(model.features(s0))[0, 1] == pytest.approx(0.5)  # alpha * delta
 
 
@@ -172,8 +196,11 @@ def test_incompatible_parts_are_refused(model: str, policy: str, fragment: str) 
         pol = Normal(action_space=spaces.Box(-1, 1, (1,)), rng=rng)
     else:
         pol = EGreedy(action_space=spaces.Discrete(2), rng=rng)
-    mod = MLP(observation_space=obs, num_outputs=2) if model == "mlp" else Table(
-        observation_space=obs, num_outputs=2)
+    mod = (
+        MLP(observation_space=obs, num_outputs=2)
+        if model == "mlp"
+        else Table(observation_space=obs, num_outputs=2)
+    )
     with pytest.raises(ConfigError, match=fragment):
         TdLambda(model=mod, policy=pol, num_envs=1)
 

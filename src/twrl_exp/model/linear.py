@@ -60,7 +60,8 @@ class TileCoding(LinearModel):
     ) -> None:
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
             raise ConfigError(
-                f"model=tilecoding needs a flat Box observation space, not {describe_space(observation_space)}; "
+                f"model=tilecoding needs a flat Box observation space, not "
+                f"{describe_space(observation_space)}; "
                 "use model=table for Discrete observations or model=mlp otherwise."
             )
         if num_tilings < 1 or tiles_per_dim < 1:
@@ -122,7 +123,8 @@ class Table(LinearModel):
     ) -> None:
         if not isinstance(observation_space, spaces.Discrete):
             raise ConfigError(
-                f"model=table needs a Discrete observation space, not {describe_space(observation_space)}; "
+                f"model=table needs a Discrete observation space, not "
+                f"{describe_space(observation_space)}; "
                 "use model=tilecoding (Box) or model=mlp."
             )
         self.start = int(observation_space.start)

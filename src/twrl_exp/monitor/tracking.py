@@ -173,8 +173,10 @@ class MlflowMonitor(MonitorBase):
             folder = Path(tmp) / "model"
             folder.mkdir()
             agent_state = runner.agent.state_dict()
-            torch.save({"model": agent_state["model"], "policy": agent_state["policy"]},
-                       folder / "agent.pt")
+            torch.save(
+                {"model": agent_state["model"], "policy": agent_state["policy"]},
+                folder / "agent.pt",
+            )
             (folder / "config.yaml").write_text(self.config_yaml)
             (folder / "README.md").write_text(
                 "Trained agent: `twrl_exp.train.load_agent(run_id)` rebuilds it from "

@@ -94,7 +94,8 @@ class Normal(nn.Module):
         super().__init__()
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise ConfigError(
-                f"policy=normal needs a flat Box action space, but the env's is {describe_space(action_space)}; "
+                f"policy=normal needs a flat Box action space, but the env's is "
+                f"{describe_space(action_space)}; "
                 "use policy=categorical or policy=egreedy for Discrete actions."
             )
         if init_std <= 0 or min_std <= 0:

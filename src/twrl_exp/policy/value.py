@@ -35,7 +35,8 @@ class EGreedy:
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise ConfigError(
-                f"policy=egreedy needs a Discrete action space, but the env's is {describe_space(action_space)};"
+                f"policy=egreedy needs a Discrete action space, but the env's is "
+                f"{describe_space(action_space)};"
                 " use policy=normal with update=reinforce for continuous actions."
             )
         for name, value in (("epsilon", epsilon), ("decay", decay), ("min_epsilon", min_epsilon)):
@@ -87,7 +88,7 @@ class EGreedy:
         self.episodes = int(state["episodes"])
 
 
-def Greedy(*, action_space: spaces.Space[Any], rng: np.random.Generator) -> EGreedy:  # noqa: N802
+def Greedy(*, action_space: spaces.Space[Any], rng: np.random.Generator) -> EGreedy:
     """Always the best action by value: epsilon-greedy with epsilon = 0."""
     return EGreedy(action_space=action_space, rng=rng, epsilon=0.0)
 
@@ -106,7 +107,8 @@ class RandomPolicy:
     def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:
         if isinstance(action_space, spaces.Box) and not action_space.is_bounded():
             raise ConfigError(
-                f"policy=random needs a bounded action space, but the env's is {describe_space(action_space)}."
+                f"policy=random needs a bounded action space, but the env's is "
+                f"{describe_space(action_space)}."
             )
         if not isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
             raise ConfigError(f"policy=random cannot sample from {describe_space(action_space)}.")

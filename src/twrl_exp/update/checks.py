@@ -8,7 +8,7 @@ import torch
 
 from twrl_exp.errors import ConfigError
 
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+_OPTIMIZERS: dict[str, Any] = {
     "adam": torch.optim.Adam,
     "rmsprop": torch.optim.RMSprop,
     "sgd": torch.optim.SGD,
@@ -44,7 +44,7 @@ def make_optimizer(
     weight_decay: float,
     kwargs: dict[str, Any],
 ) -> torch.optim.Optimizer:
-    """``torch.optim`` Adam / RMSprop / SGD with ``kwargs`` passed through (betas, momentum, ...)."""
+    """``torch.optim`` Adam / RMSprop / SGD, ``kwargs`` passed through (betas, momentum, ...)."""
     check_range("update.weight_decay", weight_decay, 0.0, None)
     try:
         return _OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
@@ -53,4 +53,6 @@ def make_optimizer(
             f"update.optimizer_kwargs={kwargs} are not accepted by {name}: {exc}."
         ) from exc
     except ValueError as exc:
-        raise ConfigError(f"update.optimizer_kwargs={kwargs} are invalid for {name}: {exc}.") from exc
+        raise ConfigError(
+            f"update.optimizer_kwargs={kwargs} are invalid for {name}: {exc}."
+        ) from exc

@@ -8,8 +8,9 @@ import numpy as np
 
 
 class NoUpdate:
-    def __init__(self, *, model: Any, policy: Any, num_envs: int,
-                 total_env_steps: int | None = None) -> None:
+    def __init__(
+        self, *, model: Any, policy: Any, num_envs: int, total_env_steps: int | None = None
+    ) -> None:
         del model, policy, num_envs, total_env_steps
 
     def start(self, features: np.ndarray, actions: np.ndarray) -> None:

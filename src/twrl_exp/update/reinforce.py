@@ -44,8 +44,16 @@ class EpisodeBuffer:
         self.ready_episodes = 0
 
     def _arrays(self) -> list[str]:
-        return ["obs", "actions", "rewards", "time_index", "end", "terminated", "closed",
-                "final_obs"]
+        return [
+            "obs",
+            "actions",
+            "rewards",
+            "time_index",
+            "end",
+            "terminated",
+            "closed",
+            "final_obs",
+        ]
 
     def _grow(self) -> None:
         if self.capacity * 2 > _MAX_ROWS:
@@ -60,8 +68,9 @@ class EpisodeBuffer:
             setattr(self, name, new)
         self.capacity *= 2
 
-    def add_decisions(self, features: np.ndarray, actions: np.ndarray, new_episode: np.ndarray,
-                      active: np.ndarray) -> None:
+    def add_decisions(
+        self, features: np.ndarray, actions: np.ndarray, new_episode: np.ndarray, active: np.ndarray
+    ) -> None:
         """Open a row with the decisions ``(s_t, a_t)`` of the envs in ``active``."""
         if self.row >= self.capacity:
             self._grow()
@@ -73,8 +82,13 @@ class EpisodeBuffer:
         self.episode_start[new_episode & active] = r
         self.pending = active.copy()
 
-    def add_rewards(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-                    final_features: np.ndarray) -> np.ndarray:
+    def add_rewards(
+        self,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        final_features: np.ndarray,
+    ) -> np.ndarray:
         """Give the open row its rewards; close the episodes that ended. Returns ended mask."""
         r, live = self.row, self.pending
         self.rewards[r] = np.where(live, reward, 0.0)
@@ -176,7 +190,10 @@ class Reinforce:
         self.updates = 0
         params = list(model.parameters()) + list(policy.parameters())
         self.optimizer = make_optimizer(
-            str(getattr(optimizer, "value", optimizer)), params, lr, weight_decay,
+            str(getattr(optimizer, "value", optimizer)),
+            params,
+            lr,
+            weight_decay,
             optimizer_kwargs or {},
         )
         self.time_baseline = np.zeros(0)
@@ -185,8 +202,11 @@ class Reinforce:
         self.value_epochs = value_epochs
         if self.baseline == "value":
             self.value_net = MLP(
-                observation_space=model.observation_space, num_outputs=1,
-                hidden_sizes=model.hidden_sizes, activation=model.activation, output_gain=1.0,
+                observation_space=model.observation_space,
+                num_outputs=1,
+                hidden_sizes=model.hidden_sizes,
+                activation=model.activation,
+                output_gain=1.0,
             )
             self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=value_lr)
         self.buffer = EpisodeBuffer(
@@ -226,8 +246,9 @@ class Reinforce:
             boot[truncated] = values.squeeze(1).numpy()
         return boot
 
-    def _advantages(self, returns: np.ndarray, time_index: np.ndarray,
-                    obs: torch.Tensor) -> tuple[np.ndarray, dict[str, float]]:
+    def _advantages(
+        self, returns: np.ndarray, time_index: np.ndarray, obs: torch.Tensor
+    ) -> tuple[np.ndarray, dict[str, float]]:
         stats: dict[str, float] = {}
         if self.baseline == "average":
             base = self._time_baseline(returns, time_index)
