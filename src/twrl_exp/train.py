@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
+from hydra.types import RunMode
 from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -66,11 +68,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_name(cfg: DictConfig, env_id: str) -> str:
-    return (
-        cfg.monitor.mlflow.run_name
-        or f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{env_id}-s{cfg.seed}"
-    )
+def run_name(cfg: DictConfig, env_id: str, suffix: str = "") -> str:
+    """``<update>-<policy>-<model>-<env>-s<seed>``, plus a sweep job's overrides."""
+    default = f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{env_id}-s{cfg.seed}"
+    return cfg.monitor.mlflow.run_name or (f"{default} {suffix}" if suffix else default)
 
 
 def _tracking_uri(cfg: DictConfig) -> str:
@@ -105,18 +106,18 @@ def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, P
 
 
 def _monitors(
-    cfg: DictConfig, run_dir: Path, env_id: str
+    cfg: DictConfig, run_dir: Path, env_id: str, suffix: str
 ) -> tuple[list[Monitor], MlflowMonitor | None]:
     monitors: list[Monitor] = []
     tracker = None
     if cfg.monitor.console:
-        monitors.append(ConsoleMonitor(title=run_name(cfg, env_id)))
+        monitors.append(ConsoleMonitor(title=run_name(cfg, env_id, suffix)))
     if cfg.monitor.mlflow.enabled:
         uri = _tracking_uri(cfg)
         tracker = MlflowMonitor(
             tracking_uri=uri,
             experiment=cfg.monitor.mlflow.experiment or env_id,
-            run_name=run_name(cfg, env_id),
+            run_name=run_name(cfg, env_id, suffix),
             params=flatten(OmegaConf.to_container(cfg, resolve=True)),
             tags={
                 "git_commit": git_commit(),
@@ -147,19 +148,25 @@ def _monitors(
 
 
 def run(
-    cfg: DictConfig, *, run_dir: Path | None = None, overrides: list[str] | None = None
+    cfg: DictConfig,
+    *,
+    run_dir: Path | None = None,
+    overrides: list[str] | None = None,
+    name_suffix: str = "",
 ) -> float:
-    """Train one agent as ``cfg`` says; return its best 100-episode mean return."""
+    """Train one agent as ``cfg`` says; return its best 100-episode mean return.
+
+    ``overrides`` are the command line's (applied on top of a resumed run's logged config);
+    ``name_suffix`` distinguishes the runs of a sweep (its job's overrides).
+    """
     checkpoint = None
     if cfg.resume:
         cfg, checkpoint = _resume_source(cfg, overrides or [])
     built = build(cfg)
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
-    monitors, tracker = _monitors(cfg, run_dir, built.env_id)
+    monitors, tracker = _monitors(cfg, run_dir, built.env_id, name_suffix)
     runner = make_runner(cfg, built, monitors)
     if checkpoint is not None:
-        import torch
-
         runner.load_state_dict(torch.load(checkpoint, weights_only=False))
     if tracker is not None:
         tracker.open()
@@ -195,8 +202,14 @@ def _discard_output_dir() -> None:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
+    suffix = hc.job.override_dirname if hc.mode == RunMode.MULTIRUN else ""
     try:
-        return run(cfg, run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task))
+        return run(
+            cfg,
+            run_dir=Path(hc.runtime.output_dir),
+            overrides=list(hc.overrides.task),
+            name_suffix=suffix,
+        )
     except ConfigError as exc:
         _discard_output_dir()
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
