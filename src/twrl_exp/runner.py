@@ -178,11 +178,11 @@ class Runner:
                     monitor.update(self, metrics)
             now = time.perf_counter()
             if now - last_tick >= self.tick_seconds:
+                # Monitor work (progress, metric flushes, checkpoints) counts as training time.
                 h.train_time += now - clock
                 clock = last_tick = now
                 for monitor in self.monitors:
                     monitor.tick(self)
-                clock = time.perf_counter()
             if next_eval is not None and h.env_steps >= next_eval:
                 h.train_time += time.perf_counter() - clock
                 self.evaluate()
