@@ -137,6 +137,9 @@ class Runner:
         self.eval_episodes, self.final_eval = eval_episodes, final_eval and eval_env is not None
         self.tick_seconds = tick_seconds
         self.history = History()
+        # Set (e.g. by a SIGINT handler) to stop at the next step boundary with KeyboardInterrupt,
+        # so an interruption never lands inside a metric write or a checkpoint.
+        self.stop_requested = False
         self.started = time.perf_counter()
         self._eval_seeded = False
         self._returns_cumsum = [0.0]
@@ -156,6 +159,9 @@ class Runner:
         next_eval = self._next_eval_step()
         last_tick = clock = time.perf_counter()
         while not self._budget_spent():
+            if self.stop_requested:
+                h.train_time += time.perf_counter() - clock
+                raise KeyboardInterrupt
             obs, reward, terminated, truncated, _ = self.env.step(actions)
             live = ~episode_start
             ep_return += reward * live
@@ -253,6 +259,8 @@ class Runner:
         returns: list[float] = []
         episode_start = np.zeros(n, bool)
         while (done_count < quota).any():
+            if self.stop_requested:
+                raise KeyboardInterrupt
             obs, reward, terminated, truncated, _ = env.step(self.agent.act(obs, greedy=True))
             ep_return += reward * ~episode_start
             episode_start = terminated | truncated

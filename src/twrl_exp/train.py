@@ -8,16 +8,21 @@ python train.py resume=<mlflow run id>
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import hydra
 import torch
-from hydra.types import RunMode
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
@@ -28,7 +33,7 @@ from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError
 from twrl_exp.monitor import CheckpointMonitor, ConsoleMonitor
 from twrl_exp.monitor.tracking import MlflowMonitor
-from twrl_exp.runner import Monitor
+from twrl_exp.runner import Monitor, Runner
 
 register_configs()
 
@@ -147,6 +152,25 @@ def _monitors(
     return monitors, tracker
 
 
+@contextmanager
+def _stop_on_interrupt(runner: Runner) -> Iterator[None]:
+    """First Ctrl-C: stop cleanly at the next env step. Second Ctrl-C: stop at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if runner.stop_requested:
+            raise KeyboardInterrupt
+        runner.stop_requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run(
     cfg: DictConfig,
     *,
@@ -172,7 +196,8 @@ def run(
         tracker.open()
     status = "FAILED"
     try:
-        summary = runner.run()
+        with _stop_on_interrupt(runner):
+            summary = runner.run()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -10,7 +10,7 @@ from twrl_exp.env import make_vector_env
 from twrl_exp.errors import ConfigError
 from twrl_exp.model import NoModel, Table
 from twrl_exp.policy import Greedy, RandomPolicy
-from twrl_exp.runner import History, Runner
+from twrl_exp.runner import History, MonitorBase, Runner
 from twrl_exp.update import NoUpdate
 
 CHAIN = "twrl_test/Chain-v0"  # 5 states, action 1 moves right, terminal at 4, truncation at 20
@@ -124,3 +124,21 @@ def test_history_summary_uses_full_windows_once_available() -> None:
     h = History(returns=list(range(5)), trailing=[0.0, 0.5, 1.0, 2.0, 3.0])
     assert h.summary(window=3)["best_mean_return"] == 3.0
     assert h.summary(window=10)["best_mean_return"] == 3.0  # fewer episodes than a window
+
+
+def test_a_stop_request_ends_the_run_at_a_step_boundary() -> None:
+    env = make_vector_env(id=CHAIN, num_envs=1)
+    agent, _ = chain_agent(env, best_action=1)
+
+    class StopAfterTwoEpisodes(MonitorBase):
+        def episodes(self, runner: Runner, first: int) -> None:
+            if runner.history.episodes >= 2:
+                runner.stop_requested = True
+
+    runner = Runner(
+        env=env, agent=agent, seed=0, max_episodes=100, monitors=[StopAfterTwoEpisodes()]
+    )
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert runner.history.episodes == 2
+    assert runner.history.env_steps == 8

@@ -158,9 +158,10 @@ class MlflowMonitor(MonitorBase):
 
     def flush(self) -> None:
         assert self.run_id is not None
-        pending, self._pending = self._pending, []
-        for i in range(0, len(pending), _BATCH):
-            self.client.log_batch(self.run_id, metrics=pending[i : i + _BATCH])
+        while self._pending:  # a chunk leaves the queue only once it is written
+            chunk = self._pending[:_BATCH]
+            self.client.log_batch(self.run_id, metrics=chunk)
+            del self._pending[: len(chunk)]
         self._last_flush = time.monotonic()
 
     def log_checkpoint(self, path: Path) -> None:
