@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from twrl_exp.errors import ConfigError
+from twrl_exp.protocols import Model, Policy, Update
 
 
 class Agent:
@@ -16,7 +17,7 @@ class Agent:
     action and the update (Sarsa's ``Q(s', a')``, Q-learning's ``max_a Q(s', a)``).
     """
 
-    def __init__(self, *, model: Any, policy: Any, update: Any) -> None:
+    def __init__(self, *, model: Model, policy: Policy, update: Update) -> None:
         if getattr(policy, "needs_outputs", True) and not getattr(model, "produces_outputs", True):
             raise ConfigError(
                 f"policy={type(policy).__name__.lower()} acts on model outputs, but model=none "
