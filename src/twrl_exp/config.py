@@ -54,6 +54,13 @@ class TdTarget(StrEnum):
     expected_sarsa = "expected_sarsa"
 
 
+class Objective(StrEnum):
+    best_mean_return = "best_mean_return"
+    final_eval_return = "final_eval_return"
+    auc = "auc"
+    neg_steps_to_solve = "neg_steps_to_solve"
+
+
 class Traces(StrEnum):
     replacing = "replacing"
     accumulating = "accumulating"
@@ -254,6 +261,18 @@ class EvalConfig:
 
 
 @dataclass
+class TrialConfig:
+    """What a run returns, and (set by the Optuna sweeper) which trial of which study it is."""
+
+    objective: Objective = Objective.best_mean_return
+    seeds: int = 1  # seeds seed, seed+1, ...; the objective is their mean
+    study_name: str | None = None
+    storage: str | None = None
+    number: int | None = None
+    heartbeat_interval: int | None = None
+
+
+@dataclass
 class RunConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     model: Any = MISSING
@@ -262,6 +281,7 @@ class RunConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    trial: TrialConfig = field(default_factory=TrialConfig)
     seed: int = 0
     torch_threads: int = 1
     resume: str | None = None

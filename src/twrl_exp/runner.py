@@ -140,6 +140,8 @@ class Runner:
         # Set (e.g. by a SIGINT handler) to stop at the next step boundary with KeyboardInterrupt,
         # so an interruption never lands inside a metric write or a checkpoint.
         self.stop_requested = False
+        # Set by a monitor (e.g. a pruner) to end the run early but normally, with a reason.
+        self.stop_reason: str | None = None
         self.started = time.perf_counter()
         self._eval_seeded = False
         self._returns_cumsum = [0.0]
@@ -195,7 +197,12 @@ class Runner:
                 next_eval = self._next_eval_step()
                 clock = time.perf_counter()
         h.train_time += time.perf_counter() - clock
-        if self.final_eval and (not h.eval_steps or h.eval_steps[-1] != h.env_steps):
+        stopped_early = self.stop_reason is not None
+        if (
+            self.final_eval
+            and not stopped_early
+            and (not h.eval_steps or h.eval_steps[-1] != h.env_steps)
+        ):
             self.evaluate()
         return h.summary(self.solve_window)
 
@@ -204,6 +211,8 @@ class Runner:
         if self.max_env_steps is not None and h.env_steps >= self.max_env_steps:
             return True
         if self.max_episodes is not None and h.episodes >= self.max_episodes:
+            return True
+        if self.stop_reason is not None:
             return True
         return self.stop_when_solved and h.solved_episode is not None
 

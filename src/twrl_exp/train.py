@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -28,11 +29,14 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+import hydra_plugins.twrl_optuna_sweeper.config  # noqa: F401  (registers hydra/sweeper=twrl_optuna)
 from twrl_exp.build import build, config_dir, default_tracking_uri, make_runner, project_root
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError
-from twrl_exp.monitor import CheckpointMonitor, ConsoleMonitor
+from twrl_exp.monitor import CheckpointMonitor, ConsoleMonitor, sweep
+from twrl_exp.monitor.sweep import read_parent
 from twrl_exp.monitor.tracking import MlflowMonitor
+from twrl_exp.objectives import objective_value
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()
@@ -111,17 +115,19 @@ def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, P
 
 
 def _monitors(
-    cfg: DictConfig, run_dir: Path, env_id: str, suffix: str
+    cfg: DictConfig, run_dir: Path, env_id: str, suffix: str, context: dict[str, str]
 ) -> tuple[list[Monitor], MlflowMonitor | None]:
+    """Console, checkpoints and MLflow, as ``cfg.monitor`` says. ``context`` holds a sweep's
+    ``experiment`` and ``parent_run_id`` (the job's run is nested there) and extra tags."""
     monitors: list[Monitor] = []
     tracker = None
     if cfg.monitor.console:
         monitors.append(ConsoleMonitor(title=run_name(cfg, env_id, suffix)))
     if cfg.monitor.mlflow.enabled:
-        uri = _tracking_uri(cfg)
+        uri = context.get("tracking_uri") or _tracking_uri(cfg)
         tracker = MlflowMonitor(
             tracking_uri=uri,
-            experiment=cfg.monitor.mlflow.experiment or env_id,
+            experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
             run_name=run_name(cfg, env_id, suffix),
             params=flatten(OmegaConf.to_container(cfg, resolve=True)),
             tags={
@@ -132,6 +138,7 @@ def _monitors(
                 "model": cfg.model.name,
                 "update": cfg["update"].name,
                 "seed": str(cfg.seed),
+                **{k: v for k, v in context.items() if k not in ("experiment", "tracking_uri")},
                 **cfg.monitor.mlflow.tags,
             },
             config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
@@ -171,24 +178,19 @@ def _stop_on_interrupt(runner: Runner) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run(
+def _train_once(
     cfg: DictConfig,
     *,
-    run_dir: Path | None = None,
-    overrides: list[str] | None = None,
-    name_suffix: str = "",
-) -> float:
-    """Train one agent as ``cfg`` says; return its best 100-episode mean return.
-
-    ``overrides`` are the command line's (applied on top of a resumed run's logged config);
-    ``name_suffix`` distinguishes the runs of a sweep (its job's overrides).
-    """
-    checkpoint = None
-    if cfg.resume:
-        cfg, checkpoint = _resume_source(cfg, overrides or [])
+    run_dir: Path,
+    name_suffix: str,
+    context: dict[str, str],
+    checkpoint: Path | None = None,
+    extra_monitors: list[Monitor] | None = None,
+) -> Runner:
+    """One seed of one configuration: build, record, train, and close everything."""
     built = build(cfg)
-    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
-    monitors, tracker = _monitors(cfg, run_dir, built.env_id, name_suffix)
+    monitors, tracker = _monitors(cfg, run_dir, built.env_id, name_suffix, context)
+    monitors[:0] = extra_monitors or []
     runner = make_runner(cfg, built, monitors)
     if checkpoint is not None:
         runner.load_state_dict(torch.load(checkpoint, weights_only=False))
@@ -197,12 +199,14 @@ def run(
     status = "FAILED"
     try:
         with _stop_on_interrupt(runner):
-            summary = runner.run()
+            runner.run()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
+        if tracker is not None and runner.stop_reason is not None:
+            tracker.set_tag("stopped", runner.stop_reason)
         for monitor in monitors:
             try:
                 monitor.finish(runner, status)
@@ -211,7 +215,91 @@ def run(
         built.env.close()
         if built.eval_env is not None:
             built.eval_env.close()
-    return float(summary["best_mean_return"])
+    return runner
+
+
+def run(
+    cfg: DictConfig,
+    *,
+    run_dir: Path | None = None,
+    overrides: list[str] | None = None,
+    name_suffix: str = "",
+    sweep_dir: Path | None = None,
+) -> float:
+    """Train as ``cfg`` says; return ``cfg.trial.objective`` (the mean over ``cfg.trial.seeds``).
+
+    ``overrides`` are the command line's (applied on top of a resumed run's logged config);
+    ``name_suffix`` distinguishes the runs of a sweep; ``sweep_dir`` is a multirun's folder,
+    where the sweep's parent MLflow run is described. When ``cfg.trial.number`` is set the run
+    is a trial of an Optuna study: it reports to it, may be pruned, and tells it the result.
+    """
+    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
+    checkpoint = None
+    if cfg.resume:
+        cfg, checkpoint = _resume_source(cfg, overrides or [])
+    context: dict[str, str] = {}
+    parent = read_parent(sweep_dir)
+    if parent is not None:
+        context = {
+            "experiment": parent["experiment"],
+            "tracking_uri": parent["tracking_uri"],
+            "mlflow.parentRunId": parent["run_id"],
+        }
+    trial = None
+    if cfg.trial.number is not None:
+        from hydra_plugins.twrl_optuna_sweeper import trial as optuna_trial
+
+        trial = optuna_trial.load_trial(
+            cfg.trial.study_name, cfg.trial.storage, cfg.trial.number, cfg.trial.heartbeat_interval
+        )
+        context.update(
+            {"optuna.study": cfg.trial.study_name, "optuna.trial": str(cfg.trial.number)}
+        )
+    values: list[float] = []
+    pruned = False
+    env_steps, train_time = 0, 0.0
+    for index in range(1 if cfg.resume else cfg.trial.seeds):
+        seed_cfg = cfg.copy()
+        seed_cfg.seed = cfg.seed + index
+        suffix = name_suffix + (f" seed {seed_cfg.seed}" if cfg.trial.seeds > 1 else "")
+        reporter = None
+        if trial is not None:
+            reporter = optuna_trial.TrialReporter(
+                trial=trial,
+                objective=cfg.trial.objective,
+                window=cfg.train.solve_window,
+                budget_steps=cfg.train.max_env_steps,
+                eval_every_steps=cfg.eval.every_steps or 1,
+                step_offset=index * (cfg.train.max_env_steps or 1_000_000_000),
+                heartbeat_interval=cfg.trial.heartbeat_interval,
+            )
+        runner = _train_once(
+            seed_cfg,
+            run_dir=run_dir if cfg.trial.seeds == 1 else run_dir / f"seed{seed_cfg.seed}",
+            name_suffix=suffix.strip(),
+            context=context,
+            checkpoint=checkpoint,
+            extra_monitors=[reporter] if reporter is not None else None,
+        )
+        values.append(
+            objective_value(
+                cfg.trial.objective,
+                runner.history,
+                window=cfg.train.solve_window,
+                budget_steps=cfg.train.max_env_steps,
+            )
+        )
+        env_steps += runner.history.env_steps
+        train_time += runner.history.train_time
+        if reporter is not None and reporter.pruned:
+            pruned = True
+            break
+    value = float(np.mean(values))
+    if trial is not None:
+        trial.set_user_attr("env_steps", env_steps)
+        trial.set_user_attr("train_time_s", train_time)
+        optuna_trial.finish_trial(trial, value, pruned)
+    return value
 
 
 def _discard_output_dir() -> None:
@@ -227,17 +315,24 @@ def _discard_output_dir() -> None:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
-    suffix = hc.job.override_dirname if hc.mode == RunMode.MULTIRUN else ""
+    multirun = hc.mode == RunMode.MULTIRUN
+    if cfg.trial.number is not None:
+        suffix = f"trial {cfg.trial.number}"
+    else:
+        suffix = hc.job.override_dirname if multirun else ""
     try:
         return run(
             cfg,
             run_dir=Path(hc.runtime.output_dir),
             overrides=list(hc.overrides.task),
             name_suffix=suffix,
+            sweep_dir=Path(hc.sweep.dir) if multirun else None,
         )
     except ConfigError as exc:
         _discard_output_dir()
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        if multirun:
+            raise  # this job fails; the sweep goes on
         sys.exit(2)
 
 
@@ -245,6 +340,7 @@ def main() -> None:
     try:
         _hydra_main()
     except KeyboardInterrupt:
+        sweep.interrupted = True
         Console(stderr=True).print(
             "[yellow]interrupted:[/] the run is marked KILLED in MLflow "
             "and its last checkpoint is kept (resume=<run id>)."

@@ -112,11 +112,9 @@ class MlflowMonitor(MonitorBase):
             self._log_agent(runner)
         self.client.set_terminated(self.run_id, status)
 
-    def close_failed(self, status: str) -> None:
-        """Mark the run when it failed before the runner started (nothing else to record)."""
-        if self.run_id is not None:
-            self.flush()
-            self.client.set_terminated(self.run_id, status)
+    def set_tag(self, key: str, value: str) -> None:
+        assert self.run_id is not None
+        self.client.set_tag(self.run_id, key, value)
 
     # ------------------------------------------------------------------ events
 

@@ -1,0 +1,99 @@
+"""Hydra sweep syntax (choice, range, interval, tag(log, ...)) -> Optuna distributions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+)
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from twrl_exp.errors import ConfigError
+
+
+def _as_choice(value: Any) -> Any:
+    """Optuna choices must be None, bool, int, float or str: lists become their override text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(_as_choice(v)) for v in value) + "]"
+    return str(value)
+
+
+def distribution(override: Override) -> BaseDistribution:
+    """The Optuna distribution of one sweep override (``key=choice(...)`` and friends)."""
+    value = override.value()
+    log = "log" in getattr(value, "tags", set())
+    if isinstance(value, ChoiceSweep):
+        return CategoricalDistribution([_as_choice(v) for v in override.sweep_iterator()])
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        assert start is not None and stop is not None and step is not None
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            return IntDistribution(int(start), int(stop) - int(step), step=int(step), log=log)
+        return FloatDistribution(float(start), float(stop) - float(step), step=float(step))
+    if isinstance(value, IntervalSweep):
+        low, high = value.start, value.end
+        assert low is not None and high is not None
+        if isinstance(low, int) and isinstance(high, int):
+            return IntDistribution(low, high, log=log)
+        return FloatDistribution(float(low), float(high), log=log)
+    raise ConfigError(f"{override.input_line} is not a sweep (use choice, range or interval).")
+
+
+def parse(
+    params: dict[str, str], arguments: list[str]
+) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """Search space from the sweep config's ``params`` and sweeps on the command line.
+
+    Returns the distributions by key and the fixed (non-sweep) command-line overrides, which
+    every trial receives unchanged.
+    """
+    parser = OverridesParser.create()
+    lines = [f"{key}={text}" for key, text in params.items()]
+    space: dict[str, BaseDistribution] = {}
+    fixed: list[str] = []
+    for override in parser.parse_overrides(lines) + parser.parse_overrides(arguments):
+        if override.is_sweep_override():
+            space[override.get_key_element()] = distribution(override)
+        else:
+            fixed.append(override.input_line)
+    return space, fixed
+
+
+def grid(space: dict[str, BaseDistribution]) -> dict[str, list[Any]]:
+    """The finite search space a grid sampler needs; intervals cannot be gridded."""
+    out: dict[str, list[Any]] = {}
+    for key, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            out[key] = list(dist.choices)
+        elif isinstance(dist, IntDistribution):
+            out[key] = list(range(dist.low, dist.high + 1, dist.step))
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:
+            n = round((dist.high - dist.low) / dist.step)
+            out[key] = [dist.low + i * dist.step for i in range(n + 1)]
+        else:
+            raise ConfigError(
+                f"sampler=grid needs finite choices, but {key} is a continuous interval; "
+                "use choice(...) or range(...) for it."
+            )
+    return out
+
+
+def override_text(key: str, value: Any) -> str:
+    """``key=value`` in Hydra's override syntax for a sampled value."""
+    if isinstance(value, str) and not value.startswith("["):
+        return f"{key}={value}"
+    if isinstance(value, float):
+        return f"{key}={value!r}"
+    return f"{key}={value}"

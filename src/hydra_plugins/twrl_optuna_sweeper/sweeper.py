@@ -1,0 +1,221 @@
+"""A Hydra Sweeper on Optuna >= 4: ask the study for trials, launch them through any Hydra
+launcher, let each job report to its own trial through the storage (pruning), and resume a
+study where it stopped, since ``n_trials`` is the study's total."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from hydra_plugins.twrl_optuna_sweeper import results, search_space
+from hydra_plugins.twrl_optuna_sweeper.trial import open_storage
+from twrl_exp.build import project_root
+from twrl_exp.errors import ConfigError
+from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
+from twrl_exp.objectives import OBJECTIVES
+
+log = logging.getLogger(__name__)
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+def make_sampler(
+    cfg: DictConfig, space: dict[str, BaseDistribution]
+) -> optuna.samplers.BaseSampler:
+    name, seed = cfg.name, cfg.seed
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+    if name == "grid":
+        return optuna.samplers.GridSampler(search_space.grid(space), seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+    raise ConfigError(
+        f"hydra.sweeper.sampler.name={name} is unknown: use tpe, random, cmaes, grid or gp."
+    )
+
+
+def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
+    name = cfg.name
+    if name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.n_startup_trials,
+            n_warmup_steps=cfg.n_warmup_steps,
+            interval_steps=cfg.interval_steps,
+        )
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=cfg.min_resource or "auto", reduction_factor=cfg.reduction_factor
+        )
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=cfg.min_resource or 1,
+            max_resource=cfg.max_resource or "auto",
+            reduction_factor=cfg.reduction_factor,
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(
+        f"hydra.sweeper.pruner.name={name} is unknown: use median, successive_halving, "
+        "hyperband or none."
+    )
+
+
+def counted(trials: list[FrozenTrial], live_running: bool) -> int:
+    """Trials that count toward ``n_trials``: finished ones, failures with an error, and (with
+    heartbeats, i.e. when stale ones have been failed) trials running elsewhere."""
+    total = 0
+    for t in trials:
+        if (
+            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+            or (t.state == TrialState.RUNNING and live_running)
+        ):
+            total += 1
+    return total
+
+
+class TwrlOptunaSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        self.settings = OmegaConf.create(settings)
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.job_idx = 0
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def _check(self) -> None:
+        s = self.settings
+        checks = [
+            ("n_trials", s.n_trials >= 1, ">= 1"),
+            ("n_jobs", s.n_jobs >= 1, ">= 1"),
+            ("seeds_per_trial", s.seeds_per_trial >= 1, ">= 1"),
+            ("direction", s.direction in ("maximize", "minimize"), "maximize or minimize"),
+            ("objective", s.objective in OBJECTIVES, " or ".join(OBJECTIVES)),
+        ]
+        for key, ok, valid in checks:
+            if not ok:
+                raise ConfigError(f"hydra.sweeper.{key}={s[key]} is invalid: it must be {valid}.")
+
+    def storage_url(self) -> str:
+        if self.settings.storage:
+            return str(self.settings.storage)
+        return f"sqlite:///{project_root() / 'optuna' / (self.settings.study_name + '.db')}"
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None
+        self._check()
+        s = self.settings
+        space, fixed = search_space.parse(dict(s.params), list(arguments))
+        self.space, self.fixed = space, fixed
+        if not space:
+            raise ConfigError(
+                "The Optuna sweep has no search space: give hydra.sweeper.params "
+                "(e.g. update.lr: tag(log, interval(1e-4, 1e-1))) or a sweep on the command line."
+            )
+        url = self.storage_url()
+        storage = open_storage(url, s.heartbeat_interval, s.grace_period)
+        study = optuna.create_study(
+            study_name=s.study_name,
+            storage=storage,
+            sampler=make_sampler(s.sampler, space),
+            pruner=make_pruner(s.pruner),
+            direction=s.direction,
+            load_if_exists=True,
+        )
+        heartbeats = isinstance(storage, RDBStorage)
+        if heartbeats:
+            optuna.storages.fail_stale_trials(study)
+        parent = self._open_parent(study, url)
+        done = counted(study.get_trials(deepcopy=False), heartbeats)
+        log.info(f"Study '{s.study_name}' in {url}: {done} of {s.n_trials} trials done.")
+        batch: list[optuna.Trial] = []
+        try:
+            while (
+                remaining := s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats)
+            ) > 0:
+                batch = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
+                overrides = [self._overrides(t, fixed, space, url) for t in batch]
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+                self.job_idx += len(batch)
+                for trial, ret in zip(batch, returns, strict=True):
+                    self._settle(study, trial, ret)
+                batch = []
+        except KeyboardInterrupt:
+            for trial in batch:
+                trial.set_user_attr("interrupted", True)
+                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            if parent is not None:
+                parent.finish("KILLED")
+            raise
+        results.report(study, self, parent, url)
+        if parent is not None:
+            parent.finish("FINISHED")
+        return study
+
+    def _open_parent(self, study: optuna.Study, url: str) -> SweepParent | None:
+        assert self.config is not None
+        if not self.config.monitor.mlflow.enabled:
+            return None
+        parent = SweepParent.open(
+            tracking_uri=tracking_uri_of(self.config),
+            experiment=experiment_of(self.config),
+            run_name=f"optuna {self.settings.study_name}",
+            sweep_dir=Path(self.config.hydra.sweep.dir),
+            tags={
+                "sweep": "optuna",
+                "optuna.study": self.settings.study_name,
+                "optuna.storage": url,
+            },
+            run_id=study.user_attrs.get(PARENT_ATTR),
+        )
+        study.set_user_attr(PARENT_ATTR, parent.run_id)
+        return parent
+
+    def _overrides(
+        self, trial: optuna.Trial, fixed: list[str], space: dict[str, BaseDistribution], url: str
+    ) -> list[str]:
+        s = self.settings
+        sampled = [search_space.override_text(k, trial.params[k]) for k in space]
+        return [
+            *fixed,
+            *sampled,
+            f"trial.study_name={s.study_name}",
+            f"trial.storage='{url}'",
+            f"trial.number={trial.number}",
+            f"trial.objective={s.objective}",
+            f"trial.seeds={s.seeds_per_trial}",
+            f"trial.heartbeat_interval={s.heartbeat_interval}",
+        ]
+
+    def _settle(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
+        """The job tells the study itself; a job that failed before it could is told FAIL."""
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state != TrialState.RUNNING:
+            return
+        if ret.status == JobStatus.FAILED:
+            error = ret._return_value
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            log.warning(f"Trial {trial.number} failed: {error}")
+        else:
+            study.tell(trial.number, float(ret.return_value), skip_if_finished=True)

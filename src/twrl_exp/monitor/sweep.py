@@ -1,0 +1,118 @@
+"""A sweep's parent MLflow run, under which every job's run is nested.
+
+The parent is opened once, before any job starts (which also creates the SQLite store and the
+experiment, whose parallel first-time creation races), and described in
+``<sweep dir>/mlflow_parent.json`` so that jobs find it in any launcher's worker process.
+Grid sweeps get it from :class:`MlflowSweepCallback`; the Optuna sweeper opens its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+from twrl_exp.build import default_tracking_uri
+from twrl_exp.env import resolve_spec
+from twrl_exp.monitor.tracking import ensure_experiment
+
+PARENT_FILE = "mlflow_parent.json"
+# Set when the process is being interrupted (Ctrl-C), so an unfinished parent reads KILLED.
+interrupted = False
+
+
+class SweepParent:
+    """The parent run of a sweep: open (or reopen), describe for the jobs, finish."""
+
+    def __init__(self, client: MlflowClient, run_id: str, experiment: str) -> None:
+        self.client, self.run_id, self.experiment = client, run_id, experiment
+        self.finished = False
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str,
+        sweep_dir: Path,
+        tags: dict[str, str],
+        run_id: str | None = None,
+    ) -> SweepParent:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        experiment_id = ensure_experiment(client, experiment, tracking_uri)
+        if run_id is not None and _exists(client, run_id):
+            client.update_run(run_id, status="RUNNING")
+        else:
+            run = client.create_run(
+                experiment_id, run_name=run_name, tags={"mlflow.runName": run_name, **tags}
+            )
+            run_id = run.info.run_id
+        parent = cls(client, run_id, experiment)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).write_text(
+            json.dumps({"run_id": run_id, "tracking_uri": tracking_uri, "experiment": experiment})
+        )
+        atexit.register(parent.finish, None)
+        return parent
+
+    def finish(self, status: str | None) -> None:
+        """``status=None`` (at exit, unfinished): KILLED if interrupted, else FAILED."""
+        status = status or ("KILLED" if interrupted else "FAILED")
+        if not self.finished:
+            self.finished = True
+            self.client.set_terminated(self.run_id, status)
+
+
+def _exists(client: MlflowClient, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+    except Exception:
+        return False
+    return True
+
+
+def read_parent(sweep_dir: Path | None) -> dict[str, Any] | None:
+    """What a job needs to nest its run: the parent's run id, tracking URI and experiment."""
+    if sweep_dir is None or not (sweep_dir / PARENT_FILE).exists():
+        return None
+    data: dict[str, Any] = json.loads((sweep_dir / PARENT_FILE).read_text())
+    return data
+
+
+def experiment_of(config: DictConfig) -> str:
+    return str(config.monitor.mlflow.experiment or resolve_spec(config.env.id).id)
+
+
+def tracking_uri_of(config: DictConfig) -> str:
+    return str(config.monitor.mlflow.tracking_uri or default_tracking_uri())
+
+
+class MlflowSweepCallback(Callback):
+    """Opens a grid sweep's parent run before its jobs start and closes it after they end."""
+
+    def __init__(self) -> None:
+        self.parent: SweepParent | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.monitor.mlflow.enabled:
+            return
+        if "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", "")):
+            return  # the Optuna sweeper opens (or reopens) its study's parent run itself
+        sweep_dir = Path(config.hydra.sweep.dir)
+        self.parent = SweepParent.open(
+            tracking_uri=tracking_uri_of(config),
+            experiment=experiment_of(config),
+            run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}",
+            sweep_dir=sweep_dir,
+            tags={"sweep": "grid", "sweep.dir": str(sweep_dir.resolve())},
+        )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent is not None:
+            self.parent.finish("FINISHED")
