@@ -316,24 +316,36 @@ def _discard_output_dir() -> None:
 def _hydra_main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    if cfg.trial.number is not None:
-        suffix = f"trial {cfg.trial.number}"
-    else:
-        suffix = hc.job.override_dirname if multirun else ""
+    sweep_dir = Path(hc.sweep.dir) if multirun else None
+    overrides = list(hc.overrides.task)
+    suffix = _job_suffix(cfg, overrides, read_parent(sweep_dir))
     try:
         return run(
             cfg,
             run_dir=Path(hc.runtime.output_dir),
-            overrides=list(hc.overrides.task),
+            overrides=overrides,
             name_suffix=suffix,
-            sweep_dir=Path(hc.sweep.dir) if multirun else None,
+            sweep_dir=sweep_dir,
         )
     except ConfigError as exc:
         _discard_output_dir()
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        if multirun:
-            raise  # this job fails; the sweep goes on
-        sys.exit(2)
+        if not multirun:
+            sys.exit(2)
+        parent = read_parent(sweep_dir)
+        if parent is not None:
+            sweep.record_failed_job(parent, f"refused job {suffix}".strip(), overrides, str(exc))
+        raise  # this job fails; the sweep goes on
+
+
+def _job_suffix(cfg: DictConfig, overrides: list[str], parent: dict[str, Any] | None) -> str:
+    """What tells a sweep's runs apart: the trial number, or the swept overrides."""
+    if cfg.trial.number is not None:
+        return f"trial {cfg.trial.number}"
+    if parent is None:
+        return ""
+    keys = set(parent.get("swept_keys", []))
+    return ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys)
 
 
 def main() -> None:

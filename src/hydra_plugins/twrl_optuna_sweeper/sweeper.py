@@ -187,6 +187,7 @@ class TwrlOptunaSweeper(Sweeper):
                 "optuna.storage": url,
             },
             run_id=study.user_attrs.get(PARENT_ATTR),
+            swept_keys=list(self.space),
         )
         study.set_user_attr(PARENT_ATTR, parent.run_id)
         return parent

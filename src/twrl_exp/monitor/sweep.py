@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from omegaconf import DictConfig
@@ -43,6 +44,7 @@ class SweepParent:
         sweep_dir: Path,
         tags: dict[str, str],
         run_id: str | None = None,
+        swept_keys: list[str] | None = None,
     ) -> SweepParent:
         client = MlflowClient(tracking_uri=tracking_uri)
         experiment_id = ensure_experiment(client, experiment, tracking_uri)
@@ -56,7 +58,14 @@ class SweepParent:
         parent = cls(client, run_id, experiment)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(
-            json.dumps({"run_id": run_id, "tracking_uri": tracking_uri, "experiment": experiment})
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "tracking_uri": tracking_uri,
+                    "experiment": experiment,
+                    "swept_keys": swept_keys or [],
+                }
+            )
         )
         atexit.register(parent.finish, None)
         return parent
@@ -85,6 +94,31 @@ def read_parent(sweep_dir: Path | None) -> dict[str, Any] | None:
     return data
 
 
+def record_failed_job(
+    parent: dict[str, Any], run_name: str, overrides: list[str], error: str
+) -> None:
+    """A sweep job refused before it could start still leaves a FAILED run under the parent."""
+    client = MlflowClient(tracking_uri=parent["tracking_uri"])
+    experiment_id = ensure_experiment(client, parent["experiment"], parent["tracking_uri"])
+    run = client.create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={
+            "mlflow.runName": run_name,
+            "mlflow.parentRunId": parent["run_id"],
+            "error": error[:5000],
+            "overrides": " ".join(overrides)[:5000],
+        },
+    )
+    client.set_terminated(run.info.run_id, "FAILED")
+
+
+def swept_keys(task_overrides: list[str]) -> list[str]:
+    """Keys a multirun's command line sweeps (``a=1,2``, ``b=choice(...)``)."""
+    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    return [o.get_key_element() for o in parsed if o.is_sweep_override()]
+
+
 def experiment_of(config: DictConfig) -> str:
     return str(config.monitor.mlflow.experiment or resolve_spec(config.env.id).id)
 
@@ -111,6 +145,7 @@ class MlflowSweepCallback(Callback):
             run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}",
             sweep_dir=sweep_dir,
             tags={"sweep": "grid", "sweep.dir": str(sweep_dir.resolve())},
+            swept_keys=swept_keys(list(config.hydra.overrides.task)),
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
