@@ -68,7 +68,8 @@ def experiment_yaml(job_cfg: DictConfig, study: optuna.Study) -> str:
 
 
 def save_experiment(sweeper: TwrlOptunaSweeper, study: optuna.Study) -> Path:
-    assert sweeper.config is not None and sweeper.hydra_context is not None
+    assert sweeper.config is not None
+    assert sweeper.hydra_context is not None
     best = study.best_trial
     overrides = [
         *sweeper.fixed,
@@ -83,7 +84,7 @@ def save_experiment(sweeper: TwrlOptunaSweeper, study: optuna.Study) -> Path:
 
 
 def log_plots(study: optuna.Study, parent: SweepParent) -> None:
-    plots = {
+    plots: dict[str, Any] = {
         "optimization_history": optuna.visualization.plot_optimization_history,
         "param_importances": optuna.visualization.plot_param_importances,
         "parallel_coordinate": optuna.visualization.plot_parallel_coordinate,
@@ -126,10 +127,10 @@ def report(
     tags = {f"best.{k}": str(v) for k, v in study.best_params.items()} if saved else {}
     tags.update({f"space.{k}": str(d) for k, d in sweeper.space.items()})
     tags.update({f"sweeper.{k}": str(v) for k, v in sweeper.settings.items() if k != "params"})
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value[:5000])
-    for key, value in figures.items():
-        client.log_metric(run_id, key, value)
+    for key, text in tags.items():
+        client.set_tag(run_id, key, text[:5000])
+    for key, figure in figures.items():
+        client.log_metric(run_id, key, figure)
     if saved is not None:
         client.log_artifact(run_id, str(saved), "best")
     if sweeper.settings.plots:

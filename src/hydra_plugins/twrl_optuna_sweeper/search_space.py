@@ -38,13 +38,16 @@ def distribution(override: Override) -> BaseDistribution:
         return CategoricalDistribution([_as_choice(v) for v in override.sweep_iterator()])
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step
-        assert start is not None and stop is not None and step is not None
+        assert start is not None
+        assert stop is not None
+        assert step is not None
         if all(isinstance(v, int) for v in (start, stop, step)):
             return IntDistribution(int(start), int(stop) - int(step), step=int(step), log=log)
         return FloatDistribution(float(start), float(stop) - float(step), step=float(step))
     if isinstance(value, IntervalSweep):
         low, high = value.start, value.end
-        assert low is not None and high is not None
+        assert low is not None
+        assert high is not None
         if isinstance(low, int) and isinstance(high, int):
             return IntDistribution(low, high, log=log)
         return FloatDistribution(float(low), float(high), log=log)
@@ -67,7 +70,7 @@ def parse(
         if override.is_sweep_override():
             space[override.get_key_element()] = distribution(override)
         else:
-            fixed.append(override.input_line)
+            fixed.append(str(override.input_line))
     return space, fixed
 
 

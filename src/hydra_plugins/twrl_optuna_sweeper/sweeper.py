@@ -155,6 +155,7 @@ class TwrlOptunaSweeper(Sweeper):
             ) > 0:
                 batch = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
                 overrides = [self._overrides(t, fixed, space, url) for t in batch]
+                assert self.launcher is not None
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
                 self.job_idx += len(batch)
                 for trial, ret in zip(batch, returns, strict=True):

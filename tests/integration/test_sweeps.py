@@ -1,0 +1,219 @@
+"""Sweeps end to end: grid multiruns and Optuna studies against temporary MLflow/Optuna stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from twrl_exp.build import project_root
+
+TINY = [
+    "train.max_env_steps=4000",
+    "monitor.console=false",
+    "eval.every_steps=null",
+    "monitor.checkpoint.enabled=false",
+]
+
+
+def sweep_cli(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(project_root())}
+    return subprocess.run(
+        [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def all_runs(uri: str, experiment: str = "CartPole-v1"):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client, ([] if exp is None else client.search_runs([exp.experiment_id]))
+
+
+def split(runs):
+    parents = [r for r in runs if "sweep" in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_grid_sweep_nests_every_job_under_one_parent(tmp_path, isolated_mlflow) -> None:
+    result = sweep_cli(tmp_path, "update.lr=1e-3,1e-2", "seed=0,1", *TINY)
+    assert result.returncode == 0, result.stderr
+    _, runs = all_runs(isolated_mlflow)
+    (parent,), children = split(runs)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert all(c.info.status == "FINISHED" for c in children)
+    names = {c.info.run_name for c in children}
+    assert "reinforce-categorical-mlp-CartPole-v1-s1 update.lr=0.01,seed=1" in names
+
+
+def test_a_failing_grid_job_is_recorded_and_the_others_go_on(tmp_path, isolated_mlflow) -> None:
+    result = sweep_cli(tmp_path, "update.lr=-1,1e-3", *TINY)
+    assert result.returncode != 0
+    assert "update.lr=-1.0 is invalid" in result.stderr
+    _, runs = all_runs(isolated_mlflow)
+    _, children = split(runs)
+    statuses = sorted((c.info.status, c.info.run_name) for c in children)
+    assert [s for s, _ in statuses] == ["FAILED", "FINISHED"]
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert "update.lr=-1.0 is invalid" in failed.data.tags["error"]
+
+
+def test_parallel_jobs_on_one_sqlite_store_lose_no_runs_and_no_metrics(
+    tmp_path, isolated_mlflow
+) -> None:
+    result = sweep_cli(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1,2,3",
+        "train.max_env_steps=20000",
+        "monitor.console=false",
+        "eval.every_steps=5000",
+        "monitor.mlflow.flush_every_s=0.05",
+        "monitor.checkpoint.every_steps=5000",
+    )
+    assert result.returncode == 0, result.stderr
+    client, runs = all_runs(isolated_mlflow)
+    _, children = split(runs)
+    assert sorted(c.data.tags["seed"] for c in children) == ["0", "1", "2", "3"]
+    for child in children:
+        episodes = client.get_metric_history(child.info.run_id, "episode/return")
+        assert len(episodes) == child.data.metrics["episodes"]
+        evals = client.get_metric_history(child.info.run_id, "eval/mean_return")
+        assert len(evals) == 4  # at 5k, 10k, 15k, 20k env steps
+
+
+def optuna_args(tmp_path: Path, n_trials: int, *extra: str) -> list[str]:
+    return [
+        "hydra/sweeper=twrl_optuna",
+        "hydra.sweeper.study_name=tiny",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        f"hydra.sweeper.experiment_dir={tmp_path / 'extra' / 'experiment'}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        "hydra.sweeper.sampler.name=random",
+        "hydra.sweeper.sampler.seed=3",
+        "hydra.sweeper.objective=auc",
+        "update.lr=tag(log,interval(1e-5,5e-2))",
+        "train.max_env_steps=30000",
+        "eval.every_steps=5000",
+        "eval.episodes=3",
+        "monitor.console=false",
+        "monitor.checkpoint.enabled=false",
+        *extra,
+    ]
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def test_optuna_sweep_prunes_saves_the_best_and_records_plots(tmp_path, isolated_mlflow) -> None:
+    result = sweep_cli(
+        tmp_path,
+        *optuna_args(
+            tmp_path,
+            8,
+            "hydra.sweeper.pruner.name=median",
+            "hydra.sweeper.pruner.n_startup_trials=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ),
+    )
+    assert result.returncode == 0, result.stderr
+    study = load(tmp_path)
+    trials = study.get_trials()
+    assert len(trials) == 8
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned, "the median pruner stopped no trial"
+    assert all(t.user_attrs["env_steps"] < 30000 for t in pruned)  # stopped early ...
+    assert all(t.user_attrs["env_steps"] >= 30000 for t in complete)  # ... the rest did not
+
+    client, runs = all_runs(isolated_mlflow)
+    (parent,), children = split(runs)
+    assert parent.data.tags["sweep"] == "optuna"
+    assert len(children) == 8
+    assert sum(c.data.tags.get("stopped") == "pruned" for c in children) == len(pruned)
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
+    assert {
+        "optuna/optimization_history.html",
+        "optuna/param_importances.html",
+        "optuna/parallel_coordinate.html",
+        "optuna/slice.html",
+    } <= plots
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+
+    saved = tmp_path / "extra" / "experiment" / "tiny.yaml"
+    assert f"lr: {study.best_params['update.lr']}" in saved.read_text()
+    rerun = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-cd",
+            str(tmp_path / "extra"),
+            "+experiment=tiny",
+            "monitor.console=false",
+            f"hydra.run.dir={tmp_path / 'rerun'}",
+        ],
+        cwd=project_root(),
+        env={**os.environ, "PYTHONPATH": str(project_root())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    _, runs = all_runs(isolated_mlflow)
+    again = [
+        r for r in runs if "sweep" not in r.data.tags and "mlflow.parentRunId" not in r.data.tags
+    ]
+    assert len(again) == 1
+    assert again[0].data.params["update.lr"] == str(study.best_params["update.lr"])
+
+
+def test_a_killed_optuna_sweep_resumes_to_exactly_n_trials(tmp_path, isolated_mlflow) -> None:
+    args = optuna_args(tmp_path, 5, "hydra.sweeper.pruner.name=none", "train.max_env_steps=60000")
+    env = {**os.environ, "PYTHONPATH": str(project_root())}
+    cmd = [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={tmp_path / 'first'}"]
+    proc = subprocess.Popen(
+        cmd, cwd=project_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            finished = [t for t in load(tmp_path).get_trials() if t.state.is_finished()]
+        except KeyError:  # the study does not exist yet
+            finished = []
+        if len(finished) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    interrupted = load(tmp_path).get_trials()
+    assert 2 <= sum(t.state == TrialState.COMPLETE for t in interrupted) < 5
+
+    result = sweep_cli(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    trials = load(tmp_path).get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
+    assert all(t.user_attrs.get("interrupted") for t in trials if t.state == TrialState.FAIL)
+    _, runs = all_runs(isolated_mlflow)
+    parents, _ = split(runs)
+    assert len(parents) == 1  # the rerun reopened the study's parent run
+    assert parents[0].info.status == "FINISHED"
