@@ -1,4 +1,5 @@
-"""Hydra sweep syntax (choice, range, interval, tag(log, ...)) -> Optuna distributions."""
+"""Hydra sweep syntax -> Optuna distributions: ``choice(...)``, ``range(a, b, step)``,
+``interval(a, b)`` (floats; ``tag(int, interval(a, b))`` for integers) and ``tag(log, ...)``."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ def distribution(override: Override) -> BaseDistribution:
         low, high = value.start, value.end
         assert low is not None
         assert high is not None
-        if isinstance(low, int) and isinstance(high, int):
-            return IntDistribution(low, high, log=log)
+        if "int" in value.tags or (isinstance(low, int) and isinstance(high, int)):
+            return IntDistribution(int(low), int(high), log=log)
         return FloatDistribution(float(low), float(high), log=log)
     raise ConfigError(f"{override.input_line} is not a sweep (use choice, range or interval).")
 

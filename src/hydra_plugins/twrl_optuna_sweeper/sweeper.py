@@ -19,6 +19,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.twrl_optuna_sweeper import results, search_space
+from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner, make_sampler
 from hydra_plugins.twrl_optuna_sweeper.trial import open_storage
 from twrl_exp.build import project_root
 from twrl_exp.errors import ConfigError
@@ -27,51 +28,7 @@ from twrl_exp.objectives import OBJECTIVES
 
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
-
-
-def make_sampler(
-    cfg: DictConfig, space: dict[str, BaseDistribution]
-) -> optuna.samplers.BaseSampler:
-    name, seed = cfg.name, cfg.seed
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-    if name == "grid":
-        return optuna.samplers.GridSampler(search_space.grid(space), seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-    raise ConfigError(
-        f"hydra.sweeper.sampler.name={name} is unknown: use tpe, random, cmaes, grid or gp."
-    )
-
-
-def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    name = cfg.name
-    if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=cfg.n_startup_trials,
-            n_warmup_steps=cfg.n_warmup_steps,
-            interval_steps=cfg.interval_steps,
-        )
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=cfg.min_resource or "auto", reduction_factor=cfg.reduction_factor
-        )
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=cfg.min_resource or 1,
-            max_resource=cfg.max_resource or "auto",
-            reduction_factor=cfg.reduction_factor,
-        )
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError(
-        f"hydra.sweeper.pruner.name={name} is unknown: use median, successive_halving, "
-        "hyperband or none."
-    )
+PRUNER_ATTR = "pruner"
 
 
 def counted(trials: list[FrozenTrial], live_running: bool) -> int:
@@ -142,6 +99,8 @@ class TwrlOptunaSweeper(Sweeper):
             direction=s.direction,
             load_if_exists=True,
         )
+        # Jobs rebuild the pruner from here: Optuna stores no pruner with a study.
+        study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(s.pruner))
         heartbeats = isinstance(storage, RDBStorage)
         if heartbeats:
             optuna.storages.fail_stale_trials(study)

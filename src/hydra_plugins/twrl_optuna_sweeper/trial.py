@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -14,6 +15,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import MonitorBase, Runner
 
@@ -40,6 +42,11 @@ def load_trial(
 ) -> optuna.Trial:
     store = open_storage(storage, heartbeat_interval, None)
     study = optuna.load_study(study_name=study_name, storage=store)
+    pruner = study.user_attrs.get("pruner")
+    if pruner is not None:  # the sweeper's pruner, so that should_prune() decides as it would
+        study = optuna.load_study(
+            study_name=study_name, storage=store, pruner=make_pruner(SimpleNamespace(**pruner))
+        )
     trial_id = store.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return optuna.Trial(study, trial_id)
 

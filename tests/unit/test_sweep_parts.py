@@ -1,0 +1,110 @@
+"""Search-space parsing, objectives and trial counting: the sweeper's pure parts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from hydra_plugins.twrl_optuna_sweeper import search_space
+from hydra_plugins.twrl_optuna_sweeper.sweeper import counted
+from twrl_exp.errors import ConfigError
+from twrl_exp.objectives import objective_value
+from twrl_exp.runner import History
+
+
+def test_sweep_syntax_becomes_optuna_distributions() -> None:
+    space, fixed = search_space.parse(
+        {
+            "update.lr": "tag(log, interval(1e-4, 1e-1))",
+            "update.entropy_coef": "interval(0.0, 0.01)",
+            "model.num_tilings": "choice(4, 8, 16)",
+            "model.hidden_sizes": "choice([32], [64,64])",
+            "update.steps_per_batch": "range(1000, 5000, 1000)",
+        },
+        [
+            "+sweep=x",
+            "seed=3",
+            "policy.epsilon=interval(0, 1)",
+            "model.tiles=tag(int, interval(2, 9))",
+        ],
+    )
+    assert space["update.lr"] == FloatDistribution(1e-4, 1e-1, log=True)
+    assert space["update.entropy_coef"] == FloatDistribution(0.0, 0.01)
+    assert space["model.num_tilings"] == CategoricalDistribution([4, 8, 16])
+    assert space["model.hidden_sizes"] == CategoricalDistribution(["[32]", "[64,64]"])
+    assert space["update.steps_per_batch"] == IntDistribution(1000, 4000, step=1000)
+    assert space["policy.epsilon"] == FloatDistribution(0.0, 1.0)
+    assert space["model.tiles"] == IntDistribution(2, 9)
+    assert fixed == ["+sweep=x", "seed=3"]
+
+
+def test_sampled_values_become_overrides() -> None:
+    assert search_space.override_text("model.hidden_sizes", "[64,64]") == (
+        "model.hidden_sizes=[64,64]"
+    )
+    assert search_space.override_text("update.lr", 0.1) == "update.lr=0.1"
+    assert search_space.override_text("update.baseline", "none") == "update.baseline=none"
+
+
+def test_grid_needs_finite_choices() -> None:
+    space, _ = search_space.parse({"a": "choice(1, 2)", "b": "range(0, 3)"}, [])
+    assert search_space.grid(space) == {"a": [1, 2], "b": [0, 1, 2]}
+    space, _ = search_space.parse({"c": "interval(0.0, 1.0)"}, [])
+    with pytest.raises(ConfigError, match="c is a continuous interval"):
+        search_space.grid(space)
+
+
+def test_trials_counted_toward_n_trials() -> None:
+    def make(state: TrialState, **attrs) -> object:
+        value = 1.0 if state == TrialState.COMPLETE else None
+        return create_trial(state=state, value=value, user_attrs=attrs)
+
+    trials = [
+        make(TrialState.COMPLETE),
+        make(TrialState.PRUNED),
+        make(TrialState.FAIL, error="ValueError: boom"),  # a real failure counts
+        make(TrialState.FAIL, interrupted=True),  # an interrupted trial does not
+        make(TrialState.RUNNING),
+    ]
+    assert counted(trials, live_running=False) == 3
+    assert counted(trials, live_running=True) == 4
+
+
+def test_objectives_from_a_history() -> None:
+    h = History(
+        env_steps=400,
+        returns=[10.0, 20.0, 30.0],
+        trailing=[10.0, 15.0, 20.0],
+        end_steps=[100, 200, 300],
+        eval_means=[5.0, 25.0],
+    )
+    assert objective_value("best_mean_return", h, window=2, budget_steps=400) == 20.0
+    assert objective_value("final_eval_return", h, window=2, budget_steps=400) == 25.0
+    # trailing mean held from each episode end to the next, averaged over steps 100..400
+    auc = (10 * 100 + 15 * 100 + 20 * 100) / 300
+    assert objective_value("auc", h, window=2, budget_steps=400) == pytest.approx(auc)
+    assert objective_value("neg_steps_to_solve", h, window=2, budget_steps=1000) == -1000
+    h.solved_step = 250
+    assert objective_value("neg_steps_to_solve", h, window=2, budget_steps=1000) == -250
+    assert math.isnan(objective_value("final_eval_return", History(), window=2, budget_steps=None))
+
+
+def test_a_job_prunes_with_the_sweepers_pruner(tmp_path) -> None:
+    """Optuna stores no pruner with a study: the job must rebuild the sweeper's own."""
+    import optuna
+
+    from hydra_plugins.twrl_optuna_sweeper.trial import load_trial
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    for name, expected in (("none", optuna.pruners.NopPruner),
+                           ("hyperband", optuna.pruners.HyperbandPruner)):
+        study = optuna.create_study(study_name=name, storage=url)
+        study.set_user_attr("pruner", {"name": name, "n_startup_trials": 1, "n_warmup_steps": 0,
+                                       "interval_steps": 1, "reduction_factor": 3,
+                                       "min_resource": None, "max_resource": None})
+        trial = study.ask()
+        rebuilt = load_trial(name, url, trial.number, heartbeat_interval=None)
+        assert isinstance(rebuilt.study.pruner, expected)
