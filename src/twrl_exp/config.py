@@ -235,10 +235,21 @@ class CheckpointConfig:
 
 
 @dataclass
+class VideoConfig:
+    enabled: bool = True
+    every_evals: int = 0  # also record every N-th evaluation (0: only the final policy)
+    final: bool = True
+    fps: int = 30
+    max_frames: int = 1000
+
+
+@dataclass
 class MonitorConfig:
     console: bool = True
+    curve: bool = True  # learning-curve PNG artifact
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
 
 # --------------------------------------------------------------------------- top level

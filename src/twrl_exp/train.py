@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,57 +29,16 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 import hydra_plugins.twrl_optuna_sweeper.config  # noqa: F401  (registers hydra/sweeper=twrl_optuna)
-from twrl_exp.build import build, config_dir, default_tracking_uri, make_runner, project_root
+from twrl_exp.build import build, config_dir, default_tracking_uri, make_runner
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError
-from twrl_exp.monitor import CheckpointMonitor, ConsoleMonitor, sweep
+from twrl_exp.monitor import sweep
+from twrl_exp.monitor.setup import make_monitors
 from twrl_exp.monitor.sweep import read_parent
-from twrl_exp.monitor.tracking import MlflowMonitor
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"update": {"lr": 0.01}}`` -> ``{"update.lr": 0.01}``, minus ``_target_``/``_partial_``."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in ("_target_", "_partial_"):
-            continue
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def git_commit() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project_root(),
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=project_root(),
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        return result.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def run_name(cfg: DictConfig, env_id: str, suffix: str = "") -> str:
-    """``<update>-<policy>-<model>-<env>-s<seed>``, plus a sweep job's overrides."""
-    default = f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{env_id}-s{cfg.seed}"
-    return cfg.monitor.mlflow.run_name or (f"{default} {suffix}" if suffix else default)
 
 
 def _tracking_uri(cfg: DictConfig) -> str:
@@ -114,51 +72,6 @@ def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, P
     return merged, Path(checkpoint)
 
 
-def _monitors(
-    cfg: DictConfig, run_dir: Path, env_id: str, suffix: str, context: dict[str, str]
-) -> tuple[list[Monitor], MlflowMonitor | None]:
-    """Console, checkpoints and MLflow, as ``cfg.monitor`` says. ``context`` holds a sweep's
-    ``experiment`` and ``parent_run_id`` (the job's run is nested there) and extra tags."""
-    monitors: list[Monitor] = []
-    tracker = None
-    if cfg.monitor.console:
-        monitors.append(ConsoleMonitor(title=run_name(cfg, env_id, suffix)))
-    if cfg.monitor.mlflow.enabled:
-        uri = context.get("tracking_uri") or _tracking_uri(cfg)
-        tracker = MlflowMonitor(
-            tracking_uri=uri,
-            experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
-            run_name=run_name(cfg, env_id, suffix),
-            params=flatten(OmegaConf.to_container(cfg, resolve=True)),
-            tags={
-                "git_commit": git_commit(),
-                "mlflow.source.git.commit": git_commit().removesuffix("-dirty"),
-                "env": env_id,
-                "policy": cfg.policy.name,
-                "model": cfg.model.name,
-                "update": cfg["update"].name,
-                "seed": str(cfg.seed),
-                **{k: v for k, v in context.items() if k not in ("experiment", "tracking_uri")},
-                **cfg.monitor.mlflow.tags,
-            },
-            config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-            log_model=cfg.monitor.mlflow.log_model,
-            flush_every_s=cfg.monitor.mlflow.flush_every_s,
-            run_id=cfg.resume,
-        )
-    if cfg.monitor.checkpoint.enabled:
-        monitors.append(
-            CheckpointMonitor(
-                directory=run_dir / "checkpoints",
-                every_steps=cfg.monitor.checkpoint.every_steps,
-                on_saved=tracker.log_checkpoint if tracker is not None else None,
-            )
-        )
-    if tracker is not None:
-        monitors.append(tracker)
-    return monitors, tracker
-
-
 @contextmanager
 def _stop_on_interrupt(runner: Runner) -> Iterator[None]:
     """First Ctrl-C: stop cleanly at the next env step. Second Ctrl-C: stop at once."""
@@ -189,7 +102,7 @@ def _train_once(
 ) -> Runner:
     """One seed of one configuration: build, record, train, and close everything."""
     built = build(cfg)
-    monitors, tracker = _monitors(cfg, run_dir, built.env_id, name_suffix, context)
+    monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context)
     monitors[:0] = extra_monitors or []
     runner = make_runner(cfg, built, monitors)
     if checkpoint is not None:

@@ -11,7 +11,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from twrl_exp.errors import ConfigError
 
-__all__ = ["EnvSpecInfo", "make_vector_env", "resolve_spec"]
+__all__ = ["EnvSpecInfo", "make_render_env", "make_vector_env", "resolve_spec"]
 
 
 class EnvSpecInfo:
@@ -47,6 +47,17 @@ def resolve_spec(env_id: str, reward_threshold: float | None = None) -> EnvSpecI
         ) from exc
     threshold = reward_threshold if reward_threshold is not None else spec.reward_threshold
     return EnvSpecInfo(spec, threshold)
+
+
+def make_render_env(
+    *, id: str, kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None
+) -> gym.Env[Any, Any]:
+    """One copy of the env that renders ``rgb_array`` frames (videos are recorded from it)."""
+    spec_id = resolve_spec(id).id
+    env_kwargs: dict[str, Any] = dict(kwargs or {})
+    if max_episode_steps is not None:
+        env_kwargs["max_episode_steps"] = max_episode_steps
+    return gym.make(spec_id, render_mode="rgb_array", **env_kwargs)
 
 
 def make_vector_env(

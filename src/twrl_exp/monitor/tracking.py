@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
+from twrl_exp.monitor.curves import plot_learning_curve
 from twrl_exp.runner import MonitorBase, Runner
 
 _BATCH = 1000
@@ -64,6 +65,7 @@ class MlflowMonitor(MonitorBase):
         tags: dict[str, str],
         config_yaml: str,
         log_model: bool = True,
+        curve: bool = True,
         flush_every_s: float = 5.0,
         run_id: str | None = None,
     ) -> None:
@@ -72,6 +74,7 @@ class MlflowMonitor(MonitorBase):
         self.experiment, self.run_name = experiment, run_name
         self.params, self.tags, self.config_yaml = params, tags, config_yaml
         self.log_model, self.flush_every_s = log_model, flush_every_s
+        self.curve = curve
         self.run_id = run_id
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
@@ -110,6 +113,8 @@ class MlflowMonitor(MonitorBase):
         self.flush()
         if self.log_model:
             self._log_agent(runner)
+        if self.curve:
+            self._log_curve(runner)
         self.client.set_terminated(self.run_id, status)
 
     def set_tag(self, key: str, value: str) -> None:
@@ -161,6 +166,22 @@ class MlflowMonitor(MonitorBase):
             self.client.log_batch(self.run_id, metrics=chunk)
             del self._pending[: len(chunk)]
         self._last_flush = time.monotonic()
+
+    def log_video(self, path: Path, name: str) -> None:
+        assert self.run_id is not None
+        self.client.log_artifact(self.run_id, str(path), "videos")
+
+    def _log_curve(self, runner: Runner) -> None:
+        assert self.run_id is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = plot_learning_curve(
+                runner.history,
+                Path(tmp) / "learning_curve.png",
+                title=self.run_name,
+                threshold=runner.reward_threshold,
+                window=runner.solve_window,
+            )
+            self.client.log_artifact(self.run_id, str(path))
 
     def log_checkpoint(self, path: Path) -> None:
         assert self.run_id is not None

@@ -1,0 +1,140 @@
+"""Which monitors observe a run, built from ``cfg.monitor``: console, checkpoints, videos,
+MLflow (run record, learning curve, model)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from twrl_exp.build import default_tracking_uri, project_root
+from twrl_exp.env import make_render_env
+from twrl_exp.monitor.checkpoint import CheckpointMonitor
+from twrl_exp.monitor.console import ConsoleMonitor
+from twrl_exp.monitor.tracking import MlflowMonitor
+from twrl_exp.monitor.video import VideoMonitor
+from twrl_exp.runner import Monitor
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"update": {"lr": 0.01}}`` -> ``{"update.lr": 0.01}``, minus ``_target_``/``_partial_``."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("_target_", "_partial_"):
+            continue
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        return result.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_name(cfg: DictConfig, env_id: str, suffix: str = "") -> str:
+    """``<update>-<policy>-<model>-<env>-s<seed>``, plus a sweep job's overrides."""
+    default = f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{env_id}-s{cfg.seed}"
+    return cfg.monitor.mlflow.run_name or (f"{default} {suffix}" if suffix else default)
+
+
+def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str]) -> MlflowMonitor:
+    uri = context.get("tracking_uri") or cfg.monitor.mlflow.tracking_uri or default_tracking_uri()
+    commit = git_commit()
+    return MlflowMonitor(
+        tracking_uri=uri,
+        experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
+        run_name=run_name(cfg, env_id, suffix),
+        params=flatten(OmegaConf.to_container(cfg, resolve=True)),
+        tags={
+            "git_commit": commit,
+            "mlflow.source.git.commit": commit.removesuffix("-dirty"),
+            "env": env_id,
+            "policy": cfg.policy.name,
+            "model": cfg.model.name,
+            "update": cfg["update"].name,
+            "seed": str(cfg.seed),
+            **{k: v for k, v in context.items() if k not in ("experiment", "tracking_uri")},
+            **cfg.monitor.mlflow.tags,
+        },
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        log_model=cfg.monitor.mlflow.log_model,
+        curve=cfg.monitor.curve,
+        flush_every_s=cfg.monitor.mlflow.flush_every_s,
+        run_id=cfg.resume,
+    )
+
+
+def _video(cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None) -> VideoMonitor:
+    v = cfg.monitor.video
+
+    def keep_locally(path: Path, name: str) -> None:
+        (run_dir / "videos").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, run_dir / "videos" / name)
+
+    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+    assert isinstance(kwargs, dict)
+    return VideoMonitor(
+        make_env=partial(
+            make_render_env,
+            id=cfg.env.id,
+            kwargs=kwargs,
+            max_episode_steps=cfg.env.max_episode_steps,
+        ),
+        upload=tracker.log_video if tracker is not None else keep_locally,
+        seed=cfg.seed,
+        every_evals=v.every_evals,
+        final=v.final,
+        fps=v.fps,
+        max_frames=v.max_frames,
+    )
+
+
+def make_monitors(
+    cfg: DictConfig, run_dir: Path, env_id: str, suffix: str, context: dict[str, str]
+) -> tuple[list[Monitor], MlflowMonitor | None]:
+    """The run's monitors, MLflow last (it closes the run after the others have written).
+
+    ``context`` holds a sweep's ``experiment``, ``tracking_uri`` and ``mlflow.parentRunId``
+    (the job's run is nested there) and any extra tags.
+    """
+    monitors: list[Monitor] = []
+    tracker = _tracker(cfg, env_id, suffix, context) if cfg.monitor.mlflow.enabled else None
+    if cfg.monitor.console:
+        monitors.append(ConsoleMonitor(title=run_name(cfg, env_id, suffix)))
+    if cfg.monitor.checkpoint.enabled:
+        monitors.append(
+            CheckpointMonitor(
+                directory=run_dir / "checkpoints",
+                every_steps=cfg.monitor.checkpoint.every_steps,
+                on_saved=tracker.log_checkpoint if tracker is not None else None,
+            )
+        )
+    if cfg.monitor.video.enabled:
+        monitors.append(_video(cfg, run_dir, tracker))
+    if tracker is not None:
+        monitors.append(tracker)
+    return monitors, tracker

@@ -1,0 +1,108 @@
+"""Videos of the greedy agent, recorded headless from a separate evaluation env.
+
+Episodes are rendered with ``render_mode="rgb_array"`` and encoded as H.264 mp4 (yuv420p, even
+frame sizes) with the ffmpeg that imageio-ffmpeg ships, which every browser plays, so MLflow's
+artifact view plays them. Nothing here runs unless the monitor is enabled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twrl_exp.agent import Agent
+from twrl_exp.runner import MonitorBase, Runner
+
+# Rendering needs no window or sound device (pygame otherwise complains on headless machines).
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def record_episode(
+    make_env: Callable[[], Any], agent: Agent, *, seed: int, max_frames: int = 1000
+) -> tuple[list[np.ndarray], float]:
+    """Frames and return of one greedy episode in a fresh ``rgb_array`` env."""
+    env = make_env()
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames = [env.render()]
+        total = 0.0
+        for _ in range(max_frames - 1):
+            action = agent.act(np.asarray(obs)[None], greedy=True)[0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            frames.append(env.render())
+            if terminated or truncated:
+                break
+        return frames, total
+    finally:
+        env.close()
+
+
+def write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> Path:
+    """Encode RGB frames as a browser-playable H.264 mp4."""
+    import imageio_ffmpeg
+
+    height, width = frames[0].shape[:2]
+    even = (width - width % 2, height - height % 2)
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        even,
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        output_params=["-movflags", "+faststart"],
+        macro_block_size=1,
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame[: even[1], : even[0], :3]))
+    writer.close()
+    return path
+
+
+class VideoMonitor(MonitorBase):
+    """Records the greedy policy every ``every_evals`` evaluations and at the end of the run.
+
+    ``upload(path, name)`` stores a finished video (e.g. as an MLflow artifact under videos/).
+    """
+
+    def __init__(
+        self,
+        *,
+        make_env: Callable[[], Any],
+        upload: Callable[[Path, str], None],
+        seed: int,
+        every_evals: int = 0,
+        final: bool = True,
+        fps: int = 30,
+        max_frames: int = 1000,
+    ) -> None:
+        self.make_env, self.upload, self.seed = make_env, upload, seed
+        self.every_evals, self.final = every_evals, final
+        self.fps, self.max_frames = fps, max_frames
+        self.evaluations = 0
+        self.folder = Path(tempfile.mkdtemp(prefix="twrl-videos-"))
+        self.recorded: list[str] = []
+
+    def _record(self, runner: Runner, name: str) -> None:
+        frames, _ = record_episode(
+            self.make_env, runner.agent, seed=self.seed + 31, max_frames=self.max_frames
+        )
+        path = write_mp4(frames, self.folder / name, self.fps)
+        self.upload(path, name)
+        self.recorded.append(name)
+
+    def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
+        self.evaluations += 1
+        if self.every_evals and self.evaluations % self.every_evals == 0:
+            self._record(runner, f"eval_{runner.history.env_steps:09d}.mp4")
+
+    def finish(self, runner: Runner, status: str) -> None:
+        if self.final and status == "FINISHED":
+            self._record(runner, "final.mp4")
