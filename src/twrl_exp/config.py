@@ -295,7 +295,8 @@ class RunConfig:
     trial: TrialConfig = field(default_factory=TrialConfig)
     seed: int = 0
     torch_threads: int = 1
-    resume: str | None = None
+    resume: str | None = None  # an MLflow run id: continue that run from its checkpoint
+    rerun: str | None = None  # an MLflow run id: a new run with exactly that run's config
 
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {

@@ -2,7 +2,8 @@
 
 python train.py env=cartpole policy=categorical model=mlp update=reinforce
 python train.py -m update.lr=1e-3,1e-2
-python train.py resume=<mlflow run id>
+python train.py resume=<mlflow run id>     # continue a run from its last checkpoint
+    python train.py rerun=<mlflow run id>      # a new run with exactly that run's config
 """
 
 from __future__ import annotations
@@ -45,30 +46,44 @@ def _tracking_uri(cfg: DictConfig) -> str:
     return cfg.monitor.mlflow.tracking_uri or default_tracking_uri()
 
 
-def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
-    """The logged config of run ``cfg.resume`` (plus command-line overrides) and its checkpoint."""
+def _logged_config(cfg: DictConfig, key: str, overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The config logged by run ``cfg[key]`` plus this command line's other overrides, and a
+    folder holding the run's downloaded artifacts."""
+    run_id = cfg[key]
     client = MlflowClient(tracking_uri=_tracking_uri(cfg))
     try:
-        client.get_run(cfg.resume)
+        client.get_run(run_id)
     except MlflowException as exc:
         raise ConfigError(
-            f"resume={cfg.resume} names no run in {_tracking_uri(cfg)}; give an MLflow run id "
+            f"{key}={run_id} names no run in {_tracking_uri(cfg)}; give an MLflow run id "
             "from `mlflow ui` or the leaderboard."
         ) from exc
-    folder = Path(tempfile.mkdtemp(prefix="twrl-resume-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"twrl-{key}-"))
     try:
-        config_file = client.download_artifacts(cfg.resume, "config.yaml", str(folder))
-        checkpoint = client.download_artifacts(cfg.resume, "checkpoints/last.pt", str(folder))
+        config_file = client.download_artifacts(run_id, "config.yaml", str(folder))
+    except (MlflowException, OSError) as exc:
+        raise ConfigError(f"{key}={run_id}: the run has no logged config.yaml.") from exc
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
+    merged = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(kept))
+    assert isinstance(merged, DictConfig)
+    merged.resume = None
+    merged.rerun = None
+    merged[key] = run_id
+    return merged, folder
+
+
+def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The logged config of run ``cfg.resume`` (plus command-line overrides) and its checkpoint."""
+    merged, folder = _logged_config(cfg, "resume", overrides)
+    try:
+        checkpoint = MlflowClient(tracking_uri=_tracking_uri(cfg)).download_artifacts(
+            cfg.resume, "checkpoints/last.pt", str(folder)
+        )
     except (MlflowException, OSError) as exc:
         raise ConfigError(
             f"resume={cfg.resume}: the run has no checkpoint to resume from "
             "(was it recorded with monitor.checkpoint.enabled=true?)."
         ) from exc
-    logged = OmegaConf.load(config_file)
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
-    merged = OmegaConf.merge(logged, OmegaConf.from_dotlist(kept))
-    assert isinstance(merged, DictConfig)
-    merged.resume = cfg.resume
     return merged, Path(checkpoint)
 
 
@@ -148,16 +163,21 @@ def run(
     """
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
     checkpoint = None
+    context: dict[str, str] = {}
     if cfg.resume:
         cfg, checkpoint = _resume_source(cfg, overrides or [])
-    context: dict[str, str] = {}
+    elif cfg.rerun:
+        cfg, _ = _logged_config(cfg, "rerun", overrides or [])
+        context["rerun_of"] = cfg.rerun
     parent = read_parent(sweep_dir)
     if parent is not None:
-        context = {
-            "experiment": parent["experiment"],
-            "tracking_uri": parent["tracking_uri"],
-            "mlflow.parentRunId": parent["run_id"],
-        }
+        context.update(
+            {
+                "experiment": parent["experiment"],
+                "tracking_uri": parent["tracking_uri"],
+                "mlflow.parentRunId": parent["run_id"],
+            }
+        )
     trial = None
     if cfg.trial.number is not None:
         from hydra_plugins.twrl_optuna_sweeper import trial as optuna_trial

@@ -77,6 +77,8 @@ def test_a_run_is_recorded_completely(train_cli, isolated_mlflow: str) -> None:
         "model/agent.pt",
         "model/config.yaml",
         "checkpoints/last.pt",
+        "learning_curve.png",
+        "videos/final.mp4",
     } <= artifacts(client, found.info.run_id)
 
 
@@ -188,3 +190,62 @@ def test_ctrl_c_marks_the_run_killed_and_resume_finishes_it(
     assert done.data.metrics["env_steps"] >= budget
     assert len(client.get_metric_history(run_id, "episode/return")) > episodes_then
     assert len(runs(isolated_mlflow)) == 1  # continued the same run, made no new one
+
+
+def test_evaluate_reproduces_the_final_evaluation(
+    make_cfg, isolated_mlflow: str, tmp_path: Path
+) -> None:
+    from twrl_exp.evaluate import EvaluateConfig, evaluate, main
+
+    run(
+        make_cfg(
+            "train.max_env_steps=30000",
+            "monitor.console=false",
+            "eval.every_steps=null",
+            "eval.episodes=20",
+            "monitor.video.enabled=false",
+        )
+    )
+    (found,) = runs(isolated_mlflow)
+    logged = found.data.metrics["final_eval_mean_return"]
+    video = tmp_path / "eval.mp4"
+    result = evaluate(
+        EvaluateConfig(
+            run_id=found.info.run_id, episodes=40, video=True, video_path=str(video), log=True
+        )
+    )
+    assert len(result.returns) == 40
+    noise = 3 * result.std / np.sqrt(20) + 3 * result.std / np.sqrt(40) + 1.0
+    assert abs(result.mean - logged) <= noise
+    assert video.read_bytes()[4:8] == b"ftyp"  # an mp4 container
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    again = client.get_run(found.info.run_id)
+    assert again.data.metrics["evaluate/mean_return"] == pytest.approx(result.mean)
+    assert "videos/evaluate.mp4" in artifacts(client, found.info.run_id)
+    assert main([f"run_id={found.info.run_id}", "episodes=3"]) == 0
+    assert main(["run_id=no-such-run"]) == 2
+    assert main([f"run_id={found.info.run_id}", "episods=3"]) == 2
+
+
+def test_rerun_repeats_a_logged_run_exactly(make_cfg, train_cli, isolated_mlflow: str) -> None:
+    run(
+        make_cfg(
+            "seed=7",
+            "train.max_env_steps=8000",
+            "monitor.console=false",
+            "monitor.video.enabled=false",
+            "eval.every_steps=null",
+        )
+    )
+    (first,) = runs(isolated_mlflow)
+    result = train_cli(f"rerun={first.info.run_id}", "monitor.console=false")
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    (second,) = [r for r in runs(isolated_mlflow) if r.info.run_id != first.info.run_id]
+    assert second.data.tags["rerun_of"] == first.info.run_id
+    assert second.data.params["seed"] == "7"
+    history = [
+        [m.value for m in client.get_metric_history(r.info.run_id, "episode/return")]
+        for r in (first, second)
+    ]
+    assert history[0] == history[1]

@@ -99,12 +99,23 @@ def test_a_job_prunes_with_the_sweepers_pruner(tmp_path) -> None:
     from hydra_plugins.twrl_optuna_sweeper.trial import load_trial
 
     url = f"sqlite:///{tmp_path / 's.db'}"
-    for name, expected in (("none", optuna.pruners.NopPruner),
-                           ("hyperband", optuna.pruners.HyperbandPruner)):
+    for name, expected in (
+        ("none", optuna.pruners.NopPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+    ):
         study = optuna.create_study(study_name=name, storage=url)
-        study.set_user_attr("pruner", {"name": name, "n_startup_trials": 1, "n_warmup_steps": 0,
-                                       "interval_steps": 1, "reduction_factor": 3,
-                                       "min_resource": None, "max_resource": None})
+        study.set_user_attr(
+            "pruner",
+            {
+                "name": name,
+                "n_startup_trials": 1,
+                "n_warmup_steps": 0,
+                "interval_steps": 1,
+                "reduction_factor": 3,
+                "min_resource": None,
+                "max_resource": None,
+            },
+        )
         trial = study.ask()
         rebuilt = load_trial(name, url, trial.number, heartbeat_interval=None)
         assert isinstance(rebuilt.study.pruner, expected)

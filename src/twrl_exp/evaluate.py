@@ -1,0 +1,140 @@
+"""Evaluate a trained agent from its MLflow run, greedily, on fresh episodes.
+
+    python -m twrl_exp.evaluate run_id=<id> episodes=100 video=true log=true
+
+Rebuilds the agent from the run's logged config and ``model/agent.pt``, reports mean ± std
+return over ``episodes`` episodes, optionally records a video of one episode, and with
+``log=true`` writes the result back to that run (metrics ``evaluate/*``, ``videos/evaluate.mp4``).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+
+from twrl_exp.artifacts import env_settings, load_agent
+from twrl_exp.build import default_tracking_uri
+from twrl_exp.env import make_render_env, make_vector_env
+from twrl_exp.errors import ConfigError
+from twrl_exp.monitor.video import record_episode, write_mp4
+from twrl_exp.runner import Runner
+
+
+@dataclass
+class EvaluateConfig:
+    run_id: str = ""
+    episodes: int = 100
+    num_envs: int = 10
+    seed: int | None = None  # null: the run's own seed (its evaluations' episodes)
+    video: bool = False
+    video_path: str | None = None  # null: ./evaluate-<run_id>.mp4
+    log: bool = False
+    tracking_uri: str | None = None
+
+
+@dataclass
+class EvaluateResult:
+    returns: np.ndarray
+    video: Path | None
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
+
+
+def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
+    """Greedy returns of ``cfg.episodes`` episodes of the agent of run ``cfg.run_id``."""
+    if not cfg.run_id:
+        raise ConfigError("run_id is missing: give run_id=<an MLflow run id>.")
+    if cfg.episodes < 1 or cfg.num_envs < 1:
+        raise ConfigError(f"episodes={cfg.episodes} and num_envs={cfg.num_envs} must be >= 1.")
+    uri = cfg.tracking_uri or default_tracking_uri()
+    agent, logged = load_agent(cfg.run_id, uri)
+    env = make_vector_env(**env_settings(logged, min(cfg.num_envs, cfg.episodes)))
+    seed = logged.seed if cfg.seed is None else cfg.seed
+    try:
+        runner = Runner(
+            env=env,
+            agent=agent,
+            eval_env=env,
+            seed=seed,
+            max_episodes=1,
+            eval_episodes=cfg.episodes,
+        )
+        returns = runner.evaluate()
+    finally:
+        env.close()
+    video = None
+    if cfg.video:
+        frames, _ = record_episode(
+            lambda: make_render_env(
+                id=logged.env.id,
+                kwargs=dict(logged.env.kwargs),
+                max_episode_steps=logged.env.max_episode_steps,
+            ),
+            agent,
+            seed=seed + 31,
+        )
+        video = write_mp4(frames, Path(cfg.video_path or f"evaluate-{cfg.run_id}.mp4"), fps=30)
+    if cfg.log:
+        _log(uri, cfg, returns, video)
+    return EvaluateResult(returns=returns, video=video)
+
+
+def _log(uri: str, cfg: EvaluateConfig, returns: np.ndarray, video: Path | None) -> None:
+    client = MlflowClient(tracking_uri=uri)
+    for key, value in (
+        ("mean_return", returns.mean()),
+        ("std_return", returns.std()),
+        ("episodes", len(returns)),
+    ):
+        client.log_metric(cfg.run_id, f"evaluate/{key}", float(value))
+    if video is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "evaluate.mp4"
+            target.write_bytes(video.read_bytes())
+            client.log_artifact(cfg.run_id, str(target), "videos")
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console(stderr=True)
+    try:
+        overrides = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), overrides))
+        assert isinstance(cfg, EvaluateConfig)
+        result = evaluate(cfg)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except OmegaConfBaseException as exc:
+        first = str(exc).splitlines()[0]
+        console.print(
+            f"[bold red]error:[/] {first} (valid keys: run_id, episodes, num_envs, "
+            "seed, video, video_path, log, tracking_uri).",
+            highlight=False,
+        )
+        return 2
+    r = result.returns
+    print(
+        f"run {cfg.run_id}: mean return {r.mean():.2f} ± {r.std():.2f} over {len(r)} episodes "
+        f"(min {r.min():.2f}, max {r.max():.2f})"
+    )
+    if result.video is not None:
+        print(f"video: {result.video.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
