@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint ui clean
+.PHONY: help install train test test-fast lint ui leaderboard clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ lint: $(STAMP)  ## ruff, mypy and the import-layering contract
 
 ui: $(STAMP)  ## MLflow UI on the project's store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+leaderboard: $(STAMP)  ## Ranked agents per env from the MLflow store (ARGS="--env CartPole-v1 ...")
+	$(BIN)/python -m twrl_exp.leaderboard $(ARGS)
 
 clean:  ## Remove caches and Hydra outputs (keeps .venv, mlflow.db and mlruns/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache outputs multirun

@@ -209,3 +209,10 @@ def test_incompatible_parts_are_refused(model: str, policy: str, fragment: str) 
 def test_bad_values_are_refused(key: str, value: float) -> None:
     with pytest.raises(ConfigError, match=f"update.{key}={value}"):
         Driver(**{key: value})
+
+
+def test_envs_sharing_a_weight_move_it_by_their_mean_error() -> None:
+    d = Driver(lam=0.0, gamma=1.0, alpha=1.0, num_envs=3)
+    d.start([0, 0, 0], [1, 1, 1])
+    d.step([1, 1, 1], [1, 1, 1], [3.0, 6.0, 0.0], terminated=[True, True, True])
+    assert d.q(0) == pytest.approx(3.0)        # mean of 3, 6, 0 - not their sum

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from twrl_exp.env.classic import NATIVE_VECTOR_ENVS
 from twrl_exp.errors import ConfigError
 
 __all__ = ["EnvSpecInfo", "make_render_env", "make_vector_env", "resolve_spec"]
@@ -60,6 +61,20 @@ def make_render_env(
     return gym.make(spec_id, render_mode="rgb_array", **env_kwargs)
 
 
+def _our_vector_env(
+    cls: type[VectorEnv],
+    info: EnvSpecInfo,
+    num_envs: int,
+    kwargs: dict[str, Any] | None,
+    max_episode_steps: int | None,
+) -> VectorEnv:
+    limit = max_episode_steps or info.spec.max_episode_steps
+    try:
+        return cls(num_envs=num_envs, max_episode_steps=limit, **(kwargs or {}))
+    except TypeError as exc:
+        raise ConfigError(f"env.kwargs {kwargs} are not accepted by {info.id}: {exc}.") from exc
+
+
 def make_vector_env(
     *,
     id: str,
@@ -72,8 +87,9 @@ def make_vector_env(
 ) -> VectorEnv:
     """Build ``num_envs`` copies of ``id`` that step together, in next-step autoreset mode.
 
-    ``vectorization="auto"`` uses Gymnasium's native numpy implementation when the id has one
-    (CartPole-v1: several times faster than stepping copies in a loop), else a SyncVectorEnv.
+    ``vectorization="auto"`` uses a native numpy implementation when there is one (Gymnasium's
+    for CartPole-v1, ours for MountainCar-v0: several times faster than stepping copies in a
+    loop), else a SyncVectorEnv.
     ``reward_threshold`` is not used here; it is part of the env config for the runner.
     """
     del reward_threshold
@@ -82,8 +98,12 @@ def make_vector_env(
     info = resolve_spec(id)
     id = info.id
     mode = str(getattr(vectorization, "value", vectorization))
+    ours = NATIVE_VECTOR_ENVS.get(id) if not info.has_native_vector else None
     if mode == "auto":
-        mode = "native" if info.has_native_vector and render_mode is None else "sync"
+        native = info.has_native_vector or ours is not None
+        mode = "native" if native and render_mode is None else "sync"
+    if mode == "native" and ours is not None:
+        return _our_vector_env(ours, info, num_envs, kwargs, max_episode_steps)
     if mode == "native" and not info.has_native_vector:
         raise ConfigError(
             f"env.vectorization=native is not available for {id}: it has no vector entry point "

@@ -10,7 +10,10 @@ Sarsa(lambda) (sec. 12.9). Every env of the vector env has its own trace; all sh
     z_n <- gamma * lambda * z_n     (zeroed when the episode ends)
 
 ``alpha`` is the step size for the whole function; each active feature receives
-``alpha / num_active`` (``alpha / num_tilings`` for tile coding, S&B sec. 9.5.4).
+``alpha / num_active`` (``alpha / num_tilings`` for tile coding, S&B sec. 9.5.4). With several
+envs, a weight that several traces include moves by the trace-weighted mean of their errors
+(divided by ``max(1, sum_n min(z_n, 1))``): exact single-env TD(lambda) while the envs touch
+different weights, and never a multiplied step size when they share them.
 Truncated episodes bootstrap from the final observation; terminated ones do not.
 """
 
@@ -106,7 +109,12 @@ class TdLambda:
             self.traces[marked] = 1.0
         else:
             np.add.at(self.traces, marked, 1.0)
-        weights += self.step_size * np.tensordot(delta, self.traces, axes=(0, 0))
+        step = np.tensordot(delta, self.traces, axes=(0, 0))
+        if len(self.traces) > 1:
+            # Envs whose traces share a weight move it by their mean error, not their sum:
+            # 64 cars starting on the same tiles must not take a 64-fold step.
+            step /= np.maximum(np.minimum(self.traces, 1.0).sum(axis=0), 1.0)
+        weights += self.step_size * step
         self.traces *= self.gamma * self.lam
         cut = terminated | truncated
         if self.target == "q_learning":
