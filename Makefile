@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint ui leaderboard clean
+.PHONY: help install train test test-fast lint ui leaderboard bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,13 +30,17 @@ test-fast: $(STAMP)  ## The suite without the slow learning checks
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)  ## ruff, mypy and the import-layering contract
-	$(BIN)/ruff check src tests train.py
-	$(BIN)/ruff format --check src tests train.py
+	$(BIN)/ruff check src tests benchmarks train.py
+	$(BIN)/ruff format --check src tests benchmarks train.py
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
 ui: $(STAMP)  ## MLflow UI on the project's store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+bench: $(STAMP)  ## Benchmarks vs the env's speed limit and Stable-Baselines3 -> benchmarks/RESULTS.md
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 leaderboard: $(STAMP)  ## Ranked agents per env from the MLflow store (ARGS="--env CartPole-v1 ...")
 	$(BIN)/python -m twrl_exp.leaderboard $(ARGS)

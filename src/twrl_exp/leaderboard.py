@@ -150,9 +150,13 @@ def load_runs(
 ) -> list[RunRecord]:
     """The FINISHED runs that match every filter (``until`` is inclusive; dates in local time)."""
     client = MlflowClient(tracking_uri=tracking_uri or _default_uri())
-    names = set(experiments)
-    ids = [e.experiment_id for e in client.search_experiments() if not names or e.name in names]
-    if not ids:
+    wanted = set(experiments)
+    names = {
+        e.experiment_id: e.name
+        for e in client.search_experiments()
+        if not wanted or e.name in wanted
+    }
+    if not names:
         return []
     clauses = ["attributes.status = 'FINISHED'"]
     if since is not None:
@@ -163,7 +167,9 @@ def load_runs(
     out: list[RunRecord] = []
     token: str | None = None
     while True:
-        page = client.search_runs(ids, " and ".join(clauses), max_results=1000, page_token=token)
+        page = client.search_runs(
+            list(names), " and ".join(clauses), max_results=1000, page_token=token
+        )
         for run in page:
             t = run.data.tags
             if "sweep" in t or (t.get("stopped") == "pruned" and not include_pruned):
@@ -171,7 +177,7 @@ def load_runs(
             if any(t.get(k) != v for k, v in wanted_tags.items()):
                 continue
             params = dict(run.data.params)
-            env = t.get("env") or params.get("env.id") or run.info.experiment_id
+            env = t.get("env") or params.get("env.id") or names[run.info.experiment_id]
             if wanted_envs and env not in wanted_envs:
                 continue
             out.append(
@@ -181,7 +187,7 @@ def load_runs(
                     experiment_id=run.info.experiment_id,
                     env=env,
                     seed=t.get("seed") or params.get("seed", "?"),
-                    start_time=datetime.fromtimestamp(run.info.start_time / 1000),
+                    start_time=datetime.fromtimestamp((run.info.start_time or 0) / 1000),
                     artifact_uri=run.info.artifact_uri or "",
                     params=params,
                     metrics=dict(run.data.metrics),
@@ -622,19 +628,38 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m twrl_exp.leaderboard",
         description="Per env, a ranked table of agents from the MLflow store. " + RANKING_RULE,
     )
-    p.add_argument("--env", action="append", default=[], help="env id (repeatable)")
-    p.add_argument("--experiment", action="append", default=[], help="experiment name (repeatable)")
-    p.add_argument("--tag", action="append", default=[], type=_tag, help="key=value (repeatable)")
-    p.add_argument("--since", type=_date, help="runs started on or after YYYY-MM-DD (local time)")
-    p.add_argument("--until", type=_date, help="runs started on or before YYYY-MM-DD")
+    p.add_argument(
+        "--env", action="append", default=[], metavar="ENV_ID", help="this env only (repeatable)"
+    )
+    p.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="this experiment only (repeatable)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        type=_tag,
+        metavar="KEY=VALUE",
+        help="runs with this tag (repeatable)",
+    )
+    p.add_argument(
+        "--since", type=_date, metavar="YYYY-MM-DD", help="runs started on or after (local time)"
+    )
+    p.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="runs started on or before")
     p.add_argument("--include-pruned", action="store_true", help="rank pruned Optuna trials too")
     p.add_argument(
-        "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or mlflow.db)"
+        "--tracking-uri",
+        metavar="URI",
+        help="default: $MLFLOW_TRACKING_URI or ./mlflow.db of the project",
     )
     p.add_argument("--markdown", metavar="PATH", help="write Markdown there ('-': stdout)")
-    p.add_argument("--html", metavar="PATH", default=DEFAULT_HTML, help="default: %(default)s")
+    p.add_argument("--html", metavar="PATH", default=DEFAULT_HTML, help="default: ./%(default)s")
     p.add_argument("--no-html", action="store_true", help="write no HTML page")
-    p.add_argument("--ui-url", default=DEFAULT_UI_URL, help="MLflow UI for run links")
+    p.add_argument("--ui-url", default=DEFAULT_UI_URL, metavar="URL", help="default: %(default)s")
     return p
 
 
@@ -662,26 +687,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             include_pruned=args.include_pruned,
         )
     except MlflowException as exc:
-        print(f"leaderboard: error: cannot read {uri}: {exc.message}", file=sys.stderr)
+        reason = exc.message.strip().split(". ")[0].rstrip(".")
+        print(f"leaderboard: error: cannot read {uri}: {reason}.", file=sys.stderr)
         return 2
     if not runs:
         print(f"No finished runs in {uri} match the filters, so there is nothing to rank.")
         return 0
     rows = build_rows(runs)
     render_terminal(rows)
-    if args.markdown:
-        text = render_markdown(rows)
+    try:
         if args.markdown == "-":
-            sys.stdout.write(text)
-        else:
-            Path(args.markdown).write_text(text, encoding="utf-8")
+            sys.stdout.write(render_markdown(rows))
+        elif args.markdown:
+            Path(args.markdown).write_text(render_markdown(rows), encoding="utf-8")
             print(f"Markdown: {Path(args.markdown).resolve()}")
-    if not args.no_html:
-        attach_curves_and_videos(rows, uri)
-        page = Path(args.html).resolve()
-        stamp = f"{uri} · {len(runs)} runs · {datetime.now():%Y-%m-%d %H:%M}"
-        page.write_text(render_html(rows, ui_url=args.ui_url, subtitle=stamp), encoding="utf-8")
-        print(f"HTML: {page.as_uri()}")
+        if not args.no_html:
+            attach_curves_and_videos(rows, uri)
+            page = Path(args.html).resolve()
+            stamp = f"{uri} · {len(runs)} runs · {datetime.now():%Y-%m-%d %H:%M}"
+            page.write_text(render_html(rows, ui_url=args.ui_url, subtitle=stamp), "utf-8")
+            print(f"HTML: {page.as_uri()}")
+    except OSError as exc:
+        print(f"leaderboard: error: cannot write {exc.filename}: {exc.strerror}.", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -25,13 +25,17 @@ QUIET = [
     "monitor.console=false",
     "monitor.checkpoint.enabled=false",
     "monitor.mlflow.log_model=false",
+    "monitor.curve=false",
     "eval.every_steps=null",
     "eval.episodes=5",
 ]
 # REINFORCE's CartPole preset solves seeds 0-2 within about 120k env steps (1-2 s each); the
 # random agent never does. The expected ranking does not hang on a lucky seed.
 LEARNER = ["train.stop_when_solved=true", "train.max_env_steps=250000"]
-RANDOM = ["model=none", "policy=random", "update=none", "train.max_env_steps=20000"]
+RANDOM = [
+    *("model=none", "policy=random", "update=none"),
+    *("train.max_env_steps=20000", "monitor.video.enabled=false"),
+]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -42,7 +46,8 @@ def _train(*overrides: str) -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Three seeds each of REINFORCE and of the random agent on CartPole-v1, trained once."""
+    """Three seeds each of REINFORCE (with its final video) and of the random agent on
+    CartPole-v1, trained once for the module."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('leaderboard') / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
@@ -131,6 +136,9 @@ def test_the_html_page_has_one_chart_per_env_one_curve_per_row_and_links(
         url = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{r.info.run_id}"
         assert f"href='{url}'" in text
     assert text.index("reinforce/categorical/mlp") < text.index("none/random/none")
+    videos = re.findall(r"href='(file://[^']*/videos/final\.mp4)'>s(\d) final\.mp4<", text)
+    assert sorted(seed for _, seed in videos) == ["0", "1", "2"]  # the learner's runs
+    assert all(Path(url.removeprefix("file://")).is_file() for url, _ in videos)
 
 
 def test_filters(

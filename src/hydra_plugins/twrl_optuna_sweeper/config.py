@@ -1,6 +1,9 @@
-"""The sweeper's config (``hydra/sweeper=twrl_optuna``), registered in Hydra's ConfigStore."""
+"""The sweeper's config (``hydra/sweeper=twrl_optuna``), registered in Hydra's ConfigStore.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Hydra loads plugin modules outside
+``sys.modules`` while scanning, where dataclasses cannot resolve string annotations.
+"""
+
 
 from dataclasses import dataclass, field
 

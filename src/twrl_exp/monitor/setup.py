@@ -3,8 +3,10 @@ MLflow (run record, learning curve, model)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from twrl_exp.monitor.checkpoint import CheckpointMonitor
 from twrl_exp.monitor.console import ConsoleMonitor
 from twrl_exp.monitor.tracking import MlflowMonitor
 from twrl_exp.monitor.video import VideoMonitor
-from twrl_exp.runner import Monitor
+from twrl_exp.runner import Monitor, MonitorBase, Runner
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -113,6 +115,17 @@ def _video(cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None) -> Vid
     )
 
 
+class FirstStepMarker(MonitorBase):
+    """Writes the wall-clock time at which training starts stepping to ``path`` (benchmarks
+    measure start-up with it: set ``TWRL_FIRST_STEP_FILE``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def start(self, runner: Runner) -> None:
+        Path(self.path).write_text(repr(time.time()))
+
+
 def make_monitors(
     cfg: DictConfig, run_dir: Path, env_id: str, suffix: str, context: dict[str, str]
 ) -> tuple[list[Monitor], MlflowMonitor | None]:
@@ -137,4 +150,6 @@ def make_monitors(
         monitors.append(_video(cfg, run_dir, tracker))
     if tracker is not None:
         monitors.append(tracker)
+    if os.environ.get("TWRL_FIRST_STEP_FILE"):
+        monitors.append(FirstStepMarker(os.environ["TWRL_FIRST_STEP_FILE"]))
     return monitors, tracker

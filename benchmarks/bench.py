@@ -1,0 +1,250 @@
+"""twrl-exp against the env's speed limit and against Stable-Baselines3, in one run.
+
+    make bench                    # or: python benchmarks/bench.py [--seeds 5] [--no-sb3]
+
+Every figure is a median over seeds with its min-max. Solving CartPole-v1 uses one protocol for
+everyone: greedy evaluation of 20 episodes every 5,000 env steps on a separate env, evaluation
+time excluded from training time; solved at the first evaluation whose mean reaches 475.
+Results go to benchmarks/RESULTS.md and to an MLflow run in experiment "benchmarks".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+from twrl_exp.build import build, config_dir, make_runner, project_root
+from twrl_exp.config import register_configs
+from twrl_exp.runner import MonitorBase, Runner
+
+sys.path.insert(0, str(Path(__file__).parent))
+import report
+
+EVAL_EVERY, EVAL_EPISODES, THRESHOLD = 5_000, 20, 475.0
+# Found by `python train.py -m +sweep=cartpole_reinforce` (best trial by area under the curve).
+BEST_REINFORCE = [
+    "update.lr=0.0107",
+    "update.baseline=average",
+    "update.entropy_coef=0.0056",
+    "model.hidden_sizes=[64]",
+    "update.steps_per_batch=1000",
+]
+register_configs()
+
+
+def cfg_of(*overrides: str):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("config", ["monitor=none", *overrides])
+
+
+def median(values: list[float]) -> dict[str, float]:
+    return {
+        "median": float(np.median(values)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+    }
+
+
+def timed(seeds: int, fn: Callable[[int], float]) -> dict[str, float]:
+    return median([fn(seed) for seed in range(seeds)])
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def raw_env_rate(num_envs: int, seed: int, steps: int = 400_000) -> float:
+    env = gym.make_vec("CartPole-v1", num_envs=num_envs, vectorization_mode="vector_entry_point")
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    vector_steps = steps // num_envs
+    actions = rng.integers(0, 2, (vector_steps, num_envs))
+    started = time.perf_counter()
+    for t in range(vector_steps):
+        env.step(actions[t])
+    return vector_steps * num_envs / (time.perf_counter() - started)
+
+
+def agent_rate(overrides: list[str], seed: int, steps: int) -> float:
+    cfg = cfg_of(
+        *overrides,
+        f"seed={seed}",
+        f"train.max_env_steps={steps}",
+        "eval.every_steps=null",
+        "eval.final=false",
+    )
+    runner = make_runner(cfg, build(cfg, evaluation=False))
+    runner.run()
+    return runner.history.env_steps / runner.history.train_time
+
+
+# ----------------------------------------------------------------------------- solving
+
+
+class StopWhenEvalSolves(MonitorBase):
+    def __init__(self) -> None:
+        self.solved_at: tuple[int, float] | None = None
+
+    def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
+        if self.solved_at is None and returns.mean() >= THRESHOLD:
+            self.solved_at = (runner.history.env_steps, runner.history.train_time)
+            runner.stop_reason = "solved"
+
+
+def ours_solve(overrides: list[str], seed: int, budget: int = 300_000) -> tuple[bool, int, float]:
+    cfg = cfg_of(
+        "env=cartpole",
+        *overrides,
+        f"seed={seed}",
+        f"train.max_env_steps={budget}",
+        f"eval.every_steps={EVAL_EVERY}",
+        f"eval.episodes={EVAL_EPISODES}",
+        "eval.num_envs=10",
+        "eval.final=false",
+    )
+    stop = StopWhenEvalSolves()
+    runner = make_runner(cfg, build(cfg), [stop])
+    runner.run()
+    if stop.solved_at is None:
+        return False, runner.history.env_steps, runner.history.train_time
+    return True, stop.solved_at[0], stop.solved_at[1]
+
+
+def solve_table(seeds: int, with_sb3: bool) -> dict[str, dict[str, object]]:
+    agents: dict[str, Callable[[int], tuple[bool, int, float]]] = {
+        "twrl REINFORCE (preset)": lambda s: ours_solve([], s),
+        "twrl REINFORCE (sweep best)": lambda s: ours_solve(BEST_REINFORCE, s),
+    }
+    if with_sb3:
+        from peers import solve_cartpole
+
+        for algo in ("ppo", "a2c"):
+            agents[f"SB3 {algo.upper()} (zoo)"] = lambda s, a=algo: tuple(
+                vars(
+                    solve_cartpole(a, s, eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES)
+                ).values()
+            )
+    table = {}
+    for name, fn in agents.items():
+        results = [fn(seed) for seed in range(seeds)]
+        solved = [r for r in results if r[0]]
+        table[name] = {
+            "solved": f"{len(solved)}/{seeds}",
+            "time": median([r[2] for r in solved]) if solved else None,
+            "steps": median([float(r[1]) for r in solved]) if solved else None,
+        }
+        print(f"  {name}: {table[name]}", flush=True)
+    return table
+
+
+# ----------------------------------------------------------------------------- overheads
+
+
+def monitor_overhead(seed: int) -> tuple[float, float]:
+    """Wall time of the same run without monitors and with the default ones (progress bar,
+    MLflow in a temporary store, checkpoints; the final video is left out)."""
+    from twrl_exp.train import run
+
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for monitor in ("none", "default"):
+            cfg = cfg_of(
+                f"monitor={monitor}",
+                f"seed={seed}",
+                "train.max_env_steps=200000",
+                "monitor.video.enabled=false",
+                f"monitor.mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db",
+            )
+            started = time.perf_counter()
+            run(cfg, run_dir=Path(tmp) / monitor)
+            times.append(time.perf_counter() - started)
+    return times[0], times[1]
+
+
+def startup(monitor: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "first_step"
+        env = {
+            **os.environ,
+            "TWRL_FIRST_STEP_FILE": str(marker),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+        }
+        started = time.time()
+        subprocess.run(
+            [
+                sys.executable,
+                "train.py",
+                f"monitor={monitor}",
+                "monitor.console=false",
+                "train.max_env_steps=1",
+                "eval.final=false",
+                "monitor.video.enabled=false",
+                f"hydra.run.dir={tmp}/out",
+            ],
+            cwd=project_root(),
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return float(marker.read_text()) - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    seeds = args.seeds
+    figures: dict[str, object] = {}
+    print("throughput ...", flush=True)
+    for n in (16, 64):
+        figures[f"raw_env_{n}"] = timed(seeds, lambda s, n=n: raw_env_rate(n, s))
+        figures[f"random_agent_{n}"] = timed(
+            seeds,
+            lambda s, n=n: agent_rate(
+                ["model=none", "policy=random", "update=none", f"env.num_envs={n}"], s, 400_000
+            ),
+        )
+        figures[f"reinforce_{n}"] = timed(
+            seeds, lambda s, n=n: agent_rate([f"env.num_envs={n}"], s, 200_000)
+        )
+    print("TD(lambda) tile coding on MountainCar-v0 ...", flush=True)
+    td = [
+        "env=mountaincar",
+        "model=tilecoding",
+        "policy=egreedy",
+        "update=td_lambda",
+        "train.max_episodes=null",
+    ]
+    figures["td_1"] = timed(seeds, lambda s: agent_rate([*td, "env.num_envs=1"], s, 60_000))
+    figures["td_64"] = timed(seeds, lambda s: agent_rate([*td, "env.num_envs=64"], s, 600_000))
+    print("solving CartPole-v1 ...", flush=True)
+    figures["solve"] = solve_table(seeds, not args.no_sb3)
+    print("monitoring overhead and start-up ...", flush=True)
+    pairs = [monitor_overhead(s) for s in range(seeds)]
+    figures["run_no_monitor"] = median([p[0] for p in pairs])
+    figures["run_default_monitor"] = median([p[1] for p in pairs])
+    figures["overhead"] = median([p[1] / p[0] - 1 for p in pairs])
+    figures["startup_none"] = timed(seeds, lambda s: startup("none"))
+    figures["startup_default"] = timed(seeds, lambda s: startup("default"))
+    text = report.markdown(figures, seeds)
+    Path(args.out).write_text(text)
+    report.log_to_mlflow(figures, args.out)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

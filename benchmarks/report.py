@@ -1,0 +1,189 @@
+"""RESULTS.md and the MLflow record of one benchmark run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _fmt(stat: dict[str, float] | None, unit: str = "", scale: float = 1.0, digits: int = 0) -> str:
+    if stat is None:
+        return "not solved"
+    m, lo, hi = (stat[k] * scale for k in ("median", "min", "max"))
+    return f"{m:,.{digits}f}{unit} [{lo:,.{digits}f}-{hi:,.{digits}f}]"
+
+
+def _version(package: str) -> str:
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    versions = ", ".join(
+        f"{p} {_version(p)}" for p in ("torch", "numpy", "gymnasium", "mlflow", "stable-baselines3")
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; {versions}; "
+        f"torch threads {torch.get_num_threads()}; {dt.date.today().isoformat()}"
+    )
+
+
+def _check(ok: bool, text: str) -> str:
+    return f"{'met' if ok else 'NOT met'}: {text}"
+
+
+def targets(f: dict[str, Any]) -> list[str]:
+    lines = []
+    for n in (16, 64):
+        ratio = f[f"reinforce_{n}"]["median"] / f[f"raw_env_{n}"]["median"]
+        lines.append(
+            _check(
+                ratio >= 0.25,
+                f"REINFORCE training at {n} envs runs at "
+                f"{ratio:.0%} of the raw env's steps/s (target 25%)",
+            )
+        )
+    solve = f["solve"]
+    ours = solve["twrl REINFORCE (preset)"]["time"]
+    if ours is not None:
+        lines.append(
+            _check(
+                ours["median"] <= 5.0,
+                f"REINFORCE solves CartPole-v1 in {ours['median']:.2f} s (target 5 s)",
+            )
+        )
+    best = min(
+        (v["time"]["median"] for k, v in solve.items() if k.startswith("twrl") and v["time"]),
+        default=None,
+    )
+    sb3 = min(
+        (v["time"]["median"] for k, v in solve.items() if k.startswith("SB3") and v["time"]),
+        default=None,
+    )
+    if best is not None and sb3 is not None:
+        lines.append(
+            _check(
+                best <= sb3 / 3,
+                f"our best agent solves in {best:.2f} s, "
+                f"{best / sb3:.0%} of SB3's best {sb3:.2f} s "
+                "(target at most 33%)",
+            )
+        )
+    td1, td64 = f["td_1"]["median"], f["td_64"]["median"]
+    lines.append(_check(td1 >= 30_000, f"TD(lambda) single env {td1:,.0f} steps/s (target 30k)"))
+    lines.append(_check(td64 >= 300_000, f"TD(lambda) 64 envs {td64:,.0f} steps/s (target 300k)"))
+    lines.append(
+        _check(
+            f["overhead"]["median"] <= 0.05,
+            f"default monitor costs {f['overhead']['median']:.1%} of run time (target 5%)",
+        )
+    )
+    lines.append(
+        _check(
+            f["startup_default"]["median"] <= 3.0,
+            f"first env step {f['startup_default']['median']:.2f} s after launch (target 3 s)",
+        )
+    )
+    return lines
+
+
+def markdown(f: dict[str, Any], seeds: int) -> str:
+    rows = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Medians over {seeds} seeds, [min-max]. Regenerate with `make bench`.",
+        "",
+        "## Throughput on CartPole-v1 (env steps per second)",
+        "",
+        "| num_envs | raw native vector env, random actions | twrl random agent | "
+        "twrl REINFORCE training | training / raw |",
+        "|---|---|---|---|---|",
+    ]
+    for n in (16, 64):
+        ratio = f[f"reinforce_{n}"]["median"] / f[f"raw_env_{n}"]["median"]
+        rows.append(
+            f"| {n} | {_fmt(f[f'raw_env_{n}'])} | {_fmt(f[f'random_agent_{n}'])} | "
+            f"{_fmt(f[f'reinforce_{n}'])} | {ratio:.0%} |"
+        )
+    rows += [
+        "",
+        "## Solving CartPole-v1 (greedy 20-episode mean >= 475, checked every 5,000 "
+        "env steps; evaluation time excluded)",
+        "",
+        "| agent | solved | training time to solve | env steps to solve |",
+        "|---|---|---|---|",
+    ]
+    for name, v in f["solve"].items():
+        rows.append(
+            f"| {name} | {v['solved']} | {_fmt(v['time'], ' s', digits=2)} | {_fmt(v['steps'])} |"
+        )
+    rows += [
+        "",
+        "## TD(lambda), tile coding, MountainCar-v0 (training steps/s)",
+        "",
+        "| num_envs | steps/s |",
+        "|---|---|",
+        f"| 1 | {_fmt(f['td_1'])} |",
+        f"| 64 | {_fmt(f['td_64'])} |",
+        "",
+        "## Monitoring and start-up",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| REINFORCE 200k steps, `monitor=none` (wall) | "
+        f"{_fmt(f['run_no_monitor'], ' s', digits=2)} |",
+        f"| same, default monitor: progress, MLflow, checkpoints (wall) | "
+        f"{_fmt(f['run_default_monitor'], ' s', digits=2)} |",
+        f"| monitoring overhead | {_fmt(f['overhead'], '%', 100, 1)} |",
+        f"| launch to first env step, `monitor=none` | {_fmt(f['startup_none'], ' s', digits=2)} |",
+        f"| launch to first env step, default monitor | "
+        f"{_fmt(f['startup_default'], ' s', digits=2)} |",
+        "",
+        "## Targets",
+        "",
+        *[f"- {line}" for line in targets(f)],
+        "",
+    ]
+    return "\n".join(rows)
+
+
+def log_to_mlflow(f: dict[str, Any], results: str) -> None:
+    from mlflow import MlflowClient
+
+    from twrl_exp.build import default_tracking_uri
+    from twrl_exp.monitor.tracking import ensure_experiment
+
+    uri = default_tracking_uri()
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(
+        ensure_experiment(client, "benchmarks", uri),
+        run_name=f"bench {dt.datetime.now():%Y-%m-%d %H:%M}",
+    )
+    for key, value in f.items():
+        if isinstance(value, dict) and "median" in value:
+            client.log_metric(run.info.run_id, key, value["median"])
+    for name, v in f["solve"].items():
+        if v["time"] is not None:
+            key = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+            client.log_metric(run.info.run_id, f"solve_time/{key}", v["time"]["median"])
+    client.log_artifact(run.info.run_id, results)
+    client.set_terminated(run.info.run_id, "FINISHED")
