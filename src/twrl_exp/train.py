@@ -24,8 +24,6 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
@@ -49,6 +47,9 @@ def _tracking_uri(cfg: DictConfig) -> str:
 def _logged_config(cfg: DictConfig, key: str, overrides: list[str]) -> tuple[DictConfig, Path]:
     """The config logged by run ``cfg[key]`` plus this command line's other overrides, and a
     folder holding the run's downloaded artifacts."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     run_id = cfg[key]
     client = MlflowClient(tracking_uri=_tracking_uri(cfg))
     try:
@@ -74,6 +75,9 @@ def _logged_config(cfg: DictConfig, key: str, overrides: list[str]) -> tuple[Dic
 
 def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
     """The logged config of run ``cfg.resume`` (plus command-line overrides) and its checkpoint."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     merged, folder = _logged_config(cfg, "resume", overrides)
     try:
         checkpoint = MlflowClient(tracking_uri=_tracking_uri(cfg)).download_artifacts(

@@ -116,3 +116,34 @@ def test_random_policy_stays_in_the_space(space: spaces.Space) -> None:
 def test_wrong_action_space_is_refused_with_the_fix(cls, space, fragment) -> None:
     with pytest.raises(ConfigError, match=fragment):
         cls(action_space=space, rng=rng())
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "sigmoid", "gelu"])
+def test_mlp_acting_path_matches_torch_and_follows_updates(activation: str) -> None:
+    from twrl_exp.model import MLP
+
+    torch.manual_seed(0)
+    model = MLP(
+        observation_space=spaces.Box(-1, 1, (5,)),
+        num_outputs=3,
+        activation=activation,
+        output_gain=1.0,
+    )
+    x = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.outputs(x), expected, rtol=1e-5, atol=1e-6)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(torch.from_numpy(x)).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.outputs(x), expected, rtol=1e-5, atol=1e-6)
+    model.load_state_dict(
+        MLP(
+            observation_space=spaces.Box(-1, 1, (5,)), num_outputs=3, activation=activation
+        ).state_dict()
+    )
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.outputs(x), expected, rtol=1e-5, atol=1e-6)

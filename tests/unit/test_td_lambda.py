@@ -215,4 +215,4 @@ def test_envs_sharing_a_weight_move_it_by_their_mean_error() -> None:
     d = Driver(lam=0.0, gamma=1.0, alpha=1.0, num_envs=3)
     d.start([0, 0, 0], [1, 1, 1])
     d.step([1, 1, 1], [1, 1, 1], [3.0, 6.0, 0.0], terminated=[True, True, True])
-    assert d.q(0) == pytest.approx(3.0)        # mean of 3, 6, 0 - not their sum
+    assert d.q(0) == pytest.approx(3.0)  # mean of 3, 6, 0 - not their sum

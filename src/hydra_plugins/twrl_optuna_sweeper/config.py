@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: Hydra loads plugin modules outsi
 ``sys.modules`` while scanning, where dataclasses cannot resolve string annotations.
 """
 
-
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +19,9 @@ from optuna.trial import TrialState
 from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import MonitorBase, Runner
+
+# Heartbeats (stale-trial detection) are marked experimental in Optuna; we rely on them knowingly.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def open_storage(

@@ -8,7 +8,7 @@ returns reward 0. A unit test checks step-for-step equality with Gymnasium's env
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -17,7 +17,10 @@ from gymnasium.vector.utils import batch_space
 
 
 class MountainCarVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": [],
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     min_position, max_position, max_speed = -1.2, 0.6, 0.07
     goal_position, force, gravity = 0.5, 0.001, 0.0025

@@ -3,13 +3,14 @@ MLflow (run record, learning curve, model)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,9 +18,11 @@ from twrl_exp.build import default_tracking_uri, project_root
 from twrl_exp.env import make_render_env
 from twrl_exp.monitor.checkpoint import CheckpointMonitor
 from twrl_exp.monitor.console import ConsoleMonitor
-from twrl_exp.monitor.tracking import MlflowMonitor
 from twrl_exp.monitor.video import VideoMonitor
 from twrl_exp.runner import Monitor, MonitorBase, Runner
+
+if TYPE_CHECKING:  # mlflow is imported only when the MLflow monitor is on
+    from twrl_exp.monitor.tracking import MlflowMonitor
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -34,6 +37,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+@functools.cache
 def git_commit() -> str:
     try:
         result = subprocess.run(
@@ -64,6 +68,8 @@ def run_name(cfg: DictConfig, env_id: str, suffix: str = "") -> str:
 
 
 def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str]) -> MlflowMonitor:
+    from twrl_exp.monitor.tracking import MlflowMonitor
+
     uri = context.get("tracking_uri") or cfg.monitor.mlflow.tracking_uri or default_tracking_uri()
     commit = git_commit()
     return MlflowMonitor(

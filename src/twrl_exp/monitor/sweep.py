@@ -11,17 +11,19 @@ from __future__ import annotations
 import atexit
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from twrl_exp.build import default_tracking_uri
 from twrl_exp.env import resolve_spec
-from twrl_exp.monitor.tracking import ensure_experiment
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# mlflow is imported where it is used: a plain run that never sweeps should not pay for it.
 PARENT_FILE = "mlflow_parent.json"
 # Set when the process is being interrupted (Ctrl-C), so an unfinished parent reads KILLED.
 interrupted = False
@@ -46,6 +48,10 @@ class SweepParent:
         run_id: str | None = None,
         swept_keys: list[str] | None = None,
     ) -> SweepParent:
+        from mlflow import MlflowClient
+
+        from twrl_exp.monitor.tracking import ensure_experiment
+
         client = MlflowClient(tracking_uri=tracking_uri)
         experiment_id = ensure_experiment(client, experiment, tracking_uri)
         if run_id is not None and _exists(client, run_id):
@@ -98,6 +104,10 @@ def record_failed_job(
     parent: dict[str, Any], run_name: str, overrides: list[str], error: str
 ) -> None:
     """A sweep job refused before it could start still leaves a FAILED run under the parent."""
+    from mlflow import MlflowClient
+
+    from twrl_exp.monitor.tracking import ensure_experiment
+
     client = MlflowClient(tracking_uri=parent["tracking_uri"])
     experiment_id = ensure_experiment(client, parent["experiment"], parent["tracking_uri"])
     run = client.create_run(

@@ -20,7 +20,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
-from twrl_exp.monitor.curves import plot_learning_curve
 from twrl_exp.runner import MonitorBase, Runner
 
 _BATCH = 1000
@@ -172,6 +171,8 @@ class MlflowMonitor(MonitorBase):
         self.client.log_artifact(self.run_id, str(path), "videos")
 
     def _log_curve(self, runner: Runner) -> None:
+        from twrl_exp.monitor.curves import plot_learning_curve  # matplotlib: only when used
+
         assert self.run_id is not None
         with tempfile.TemporaryDirectory() as tmp:
             path = plot_learning_curve(

@@ -1,0 +1,134 @@
+"""The command line: ``python -m twrl_exp.leaderboard [filters] [outputs]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+
+from twrl_exp.leaderboard.html import render_html
+from twrl_exp.leaderboard.ranking import build_rows
+from twrl_exp.leaderboard.records import (
+    DEFAULT_HTML,
+    DEFAULT_UI_URL,
+    RANKING_RULE,
+    _default_uri,
+    attach_curves_and_videos,
+    load_runs,
+)
+from twrl_exp.leaderboard.text import render_markdown, render_terminal
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One sentence, no usage dump: the mistake is what the user needs to see.
+        print(f"leaderboard: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date: use YYYY-MM-DD.") from None
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a tag filter: use key=value.")
+    return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m twrl_exp.leaderboard",
+        description="Per env, a ranked table of agents from the MLflow store. " + RANKING_RULE,
+    )
+    p.add_argument(
+        "--env", action="append", default=[], metavar="ENV_ID", help="this env only (repeatable)"
+    )
+    p.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="this experiment only (repeatable)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        type=_tag,
+        metavar="KEY=VALUE",
+        help="runs with this tag (repeatable)",
+    )
+    p.add_argument(
+        "--since", type=_date, metavar="YYYY-MM-DD", help="runs started on or after (local time)"
+    )
+    p.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="runs started on or before")
+    p.add_argument("--include-pruned", action="store_true", help="rank pruned Optuna trials too")
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="default: $MLFLOW_TRACKING_URI or ./mlflow.db of the project",
+    )
+    p.add_argument("--markdown", metavar="PATH", help="write Markdown there ('-': stdout)")
+    p.add_argument("--html", metavar="PATH", default=DEFAULT_HTML, help="default: ./%(default)s")
+    p.add_argument("--no-html", action="store_true", help="write no HTML page")
+    p.add_argument("--ui-url", default=DEFAULT_UI_URL, metavar="URL", help="default: %(default)s")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (0, or 2 for bad input)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or an error already explained on stderr
+        return int(exc.code or 0)
+    if args.since and args.until and args.since > args.until:
+        print("leaderboard: error: --since is after --until.", file=sys.stderr)
+        return 2
+    uri = args.tracking_uri or _default_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        print(f"No runs to rank: there is no MLflow store at {uri}.")
+        return 0
+    try:
+        runs = load_runs(
+            uri,
+            envs=args.env,
+            experiments=args.experiment,
+            tags=dict(args.tag),
+            since=args.since,
+            until=args.until,
+            include_pruned=args.include_pruned,
+        )
+    except MlflowException as exc:
+        reason = exc.message.strip().split(". ")[0].rstrip(".")
+        print(f"leaderboard: error: cannot read {uri}: {reason}.", file=sys.stderr)
+        return 2
+    if not runs:
+        print(f"No finished runs in {uri} match the filters, so there is nothing to rank.")
+        return 0
+    rows = build_rows(runs)
+    render_terminal(rows)
+    try:
+        if args.markdown == "-":
+            sys.stdout.write(render_markdown(rows))
+        elif args.markdown:
+            Path(args.markdown).write_text(render_markdown(rows), encoding="utf-8")
+            print(f"Markdown: {Path(args.markdown).resolve()}")
+        if not args.no_html:
+            attach_curves_and_videos(rows, uri)
+            page = Path(args.html).resolve()
+            stamp = f"{uri} · {len(runs)} runs · {datetime.now():%Y-%m-%d %H:%M}"
+            page.write_text(render_html(rows, ui_url=args.ui_url, subtitle=stamp), "utf-8")
+            print(f"HTML: {page.as_uri()}")
+    except OSError as exc:
+        print(f"leaderboard: error: cannot write {exc.filename}: {exc.strerror}.", file=sys.stderr)
+        return 2
+    return 0
