@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from twrl_exp.env.classic import NATIVE_VECTOR_ENVS
+from twrl_exp.env.classic import NATIVE_VECTOR_ENVS, MountainCarVectorEnv
 from twrl_exp.errors import ConfigError
 
 __all__ = ["EnvSpecInfo", "make_render_env", "make_vector_env", "resolve_spec"]
@@ -62,7 +62,7 @@ def make_render_env(
 
 
 def _our_vector_env(
-    cls: type[VectorEnv],
+    cls: type[MountainCarVectorEnv],
     info: EnvSpecInfo,
     num_envs: int,
     kwargs: dict[str, Any] | None,

@@ -8,7 +8,7 @@ returns reward 0. A unit test checks step-for-step equality with Gymnasium's env
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -17,7 +17,7 @@ from gymnasium.vector.utils import batch_space
 
 
 class MountainCarVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata = {  # noqa: RUF012  (Gymnasium declares it a plain class attribute)
         "render_modes": [],
         "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
@@ -52,7 +52,7 @@ class MountainCarVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         return np.stack([self.position, self.velocity], axis=1).astype(np.float32)
 
     def reset(
-        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.position = self.np_random.uniform(-0.6, -0.4, self.num_envs)
@@ -91,6 +91,6 @@ class MountainCarVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
 
 
 # Ids whose copies we can step as one numpy vector env although Gymnasium has no vector entry.
-NATIVE_VECTOR_ENVS: dict[str, type[VectorEnv[Any, Any, Any]]] = {
+NATIVE_VECTOR_ENVS: dict[str, type[MountainCarVectorEnv]] = {
     "MountainCar-v0": MountainCarVectorEnv,
 }
