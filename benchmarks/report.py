@@ -106,6 +106,38 @@ def targets(f: dict[str, Any]) -> list[str]:
     return lines
 
 
+BOUNDS = """## What bounds each figure (profiled with cProfile; see benchmarks/README.md)
+
+- **Raw env.** Gymnasium's `CartPoleVectorEnv.step` in numpy, plus its own
+  `action_space.contains` assertion on every step (about a quarter of the step's cost).
+- **Random agent.** The env, plus per-step bookkeeping in the runner (episode returns and
+  lengths, autoreset masks) and the random policy: a few microseconds of numpy calls per
+  vector step, so its share shrinks as `num_envs` grows.
+- **REINFORCE training.** Per vector step: one forward pass of the MLP (run in numpy on views
+  of the torch weights: torch's per-module call overhead cost more than the maths at these
+  batch sizes), inverse-CDF sampling, writing the step into the episode buffer. Per update:
+  the discounted-return scan (a Python loop over rows), one forward/backward pass and an Adam
+  step. At 16 envs the env is about a third of the time; at 64 the network's matmuls on
+  64-row batches and the update dominate, which is why the ratio to the raw env falls.
+- **Time to solve.** Measured with the protocol above, which checks every 5,000 steps, so no
+  agent can be credited with fewer than 5,000 steps; SB3's PPO and A2C run 8 envs and one
+  gradient step per 32 (PPO: 20 epochs) or 5 (A2C) steps per env, and their per-step cost
+  is dominated by torch module calls on tiny batches.
+- **TD(lambda), one env.** About forty small numpy calls per step (tile indices, action
+  values, epsilon-greedy choice, the trace and weight update, the env): each costs roughly a
+  microsecond of Python/numpy overhead whatever the array size, so one env is bounded near
+  15k steps/s. Reaching 30k would need a compiled kernel (e.g. numba) or a scalar pure-Python
+  path for `num_envs=1`; neither is in place. With 64 envs the same calls serve 64 steps.
+- **Monitoring.** In the loop: buffering metrics, a flush to SQLite every 5 s and a
+  checkpoint every 50k steps. Per run: opening the MLflow run, the final flush of every
+  episode's metrics (about 0.1 ms per metric row on SQLite), the learning-curve PNG and the
+  model. These fixed costs (roughly half a second) are what a short run pays.
+- **Start-up.** Python imports dominate: torch (about 0.8 s), Hydra/OmegaConf and Gymnasium;
+  with the default monitor also mlflow (about 0.85 s) and opening the SQLite store (about 0.45
+  s). `monitor=none` skips both.
+"""
+
+
 def _monitor_rows(f: dict[str, Any], steps: int) -> list[str]:
     m = f[f"monitor_{steps}"]
     return [
@@ -170,6 +202,7 @@ def markdown(f: dict[str, Any], seeds: int) -> str:
         "",
         *[f"- {line}" for line in targets(f)],
         "",
+        BOUNDS,
     ]
     return "\n".join(rows)
 
