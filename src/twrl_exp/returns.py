@@ -118,7 +118,8 @@ def tile_indices(
     [[0, 3], [1, 5]]
     """
     n, dims = unit_obs.shape
-    q = np.floor(np.clip(unit_obs, 0.0, 1.0 - 1e-9) * tiles_per_dim * num_tilings).astype(np.int64)
+    clipped = np.minimum(np.maximum(unit_obs, 0.0), 1.0 - 1e-9)
+    q = np.floor(clipped * tiles_per_dim * num_tilings).astype(np.int64)
     tilings = np.arange(num_tilings, dtype=np.int64)
     displacement = 2 * np.arange(dims, dtype=np.int64) + 1
     offsets = (tilings[:, None] * displacement) % num_tilings  # [T, D]

@@ -69,8 +69,10 @@ class MountainCarVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         velocity = self.velocity + (
             (actions - 1) * self.force + np.cos(3 * self.position) * (-self.gravity)
         )
-        velocity = np.clip(velocity, -self.max_speed, self.max_speed)
-        position = np.clip(self.position + velocity, self.min_position, self.max_position)
+        velocity = np.minimum(np.maximum(velocity, -self.max_speed), self.max_speed)
+        position = np.minimum(
+            np.maximum(self.position + velocity, self.min_position), self.max_position
+        )
         velocity[(position == self.min_position) & (velocity < 0)] = 0.0
         terminated = (position >= self.goal_position) & (velocity >= self.goal_velocity)
         self.steps += 1

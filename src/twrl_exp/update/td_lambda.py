@@ -109,7 +109,7 @@ class TdLambda:
             self.traces[marked] = 1.0
         else:
             np.add.at(self.traces, marked, 1.0)
-        step = np.tensordot(delta, self.traces, axes=(0, 0))
+        step = (delta @ self.traces.reshape(len(delta), -1)).reshape(self.traces.shape[1:])
         if len(self.traces) > 1:
             # Envs whose traces share a weight move it by their mean error, not their sum:
             # 64 cars starting on the same tiles must not take a 64-fold step.
