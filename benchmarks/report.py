@@ -125,8 +125,8 @@ BOUNDS = """## What bounds each figure (profiled with cProfile; see benchmarks/R
   is dominated by torch module calls on tiny batches.
 - **TD(lambda), one env.** About forty small numpy calls per step (tile indices, action
   values, epsilon-greedy choice, the trace and weight update, the env): each costs roughly a
-  microsecond of Python/numpy overhead whatever the array size, so one env is bounded near
-  15k steps/s. Reaching 30k would need a compiled kernel (e.g. numba) or a scalar pure-Python
+  microsecond of Python/numpy overhead whatever the array size, so one env is bounded below
+  20k steps/s. Reaching 30k would need a compiled kernel (e.g. numba) or a scalar pure-Python
   path for `num_envs=1`; neither is in place. With 64 envs the same calls serve 64 steps.
 - **Monitoring.** Almost all of it is writing metric rows: every episode's return, length and
   trailing mean and every update's statistics go through MLflow's SQLAlchemy store at about
