@@ -103,6 +103,7 @@ def _stop_on_interrupt(runner: Runner) -> Iterator[None]:
             raise KeyboardInterrupt
         runner.stop_requested = True
 
+    runner.stop_requested = sweep.interrupted  # Ctrl-C between a sweep's jobs stops this one
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield

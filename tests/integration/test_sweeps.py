@@ -217,3 +217,35 @@ def test_a_killed_optuna_sweep_resumes_to_exactly_n_trials(tmp_path, isolated_ml
     parents, _ = split(runs)
     assert len(parents) == 1  # the rerun reopened the study's parent run
     assert parents[0].info.status == "FINISHED"
+
+
+def test_ctrl_c_stops_a_grid_sweep_and_marks_it_killed(tmp_path, isolated_mlflow) -> None:
+    env = {**os.environ, "PYTHONPATH": str(project_root())}
+    cmd = [
+        sys.executable,
+        "train.py",
+        "-m",
+        "seed=0,1,2",
+        "train.max_env_steps=5000000",
+        "monitor.console=false",
+        "eval.every_steps=null",
+        "monitor.mlflow.flush_every_s=0.2",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=project_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        _, runs = all_runs(isolated_mlflow)
+        _, children = split(runs)
+        if children and any(c.data.metrics.get("train/steps_per_s") for c in children):
+            break
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    _, runs = all_runs(isolated_mlflow)
+    (parent,), children = split(runs)
+    assert parent.info.status == "KILLED"
+    assert [c.info.status for c in children] == ["KILLED"]  # the later jobs never started

@@ -23,6 +23,7 @@ from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner, make_sampl
 from hydra_plugins.twrl_optuna_sweeper.trial import open_storage
 from twrl_exp.build import project_root
 from twrl_exp.errors import ConfigError
+from twrl_exp.monitor import sweep
 from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
 from twrl_exp.objectives import OBJECTIVES
 
@@ -109,17 +110,8 @@ class TwrlOptunaSweeper(Sweeper):
         log.info(f"Study '{s.study_name}' in {url}: {done} of {s.n_trials} trials done.")
         batch: list[optuna.Trial] = []
         try:
-            while (
-                remaining := s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats)
-            ) > 0:
-                batch = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
-                overrides = [self._overrides(t, fixed, space, url) for t in batch]
-                assert self.launcher is not None
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-                self.job_idx += len(batch)
-                for trial, ret in zip(batch, returns, strict=True):
-                    self._settle(study, trial, ret)
-                batch = []
+            with sweep.stop_between_jobs():
+                self._run_trials(study, space, fixed, url, heartbeats, batch)
         except KeyboardInterrupt:
             for trial in batch:
                 trial.set_user_attr("interrupted", True)
@@ -131,6 +123,32 @@ class TwrlOptunaSweeper(Sweeper):
         if parent is not None:
             parent.finish("FINISHED")
         return study
+
+    def _run_trials(
+        self,
+        study: optuna.Study,
+        space: dict[str, BaseDistribution],
+        fixed: list[str],
+        url: str,
+        heartbeats: bool,
+        batch: list[optuna.Trial],
+    ) -> None:
+        """Ask, launch and settle batches until the study holds ``n_trials``; ``batch`` holds
+        the trials in flight (for the caller to mark if interrupted)."""
+        s = self.settings
+        while (remaining := s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats)) > 0:
+            if sweep.interrupted:
+                raise KeyboardInterrupt
+            batch[:] = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
+            overrides = [self._overrides(t, fixed, space, url) for t in batch]
+            assert self.launcher is not None
+            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            self.job_idx += len(batch)
+            for trial, ret in zip(batch, returns, strict=True):
+                self._settle(study, trial, ret)
+            batch.clear()
+        if sweep.interrupted:
+            raise KeyboardInterrupt
 
     def _open_parent(self, study: optuna.Study, url: str) -> SweepParent | None:
         assert self.config is not None

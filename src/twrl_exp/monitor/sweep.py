@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import atexit
 import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -25,8 +30,34 @@ if TYPE_CHECKING:
 
 # mlflow is imported where it is used: a plain run that never sweeps should not pay for it.
 PARENT_FILE = "mlflow_parent.json"
-# Set when the process is being interrupted (Ctrl-C), so an unfinished parent reads KILLED.
+# Set when the process is being interrupted (Ctrl-C), so an unfinished parent reads KILLED and
+# the jobs still to start stop at their first step.
 interrupted = False
+
+
+_grid_previous_handler: Any = None
+
+
+def _flag_interrupt(signum: int, frame: FrameType | None) -> None:
+    global interrupted
+    if interrupted:
+        raise KeyboardInterrupt
+    interrupted = True
+
+
+@contextmanager
+def stop_between_jobs() -> Iterator[None]:
+    """While a sweep runs, Ctrl-C between jobs only records ``interrupted`` (a second Ctrl-C
+    stops at once): an interrupt landing inside Hydra's config composition would otherwise
+    surface as an unrelated error. A job in training installs its own handler meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _flag_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class SweepParent:
@@ -144,6 +175,10 @@ class MlflowSweepCallback(Callback):
         self.parent: SweepParent | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _grid_previous_handler
+        ours = "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
+        if not ours and threading.current_thread() is threading.main_thread():
+            _grid_previous_handler = signal.signal(signal.SIGINT, _flag_interrupt)
         if not config.monitor.mlflow.enabled:
             return
         if "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", "")):
@@ -159,5 +194,9 @@ class MlflowSweepCallback(Callback):
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _grid_previous_handler
+        if _grid_previous_handler is not None:
+            signal.signal(signal.SIGINT, _grid_previous_handler)
+            _grid_previous_handler = None
         if self.parent is not None:
-            self.parent.finish("FINISHED")
+            self.parent.finish("KILLED" if interrupted else "FINISHED")
