@@ -83,6 +83,7 @@ class History:
             "env_steps": float(self.env_steps),
             "episodes": float(self.episodes),
             "train_time_s": self.train_time,
+            "eval_time_s": self.eval_time,
             "best_mean_return": max(full) if full else float("nan"),
             "final_mean_return": self.trailing[-1] if self.trailing else float("nan"),
         }
@@ -142,7 +143,6 @@ class Runner:
         self.stop_requested = False
         # Set by a monitor (e.g. a pruner) to end the run early but normally, with a reason.
         self.stop_reason: str | None = None
-        self.started = time.perf_counter()
         self._eval_seeded = False
         self._returns_cumsum = [0.0]
 
@@ -169,7 +169,7 @@ class Runner:
             ep_return += reward * live
             ep_length += live
             steps_before = h.env_steps
-            h.env_steps += int(live.sum())
+            h.env_steps += int(np.count_nonzero(live))
             actions, metrics = self.agent.step(obs, reward, terminated, truncated, episode_start)
             episode_start = terminated | truncated
             if episode_start.any():

@@ -9,14 +9,9 @@ python train.py resume=<mlflow run id>     # continue a run from its last checkp
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import hydra
@@ -28,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 import hydra_plugins.twrl_optuna_sweeper.config  # noqa: F401  (registers hydra/sweeper=twrl_optuna)
+from twrl_exp import interrupts
 from twrl_exp.build import build, config_dir, default_tracking_uri, make_runner
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError
@@ -91,26 +87,6 @@ def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, P
     return merged, Path(checkpoint)
 
 
-@contextmanager
-def _stop_on_interrupt(runner: Runner) -> Iterator[None]:
-    """First Ctrl-C: stop cleanly at the next env step. Second Ctrl-C: stop at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if runner.stop_requested:
-            raise KeyboardInterrupt
-        runner.stop_requested = True
-
-    runner.stop_requested = sweep.interrupted  # Ctrl-C between a sweep's jobs stops this one
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _train_once(
     cfg: DictConfig,
     *,
@@ -131,7 +107,7 @@ def _train_once(
         tracker.open()
     status = "FAILED"
     try:
-        with _stop_on_interrupt(runner):
+        with interrupts.deferred(lambda: setattr(runner, "stop_requested", True)):
             runner.run()
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -290,7 +266,7 @@ def main() -> None:
     try:
         _hydra_main()
     except KeyboardInterrupt:
-        sweep.interrupted = True
+        interrupts.requested = True
         Console(stderr=True).print(
             "[yellow]interrupted:[/] the run is marked KILLED in MLflow "
             "and its last checkpoint is kept (resume=<run id>)."

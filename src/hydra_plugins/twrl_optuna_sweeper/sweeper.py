@@ -21,9 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 from hydra_plugins.twrl_optuna_sweeper import results, search_space
 from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner, make_sampler
 from hydra_plugins.twrl_optuna_sweeper.trial import open_storage
+from twrl_exp import interrupts
 from twrl_exp.build import project_root
 from twrl_exp.errors import ConfigError
-from twrl_exp.monitor import sweep
 from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
 from twrl_exp.objectives import OBJECTIVES
 
@@ -110,7 +110,7 @@ class TwrlOptunaSweeper(Sweeper):
         log.info(f"Study '{s.study_name}' in {url}: {done} of {s.n_trials} trials done.")
         batch: list[optuna.Trial] = []
         try:
-            with sweep.stop_between_jobs():
+            with interrupts.deferred():
                 self._run_trials(study, space, fixed, url, heartbeats, batch)
         except KeyboardInterrupt:
             for trial in batch:
@@ -137,7 +137,7 @@ class TwrlOptunaSweeper(Sweeper):
         the trials in flight (for the caller to mark if interrupted)."""
         s = self.settings
         while (remaining := s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats)) > 0:
-            if sweep.interrupted:
+            if interrupts.requested:
                 raise KeyboardInterrupt
             batch[:] = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
             overrides = [self._overrides(t, fixed, space, url) for t in batch]
@@ -147,7 +147,7 @@ class TwrlOptunaSweeper(Sweeper):
             for trial, ret in zip(batch, returns, strict=True):
                 self._settle(study, trial, ret)
             batch.clear()
-        if sweep.interrupted:
+        if interrupts.requested:
             raise KeyboardInterrupt
 
     def _open_parent(self, study: optuna.Study, url: str) -> SweepParent | None:

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import atexit
 import json
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from twrl_exp import interrupts
 from twrl_exp.build import default_tracking_uri
 from twrl_exp.env import resolve_spec
 
@@ -30,34 +26,7 @@ if TYPE_CHECKING:
 
 # mlflow is imported where it is used: a plain run that never sweeps should not pay for it.
 PARENT_FILE = "mlflow_parent.json"
-# Set when the process is being interrupted (Ctrl-C), so an unfinished parent reads KILLED and
-# the jobs still to start stop at their first step.
-interrupted = False
-
-
 _grid_previous_handler: Any = None
-
-
-def _flag_interrupt(signum: int, frame: FrameType | None) -> None:
-    global interrupted
-    if interrupted:
-        raise KeyboardInterrupt
-    interrupted = True
-
-
-@contextmanager
-def stop_between_jobs() -> Iterator[None]:
-    """While a sweep runs, Ctrl-C between jobs only records ``interrupted`` (a second Ctrl-C
-    stops at once): an interrupt landing inside Hydra's config composition would otherwise
-    surface as an unrelated error. A job in training installs its own handler meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, _flag_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class SweepParent:
@@ -109,7 +78,7 @@ class SweepParent:
 
     def finish(self, status: str | None) -> None:
         """``status=None`` (at exit, unfinished): KILLED if interrupted, else FAILED."""
-        status = status or ("KILLED" if interrupted else "FAILED")
+        status = status or ("KILLED" if interrupts.requested else "FAILED")
         if not self.finished:
             self.finished = True
             self.client.set_terminated(self.run_id, status)
@@ -177,8 +146,8 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _grid_previous_handler
         ours = "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
-        if not ours and threading.current_thread() is threading.main_thread():
-            _grid_previous_handler = signal.signal(signal.SIGINT, _flag_interrupt)
+        if not ours:  # between grid jobs, Ctrl-C waits for the next job's first step
+            _grid_previous_handler = interrupts.install()
         if not config.monitor.mlflow.enabled:
             return
         if "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", "")):
@@ -195,8 +164,7 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _grid_previous_handler
-        if _grid_previous_handler is not None:
-            signal.signal(signal.SIGINT, _grid_previous_handler)
-            _grid_previous_handler = None
+        interrupts.restore(_grid_previous_handler)
+        _grid_previous_handler = None
         if self.parent is not None:
-            self.parent.finish("KILLED" if interrupted else "FINISHED")
+            self.parent.finish("KILLED" if interrupts.requested else "FINISHED")

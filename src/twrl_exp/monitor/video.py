@@ -88,7 +88,6 @@ class VideoMonitor(MonitorBase):
         self.fps, self.max_frames = fps, max_frames
         self.evaluations = 0
         self.folder = Path(tempfile.mkdtemp(prefix="twrl-videos-"))
-        self.recorded: list[str] = []
 
     def _record(self, runner: Runner, name: str) -> None:
         frames, _ = record_episode(
@@ -96,7 +95,6 @@ class VideoMonitor(MonitorBase):
         )
         path = write_mp4(frames, self.folder / name, self.fps)
         self.upload(path, name)
-        self.recorded.append(name)
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
         self.evaluations += 1

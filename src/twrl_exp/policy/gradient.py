@@ -22,9 +22,6 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 class Categorical(nn.Module):
     """Softmax policy over ``n`` discrete actions; the model outputs the logits ``[N, n]``."""
 
-    is_gradient = True
-    is_value_based = False
-
     def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:
         super().__init__()
         if not isinstance(action_space, spaces.Discrete):
@@ -78,9 +75,6 @@ class Normal(nn.Module):
     The standard deviation is state-independent: a learned parameter (``learn_std``) or fixed.
     Samples are kept unclipped for ``log_prob``; the env receives them clipped to its bounds.
     """
-
-    is_gradient = True
-    is_value_based = False
 
     def __init__(
         self,

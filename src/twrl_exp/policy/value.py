@@ -21,9 +21,6 @@ class EGreedy:
     ``epsilon_k = max(min_epsilon, epsilon * decay**k)`` after ``k`` finished episodes.
     """
 
-    is_gradient = False
-    is_value_based = True
-
     def __init__(
         self,
         *,
@@ -100,8 +97,6 @@ class RandomPolicy:
     the greedy values off-policy while behaving uniformly at random.
     """
 
-    is_gradient = False
-    is_value_based = False
     needs_outputs = False
 
     def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:

@@ -33,7 +33,6 @@ class EpisodeBuffer:
         self.pending = np.zeros(n, bool)
         self.episode_start = np.zeros(n, np.int64)
         self.ready_steps = 0
-        self.ready_episodes = 0
 
     def _arrays(self) -> list[str]:
         return [
@@ -93,7 +92,6 @@ class EpisodeBuffer:
                 start = self.episode_start[env]
                 self.closed[start : r + 1, env] = True
                 self.ready_steps += r + 1 - start
-                self.ready_episodes += 1
         self.row += 1
         return ended
 
@@ -116,4 +114,3 @@ class EpisodeBuffer:
         self.episode_start -= keep_from
         self.row -= keep_from
         self.ready_steps = 0
-        self.ready_episodes = 0

@@ -120,8 +120,8 @@ class TdLambda:
         if self.target == "q_learning":
             cut = cut | ~greedy_mask(outputs)[np.arange(len(actions)), actions]
         self.traces[cut] = 0.0
-        self.td_error_sq += float(np.square(delta[learn]).sum())
-        self.td_count += int(learn.sum())
+        self.td_error_sq += float(delta @ delta)  # delta is 0 where nothing was learned
+        self.td_count += int(np.count_nonzero(learn))
         self.prev_features = features
         self.prev_actions = actions
         self.has_prev = ~(terminated | truncated)
