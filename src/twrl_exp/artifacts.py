@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
+from twrl_exp import logged, serialization, store
 from twrl_exp.agent import Agent
 from twrl_exp.build import build_agent, default_tracking_uri
 from twrl_exp.env import make_vector_env
@@ -30,23 +29,27 @@ def env_settings(cfg: DictConfig, num_envs: int) -> dict[str, Any]:
 def load_agent(
     run_id: str, tracking_uri: str | None = None, num_envs: int = 1
 ) -> tuple[Agent, DictConfig]:
-    """The agent of ``run_id`` with its trained weights, and the run's config."""
+    """The agent of ``run_id`` with its trained weights, and the run's config.
+
+    The config is recomposed from this machine's config files with the logged values on top
+    (a store never names code) and the weights are read as tensors only.
+    """
     uri = tracking_uri or default_tracking_uri()
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        client.get_run(run_id)
-    except MlflowException as exc:
-        raise ConfigError(f"run_id={run_id} names no run in {uri}.") from exc
-    with tempfile.TemporaryDirectory() as tmp:
+    client = store.open_client(uri)
+    run = logged.find_run(client, uri, "run_id", run_id)
+    source = f"run_id={run_id}"
+    with tempfile.TemporaryDirectory(prefix="twrl-agent-") as tmp:
         try:
             folder = Path(client.download_artifacts(run_id, "model", tmp))
         except (MlflowException, OSError) as exc:
             raise ConfigError(
                 f"run {run_id} has no logged model (artifact folder model/)."
             ) from exc
-        cfg = OmegaConf.load(folder / "config.yaml")
-        state = torch.load(folder / "agent.pt", weights_only=False)
-    assert isinstance(cfg, DictConfig)
+        raw = logged.download_config(client, run_id, "model/config.yaml", source)
+        state = serialization.load(folder / "agent.pt", what=f"agent of run {run_id}")
+    cfg = logged.trusted_config(raw, [], source=source, choices=logged.logged_choices(run))
+    if not isinstance(state, dict) or not {"model", "policy"} <= set(state):
+        raise ConfigError(f"{source}: model/agent.pt is not a twrl-exp agent.")
     env = make_vector_env(**env_settings(cfg, num_envs))
     try:
         agent = build_agent(

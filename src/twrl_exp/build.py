@@ -3,6 +3,7 @@ update -> agent. Every incompatibility is found here, before the first env step.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,19 +51,63 @@ class Built:
     reward_threshold: float | None
     env_id: str
 
+    def close(self) -> None:
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+
+
+def _nonfinite(node: Any, prefix: str = "") -> tuple[str, float] | None:
+    """The first float in a config container that is NaN or infinite, with its key."""
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        if isinstance(node, float) and not math.isfinite(node):
+            return prefix, node
+        return None
+    for key, value in items:
+        found = _nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None
+
 
 def check_run_config(cfg: DictConfig) -> None:
-    """Top-level values that no schema type can rule out."""
+    """Values that no schema type can rule out: ranges, and no NaN or infinity anywhere."""
+    if cfg.resume and cfg.rerun:
+        raise ConfigError(
+            f"resume={cfg.resume} and rerun={cfg.rerun} cannot be combined: resume continues a "
+            "run from its checkpoint, rerun starts a new one with its config; give one."
+        )
+    found = _nonfinite(OmegaConf.to_container(cfg, resolve=True))
+    if found is not None:
+        raise ConfigError(f"{found[0]}={found[1]} is invalid: it must be a finite number.")
+    m = cfg.monitor
     checks = [
         ("seed", cfg.seed, cfg.seed >= 0, ">= 0"),
         ("torch_threads", cfg.torch_threads, cfg.torch_threads >= 1, ">= 1"),
         ("eval.episodes", cfg.eval.episodes, cfg.eval.episodes >= 1, ">= 1"),
         ("eval.num_envs", cfg.eval.num_envs, cfg.eval.num_envs >= 1, ">= 1"),
         ("train.solve_window", cfg.train.solve_window, cfg.train.solve_window >= 1, ">= 1"),
+        ("trial.seeds", cfg.trial.seeds, cfg.trial.seeds >= 1, ">= 1"),
+        ("env.num_envs", cfg.env.num_envs, cfg.env.num_envs >= 1, ">= 1"),
+        ("monitor.mlflow.flush_every_s", m.mlflow.flush_every_s, m.mlflow.flush_every_s > 0, "> 0"),
+        ("monitor.video.fps", m.video.fps, m.video.fps >= 1, ">= 1"),
+        ("monitor.video.max_frames", m.video.max_frames, m.video.max_frames >= 1, ">= 1"),
+        ("monitor.video.every_evals", m.video.every_evals, m.video.every_evals >= 0, ">= 0"),
     ]
-    for key in ("max_env_steps", "max_episodes"):
-        value = cfg.train[key]
-        checks.append((f"train.{key}", value, value is None or value >= 1, ">= 1 or null"))
+    optional_positive = [
+        ("train.max_env_steps", cfg.train.max_env_steps),
+        ("train.max_episodes", cfg.train.max_episodes),
+        ("eval.every_steps", cfg.eval.every_steps),
+        ("env.max_episode_steps", cfg.env.max_episode_steps),
+        ("monitor.checkpoint.every_steps", m.checkpoint.every_steps),
+        ("monitor.checkpoint.every_s", m.checkpoint.every_s),
+    ]
+    for key, value in optional_positive:
+        checks.append((key, value, value is None or value > 0, "> 0 or null"))
     for name, value, ok, valid in checks:
         if not ok:
             raise ConfigError(f"{name}={value} is invalid: it must be {valid}.")

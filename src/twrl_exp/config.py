@@ -8,12 +8,13 @@ wrongly typed value is refused at composition time, before anything runs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class Vectorization(StrEnum):
@@ -231,7 +232,8 @@ class MlflowConfig:
 @dataclass
 class CheckpointConfig:
     enabled: bool = True
-    every_steps: int = 50_000
+    every_steps: int | None = 50_000
+    every_s: float | None = 60.0  # also every minute of wall time: a killed run loses little
 
 
 @dataclass
@@ -322,7 +324,10 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 
 
 def register_configs() -> None:
-    """Register every schema in Hydra's ConfigStore (idempotent)."""
+    """Register every schema in Hydra's ConfigStore, and the ``twrl_pid`` resolver that makes
+    run and sweep folders unique among processes started in the same second (idempotent)."""
+    if not OmegaConf.has_resolver("twrl_pid"):
+        OmegaConf.register_new_resolver("twrl_pid", os.getpid)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     for group, options in GROUP_SCHEMAS.items():

@@ -5,6 +5,14 @@ class ConfigError(ValueError):
     """A user error, reported as one sentence that names the bad value and what would be valid."""
 
 
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss, parameter or return: the run stops and fails."""
+
+
+class RecordingError(RuntimeError):
+    """The run could not be recorded completely (the store, a checkpoint, a video)."""
+
+
 def describe_space(space: object) -> str:
     """A short name for a Gymnasium space in messages: ``Box(3,)``, ``Discrete(2)``."""
     shape = getattr(space, "shape", None)

@@ -8,6 +8,7 @@ inside a metric write, a checkpoint or Hydra's config composition, and code that
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -16,16 +17,33 @@ from types import FrameType
 from typing import Any
 
 requested = False
+orphaned = False  # set when the sweep this process works for has died
 _on_first: list[Callable[[], None]] = []
 
 
-def _handler(signum: int, frame: FrameType | None) -> None:
+def request() -> None:
+    """What the first Ctrl-C does: record it and tell whoever asked (e.g. stop the runner)."""
     global requested
+    requested = True
+    for callback in list(_on_first):
+        callback()
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
     if requested:
         raise KeyboardInterrupt
-    requested = True
-    for callback in _on_first:
-        callback()
+    request()
+
+
+def orphan() -> None:
+    """The sweep that launched this worker is gone: stop like Ctrl-C, then exit the process
+    (a worker must not outlive its sweep; 30 s is the most a run may take to close its record)."""
+    global orphaned
+    orphaned = True
+    deadline = threading.Timer(30.0, os._exit, args=(1,))
+    deadline.daemon = True
+    deadline.start()
+    request()
 
 
 def install() -> Any:

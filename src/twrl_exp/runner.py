@@ -7,6 +7,7 @@ marks it ``episode_start`` so no update learns from that phantom transition.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from twrl_exp.agent import Agent
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, DivergedError
 
 
 class Monitor(Protocol):
@@ -97,8 +98,38 @@ class History:
         return out
 
 
+def nonfinite_entry(state: Any, prefix: str = "") -> str | None:
+    """The first key of a (nested) state dict whose tensor/array/float is not finite, or None."""
+    if isinstance(state, dict):
+        for key, value in state.items():
+            found = nonfinite_entry(value, f"{prefix}.{key}" if prefix else str(key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(state, list | tuple):
+        for index, value in enumerate(state):
+            found = nonfinite_entry(value, f"{prefix}[{index}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(state, torch.Tensor):
+        ok = not state.is_floating_point() or bool(torch.isfinite(state).all())
+    elif isinstance(state, np.ndarray):
+        ok = state.dtype.kind not in "fc" or bool(np.isfinite(state).all())
+    elif isinstance(state, float):
+        ok = math.isfinite(state)
+    else:
+        ok = True
+    return None if ok else prefix
+
+
 class Runner:
-    """Runs ``agent`` on ``env`` until a budget is spent, evaluating greedily on ``eval_env``."""
+    """Runs ``agent`` on ``env`` until a budget is spent, evaluating greedily on ``eval_env``.
+
+    Finite or fail: a non-finite update metric (loss, gradient norm, ...), episode return or
+    agent parameter stops the run with :class:`DivergedError` naming where it diverged.
+    Parameters are checked every ``finite_check_seconds``, and before every checkpoint.
+    """
 
     def __init__(
         self,
@@ -117,6 +148,7 @@ class Runner:
         eval_episodes: int = 10,
         final_eval: bool = True,
         tick_seconds: float = 0.2,
+        finite_check_seconds: float = 1.0,
     ) -> None:
         if max_env_steps is None and max_episodes is None:
             raise ConfigError(
@@ -137,6 +169,7 @@ class Runner:
         self.eval_every_steps = eval_every_steps if eval_env is not None else None
         self.eval_episodes, self.final_eval = eval_episodes, final_eval and eval_env is not None
         self.tick_seconds = tick_seconds
+        self.finite_check_seconds = finite_check_seconds
         self.history = History()
         # Set (e.g. by a SIGINT handler) to stop at the next step boundary with KeyboardInterrupt,
         # so an interruption never lands inside a metric write or a checkpoint.
@@ -150,6 +183,11 @@ class Runner:
 
     def run(self) -> dict[str, float]:
         """Train until the budget is spent (or solved); return the summary figures."""
+        # Overflow is reported by the finiteness checks, in one sentence, not as warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run()
+
+    def _run(self) -> dict[str, float]:
         h = self.history
         for monitor in self.monitors:
             monitor.start(self)
@@ -159,7 +197,7 @@ class Runner:
         ep_length = np.zeros(self.num_envs, np.int64)
         episode_start = np.zeros(self.num_envs, bool)
         next_eval = self._next_eval_step()
-        last_tick = clock = time.perf_counter()
+        last_tick = last_check = clock = time.perf_counter()
         while not self._budget_spent():
             if self.stop_requested:
                 h.train_time += time.perf_counter() - clock
@@ -182,6 +220,7 @@ class Runner:
                 ep_length[episode_start] = 0
             if metrics is not None:
                 h.updates += 1
+                self._check_metrics(metrics)
                 for monitor in self.monitors:
                     monitor.update(self, metrics)
             now = time.perf_counter()
@@ -189,6 +228,9 @@ class Runner:
                 # Monitor work (progress, metric flushes, checkpoints) counts as training time.
                 h.train_time += now - clock
                 clock = last_tick = now
+                if now - last_check >= self.finite_check_seconds:
+                    last_check = now
+                    self.check_parameters()
                 for monitor in self.monitors:
                     monitor.tick(self)
             if next_eval is not None and h.env_steps >= next_eval:
@@ -197,6 +239,7 @@ class Runner:
                 next_eval = self._next_eval_step()
                 clock = time.perf_counter()
         h.train_time += time.perf_counter() - clock
+        self.check_parameters()
         stopped_early = self.stop_reason is not None
         if (
             self.final_eval
@@ -205,6 +248,29 @@ class Runner:
         ):
             self.evaluate()
         return h.summary(self.solve_window)
+
+    # ------------------------------------------------------------------ finite or fail
+
+    def _diverged(self, what: str) -> DivergedError:
+        return DivergedError(
+            f"The run diverged at env step {self.history.env_steps:,}: {what}; it is marked "
+            "FAILED and keeps its last finite checkpoint (a smaller learning rate or step size "
+            "usually helps)."
+        )
+
+    def _check_metrics(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if not math.isfinite(value):
+                raise self._diverged(f"update/{key} is {value}")
+
+    def check_parameters(self) -> None:
+        """Raise :class:`DivergedError` if any parameter or learner state is not finite."""
+        where = nonfinite_entry(self.agent.state_dict())
+        if where is not None:
+            raise self._diverged(f"the agent's {where} is not finite")
+
+    def parameters_finite(self) -> bool:
+        return nonfinite_entry(self.agent.state_dict()) is None
 
     def _budget_spent(self) -> bool:
         h = self.history
@@ -225,6 +291,8 @@ class Runner:
         self, returns: np.ndarray, lengths: np.ndarray, end_steps: np.ndarray, clock: float
     ) -> None:
         h = self.history
+        if not np.isfinite(returns).all():
+            raise self._diverged(f"an episode return is {returns[~np.isfinite(returns)][0]}")
         first = h.episodes
         elapsed = h.train_time + time.perf_counter() - clock
         window = self.solve_window

@@ -3,30 +3,31 @@
 python train.py env=cartpole policy=categorical model=mlp update=reinforce
 python train.py -m update.lr=1e-3,1e-2
 python train.py resume=<mlflow run id>     # continue a run from its last checkpoint
-    python train.py rerun=<mlflow run id>      # a new run with exactly that run's config
+python train.py rerun=<mlflow run id>      # a new run with exactly that run's config
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 
 import hydra_plugins.twrl_optuna_sweeper.config  # noqa: F401  (registers hydra/sweeper=twrl_optuna)
-from twrl_exp import interrupts
-from twrl_exp.build import build, config_dir, default_tracking_uri, make_runner
+from twrl_exp import cli_errors, interrupts, logged, processes
+from twrl_exp.build import build, check_run_config, config_dir, default_tracking_uri, make_runner
 from twrl_exp.config import register_configs
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, DivergedError, RecordingError
 from twrl_exp.monitor import sweep
 from twrl_exp.monitor.setup import make_monitors
 from twrl_exp.monitor.sweep import read_parent
@@ -34,57 +35,17 @@ from twrl_exp.objectives import objective_value
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()
+SWEEP_ENV = "TWRL_SWEEP_PROCESS"  # identity of the process that launched this sweep's jobs
+# What ends a run with one sentence rather than a traceback, and the exit code it gets.
+_SENTENCE_ERRORS: dict[type[BaseException], int] = {
+    ConfigError: 2,
+    DivergedError: 1,
+    RecordingError: 1,
+}
 
 
 def _tracking_uri(cfg: DictConfig) -> str:
     return cfg.monitor.mlflow.tracking_uri or default_tracking_uri()
-
-
-def _logged_config(cfg: DictConfig, key: str, overrides: list[str]) -> tuple[DictConfig, Path]:
-    """The config logged by run ``cfg[key]`` plus this command line's other overrides, and a
-    folder holding the run's downloaded artifacts."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    run_id = cfg[key]
-    client = MlflowClient(tracking_uri=_tracking_uri(cfg))
-    try:
-        client.get_run(run_id)
-    except MlflowException as exc:
-        raise ConfigError(
-            f"{key}={run_id} names no run in {_tracking_uri(cfg)}; give an MLflow run id "
-            "from `mlflow ui` or the leaderboard."
-        ) from exc
-    folder = Path(tempfile.mkdtemp(prefix=f"twrl-{key}-"))
-    try:
-        config_file = client.download_artifacts(run_id, "config.yaml", str(folder))
-    except (MlflowException, OSError) as exc:
-        raise ConfigError(f"{key}={run_id}: the run has no logged config.yaml.") from exc
-    kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
-    merged = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(kept))
-    assert isinstance(merged, DictConfig)
-    merged.resume = None
-    merged.rerun = None
-    merged[key] = run_id
-    return merged, folder
-
-
-def _resume_source(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
-    """The logged config of run ``cfg.resume`` (plus command-line overrides) and its checkpoint."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    merged, folder = _logged_config(cfg, "resume", overrides)
-    try:
-        checkpoint = MlflowClient(tracking_uri=_tracking_uri(cfg)).download_artifacts(
-            cfg.resume, "checkpoints/last.pt", str(folder)
-        )
-    except (MlflowException, OSError) as exc:
-        raise ConfigError(
-            f"resume={cfg.resume}: the run has no checkpoint to resume from "
-            "(was it recorded with monitor.checkpoint.enabled=true?)."
-        ) from exc
-    return merged, Path(checkpoint)
 
 
 def _train_once(
@@ -93,38 +54,94 @@ def _train_once(
     run_dir: Path,
     name_suffix: str,
     context: dict[str, str],
-    checkpoint: Path | None = None,
+    checkpoint: dict[str, Any] | None = None,
     extra_monitors: list[Monitor] | None = None,
 ) -> Runner:
-    """One seed of one configuration: build, record, train, and close everything."""
+    """One seed of one configuration: build, record, train, and close everything.
+
+    Whatever happens, the run's record ends in a terminal state: FINISHED, KILLED on Ctrl-C,
+    FAILED (with ``twrl.end_reason``) on any error, the recorder's own included.
+    """
     built = build(cfg)
     monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context)
     monitors[:0] = extra_monitors or []
     runner = make_runner(cfg, built, monitors)
-    if checkpoint is not None:
-        runner.load_state_dict(torch.load(checkpoint, weights_only=False))
-    if tracker is not None:
-        tracker.open()
-    status = "FAILED"
+    opened = False
+    error: BaseException | None = None
+    status, reason = "FAILED", None
     try:
+        if checkpoint is not None:
+            runner.load_state_dict(checkpoint)
+        if tracker is not None:
+            tracker.open(runner)
+        opened = True
         with interrupts.deferred(lambda: setattr(runner, "stop_requested", True)):
             runner.run()
         status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        if tracker is not None and runner.stop_reason is not None:
-            tracker.set_tag("stopped", runner.stop_reason)
-        for monitor in monitors:
-            try:
-                monitor.finish(runner, status)
-            except Exception as exc:
-                print(f"monitor {type(monitor).__name__} failed to finish: {exc}", file=sys.stderr)
-        built.env.close()
-        if built.eval_env is not None:
-            built.eval_env.close()
+    except KeyboardInterrupt as exc:
+        error, status, reason = exc, "KILLED", "interrupted"
+    except Exception as exc:
+        error = exc
+        reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
+    problems: list[str] = []
+    if opened:
+        problems = _finish(runner, monitors, tracker, status, reason)
+    elif tracker is not None and tracker.run_id is not None:  # interrupted while opening
+        problems = _finish(runner, [tracker], tracker, status, reason)
+    built.close()
+    if error is not None:
+        raise error
+    if problems:
+        raise RecordingError("; ".join(problems))
     return runner
+
+
+def _finish(
+    runner: Runner, monitors: list[Monitor], tracker: Any, status: str, reason: str | None
+) -> list[str]:
+    """Let every monitor finish (the tracker last, with the status the others leave)."""
+    problems: list[str] = []
+    if tracker is not None and runner.stop_reason is not None:
+        try:
+            tracker.set_tag("stopped", runner.stop_reason)
+        except Exception as exc:
+            problems.append(f"the stop reason could not be recorded ({exc})")
+    for monitor in monitors:
+        if monitor is tracker:
+            continue
+        try:
+            monitor.finish(runner, status)
+        except Exception as exc:
+            problems.append(f"{type(monitor).__name__} failed ({exc})")
+    if problems and status == "FINISHED":
+        status, reason = "FAILED", "; ".join(problems)
+    if tracker is not None:
+        try:
+            tracker.finish(runner, status, reason)
+        except RecordingError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _sources(
+    cfg: DictConfig, overrides: list[str], context: dict[str, str]
+) -> tuple[DictConfig, dict[str, Any] | None]:
+    """For ``resume=``/``rerun=``: the logged run's validated config (and checkpoint)."""
+    if cfg.resume:
+        source = logged.resume_source(_tracking_uri(cfg), cfg.resume, overrides)
+        context["resumed_from"] = source.run_id
+        if source.checkpoint is None:
+            Console(stderr=True).print(
+                f"resume={source.run_id}: the run has no checkpoint, so it starts over from env "
+                "step 0 (as a new run that replaces it).",
+                markup=False,
+                highlight=False,
+            )
+        return source.config, source.checkpoint
+    if cfg.rerun:
+        context["rerun_of"] = cfg.rerun
+        return logged.rerun_config(_tracking_uri(cfg), cfg.rerun, overrides), None
+    return cfg, None
 
 
 def run(
@@ -134,22 +151,34 @@ def run(
     overrides: list[str] | None = None,
     name_suffix: str = "",
     sweep_dir: Path | None = None,
+    choices: dict[str, str] | None = None,
 ) -> float:
     """Train as ``cfg`` says; return ``cfg.trial.objective`` (the mean over ``cfg.trial.seeds``).
 
     ``overrides`` are the command line's (applied on top of a resumed run's logged config);
     ``name_suffix`` distinguishes the runs of a sweep; ``sweep_dir`` is a multirun's folder,
-    where the sweep's parent MLflow run is described. When ``cfg.trial.number`` is set the run
-    is a trial of an Optuna study: it reports to it, may be pruned, and tells it the result.
+    where the sweep's parent MLflow run is described; ``choices`` are the composed group options
+    (recorded as ``twrl.choice.*`` tags). When ``cfg.trial.number`` is set the run is a trial of
+    an Optuna study: it reports to it, may be pruned, and tells it the result.
     """
-    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="twrl-run-"))
-    checkpoint = None
-    context: dict[str, str] = {}
-    if cfg.resume:
-        cfg, checkpoint = _resume_source(cfg, overrides or [])
-    elif cfg.rerun:
-        cfg, _ = _logged_config(cfg, "rerun", overrides or [])
-        context["rerun_of"] = cfg.rerun
+    with ExitStack() as stack:
+        if run_dir is None:  # a programmatic run keeps nothing locally
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="twrl-run-")))
+        return _run(cfg, run_dir, overrides or [], name_suffix, sweep_dir, choices or {})
+
+
+def _run(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    name_suffix: str,
+    sweep_dir: Path | None,
+    choices: dict[str, str],
+) -> float:
+    check_run_config(cfg)
+    context = {f"{logged.CHOICE_TAG}{g}": c for g, c in choices.items() if g in logged.GROUPS}
+    resumed = bool(cfg.resume)
+    cfg, checkpoint = _sources(cfg, overrides, context)
     parent = read_parent(sweep_dir)
     if parent is not None:
         context.update(
@@ -159,33 +188,43 @@ def run(
                 "mlflow.parentRunId": parent["run_id"],
             }
         )
-    trial = None
-    if cfg.trial.number is not None:
-        from hydra_plugins.twrl_optuna_sweeper import trial as optuna_trial
+    _watch_sweep()
+    if cfg.trial.number is None:
+        return _seeds(cfg, run_dir, name_suffix, context, checkpoint, resumed, None)
+    from hydra_plugins.twrl_optuna_sweeper import trial as optuna_trial
 
-        trial = optuna_trial.load_trial(
-            cfg.trial.study_name, cfg.trial.storage, cfg.trial.number, cfg.trial.heartbeat_interval
-        )
-        context.update(
-            {"optuna.study": cfg.trial.study_name, "optuna.trial": str(cfg.trial.number)}
-        )
+    job = optuna_trial.TrialJob.load(
+        cfg.trial.study_name, cfg.trial.storage, cfg.trial.number, cfg.trial.heartbeat_interval
+    )
+    context.update({"optuna.study": cfg.trial.study_name, "optuna.trial": str(cfg.trial.number)})
+    with job:
+        return _seeds(cfg, run_dir, name_suffix, context, checkpoint, resumed, job)
+
+
+def _seeds(
+    cfg: DictConfig,
+    run_dir: Path,
+    name_suffix: str,
+    context: dict[str, str],
+    checkpoint: dict[str, Any] | None,
+    resumed: bool,
+    job: Any,
+) -> float:
+    """Every seed of a run (``cfg.trial.seeds``); their mean objective."""
     values: list[float] = []
-    pruned = False
     env_steps, train_time = 0, 0.0
-    for index in range(1 if cfg.resume else cfg.trial.seeds):
+    for index in range(1 if resumed else cfg.trial.seeds):
         seed_cfg = cfg.copy()
         seed_cfg.seed = cfg.seed + index
         suffix = name_suffix + (f" seed {seed_cfg.seed}" if cfg.trial.seeds > 1 else "")
         reporter = None
-        if trial is not None:
-            reporter = optuna_trial.TrialReporter(
-                trial=trial,
+        if job is not None:
+            reporter = job.reporter(
                 objective=cfg.trial.objective,
                 window=cfg.train.solve_window,
                 budget_steps=cfg.train.max_env_steps,
                 eval_every_steps=cfg.eval.every_steps or 1,
                 step_offset=index * (cfg.train.max_env_steps or 1_000_000_000),
-                heartbeat_interval=cfg.trial.heartbeat_interval,
             )
         runner = _train_once(
             seed_cfg,
@@ -206,14 +245,29 @@ def run(
         env_steps += runner.history.env_steps
         train_time += runner.history.train_time
         if reporter is not None and reporter.pruned:
-            pruned = True
             break
     value = float(np.mean(values))
-    if trial is not None:
-        trial.set_user_attr("env_steps", env_steps)
-        trial.set_user_attr("train_time_s", train_time)
-        optuna_trial.finish_trial(trial, value, pruned)
+    if job is not None:
+        job.finish(value, env_steps=env_steps, train_time=train_time)
     return value
+
+
+_watching: list[str] = []
+
+
+def _watch_sweep() -> None:
+    """In a launcher's worker process, stop (and exit) when the sweep that launched it dies."""
+    launcher = os.environ.get(SWEEP_ENV)
+    if not _in_worker() or launcher in _watching or processes.alive(launcher or "") is None:
+        return
+    assert launcher is not None
+    _watching.append(launcher)
+    processes.watch(launcher, interrupts.orphan)
+
+
+def _in_worker() -> bool:
+    launcher = os.environ.get(SWEEP_ENV)
+    return bool(launcher) and launcher != processes.identity()
 
 
 def _discard_output_dir() -> None:
@@ -224,6 +278,12 @@ def _discard_output_dir() -> None:
         return
     if out.is_dir() and not (out / "checkpoints").exists():
         shutil.rmtree(out, ignore_errors=True)
+
+
+def _say(message: str, style: str = "bold red", label: str = "error") -> None:
+    console = Console(stderr=True, soft_wrap=True)
+    console.print(f"{label}:", style=style, end=" ")
+    console.print(message, markup=False, highlight=False)
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -240,16 +300,29 @@ def _hydra_main(cfg: DictConfig) -> float:
             overrides=overrides,
             name_suffix=suffix,
             sweep_dir=sweep_dir,
+            choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
         )
-    except ConfigError as exc:
-        _discard_output_dir()
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+    except KeyboardInterrupt:
+        if interrupts.orphaned:
+            os._exit(1)  # the sweep is gone: nobody waits for this worker
+        if multirun and _in_worker():
+            return float("nan")  # the run is KILLED; the sweep process reports the interrupt
+        raise
+    except tuple(_SENTENCE_ERRORS) as exc:
+        if isinstance(exc, ConfigError):
+            _discard_output_dir()
+        _say(str(exc))
+        exc.reported = True  # type: ignore[attr-defined]
         if not multirun:
-            sys.exit(2)
+            sys.exit(_SENTENCE_ERRORS[_kind(exc)])
         parent = read_parent(sweep_dir)
-        if parent is not None:
+        if parent is not None and isinstance(exc, ConfigError):
             sweep.record_failed_job(parent, f"refused job {suffix}".strip(), overrides, str(exc))
         raise  # this job fails; the sweep goes on
+
+
+def _kind(exc: BaseException) -> type[BaseException]:
+    return next(kind for kind in _SENTENCE_ERRORS if isinstance(exc, kind))
 
 
 def _job_suffix(cfg: DictConfig, overrides: list[str], parent: dict[str, Any] | None) -> str:
@@ -263,13 +336,31 @@ def _job_suffix(cfg: DictConfig, overrides: list[str], parent: dict[str, Any] | 
 
 
 def main() -> None:
+    """``python train.py``: user errors in one sentence (exit 2), Ctrl-C as exit 130."""
+    # Composition errors reach us as exceptions (not Hydra's multi-line report), so they can be
+    # told in one sentence; anything unexpected still shows its traceback.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    os.environ.setdefault(SWEEP_ENV, processes.identity())
     try:
         _hydra_main()
     except KeyboardInterrupt:
         interrupts.requested = True
-        Console(stderr=True).print(
-            "[yellow]interrupted:[/] the run is marked KILLED in MLflow "
-            "and its last checkpoint is kept (resume=<run id>)."
+    except tuple(_SENTENCE_ERRORS) as exc:
+        if not getattr(exc, "reported", False):  # a sweep's job already said it
+            _say(str(exc))
+        sys.exit(_SENTENCE_ERRORS[_kind(exc)])
+    except Exception as exc:
+        sentence = cli_errors.describe(exc)
+        if sentence is None:
+            raise
+        _say(sentence)
+        sys.exit(2)
+    if interrupts.requested:
+        _say(
+            "the run is marked KILLED in MLflow and its last checkpoint is kept "
+            "(python train.py resume=<run id> continues it).",
+            style="yellow",
+            label="interrupted",
         )
         sys.exit(130)
 

@@ -11,8 +11,13 @@ from hydra_plugins.twrl_optuna_sweeper import search_space
 from twrl_exp.errors import ConfigError
 
 
-def make_sampler(cfg: Any, space: dict[str, BaseDistribution]) -> optuna.samplers.BaseSampler:
-    name, seed = cfg.name, cfg.seed
+def make_sampler(
+    cfg: Any, space: dict[str, BaseDistribution], offset: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The sampler ``cfg.name``, seeded ``cfg.seed + offset`` (a resumed study passes the number
+    of trials it holds, so its sampler does not propose the first attempt's parameters again)."""
+    name = cfg.name
+    seed = None if cfg.seed is None else cfg.seed + offset
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
     if name == "random":

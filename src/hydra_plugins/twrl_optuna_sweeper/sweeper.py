@@ -15,13 +15,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.twrl_optuna_sweeper import results, search_space
 from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner, make_sampler
-from hydra_plugins.twrl_optuna_sweeper.trial import open_storage
-from twrl_exp import interrupts
+from hydra_plugins.twrl_optuna_sweeper.trial import PROCESS_ATTR, heartbeat_enabled, open_storage
+from twrl_exp import interrupts, processes
 from twrl_exp.build import project_root
 from twrl_exp.errors import ConfigError
 from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
@@ -44,6 +43,27 @@ def counted(trials: list[FrozenTrial], live_running: bool) -> int:
         ):
             total += 1
     return total
+
+
+def fail_lost_trials(
+    study: optuna.Study, heartbeats: bool, batch: list[optuna.Trial] | None = None
+) -> int:
+    """Fail RUNNING trials whose job is gone: on this host, when its process has ended; on
+    others, when its heartbeat went stale. Lost trials do not count toward ``n_trials``.
+    ``batch``: trials a failed launch started, failed unless their process still runs."""
+    if heartbeats:
+        optuna.storages.fail_stale_trials(study)
+    in_batch = {t.number for t in batch or []}
+    lost = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(PROCESS_ATTR)
+        # A job on another host cannot be checked from here: its heartbeat decides.
+        gone = processes.alive(owner) is False if owner else trial.number in in_batch
+        if gone:
+            study._storage.set_trial_user_attr(trial._trial_id, "lost", True)
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            lost += 1
+    return lost
 
 
 class TwrlOptunaSweeper(Sweeper):
@@ -95,16 +115,18 @@ class TwrlOptunaSweeper(Sweeper):
         study = optuna.create_study(
             study_name=s.study_name,
             storage=storage,
-            sampler=make_sampler(s.sampler, space),
             pruner=make_pruner(s.pruner),
             direction=s.direction,
             load_if_exists=True,
         )
+        # A resumed study's sampler must not replay the proposals of the first attempt: its seed
+        # moves on by the number of trials the study already holds.
+        existing = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(s.sampler, space, offset=existing)
         # Jobs rebuild the pruner from here: Optuna stores no pruner with a study.
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(s.pruner))
-        heartbeats = isinstance(storage, RDBStorage)
-        if heartbeats:
-            optuna.storages.fail_stale_trials(study)
+        heartbeats = heartbeat_enabled(storage)
+        fail_lost_trials(study, heartbeats)
         parent = self._open_parent(study, url)
         done = counted(study.get_trials(deepcopy=False), heartbeats)
         log.info(f"Study '{s.study_name}' in {url}: {done} of {s.n_trials} trials done.")
@@ -136,13 +158,25 @@ class TwrlOptunaSweeper(Sweeper):
         """Ask, launch and settle batches until the study holds ``n_trials``; ``batch`` holds
         the trials in flight (for the caller to mark if interrupted)."""
         s = self.settings
+        failures = 0
         while (remaining := s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats)) > 0:
             if interrupts.requested:
                 raise KeyboardInterrupt
             batch[:] = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
             overrides = [self._overrides(t, fixed, space, url) for t in batch]
             assert self.launcher is not None
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except Exception as exc:
+                if interrupts.requested:
+                    raise KeyboardInterrupt from exc
+                failures += 1
+                lost = fail_lost_trials(study, heartbeats, batch)
+                log.warning(f"The launcher failed ({exc}); {lost} trial(s) will run again.")
+                if failures >= 3:
+                    raise
+                continue
+            failures = 0
             self.job_idx += len(batch)
             for trial, ret in zip(batch, returns, strict=True):
                 self._settle(study, trial, ret)

@@ -1,14 +1,15 @@
-"""The job side of a sweep: rebuild this job's Optuna trial from the shared storage, report
-intermediate objective values at every evaluation, stop when the pruner says so, and tell the
-study the result. Works the same in-process and in a launcher's worker process or machine."""
+"""The job side of a sweep: rebuild this job's Optuna trial from the shared storage, keep its
+heartbeat, report intermediate objective values at every evaluation, stop when the pruner says
+so, and tell the study the result. Works the same in-process and in a launcher's worker process
+or machine."""
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
+from types import SimpleNamespace, TracebackType
+from typing import Any
 
 import numpy as np
 import optuna
@@ -17,11 +18,13 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner
+from twrl_exp import processes, store
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import MonitorBase, Runner
 
 # Heartbeats (stale-trial detection) are marked experimental in Optuna; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+PROCESS_ATTR = "twrl.process"  # the identity of the process running a trial
 
 
 def open_storage(
@@ -41,18 +44,91 @@ def open_storage(
     )
 
 
+def heartbeat_enabled(storage: BaseStorage) -> bool:
+    """Whether ``storage`` (or the storage a study wraps it in) records trial heartbeats."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    return interval is not None
+
+
 def load_trial(
     study_name: str, storage: str, number: int, heartbeat_interval: int | None
 ) -> optuna.Trial:
-    store = open_storage(storage, heartbeat_interval, None)
-    study = optuna.load_study(study_name=study_name, storage=store)
+    store_ = open_storage(storage, heartbeat_interval, None)
+    study = optuna.load_study(study_name=study_name, storage=store_)
     pruner = study.user_attrs.get("pruner")
     if pruner is not None:  # the sweeper's pruner, so that should_prune() decides as it would
         study = optuna.load_study(
-            study_name=study_name, storage=store, pruner=make_pruner(SimpleNamespace(**pruner))
+            study_name=study_name, storage=store_, pruner=make_pruner(SimpleNamespace(**pruner))
         )
-    trial_id = store.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    trial_id = store_.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return optuna.Trial(study, trial_id)
+
+
+class TrialJob:
+    """One job's trial, for the duration of the job (``with job: ...``).
+
+    While open it records the trial's heartbeat from a background thread (RDB storages), so a
+    job that dies (kill -9, a lost node) leaves a trial the next sweep fails as stale, and the
+    identity of its process, so a sweep on the same host fails it at once. Leaving the block
+    with an exception tells the study FAIL: ``interrupted`` on Ctrl-C (not counted toward
+    ``n_trials``; the sweep runs another), ``error`` otherwise (counted: the trial's own result).
+    """
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+        self.pruned = False
+        self._heartbeat: store.Heartbeat | None = None
+
+    @classmethod
+    def load(
+        cls, study_name: str, storage: str, number: int, heartbeat_interval: int | None
+    ) -> TrialJob:
+        return cls(load_trial(study_name, storage, number, heartbeat_interval))
+
+    def __enter__(self) -> TrialJob:
+        storage = self.trial.storage
+        self.trial.set_user_attr(PROCESS_ATTR, processes.identity())
+        if heartbeat_enabled(storage):
+            trial_id = self.trial._trial_id
+            storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            self._heartbeat = store.Heartbeat(
+                lambda: storage.record_heartbeat(trial_id),  # type: ignore[attr-defined]
+                float(storage.get_heartbeat_interval()),  # type: ignore[attr-defined]
+            )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if exc is None:
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            self.trial.set_user_attr("interrupted", True)
+        else:
+            self.trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+        self.trial.study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def reporter(self, **settings: Any) -> TrialReporter:
+        reporter = TrialReporter(trial=self.trial, job=self, **settings)
+        return reporter
+
+    def finish(self, value: float, *, env_steps: int, train_time: float) -> None:
+        """Tell the study this trial's outcome (unless something already did)."""
+        self.trial.set_user_attr("env_steps", env_steps)
+        self.trial.set_user_attr("train_time_s", train_time)
+        study = self.trial.study
+        if self.pruned:
+            study.tell(self.trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        elif math.isnan(value):
+            self.trial.set_user_attr("error", "the objective is NaN (no episode finished)")
+            study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        else:
+            study.tell(self.trial.number, value, skip_if_finished=True)
 
 
 class TrialReporter(MonitorBase):
@@ -66,33 +142,20 @@ class TrialReporter(MonitorBase):
         self,
         *,
         trial: optuna.Trial,
+        job: TrialJob,
         objective: str,
         window: int,
         budget_steps: int | None,
         eval_every_steps: int,
         step_offset: int,
-        heartbeat_interval: int | None,
     ) -> None:
-        self.trial = trial
+        self.trial, self.job = trial, job
         self.objective, self.window, self.budget_steps = objective, window, budget_steps
         self.eval_every_steps, self.step_offset = eval_every_steps, step_offset
-        self.heartbeat_interval = heartbeat_interval
-        self._last_beat = 0.0
-        self.pruned = False
 
-    def _beat(self) -> None:
-        storage = self.trial.storage
-        if self.heartbeat_interval and isinstance(storage, RDBStorage):
-            now = time.monotonic()
-            if now - self._last_beat >= self.heartbeat_interval:
-                storage.record_heartbeat(self.trial._trial_id)
-                self._last_beat = now
-
-    def start(self, runner: Runner) -> None:
-        self._beat()
-
-    def tick(self, runner: Runner) -> None:
-        self._beat()
+    @property
+    def pruned(self) -> bool:
+        return self.job.pruned
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
         h = runner.history
@@ -104,16 +167,5 @@ class TrialReporter(MonitorBase):
         nominal = round(h.env_steps / self.eval_every_steps) * self.eval_every_steps
         self.trial.report(value, self.step_offset + nominal)
         if self.trial.should_prune():
-            self.pruned = True
+            self.job.pruned = True
             runner.stop_reason = "pruned"
-
-
-def finish_trial(trial: optuna.Trial, value: float, pruned: bool) -> None:
-    """Tell the study this trial's outcome (unless something already did)."""
-    study = trial.study
-    if pruned:
-        study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
-    elif math.isnan(value):
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    else:
-        study.tell(trial.number, value, skip_if_finished=True)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
+from twrl_exp import serialization
 from twrl_exp.runner import MonitorBase, Runner
 
 
 class CheckpointMonitor(MonitorBase):
-    """Writes ``<directory>/last.pt`` every ``every_steps`` env steps and when the run stops.
+    """Writes ``<directory>/last.pt`` every ``every_steps`` env steps or ``every_s`` seconds
+    (whichever comes first; the time rule gives a killed run an early resume point), when a
+    resumed run starts, and when the run stops.
 
-    The file is written to a temporary name and renamed, so a crash mid-write never leaves a
-    truncated checkpoint; ``on_saved`` (e.g. an MLflow upload) is called with its path.
+    Files are written under a temporary name and renamed (a crash never leaves a truncated
+    checkpoint) and hold tensors and plain data only. A state with a non-finite parameter is
+    never saved, so a diverged run keeps its last finite checkpoint. ``on_saved(path, env_steps)``
+    (e.g. an MLflow upload) is called after each save.
     """
 
     def __init__(
@@ -23,30 +26,43 @@ class CheckpointMonitor(MonitorBase):
         *,
         directory: Path,
         every_steps: int | None,
-        on_saved: Callable[[Path], None] | None = None,
+        every_s: float | None = None,
+        on_saved: Callable[[Path, int], None] | None = None,
     ) -> None:
         self.path = Path(directory) / "last.pt"
         self.every_steps = every_steps
+        self.every_s = every_s
         self.on_saved = on_saved
         self._next = every_steps
+        self._last_time = time.monotonic()
+        self.saved_step: int | None = None
 
-    def save(self, runner: Runner) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(runner.state_dict(), tmp)
-        os.replace(tmp, self.path)
+    def save(self, runner: Runner) -> Path | None:
+        """Save the run's state if every parameter is finite; the path, or None if skipped."""
+        self._last_time = time.monotonic()
+        if not runner.parameters_finite():
+            return None
+        serialization.save(runner.state_dict(), self.path)
+        self.saved_step = runner.history.env_steps
         if self.on_saved is not None:
-            self.on_saved(self.path)
+            self.on_saved(self.path, runner.history.env_steps)
         return self.path
 
-    def start(self, runner: Runner) -> None:
+    def _schedule(self, runner: Runner) -> None:
         if self.every_steps:
             self._next = (runner.history.env_steps // self.every_steps + 1) * self.every_steps
 
-    def tick(self, runner: Runner) -> None:
-        if self.every_steps and self._next is not None and runner.history.env_steps >= self._next:
+    def start(self, runner: Runner) -> None:
+        self._schedule(runner)
+        if runner.history.env_steps > 0:  # resumed: the new record starts with its state
             self.save(runner)
-            self._next = (runner.history.env_steps // self.every_steps + 1) * self.every_steps
+
+    def tick(self, runner: Runner) -> None:
+        due_steps = bool(self.every_steps) and runner.history.env_steps >= (self._next or 0)
+        due_time = self.every_s is not None and time.monotonic() - self._last_time >= self.every_s
+        if due_steps or due_time:
+            self.save(runner)
+            self._schedule(runner)
 
     def finish(self, runner: Runner, status: str) -> None:
         del status

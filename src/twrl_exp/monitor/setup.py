@@ -85,15 +85,18 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
             "model": cfg.model.name,
             "update": cfg["update"].name,
             "seed": str(cfg.seed),
-            **{k: v for k, v in context.items() if k not in ("experiment", "tracking_uri")},
+            **{k: v for k, v in context.items() if k not in _CONTEXT_ONLY},
             **cfg.monitor.mlflow.tags,
         },
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         log_model=cfg.monitor.mlflow.log_model,
         curve=cfg.monitor.curve,
         flush_every_s=cfg.monitor.mlflow.flush_every_s,
-        run_id=cfg.resume,
+        resumed_from=context.get("resumed_from"),
     )
+
+
+_CONTEXT_ONLY = ("experiment", "tracking_uri", "resumed_from")
 
 
 def _video(cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None) -> VideoMonitor:
@@ -149,6 +152,7 @@ def make_monitors(
             CheckpointMonitor(
                 directory=run_dir / "checkpoints",
                 every_steps=cfg.monitor.checkpoint.every_steps,
+                every_s=cfg.monitor.checkpoint.every_s,
                 on_saved=tracker.log_checkpoint if tracker is not None else None,
             )
         )

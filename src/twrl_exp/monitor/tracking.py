@@ -3,56 +3,70 @@
 Metrics use env steps as MLflow's step, so the UI's charts are learning curves. They are
 buffered and written with ``log_batch`` at most every ``flush_every_s`` seconds (a single
 metric write costs milliseconds on SQLite: per-step logging would dominate training).
+
+The record's guarantees: the run carries liveness tags and a heartbeat (so a killed process's run
+is marked FAILED by the next process that opens the store); it always ends in a terminal state
+with ``twrl.end_reason`` saying why it did not finish; checkpoints alternate between two
+artifact slots and the tag ``twrl.checkpoint`` names the last complete one with its SHA-256; and
+a resumed run is one consistent timeline (see :meth:`MlflowMonitor.open`).
 """
 
 from __future__ import annotations
 
 import getpass
-import logging
+import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
+from twrl_exp import serialization, store
+from twrl_exp.errors import RecordingError
 from twrl_exp.runner import MonitorBase, Runner
 
 _BATCH = 1000
 _PARAM_BATCH = 100
-
-logging.getLogger("alembic").setLevel(logging.WARNING)
-logging.getLogger("mlflow").setLevel(logging.WARNING)
+CHECKPOINT_TAG = "twrl.checkpoint"
+RESUMED_FROM_TAG = "twrl.resumed_from"
+SUPERSEDED_TAG = "twrl.superseded_by"
+# Series a resumed run rebuilds from its checkpoint's history rather than copying.
+_REBUILT = ("episode/", "eval/", "evaluate/")
 
 
 def default_artifact_root(tracking_uri: str) -> str | None:
     """``<dir of mlflow.db>/mlruns`` for a SQLite store, so artifacts sit beside the database."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        return (db.parent / "mlruns").as_uri()
-    return None
+    db = store.sqlite_path(tracking_uri)
+    return None if db is None else (db.parent / "mlruns").as_uri()
 
 
-def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+def ensure_experiment(client: Any, name: str, tracking_uri: str) -> str:
     """The id of experiment ``name``, created (tolerating a concurrent creator) if missing."""
     found = client.get_experiment_by_name(name)
     if found is not None:
-        return found.experiment_id
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return str(found.experiment_id)
     try:
-        return client.create_experiment(name, artifact_location=default_artifact_root(tracking_uri))
+        return str(
+            client.create_experiment(name, artifact_location=default_artifact_root(tracking_uri))
+        )
     except MlflowException:
         found = client.get_experiment_by_name(name)
         if found is None:
             raise
-        return found.experiment_id
+        return str(found.experiment_id)
+
+
+_first_line = store.root_cause
 
 
 class MlflowMonitor(MonitorBase):
-    """One MLflow run per training run (or the resumed run's own, when ``run_id`` is given)."""
+    """One MLflow run per training run; ``resumed_from`` names the run a resume continues."""
 
     def __init__(
         self,
@@ -66,55 +80,138 @@ class MlflowMonitor(MonitorBase):
         log_model: bool = True,
         curve: bool = True,
         flush_every_s: float = 5.0,
-        run_id: str | None = None,
+        resumed_from: str | None = None,
     ) -> None:
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri = tracking_uri
         self.experiment, self.run_name = experiment, run_name
         self.params, self.tags, self.config_yaml = params, tags, config_yaml
         self.log_model, self.flush_every_s = log_model, flush_every_s
         self.curve = curve
-        self.run_id = run_id
+        self.resumed_from = resumed_from
+        self.client: Any = None
+        self.run_id: str | None = None
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
+        self._heartbeat: store.Heartbeat | None = None
+        self._slot = 0
 
     # ------------------------------------------------------------------ lifecycle
 
-    def open(self) -> str:
-        """Create (or reopen) the run and write its params, tags and config. Returns its id."""
-        if self.run_id is not None:
-            self.client.update_run(self.run_id, status="RUNNING")
-            return self.run_id
+    def open(self, runner: Runner) -> str:
+        """Create the run, write its params, tags and config, start its heartbeat.
+
+        A resume (``resumed_from``) creates a new run that continues the old one's timeline:
+        episodes and evaluations come from the checkpoint's history, other series are copied up
+        to the checkpoint's env step, and the old run, whose record after the checkpoint belongs
+        to a dead timeline, is tagged ``twrl.superseded_by`` and deleted (recoverable with
+        ``mlflow runs restore``).
+        """
+        self.client = store.open_client(self.tracking_uri)
         experiment_id = ensure_experiment(self.client, self.experiment, self.tracking_uri)
         tags = {
             "mlflow.runName": self.run_name,
             "mlflow.user": getpass.getuser(),
             "mlflow.source.type": "LOCAL",
             "mlflow.source.name": "train.py",
+            **store.liveness_tags(),
             **self.tags,
         }
+        if self.resumed_from:
+            tags[RESUMED_FROM_TAG] = self.resumed_from
         run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
+        self._heartbeat = store.run_heartbeat(self.client, self.run_id)
         items = [Param(k, _param_text(v)) for k, v in self.params.items()]
         for i in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _PARAM_BATCH])
         self.client.log_text(self.run_id, self.config_yaml, "config.yaml")
+        if self.resumed_from:
+            self._continue_timeline(runner, self.resumed_from)
         return self.run_id
 
-    def finish(self, runner: Runner, status: str) -> None:
+    def _continue_timeline(self, runner: Runner, old_id: str) -> None:
         assert self.run_id is not None
-        self._add_stats(runner)
-        summary = runner.history.summary(runner.solve_window)
-        if runner.history.train_time > 0:
-            summary["steps_per_s"] = runner.history.env_steps / runner.history.train_time
-        now = _now_ms()
-        self._pending += [Metric(k, float(v), now, 0) for k, v in summary.items()]
+        h = runner.history
+        old = self.client.get_run(old_id)
+        for key in old.data.metrics:
+            if "/" not in key or key.startswith(_REBUILT):
+                continue  # summary figures are recomputed; rebuilt series come from history
+            rows = self.client.get_metric_history(old_id, key)
+            self._pending += [m for m in rows if m.step <= h.env_steps]
+        if h.episodes:
+            self.episodes(runner, 0)
+        for step, mean, std in zip(h.eval_steps, h.eval_means, h.eval_stds, strict=True):
+            self._pending += [
+                Metric("eval/mean_return", mean, _now_ms(), step),
+                Metric("eval/std_return", std, _now_ms(), step),
+            ]
         self.flush()
-        if self.log_model:
-            self._log_agent(runner)
-        if self.curve:
-            self._log_curve(runner)
-        self.client.set_terminated(self.run_id, status)
+        self._copy_videos(old_id, h.env_steps)
+        self.client.set_tag(old_id, SUPERSEDED_TAG, self.run_id)
+        self.client.delete_run(old_id)
+
+    def _copy_videos(self, old_id: str, until_step: int) -> None:
+        try:
+            items = self.client.list_artifacts(old_id, "videos")
+        except (MlflowException, OSError):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for item in items:
+                name = Path(item.path).name
+                if not name.startswith("eval_") or int(name[5:].split(".")[0]) > until_step:
+                    continue
+                local = self.client.download_artifacts(old_id, item.path, tmp)
+                self.client.log_artifact(self.run_id, local, "videos")
+
+    def finish(self, runner: Runner, status: str, reason: str | None = None) -> None:
+        """Write what is left and end the run as ``status`` (FAILED if writing fails).
+
+        Raises :class:`RecordingError` when part of the record could not be written; the run is
+        then marked FAILED if the store still accepts that, and otherwise by the next process
+        that opens the store (its heartbeat has stopped).
+        """
+        assert self.run_id is not None
+        problems: list[str] = []
+        try:
+            self._add_stats(runner)
+            summary = runner.history.summary(runner.solve_window)
+            if runner.history.train_time > 0:
+                summary["steps_per_s"] = runner.history.env_steps / runner.history.train_time
+            now = _now_ms()
+            self._pending += [Metric(k, float(v), now, 0) for k, v in summary.items()]
+            self.flush()
+        except RecordingError as exc:
+            if str(exc) not in (reason or ""):  # not the very error that ended the run
+                problems.append(str(exc))
+            else:
+                problems.append("the rest of its metrics are lost")
+        finite = runner.parameters_finite()
+        for wanted, write, what in (
+            (self.log_model and finite, self._log_agent, "the model"),
+            (self.curve, self._log_curve, "the learning curve"),
+        ):
+            if wanted and not problems:
+                try:
+                    write(runner)
+                except Exception as exc:
+                    problems.append(f"{what} could not be logged ({_first_line(exc)})")
+        if problems:
+            status = "FAILED"
+            reason = "; ".join([*([reason] if reason else []), *problems])
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        try:
+            if reason:
+                self.client.set_tag(self.run_id, store.END_REASON_TAG, reason[:5000])
+            self.client.set_terminated(self.run_id, status)
+        except Exception as exc:
+            problems.append(f"its end could not be written ({_first_line(exc)})")
+        if problems:
+            raise RecordingError(
+                f"MLflow run {self.run_id} in {self.tracking_uri} is incomplete: "
+                + "; ".join(problems)
+                + "."
+            )
 
     def set_tag(self, key: str, value: str) -> None:
         assert self.run_id is not None
@@ -159,11 +256,18 @@ class MlflowMonitor(MonitorBase):
         self._pending += [Metric(f"train/{k}", float(v), ts, step) for k, v in stats.items()]
 
     def flush(self) -> None:
+        """Write the buffered metrics; :class:`RecordingError` if the store refuses them."""
         assert self.run_id is not None
-        while self._pending:  # a chunk leaves the queue only once it is written
-            chunk = self._pending[:_BATCH]
-            self.client.log_batch(self.run_id, metrics=chunk)
-            del self._pending[: len(chunk)]
+        try:
+            while self._pending:  # a chunk leaves the queue only once it is written
+                chunk = self._pending[:_BATCH]
+                self.client.log_batch(self.run_id, metrics=chunk)
+                del self._pending[: len(chunk)]
+        except Exception as exc:
+            raise RecordingError(
+                f"MLflow could not write metrics of run {self.run_id} to {self.tracking_uri} "
+                f"({_first_line(exc)})"
+            ) from exc
         self._last_flush = time.monotonic()
 
     def log_video(self, path: Path, name: str) -> None:
@@ -184,9 +288,19 @@ class MlflowMonitor(MonitorBase):
             )
             self.client.log_artifact(self.run_id, str(path))
 
-    def log_checkpoint(self, path: Path) -> None:
+    def log_checkpoint(self, path: Path, env_steps: int) -> None:
+        """Upload to the slot not named by ``twrl.checkpoint``, then point the tag at it: a
+        process killed mid-upload leaves the previous checkpoint intact and named."""
         assert self.run_id is not None
-        self.client.log_artifact(self.run_id, str(path), "checkpoints")
+        name = f"checkpoint-{self._slot}.pt"
+        self._slot = 1 - self._slot
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / name
+            shutil.copyfile(path, staged)
+            digest = serialization.sha256(staged)
+            self.client.log_artifact(self.run_id, str(staged), "checkpoints")
+        record = {"path": f"checkpoints/{name}", "sha256": digest, "env_steps": env_steps}
+        self.client.set_tag(self.run_id, CHECKPOINT_TAG, json.dumps(record))
 
     def _log_agent(self, runner: Runner) -> None:
         assert self.run_id is not None
@@ -194,14 +308,14 @@ class MlflowMonitor(MonitorBase):
             folder = Path(tmp) / "model"
             folder.mkdir()
             agent_state = runner.agent.state_dict()
-            torch.save(
+            serialization.save(
                 {"model": agent_state["model"], "policy": agent_state["policy"]},
                 folder / "agent.pt",
             )
             (folder / "config.yaml").write_text(self.config_yaml)
             (folder / "README.md").write_text(
-                "Trained agent: `twrl_exp.train.load_agent(run_id)` rebuilds it from "
-                "config.yaml and agent.pt (model and policy weights).\n"
+                "Trained agent: `twrl_exp.artifacts.load_agent(run_id)` rebuilds it from "
+                "config.yaml and agent.pt (model and policy weights; tensors only).\n"
             )
             self.client.log_artifacts(self.run_id, str(folder), "model")
 

@@ -87,14 +87,14 @@ class VideoMonitor(MonitorBase):
         self.every_evals, self.final = every_evals, final
         self.fps, self.max_frames = fps, max_frames
         self.evaluations = 0
-        self.folder = Path(tempfile.mkdtemp(prefix="twrl-videos-"))
 
     def _record(self, runner: Runner, name: str) -> None:
         frames, _ = record_episode(
             self.make_env, runner.agent, seed=self.seed + 31, max_frames=self.max_frames
         )
-        path = write_mp4(frames, self.folder / name, self.fps)
-        self.upload(path, name)
+        with tempfile.TemporaryDirectory(prefix="twrl-video-") as folder:
+            path = write_mp4(frames, Path(folder) / name, self.fps)
+            self.upload(path, name)
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
         self.evaluations += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,7 +25,10 @@ def check_range(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    """Refuse ``value`` outside ``[low, high]`` (either end open or absent) in one sentence."""
+    """Refuse ``value`` outside ``[low, high]`` (either end open or absent), or not finite, in
+    one sentence."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={value} is invalid: it must be a finite number.")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

@@ -1,0 +1,397 @@
+"""The record under faults, as users meet them: parallel starts on a fresh store, kill -9 and
+Ctrl-C at several points, resume, divergence, a full disk, and files planted in a store.
+
+Every test runs real ``python train.py`` processes against a temporary SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from twrl_exp import serialization
+from twrl_exp.build import project_root
+from twrl_exp.store import open_client
+
+TRAIN = str(project_root() / "train.py")
+QUIET = ["monitor.console=false", "monitor.video.enabled=false", "monitor.curve=false"]
+
+
+def env_vars() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(project_root())}
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, TRAIN, *args],
+        cwd=cwd,
+        env=env_vars(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def train(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, TRAIN, *args],
+        cwd=cwd,
+        env=env_vars(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def all_runs(uri: str, experiment: str = "CartPole-v1", view: int = ViewType.ACTIVE_ONLY):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id], run_view_type=view)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 120, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def checkpoint_step(uri: str, run_id: str) -> int:
+    tag = MlflowClient(tracking_uri=uri).get_run(run_id).data.tags.get("twrl.checkpoint")
+    return json.loads(tag)["env_steps"] if tag else 0
+
+
+def assert_one_timeline(client: MlflowClient, run) -> None:
+    """Every episode once, in env-step order, and as many as the run's summary counts."""
+    run_id = run.info.run_id
+    steps = [m.step for m in client.get_metric_history(run_id, "episode/return")]
+    assert steps == sorted(set(steps)), "episodes repeated or out of order"
+    assert len(steps) == run.data.metrics["episodes"]
+    evals = [m.step for m in client.get_metric_history(run_id, "eval/mean_return")]
+    assert evals == sorted(set(evals)), "evaluations repeated"
+    assert steps[-1] <= run.data.metrics["env_steps"]
+
+
+LONG = [
+    "train.max_env_steps=50000000",
+    "monitor.mlflow.flush_every_s=0.2",
+    "eval.every_steps=20000",
+    "eval.episodes=2",
+    *QUIET,
+]
+
+
+def test_parallel_runs_on_a_fresh_store_all_finish_with_every_row(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """8 processes started at once on a store that does not exist yet: no migration race, every
+    run FINISHED with all its metric rows, and each in its own output folder."""
+    procs = [
+        start(tmp_path, "train.max_env_steps=3000", "eval.every_steps=null", f"seed={i}", *QUIET)
+        for i in range(8)
+    ]
+    results = [p.communicate(timeout=400) for p in procs]
+    for proc, (_, stderr) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, stderr
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    found = all_runs(isolated_mlflow)
+    assert sorted(r.data.tags["seed"] for r in found) == [str(i) for i in range(8)]
+    for run in found:
+        assert run.info.status == "FINISHED"
+        assert_one_timeline(client, run)
+    folders = list((tmp_path / "outputs").glob("*/*"))
+    assert len(folders) == 8  # same-second starts do not share a folder
+    assert all((folder / "checkpoints" / "last.pt").exists() for folder in folders)
+
+
+def test_kill_9_before_the_first_checkpoint_is_detected_and_resumable(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    proc = start(
+        tmp_path, *LONG, "monitor.checkpoint.every_steps=null", "monitor.checkpoint.every_s=null"
+    )
+    run = wait_for(
+        lambda: [r for r in all_runs(isolated_mlflow) if r.data.metrics.get("episode/return")],
+        what="the first episodes",
+    )[0]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert MlflowClient(tracking_uri=isolated_mlflow).get_run(run.info.run_id).info.status == (
+        "RUNNING"
+    )
+    client = open_client(isolated_mlflow)  # the next process to open the store marks the orphan
+    lost = client.get_run(run.info.run_id)
+    assert lost.info.status == "FAILED"
+    assert lost.data.tags["twrl.end_reason"].startswith("lost:")
+
+    resumed = train(tmp_path, f"resume={run.info.run_id}", "train.max_env_steps=6000", *QUIET)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "no checkpoint" in resumed.stderr
+    (new,) = all_runs(isolated_mlflow)
+    assert new.info.status == "FINISHED"
+    assert new.data.tags["twrl.resumed_from"] == run.info.run_id
+    assert new.data.metrics["env_steps"] >= 6000
+    assert_one_timeline(client, new)
+    old = client.get_run(run.info.run_id)
+    assert old.info.lifecycle_stage == "deleted"
+    assert old.data.tags["twrl.superseded_by"] == new.info.run_id
+
+
+def kill_past_a_checkpoint(tmp_path: Path, uri: str, min_step: int, *args: str) -> str:
+    """Start a run, wait for a checkpoint at ``min_step`` or later and for episodes recorded
+    past it, then kill -9 the run's process group; the run's id."""
+    client = MlflowClient(tracking_uri=uri)
+    proc = start(tmp_path, *LONG, "monitor.checkpoint.every_steps=15000", *args)
+    current = wait_for(
+        lambda: [
+            r
+            for r in all_runs(uri)
+            if r.info.status == "RUNNING" and checkpoint_step(uri, r.info.run_id) >= min_step
+        ],
+        what="a checkpoint",
+    )[0]
+    step = checkpoint_step(uri, current.info.run_id)
+    wait_for(
+        lambda: (
+            max(
+                (m.step for m in client.get_metric_history(current.info.run_id, "episode/return")),
+                default=0,
+            )
+            > step + 2000
+        ),
+        what="episodes past the checkpoint",
+    )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return str(current.info.run_id)
+
+
+def test_kill_9_mid_run_then_again_resumes_to_one_timeline_and_the_exact_budget(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """kill -9 after a checkpoint (with episodes recorded past it), resume, kill -9 the resumed
+    run, resume again: one run holds the whole timeline, nothing of the dead attempts after
+    their checkpoints, and the budget is met."""
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    run_id = kill_past_a_checkpoint(tmp_path, isolated_mlflow, 15000)
+    run_id = kill_past_a_checkpoint(tmp_path, isolated_mlflow, 30000, f"resume={run_id}")
+    budget = checkpoint_step(isolated_mlflow, run_id) + 8000
+    done = train(tmp_path, f"resume={run_id}", f"train.max_env_steps={budget}", *QUIET)
+    assert done.returncode == 0, done.stderr
+    (final,) = all_runs(isolated_mlflow)
+    assert final.info.status == "FINISHED"
+    assert budget <= final.data.metrics["env_steps"] < budget + 16  # one vector step over
+    assert_one_timeline(client, final)
+    everything = all_runs(isolated_mlflow, view=ViewType.ALL)
+    assert len(everything) == 3
+    assert sum(r.info.lifecycle_stage == "deleted" for r in everything) == 2
+
+
+def test_ctrl_c_marks_the_run_killed_and_resume_continues_it(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    proc = start(tmp_path, *LONG, "monitor.checkpoint.every_steps=5000")
+    run = wait_for(
+        lambda: [
+            r for r in all_runs(isolated_mlflow) if checkpoint_step(isolated_mlflow, r.info.run_id)
+        ],
+        what="a checkpoint",
+    )[0]
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted:" in stderr
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    killed = client.get_run(run.info.run_id)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags["twrl.end_reason"] == "interrupted"
+    budget = int(killed.data.metrics["env_steps"]) + 20_000
+    resumed = train(tmp_path, f"resume={run.info.run_id}", f"train.max_env_steps={budget}", *QUIET)
+    assert resumed.returncode == 0, resumed.stderr
+    (new,) = all_runs(isolated_mlflow)
+    assert new.data.metrics["env_steps"] >= budget
+    assert_one_timeline(client, new)
+    again = train(tmp_path, f"resume={run.info.run_id}", *QUIET)
+    assert again.returncode == 2
+    assert f"resumed as run {new.info.run_id}" in again.stderr
+
+
+def test_a_diverging_run_fails_and_keeps_its_last_finite_checkpoint(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    result = train(
+        tmp_path,
+        "env=mountaincar",
+        "model=tilecoding",
+        "policy=egreedy",
+        "update=td_lambda",
+        "update.alpha=5",  # diverges near env step 11,500 (seed 0)
+        "train.max_env_steps=100000",
+        "eval.every_steps=null",
+        "monitor.checkpoint.every_steps=500",
+        *QUIET,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Warning" not in result.stderr
+    assert "diverged at env step" in result.stderr
+    (run,) = all_runs(isolated_mlflow, "MountainCar-v0")
+    assert run.info.status == "FAILED"
+    assert "diverged" in run.data.tags["twrl.end_reason"]
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    record = json.loads(run.data.tags["twrl.checkpoint"])
+    local = client.download_artifacts(run.info.run_id, record["path"], str(tmp_path / "dl"))
+    state = serialization.load(Path(local))
+    weights = state["agent"]["model"]["weights"]
+    assert np.isfinite(weights).all()
+    assert np.abs(weights).max() > 0  # it learned before it diverged
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "model" not in names  # no NaN model is published
+
+
+def test_a_full_disk_ends_the_run_failed_with_a_nonzero_exit(tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        uri = f"sqlite:///{mount / 'mlflow.db'}"
+        env = {**env_vars(), "MLFLOW_TRACKING_URI": uri}
+        open_client(uri)  # the store exists; the disk fills while the run records
+        filler = mount / "filler"
+        free = shutil.disk_usage(mount).free
+        filler.write_bytes(b"\0" * max(free - 300_000, 0))
+        proc = subprocess.run(
+            [
+                sys.executable,
+                TRAIN,
+                *LONG,
+                "train.max_env_steps=400000",
+                "monitor.checkpoint.every_steps=null",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr
+        assert "is incomplete" in proc.stderr or "could not write" in proc.stderr
+        filler.unlink()
+        client = open_client(uri)  # whoever opens the store next finds the run ended
+        (run,) = client.search_runs([client.get_experiment_by_name("CartPole-v1").experiment_id])
+        assert run.info.status == "FAILED"
+        assert run.data.tags.get("twrl.end_reason")
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path, isolated_mlflow: str):
+    result = train(tmp_path, "train.max_env_steps=4000", "eval.every_steps=null", *QUIET)
+    assert result.returncode == 0, result.stderr
+    (run,) = all_runs(isolated_mlflow)
+    return run
+
+
+class Payload:
+    """Unpickling this runs code: it creates the file it names."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def artifact_file(run, path: str) -> Path:
+    return Path(run.info.artifact_uri.removeprefix("file://")) / path
+
+
+def test_a_planted_pickle_in_a_store_is_never_run(
+    tmp_path: Path, isolated_mlflow: str, finished_run
+) -> None:
+    marker = tmp_path / "pwned"
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    record = json.loads(finished_run.data.tags["twrl.checkpoint"])
+    for path in (record["path"], "model/agent.pt"):
+        torch.save({"history": Payload(marker), "agent": {}}, artifact_file(finished_run, path))
+    # The attacker also rewrites the recorded hash: only weights_only stands in the way.
+    record["sha256"] = serialization.sha256(artifact_file(finished_run, record["path"]))
+    client.set_tag(finished_run.info.run_id, "twrl.checkpoint", json.dumps(record))
+    run_id = finished_run.info.run_id
+    resumed = train(tmp_path, f"resume={run_id}", "train.max_env_steps=8000", *QUIET)
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "twrl_exp.evaluate", f"run_id={run_id}", "episodes=2"],
+        cwd=tmp_path,
+        env=env_vars(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for result in (resumed, evaluated):
+        assert result.returncode == 2, result.stderr
+        assert "refused" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_a_tampered_checkpoint_is_refused_by_its_hash(
+    tmp_path: Path, isolated_mlflow: str, finished_run
+) -> None:
+    record = json.loads(finished_run.data.tags["twrl.checkpoint"])
+    target = artifact_file(finished_run, record["path"])
+    target.write_bytes(target.read_bytes()[:-100])  # truncated, as a killed copy would leave it
+    resumed = train(tmp_path, f"resume={finished_run.info.run_id}", *QUIET)
+    assert resumed.returncode == 2
+    assert "does not match the SHA-256" in resumed.stderr
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        {"update": {"_target_": "os.makedirs"}},
+        {"env": {"kwargs": {"_target_": "os.makedirs", "name": "PWNED"}}},
+    ],
+    ids=["group-target", "nested-target"],
+)
+def test_a_planted_target_in_a_logged_config_is_refused(
+    tmp_path: Path, isolated_mlflow: str, finished_run, plant
+) -> None:
+    from omegaconf import OmegaConf
+
+    marker = tmp_path / "pwned"
+    config = artifact_file(finished_run, "config.yaml")
+    logged = OmegaConf.load(config)
+    text = json.dumps(plant).replace("PWNED", str(marker))  # os.makedirs(name=marker)
+    planted = OmegaConf.merge(logged, OmegaConf.create(json.loads(text)))
+    config.write_text(OmegaConf.to_yaml(planted))
+    for key in ("rerun", "resume"):
+        result = train(tmp_path, f"{key}={finished_run.info.run_id}", *QUIET)
+        assert result.returncode == 2, result.stderr
+        assert "refusing" in result.stderr or "may not set" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not marker.exists()
+    assert len(all_runs(isolated_mlflow)) == 1  # nothing was recorded for the refused runs
