@@ -249,3 +249,129 @@ def test_ctrl_c_stops_a_grid_sweep_and_marks_it_killed(tmp_path, isolated_mlflow
     (parent,), children = split(runs)
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["KILLED"]  # the later jobs never started
+
+
+def start_sweep(tmp_path: Path, name: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(project_root())}
+    cmd = [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={tmp_path / name}"]
+    return subprocess.Popen(
+        cmd,
+        cwd=project_root(),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def session_processes(session: int) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == session:
+                found.append(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def wait_until(predicate, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def trials_in(tmp_path: Path, state: TrialState) -> int:
+    try:
+        return sum(t.state == state for t in load(tmp_path).get_trials())
+    except KeyError:  # the study does not exist yet
+        return 0
+
+
+def test_a_sweep_killed_9_resumes_to_n_trials_without_repeating_itself(
+    tmp_path, isolated_mlflow
+) -> None:
+    """kill -9 of the sweep mid-trial: the rerun fails the dead trial (its process is gone),
+    finishes exactly n_trials, and its sampler proposes nothing it proposed before."""
+    args = optuna_args(tmp_path, 5, "hydra.sweeper.pruner.name=none", "train.max_env_steps=60000")
+    proc = start_sweep(tmp_path, "first", *args)
+    wait_until(
+        lambda: (
+            trials_in(tmp_path, TrialState.COMPLETE) >= 2
+            and trials_in(tmp_path, TrialState.RUNNING) == 1
+        )
+    )
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    result = sweep_cli(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    trials = load(tmp_path).get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert lost
+    assert all(t.user_attrs.get("lost") for t in lost)
+    values = [t.params["update.lr"] for t in trials]
+    assert len(set(values)) == len(values), "the resumed sampler repeated a proposal"
+    client, runs = all_runs(isolated_mlflow)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents, _ = split(runs)
+    assert [p.info.status for p in parents] == ["FINISHED"]
+
+
+JOBLIB_FOREVER = [
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=2",
+    "hydra.sweeper.n_jobs=2",
+    "hydra.sweeper.pruner.name=none",
+    "train.max_env_steps=50000000",
+    "monitor.mlflow.flush_every_s=0.2",
+]
+
+
+def two_trials_training(tmp_path: Path, uri: str) -> bool:
+    _, runs = all_runs(uri)
+    _, children = split(runs)
+    live = [c for c in children if c.data.metrics.get("train/steps_per_s")]
+    return trials_in(tmp_path, TrialState.RUNNING) == 2 and len(live) == 2
+
+
+def test_ctrl_c_to_a_joblib_sweeps_process_group_ends_it_cleanly(tmp_path, isolated_mlflow) -> None:
+    proc = start_sweep(tmp_path, "first", *optuna_args(tmp_path, 6, *JOBLIB_FOREVER))
+    wait_until(lambda: two_trials_training(tmp_path, isolated_mlflow))
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted:" in stderr
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(t.user_attrs.get("interrupted") for t in trials)
+    _, runs = all_runs(isolated_mlflow)
+    parents, children = split(runs)
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
+    wait_until(lambda: not session_processes(proc.pid), timeout=30)
+
+
+def test_workers_die_with_a_killed_joblib_sweep(tmp_path, isolated_mlflow) -> None:
+    """kill -9 of the sweep process alone (an OOM kill): its workers notice, close their runs
+    as KILLED, fail their trials, and exit instead of training on for minutes."""
+    proc = start_sweep(tmp_path, "first", *optuna_args(tmp_path, 6, *JOBLIB_FOREVER))
+    wait_until(lambda: two_trials_training(tmp_path, isolated_mlflow))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    wait_until(lambda: not session_processes(proc.pid), timeout=60)
+    _, runs = all_runs(isolated_mlflow)
+    _, children = split(runs)
+    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]

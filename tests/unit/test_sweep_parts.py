@@ -119,3 +119,48 @@ def test_a_job_prunes_with_the_sweepers_pruner(tmp_path) -> None:
         trial = study.ask()
         rebuilt = load_trial(name, url, trial.number, heartbeat_interval=None)
         assert isinstance(rebuilt.study.pruner, expected)
+
+
+def test_a_job_keeps_its_trial_alive_and_a_dead_job_goes_stale(tmp_path) -> None:
+    """The heartbeat is really written (through the storage wrapper a study uses): a live job's
+    trial survives fail_stale_trials, one whose heartbeat stopped is failed and not counted."""
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from hydra_plugins.twrl_optuna_sweeper.sweeper import counted
+    from hydra_plugins.twrl_optuna_sweeper.trial import TrialJob, open_storage, quiet_optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with quiet_optuna():
+        storage = open_storage(url, heartbeat_interval=1, grace_period=2)
+        study = optuna.create_study(study_name="hb", storage=storage)
+        alive, dead = study.ask(), study.ask()
+        with TrialJob.load("hb", url, alive.number, 1) as job_alive:
+            job_dead = TrialJob.load("hb", url, dead.number, 1).__enter__()
+            assert job_dead._heartbeat is not None
+            job_dead._heartbeat.stop()  # as if its process had been killed
+            time.sleep(4)
+            optuna.storages.fail_stale_trials(study)
+            states = {t.number: t.state for t in study.get_trials()}
+            assert states[job_alive.trial.number] == TrialState.RUNNING
+            assert states[dead.number] == TrialState.FAIL
+            assert counted(study.get_trials(), live_running=True) == 1  # only the live one
+
+
+def test_a_resumed_sampler_does_not_replay_its_first_proposals() -> None:
+    import optuna
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.twrl_optuna_sweeper.strategies import make_sampler
+
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    cfg = OmegaConf.create({"name": "tpe", "seed": 3, "n_startup_trials": 8})
+
+    def first(offset: int) -> float:
+        study = optuna.create_study(sampler=make_sampler(cfg, space, offset=offset))
+        return study.ask(space).params["x"]
+
+    assert first(0) == first(0)
+    assert first(0) != first(3)

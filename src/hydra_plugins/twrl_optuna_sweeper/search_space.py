@@ -33,6 +33,18 @@ def _as_choice(value: Any) -> Any:
 
 def distribution(override: Override) -> BaseDistribution:
     """The Optuna distribution of one sweep override (``key=choice(...)`` and friends)."""
+    try:
+        return _distribution(override)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{override.input_line} is not a valid search space: {exc} "
+            "(e.g. interval(low, high) with low <= high, and low > 0 under tag(log, ...))."
+        ) from exc
+
+
+def _distribution(override: Override) -> BaseDistribution:
     value = override.value()
     log = "log" in getattr(value, "tags", set())
     if isinstance(value, ChoiceSweep):

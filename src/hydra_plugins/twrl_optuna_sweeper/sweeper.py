@@ -5,6 +5,7 @@ study where it stopped, since ``n_trials`` is the study's total."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.twrl_optuna_sweeper import results, search_space
 from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner, make_sampler
-from hydra_plugins.twrl_optuna_sweeper.trial import PROCESS_ATTR, heartbeat_enabled, open_storage
+from hydra_plugins.twrl_optuna_sweeper.trial import (
+    PROCESS_ATTR,
+    heartbeat_enabled,
+    open_storage,
+    quiet_optuna,
+)
 from twrl_exp import interrupts, processes
 from twrl_exp.build import project_root
 from twrl_exp.errors import ConfigError
@@ -45,6 +51,18 @@ def counted(trials: list[FrozenTrial], live_running: bool) -> int:
     return total
 
 
+def fail_trial(study: optuna.Study, trial_id: int, why: str) -> bool:
+    """Mark a still-running trial FAIL with the user attribute ``why``; whether it was."""
+    storage = study._storage
+    try:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return False
+        storage.set_trial_user_attr(trial_id, why, True)
+        return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # its job finished it meanwhile
+
+
 def fail_lost_trials(
     study: optuna.Study, heartbeats: bool, batch: list[optuna.Trial] | None = None
 ) -> int:
@@ -60,9 +78,7 @@ def fail_lost_trials(
         # A job on another host cannot be checked from here: its heartbeat decides.
         gone = processes.alive(owner) is False if owner else trial.number in in_batch
         if gone:
-            study._storage.set_trial_user_attr(trial._trial_id, "lost", True)
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-            lost += 1
+            lost += fail_trial(study, trial._trial_id, "lost")
     return lost
 
 
@@ -89,6 +105,11 @@ class TwrlOptunaSweeper(Sweeper):
             ("seeds_per_trial", s.seeds_per_trial >= 1, ">= 1"),
             ("direction", s.direction in ("maximize", "minimize"), "maximize or minimize"),
             ("objective", s.objective in OBJECTIVES, " or ".join(OBJECTIVES)),
+            (
+                "study_name",
+                re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", str(s.study_name)) is not None,
+                "a file name of letters, digits, '_', '-' and '.', not starting with '.'",
+            ),
         ]
         for key, ok, valid in checks:
             if not ok:
@@ -100,6 +121,10 @@ class TwrlOptunaSweeper(Sweeper):
         return f"sqlite:///{project_root() / 'optuna' / (self.settings.study_name + '.db')}"
 
     def sweep(self, arguments: list[str]) -> Any:
+        with quiet_optuna():
+            return self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None
         self._check()
         s = self.settings
@@ -110,6 +135,8 @@ class TwrlOptunaSweeper(Sweeper):
                 "The Optuna sweep has no search space: give hydra.sweeper.params "
                 "(e.g. update.lr: tag(log, interval(1e-4, 1e-1))) or a sweep on the command line."
             )
+        make_sampler(s.sampler, space)  # refuse a bad sampler or pruner before a study exists
+        make_pruner(s.pruner)
         url = self.storage_url()
         storage = open_storage(url, s.heartbeat_interval, s.grace_period)
         study = optuna.create_study(
@@ -136,8 +163,7 @@ class TwrlOptunaSweeper(Sweeper):
                 self._run_trials(study, space, fixed, url, heartbeats, batch)
         except KeyboardInterrupt:
             for trial in batch:
-                trial.set_user_attr("interrupted", True)
-                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                fail_trial(study, trial._trial_id, "interrupted")
             if parent is not None:
                 parent.finish("KILLED")
             raise

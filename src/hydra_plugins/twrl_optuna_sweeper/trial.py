@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
@@ -22,9 +24,17 @@ from twrl_exp import processes, store
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import MonitorBase, Runner
 
-# Heartbeats (stale-trial detection) are marked experimental in Optuna; we rely on them knowingly.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 PROCESS_ATTR = "twrl.process"  # the identity of the process running a trial
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Heartbeats are experimental in Optuna, and it warns when a study with them is driven by
+    ``ask``/``tell`` rather than ``optimize``; we rely on both knowingly."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        yield
 
 
 def open_storage(
@@ -36,12 +46,13 @@ def open_storage(
         return JournalStorage(JournalFileBackend(url))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return RDBStorage(
-        url,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-    )
+    with quiet_optuna():
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+        )
 
 
 def heartbeat_enabled(storage: BaseStorage) -> bool:

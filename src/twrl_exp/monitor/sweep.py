@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from twrl_exp import interrupts
+from twrl_exp import interrupts, store
 from twrl_exp.build import default_tracking_uri
 from twrl_exp.env import resolve_spec
 
@@ -35,6 +35,7 @@ class SweepParent:
     def __init__(self, client: MlflowClient, run_id: str, experiment: str) -> None:
         self.client, self.run_id, self.experiment = client, run_id, experiment
         self.finished = False
+        self.heartbeat = store.run_heartbeat(client, run_id)
 
     @classmethod
     def open(
@@ -48,17 +49,19 @@ class SweepParent:
         run_id: str | None = None,
         swept_keys: list[str] | None = None,
     ) -> SweepParent:
-        from mlflow import MlflowClient
-
         from twrl_exp.monitor.tracking import ensure_experiment
 
-        client = MlflowClient(tracking_uri=tracking_uri)
+        client = store.open_client(tracking_uri)
         experiment_id = ensure_experiment(client, experiment, tracking_uri)
         if run_id is not None and _exists(client, run_id):
             client.update_run(run_id, status="RUNNING")
+            for key, value in store.liveness_tags().items():
+                client.set_tag(run_id, key, value)
         else:
             run = client.create_run(
-                experiment_id, run_name=run_name, tags={"mlflow.runName": run_name, **tags}
+                experiment_id,
+                run_name=run_name,
+                tags={"mlflow.runName": run_name, **store.liveness_tags(), **tags},
             )
             run_id = run.info.run_id
         parent = cls(client, run_id, experiment)
@@ -81,6 +84,7 @@ class SweepParent:
         status = status or ("KILLED" if interrupts.requested else "FAILED")
         if not self.finished:
             self.finished = True
+            self.heartbeat.stop()
             self.client.set_terminated(self.run_id, status)
 
 
@@ -104,11 +108,9 @@ def record_failed_job(
     parent: dict[str, Any], run_name: str, overrides: list[str], error: str
 ) -> None:
     """A sweep job refused before it could start still leaves a FAILED run under the parent."""
-    from mlflow import MlflowClient
-
     from twrl_exp.monitor.tracking import ensure_experiment
 
-    client = MlflowClient(tracking_uri=parent["tracking_uri"])
+    client = store.open_client(parent["tracking_uri"])
     experiment_id = ensure_experiment(client, parent["experiment"], parent["tracking_uri"])
     run = client.create_run(
         experiment_id,
