@@ -321,7 +321,7 @@ def test_a_sweep_killed_9_resumes_to_n_trials_without_repeating_itself(
     assert all(t.user_attrs.get("lost") for t in lost)
     values = [t.params["update.lr"] for t in trials]
     assert len(set(values)) == len(values), "the resumed sampler repeated a proposal"
-    client, runs = all_runs(isolated_mlflow)
+    _, runs = all_runs(isolated_mlflow)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     parents, _ = split(runs)
     assert [p.info.status for p in parents] == ["FINISHED"]
