@@ -122,5 +122,14 @@ def describe(exc: BaseException) -> str | None:
     return _first_line(str(exc)).rstrip(".") + "."
 
 
+def say(message: str, style: str = "bold red", label: str = "error") -> None:
+    """``error: <message>`` on stderr, on one line, brackets and all (no rich markup)."""
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=True)
+    console.print(f"{label}:", style=style, end=" ")
+    console.print(message, markup=False, highlight=False)
+
+
 def is_composition_error(exc: BaseException) -> bool:
     return any(isinstance(e, HydraException | OmegaConfBaseException) for e in _chain(exc))

@@ -18,10 +18,10 @@ import numpy as np
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from rich.console import Console
 
 from twrl_exp.artifacts import env_settings, load_agent
 from twrl_exp.build import default_tracking_uri
+from twrl_exp.cli_errors import say
 from twrl_exp.env import make_render_env, make_vector_env
 from twrl_exp.errors import ConfigError
 from twrl_exp.monitor.video import record_episode, write_mp4
@@ -109,21 +109,19 @@ def _log(uri: str, cfg: EvaluateConfig, returns: np.ndarray, video: Path | None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    console = Console(stderr=True)
     try:
         overrides = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), overrides))
         assert isinstance(cfg, EvaluateConfig)
         result = evaluate(cfg)
     except ConfigError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        say(str(exc))
         return 2
     except OmegaConfBaseException as exc:
         first = str(exc).splitlines()[0]
-        console.print(
-            f"[bold red]error:[/] {first} (valid keys: run_id, episodes, num_envs, "
-            "seed, video, video_path, log, tracking_uri).",
-            highlight=False,
+        say(
+            f"{first} (valid keys: run_id, episodes, num_envs, seed, video, video_path, log, "
+            "tracking_uri)."
         )
         return 2
     r = result.returns

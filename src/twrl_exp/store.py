@@ -57,8 +57,7 @@ def open_client(uri: str) -> MlflowClient:
     return client
 
 
-@functools.cache
-def _open(uri: str) -> MlflowClient:
+def _quiet_migrations() -> None:
     import logging
 
     # Schema migrations of a new store log at INFO; a run's terminal needs none of it.
@@ -66,6 +65,11 @@ def _open(uri: str) -> MlflowClient:
     # MLflow logs each database error with its traceback before raising it; we report the
     # error itself, in one sentence.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+@functools.cache
+def _open(uri: str) -> MlflowClient:
+    _quiet_migrations()
     db = sqlite_path(uri)
     if db is not None:
         _check_writable(db, uri)
@@ -150,6 +154,7 @@ def repair(uri: str) -> str:
     db = sqlite_path(uri)
     if db is None or not db.exists():
         raise StoreError(f"repair needs an existing sqlite:/// store, not {uri}.")
+    _quiet_migrations()
     with sqlite3.connect(db) as connection:
         leftovers = [
             name

@@ -26,6 +26,7 @@ from rich.console import Console
 import hydra_plugins.twrl_optuna_sweeper.config  # noqa: F401  (registers hydra/sweeper=twrl_optuna)
 from twrl_exp import cli_errors, interrupts, logged, processes
 from twrl_exp.build import build, check_run_config, config_dir, default_tracking_uri, make_runner
+from twrl_exp.cli_errors import say
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError, DivergedError, RecordingError
 from twrl_exp.monitor import sweep
@@ -278,12 +279,9 @@ def _discard_output_dir() -> None:
         return
     if out.is_dir() and not (out / "checkpoints").exists():
         shutil.rmtree(out, ignore_errors=True)
-
-
-def _say(message: str, style: str = "bold red", label: str = "error") -> None:
-    console = Console(stderr=True, soft_wrap=True)
-    console.print(f"{label}:", style=style, end=" ")
-    console.print(message, markup=False, highlight=False)
+        for parent in (out.parent, out.parent.parent):  # outputs/<date>/, outputs/, if empty
+            if parent.is_dir() and parent != Path.cwd() and not any(parent.iterdir()):
+                parent.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -311,7 +309,7 @@ def _hydra_main(cfg: DictConfig) -> float:
     except tuple(_SENTENCE_ERRORS) as exc:
         if isinstance(exc, ConfigError):
             _discard_output_dir()
-        _say(str(exc))
+        say(str(exc))
         exc.reported = True  # type: ignore[attr-defined]
         if not multirun:
             sys.exit(_SENTENCE_ERRORS[_kind(exc)])
@@ -347,16 +345,16 @@ def main() -> None:
         interrupts.requested = True
     except tuple(_SENTENCE_ERRORS) as exc:
         if not getattr(exc, "reported", False):  # a sweep's job already said it
-            _say(str(exc))
+            say(str(exc))
         sys.exit(_SENTENCE_ERRORS[_kind(exc)])
     except Exception as exc:
         sentence = cli_errors.describe(exc)
         if sentence is None:
             raise
-        _say(sentence)
+        say(sentence)
         sys.exit(2)
     if interrupts.requested:
-        _say(
+        say(
             "the run is marked KILLED in MLflow and its last checkpoint is kept "
             "(python train.py resume=<run id> continues it).",
             style="yellow",

@@ -21,6 +21,7 @@ from twrl_exp.leaderboard.records import (
     load_runs,
 )
 from twrl_exp.leaderboard.text import render_markdown, render_terminal
+from twrl_exp.store import StoreError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             until=args.until,
             include_pruned=args.include_pruned,
         )
+    except StoreError as exc:
+        print(f"leaderboard: error: {exc}", file=sys.stderr)
+        return 2
     except MlflowException as exc:
         reason = exc.message.strip().split(". ")[0].rstrip(".")
         print(f"leaderboard: error: cannot read {uri}: {reason}.", file=sys.stderr)

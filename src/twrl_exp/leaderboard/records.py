@@ -14,6 +14,7 @@ from urllib.parse import quote
 import numpy as np
 from mlflow import MlflowClient
 
+from twrl_exp import store
 from twrl_exp.stats import aggregate_curves
 
 RANKING_RULE = (
@@ -118,7 +119,7 @@ def load_runs(
     include_pruned: bool = False,
 ) -> list[RunRecord]:
     """The FINISHED runs that match every filter (``until`` is inclusive; dates in local time)."""
-    client = MlflowClient(tracking_uri=tracking_uri or _default_uri())
+    client = store.open_client(tracking_uri or _default_uri())
     wanted = set(experiments)
     names = {
         e.experiment_id: e.name
@@ -183,7 +184,7 @@ def attach_curves_and_videos(
 ) -> None:
     """Fill each row's ``curve`` (mean/min/max over seeds of the trailing-100 mean return vs env
     steps, on ``points`` steps) and ``videos`` (its runs' ``videos/`` artifacts on local disk)."""
-    client = MlflowClient(tracking_uri=tracking_uri or _default_uri())
+    client = store.open_client(tracking_uri or _default_uri())
     for row in rows:
         curves = []
         for run in row.runs:

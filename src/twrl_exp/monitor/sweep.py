@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,9 @@ from omegaconf import DictConfig
 
 from twrl_exp import interrupts, store
 from twrl_exp.build import default_tracking_uri
+from twrl_exp.cli_errors import say
 from twrl_exp.env import resolve_spec
+from twrl_exp.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -155,14 +158,20 @@ class MlflowSweepCallback(Callback):
         if "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", "")):
             return  # the Optuna sweeper opens (or reopens) its study's parent run itself
         sweep_dir = Path(config.hydra.sweep.dir)
-        self.parent = SweepParent.open(
-            tracking_uri=tracking_uri_of(config),
-            experiment=experiment_of(config),
-            run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}",
-            sweep_dir=sweep_dir,
-            tags={"sweep": "grid", "sweep.dir": str(sweep_dir.resolve())},
-            swept_keys=swept_keys(list(config.hydra.overrides.task)),
-        )
+        try:
+            self.parent = SweepParent.open(
+                tracking_uri=tracking_uri_of(config),
+                experiment=experiment_of(config),
+                run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}",
+                sweep_dir=sweep_dir,
+                tags={"sweep": "grid", "sweep.dir": str(sweep_dir.resolve())},
+                swept_keys=swept_keys(list(config.hydra.overrides.task)),
+            )
+        except ConfigError as exc:
+            # Hydra turns a callback's exception into a warning and runs the jobs anyway: a
+            # sweep that cannot be recorded must not start, so leave with the sentence here.
+            say(str(exc))
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _grid_previous_handler
