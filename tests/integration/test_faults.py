@@ -63,12 +63,19 @@ def all_runs(uri: str, experiment: str = "CartPole-v1", view: int = ViewType.ACT
     return [] if exp is None else client.search_runs([exp.experiment_id], run_view_type=view)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 120, what: str = "") -> object:
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 240,
+    what: str = "",
+    proc: subprocess.Popen[str] | None = None,
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended before {what}: {proc.communicate()[1]}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -166,6 +173,7 @@ def kill_past_a_checkpoint(tmp_path: Path, uri: str, min_step: int, *args: str) 
             if r.info.status == "RUNNING" and checkpoint_step(uri, r.info.run_id) >= min_step
         ],
         what="a checkpoint",
+        proc=proc,
     )[0]
     step = checkpoint_step(uri, current.info.run_id)
     wait_for(
