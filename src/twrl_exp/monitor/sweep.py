@@ -148,6 +148,11 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent: SweepParent | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers pickle Hydra's context (callbacks included) for their workers; the parent
+        # run, with its heartbeat thread, stays in the sweep's own process.
+        return {"parent": None}
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _grid_previous_handler
         ours = "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
