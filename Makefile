@@ -23,11 +23,11 @@ install: $(STAMP)  ## Create .venv with torch (TORCH_SPEC, default torch==2.13.0
 train: $(STAMP)  ## Train the default agent (REINFORCE on CartPole-v1); ARGS="..." adds overrides
 	$(BIN)/python train.py $(ARGS)
 
-test: $(STAMP)  ## The whole test suite, learning checks included (what CI runs)
-	$(BIN)/python -m pytest
+test: $(STAMP)  ## The whole test suite, learning checks included (what CI runs), on 2 workers
+	$(BIN)/python -m pytest -n 2
 
 test-fast: $(STAMP)  ## The suite without the slow learning checks
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 lint: $(STAMP)  ## ruff, mypy and the import-layering contract
 	$(BIN)/ruff check src tests benchmarks train.py

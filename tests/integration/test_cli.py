@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+from twrl_exp.build import project_root
 
 
 def test_help_lists_groups_and_options(train_cli) -> None:
@@ -37,10 +42,20 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["policy=softmax"], "softmax"),
-        (["update.lr=fast"], "update.lr"),
-        (["update.lrr=0.1"], "lrr"),
+        (["policy=softmax"], "policy=softmax is not an option: choose one of categorical, egreedy"),
+        (["+sweep=nosuch"], "+sweep=nosuch is not an option: choose one of cartpole_reinforce"),
+        (["update.lr=fast"], "update.lr=fast is invalid: update.lr must be a number"),
+        (["update.baseline=foo"], "update.baseline must be one of none, average, value"),
+        (["update.lrr=0.1"], "update.lrr is not a key of update: valid keys are name, gamma"),
+        (["update.lr=("], "is not valid override syntax"),
         (["update.lr=-0.01"], "update.lr=-0.01 is invalid"),
+        (["update.lr=inf"], "update.lr=inf is invalid: it must be a finite number"),
+        (["update.gamma=nan"], "update.gamma=nan is invalid: it must be a finite number"),
+        (["eval.every_steps=0"], "eval.every_steps=0 is invalid: it must be > 0 or null"),
+        (["monitor.checkpoint.every_steps=0"], "monitor.checkpoint.every_steps=0 is invalid"),
+        (["env.max_episode_steps=0"], "env.max_episode_steps=0 is invalid"),
+        (["resume=abc", "rerun=def"], "cannot be combined"),
+        (["rerun=0123abcd"], "rerun=0123abcd names no run"),
         (
             [
                 "env=mountaincar",
@@ -59,9 +74,49 @@ def test_bad_input_gives_one_clear_error_and_leaves_nothing(
     train_cli, tmp_path: Path, isolated_mlflow: str, args, fragment
 ) -> None:
     result = train_cli(*args)
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "outputs").exists()
-    client = MlflowClient(tracking_uri=isolated_mlflow)
-    assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())
+    if (tmp_path / "mlflow.db").exists():  # (creating a store just to look costs seconds)
+        client = MlflowClient(tracking_uri=isolated_mlflow)
+        assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["update.lr=interval(1,0)"], "is not a valid search space"),
+        (["update.lr=tag(log,interval(0,1))"], "is not a valid search space"),
+        (["hydra.sweeper.sampler.name=foo"], "hydra.sweeper.sampler.name=foo is unknown"),
+        (["hydra.sweeper.pruner.name=foo"], "hydra.sweeper.pruner.name=foo is unknown"),
+        (["hydra.sweeper.study_name=../escape"], "hydra.sweeper.study_name=../escape is invalid"),
+    ],
+)
+def test_a_bad_optuna_sweep_is_refused_before_any_study_exists(
+    tmp_path: Path, isolated_mlflow: str, args, fragment
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(project_root())}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(project_root() / "train.py"),
+            "-m",
+            "hydra/sweeper=twrl_optuna",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study' / 'optuna.db'}",
+            "update.lr=interval(0.001,0.01)",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "study").exists()
+    assert not (tmp_path / "multirun").exists()
+    assert not (tmp_path / "escape.db").exists()

@@ -119,7 +119,10 @@ def optuna_args(tmp_path: Path, n_trials: int, *extra: str) -> list[str]:
 
 
 def load(tmp_path: Path) -> optuna.Study:
-    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    from hydra_plugins.twrl_optuna_sweeper.trial import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")  # locked while created
+    return optuna.load_study(study_name="tiny", storage=storage)
 
 
 def test_optuna_sweep_prunes_saves_the_best_and_records_plots(tmp_path, isolated_mlflow) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from filelock import FileLock
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -44,15 +45,19 @@ def open_storage(
     if url.endswith((".log", ".jsonl")) and "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(url))
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     with quiet_optuna():
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-        )
+        if not url.startswith("sqlite:///"):
+            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        db = Path(url.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        # Like MLflow's, Optuna's schema creation races when processes open a new file at once.
+        with FileLock(str(db) + ".lock", timeout=300):
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                engine_kwargs={"connect_args": {"timeout": 60}},
+            )
 
 
 def heartbeat_enabled(storage: BaseStorage) -> bool:
