@@ -37,7 +37,6 @@ def load_agent(
     uri = tracking_uri or default_tracking_uri()
     client = store.open_client(uri)
     run = logged.find_run(client, uri, "run_id", run_id)
-    source = f"run_id={run_id}"
     with tempfile.TemporaryDirectory(prefix="twrl-agent-") as tmp:
         try:
             folder = Path(client.download_artifacts(run_id, "model", tmp))
@@ -45,21 +44,40 @@ def load_agent(
             raise ConfigError(
                 f"run {run_id} has no logged model (artifact folder model/)."
             ) from exc
-        raw = logged.download_config(client, run_id, "model/config.yaml", source)
-        state = serialization.load(folder / "agent.pt", what=f"agent of run {run_id}")
-    cfg = logged.trusted_config(raw, [], source=source, choices=logged.logged_choices(run))
+        agent, cfg, _ = agent_from_folder(
+            folder,
+            source=f"run_id={run_id}",
+            choices=logged.logged_choices(run),
+            num_envs=num_envs,
+        )
+    return agent, cfg
+
+
+def agent_from_folder(
+    folder: Path,
+    *,
+    source: str,
+    choices: dict[str, str] | None = None,
+    num_envs: int = 1,
+) -> tuple[Agent, DictConfig, tuple[int, ...]]:
+    """An agent from a saved ``config.yaml`` + ``agent.pt``; its config and observation shape."""
+    try:
+        raw = OmegaConf.load(folder / "config.yaml")
+    except Exception as exc:
+        raise ConfigError(f"{source}: its config.yaml cannot be read ({exc}).") from exc
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"{source}: its config.yaml is not a mapping.")
+    state = serialization.load(folder / "agent.pt", what=f"agent of {source}")
+    cfg = logged.trusted_config(raw, [], source=source, choices=choices)
     if not isinstance(state, dict) or not {"model", "policy"} <= set(state):
-        raise ConfigError(f"{source}: model/agent.pt is not a twrl-exp agent.")
+        raise ConfigError(f"{source}: agent.pt is not a twrl-exp agent.")
     env = make_vector_env(**env_settings(cfg, num_envs))
     try:
+        space = env.single_observation_space
         agent = build_agent(
-            cfg,
-            env.single_observation_space,
-            env.single_action_space,
-            num_envs,
-            np.random.default_rng(cfg.seed),
+            cfg, space, env.single_action_space, num_envs, np.random.default_rng(cfg.seed)
         )
     finally:
         env.close()
     agent.load_state_dict({**state, "update": {}}, weights_only=True)
-    return agent, cfg
+    return agent, cfg, tuple(space.shape or ())

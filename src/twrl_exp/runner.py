@@ -167,6 +167,8 @@ class Runner:
         self.stop_when_solved, self.reward_threshold = stop_when_solved, reward_threshold
         self.solve_window = solve_window
         self.eval_every_steps = eval_every_steps if eval_env is not None else None
+        # What an evaluation's actions are, for labels: "greedy" unless the policy says otherwise.
+        self.eval_label: str = getattr(agent.policy, "evaluation", "greedy")
         self.eval_episodes, self.final_eval = eval_episodes, final_eval and eval_env is not None
         self.tick_seconds = tick_seconds
         self.finite_check_seconds = finite_check_seconds

@@ -29,8 +29,9 @@ from twrl_exp.build import build, check_run_config, config_dir, default_tracking
 from twrl_exp.cli_errors import say
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError, DivergedError, RecordingError
-from twrl_exp.monitor import sweep
-from twrl_exp.monitor.setup import make_monitors
+from twrl_exp.monitor import report, sweep
+from twrl_exp.monitor.console import ConsoleMonitor
+from twrl_exp.monitor.setup import make_monitors, run_name, short_override
 from twrl_exp.monitor.sweep import read_parent
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import Monitor, Runner
@@ -84,12 +85,18 @@ def _train_once(
     except Exception as exc:
         error = exc
         reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
+    if tracker is not None:
+        tracker.objective = _objective(cfg, runner)
     problems: list[str] = []
     if opened:
         problems = _finish(runner, monitors, tracker, status, reason)
     elif tracker is not None and tracker.run_id is not None:  # interrupted while opening
         problems = _finish(runner, [tracker], tracker, status, reason)
     built.close()
+    if opened:
+        final = "FAILED" if problems and status == "FINISHED" else status
+        why = reason or ("; ".join(problems) if problems else None)
+        _report(cfg, runner, tracker, run_dir, final, why, run_name(cfg, built.env_id, name_suffix))
     if error is not None:
         raise error
     if problems:
@@ -97,31 +104,77 @@ def _train_once(
     return runner
 
 
+def _objective(cfg: DictConfig, runner: Runner) -> float:
+    """``cfg.trial.objective`` of the run so far: what it returns to a sweep."""
+    return objective_value(
+        cfg.trial.objective,
+        runner.history,
+        window=cfg.train.solve_window,
+        budget_steps=cfg.train.max_env_steps,
+    )
+
+
 def _finish(
     runner: Runner, monitors: list[Monitor], tracker: Any, status: str, reason: str | None
 ) -> list[str]:
-    """Let every monitor finish (the tracker last, with the status the others leave)."""
+    """Let every monitor finish (the tracker last, with the status the others leave), saying
+    what slow work is being done when a console is on."""
+    console = next((m for m in monitors if isinstance(m, ConsoleMonitor)), None)
     problems: list[str] = []
     if tracker is not None and runner.stop_reason is not None:
         try:
             tracker.set_tag("stopped", runner.stop_reason)
         except Exception as exc:
             problems.append(f"the stop reason could not be recorded ({exc})")
-    for monitor in monitors:
-        if monitor is tracker:
+    for monitor in [m for m in monitors if m is not tracker] + [tracker]:
+        if monitor is None:
             continue
+        if monitor is tracker and problems and status == "FINISHED":
+            status, reason = "FAILED", "; ".join(problems)
+        note = getattr(monitor, "finishing", lambda _: None)(status)
+        if console is not None and note:
+            console.note(note)
         try:
-            monitor.finish(runner, status)
-        except Exception as exc:
-            problems.append(f"{type(monitor).__name__} failed ({exc})")
-    if problems and status == "FINISHED":
-        status, reason = "FAILED", "; ".join(problems)
-    if tracker is not None:
-        try:
-            tracker.finish(runner, status, reason)
+            if monitor is tracker:
+                tracker.finish(runner, status, reason)
+            else:
+                monitor.finish(runner, status)
         except RecordingError as exc:
             problems.append(str(exc))
+        except Exception as exc:
+            problems.append(f"{type(monitor).__name__} failed ({exc})")
     return problems
+
+
+def _report(
+    cfg: DictConfig,
+    runner: Runner,
+    tracker: Any,
+    run_dir: Path,
+    status: str,
+    reason: str | None,
+    name: str,
+) -> None:
+    """The run's last lines: status, run id, link, video and curve, what to type next."""
+    if tracker is None and not cfg.monitor.console:
+        return
+    local = {
+        label: path
+        for label, path in (
+            ("video", run_dir / "videos" / "final.mp4"),
+            ("checkpoint", run_dir / "checkpoints" / "last.pt"),
+        )
+        if path.exists()
+    }
+    rows = report.lines(
+        status=status,
+        name=name,
+        tracker=tracker,
+        local_files=local,
+        reason=reason,
+        ui_url=cfg.monitor.mlflow.ui_url,
+    )
+    report.print_report(Console(soft_wrap=True), rows, status)
 
 
 def _sources(
@@ -217,7 +270,7 @@ def _seeds(
     for index in range(1 if resumed else cfg.trial.seeds):
         seed_cfg = cfg.copy()
         seed_cfg.seed = cfg.seed + index
-        suffix = name_suffix + (f" seed {seed_cfg.seed}" if cfg.trial.seeds > 1 else "")
+        suffix = name_suffix
         reporter = None
         if job is not None:
             reporter = job.reporter(
@@ -235,14 +288,7 @@ def _seeds(
             checkpoint=checkpoint,
             extra_monitors=[reporter] if reporter is not None else None,
         )
-        values.append(
-            objective_value(
-                cfg.trial.objective,
-                runner.history,
-                window=cfg.train.solve_window,
-                budget_steps=cfg.train.max_env_steps,
-            )
-        )
+        values.append(_objective(cfg, runner))
         env_steps += runner.history.env_steps
         train_time += runner.history.train_time
         if reporter is not None and reporter.pruned:
@@ -324,13 +370,14 @@ def _kind(exc: BaseException) -> type[BaseException]:
 
 
 def _job_suffix(cfg: DictConfig, overrides: list[str], parent: dict[str, Any] | None) -> str:
-    """What tells a sweep's runs apart: the trial number, or the swept overrides."""
+    """What tells a sweep's runs apart: the trial number, or the swept values (short keys)."""
     if cfg.trial.number is not None:
-        return f"trial {cfg.trial.number}"
+        return f"t{cfg.trial.number}"
     if parent is None:
         return ""
-    keys = set(parent.get("swept_keys", []))
-    return ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys)
+    keys = list(parent.get("swept_keys", []))
+    swept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
+    return " ".join(short_override(o, keys) for o in swept)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from rich.table import Table
 from hydra_plugins.twrl_optuna_sweeper import search_space
 from twrl_exp.build import project_root
 from twrl_exp.monitor.sweep import SweepParent
+from twrl_exp.monitor.sweep_summary import summarize
 
 if TYPE_CHECKING:
     from hydra_plugins.twrl_optuna_sweeper.sweeper import TwrlOptunaSweeper
@@ -107,7 +108,7 @@ def report(
 ) -> None:
     """Print the best trial, save it as an experiment config, record the sweep in MLflow."""
     figures = study_figures(study)
-    console = Console(stderr=True)
+    console = Console(soft_wrap=True)
     table = Table(title=f"Optuna study '{study.study_name}' ({url})", show_header=False)
     for key, value in figures.items():
         table.add_row(key, f"{value:,.6g}")
@@ -133,5 +134,15 @@ def report(
         client.log_metric(run_id, key, figure)
     if saved is not None:
         client.log_artifact(run_id, str(saved), "best")
+    summarize(
+        client,
+        run_id,
+        parent.experiment_id,
+        tracking_uri=str(client.tracking_uri),
+        objective=str(sweeper.settings.objective),
+        direction=str(sweeper.settings.direction),
+        ui_url=sweeper.config.monitor.mlflow.ui_url if sweeper.config is not None else None,
+        console=console,
+    )
     if sweeper.settings.plots:
         log_plots(study, parent)

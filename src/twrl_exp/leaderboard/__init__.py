@@ -35,7 +35,6 @@ from twrl_exp.leaderboard.records import (
     COMPOSITION_KEYS,
     CURVE_METRIC,
     DEFAULT_HTML,
-    DEFAULT_UI_URL,
     NOT_AGENT_KEYS,
     NOT_AGENT_PREFIXES,
     RANKING_RULE,
@@ -46,6 +45,7 @@ from twrl_exp.leaderboard.records import (
     load_runs,
 )
 from twrl_exp.leaderboard.text import HEADERS, render_markdown, render_terminal
+from twrl_exp.monitor.links import DEFAULT_UI_URL
 
 __all__ = [
     "COMPOSITION_KEYS",

@@ -14,13 +14,13 @@ from twrl_exp.leaderboard.html import render_html
 from twrl_exp.leaderboard.ranking import build_rows
 from twrl_exp.leaderboard.records import (
     DEFAULT_HTML,
-    DEFAULT_UI_URL,
     RANKING_RULE,
     _default_uri,
     attach_curves_and_videos,
     load_runs,
 )
 from twrl_exp.leaderboard.text import render_markdown, render_terminal
+from twrl_exp.monitor.links import DEFAULT_UI_URL
 from twrl_exp.store import StoreError
 
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from twrl_exp.leaderboard.ranking import reward_threshold
-from twrl_exp.leaderboard.records import DEFAULT_UI_URL, RANKING_RULE, Row, RunRecord
+from twrl_exp.leaderboard.records import RANKING_RULE, Row, RunRecord
 from twrl_exp.leaderboard.text import HEADERS, _by_env, _cells, _env_title
+from twrl_exp.monitor.links import DEFAULT_UI_URL, run_url
 
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 _CSS = """
@@ -65,7 +66,7 @@ def _color(row: Row) -> str:
 
 
 def _run_url(ui_url: str, run: RunRecord) -> str:
-    return f"{ui_url.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+    return run_url(ui_url, run.experiment_id, run.run_id)
 
 
 def _svg(rows: Sequence[Row], threshold: float | None, w: int = 760, h: int = 340) -> str:

@@ -21,7 +21,6 @@ RANKING_RULE = (
     "Ranked per env: rows with solved seeds first (more seeds solved, then fewer episodes to "
     "solve), then by IQM of best 100-episode mean return over seeds (mean when < 3 seeds)."
 )
-DEFAULT_UI_URL = "http://127.0.0.1:5000"
 DEFAULT_HTML = "leaderboard.html"
 CURVE_METRIC = "episode/mean_return_100"
 NOT_AGENT_PREFIXES = ("monitor.", "trial.", "eval.")

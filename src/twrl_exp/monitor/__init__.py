@@ -1,6 +1,3 @@
-"""What observes a run: console progress, MLflow tracking, checkpoints. Only here is mlflow used."""
-
-from twrl_exp.monitor.checkpoint import CheckpointMonitor
-from twrl_exp.monitor.console import ConsoleMonitor
-
-__all__ = ["CheckpointMonitor", "ConsoleMonitor"]
+"""What observes a run: console progress, MLflow tracking, checkpoints, videos. Only here (and in
+the store and the command lines) is mlflow used. Nothing is imported here, so that light users
+(the leaderboard's links) do not pay for torch."""

@@ -1,23 +1,27 @@
-"""The learning-curve figure of a run: episode returns, their trailing mean, greedy evaluations
+"""The learning-curve figure of a run: episode returns, their trailing mean, evaluations
 and the env's reward threshold, against env steps."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from twrl_exp.runner import History
 
 
 def plot_learning_curve(
-    history: History, path: Path, *, title: str, threshold: float | None, window: int
+    history: History,
+    path: Path,
+    *,
+    title: str,
+    threshold: float | None,
+    window: int,
+    eval_label: str = "greedy",
 ) -> Path:
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    # The object API draws to a file without pyplot's global state (no backend switch).
+    fig = Figure(figsize=(8, 4.5), dpi=110)
+    ax = fig.subplots()
     if history.returns:
         ax.plot(
             history.end_steps,
@@ -44,7 +48,7 @@ def plot_learning_curve(
             color="tab:orange",
             ms=4,
             capsize=3,
-            label="greedy evaluation (mean ± std)",
+            label=f"evaluation, {eval_label} (mean ± std)",
         )
     if threshold is not None:
         ax.axhline(threshold, color="tab:green", ls="--", lw=1, label=f"threshold {threshold:g}")
@@ -63,5 +67,4 @@ def plot_learning_curve(
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

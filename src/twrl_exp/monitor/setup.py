@@ -61,10 +61,29 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_name(cfg: DictConfig, env_id: str, suffix: str = "") -> str:
-    """``<update>-<policy>-<model>-<env>-s<seed>``, plus a sweep job's overrides."""
-    default = f"{cfg['update'].name}-{cfg.policy.name}-{cfg.model.name}-{env_id}-s{cfg.seed}"
-    return cfg.monitor.mlflow.run_name or (f"{default} {suffix}" if suffix else default)
+def run_name(cfg: DictConfig, env_id: str, lead: str = "") -> str:
+    """What tells runs apart first, then what they share: ``s0 reinforce/categorical/mlp
+    CartPole-v1``; a sweep job leads with its swept values (``lr=0.01 s1 ...``), a trial with its
+    number (``t3 s0 ...``), so the MLflow table's narrow name column still tells them apart."""
+    if cfg.monitor.mlflow.run_name:
+        return str(cfg.monitor.mlflow.run_name)
+    parts = lead.split()
+    if f"s{cfg.seed}" not in parts:
+        parts.append(f"s{cfg.seed}")
+    agent = f"{cfg['update'].name}/{cfg.policy.name}/{cfg.model.name}"
+    return " ".join([*parts, agent, env_id])
+
+
+def short_override(override: str, keys: list[str]) -> str:
+    """``update.lr=0.01`` -> ``lr=0.01`` (the full key if another swept key ends the same way);
+    ``seed=1`` -> ``s1``."""
+    key, _, value = override.partition("=")
+    key = key.lstrip("+~")
+    if key == "seed":
+        return f"s{value}"
+    leaf = key.rpartition(".")[2]
+    clash = sum(k.rpartition(".")[2] == leaf for k in keys) > 1
+    return f"{key if clash else leaf}={value}"
 
 
 def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str]) -> MlflowMonitor:
@@ -93,6 +112,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
         curve=cfg.monitor.curve,
         flush_every_s=cfg.monitor.mlflow.flush_every_s,
         resumed_from=context.get("resumed_from"),
+        system_metrics=cfg.monitor.mlflow.system_metrics,
     )
 
 

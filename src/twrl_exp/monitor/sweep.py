@@ -23,6 +23,7 @@ from twrl_exp.build import default_tracking_uri
 from twrl_exp.cli_errors import say
 from twrl_exp.env import resolve_spec
 from twrl_exp.errors import ConfigError
+from twrl_exp.monitor.sweep_summary import summarize
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,8 +36,11 @@ _grid_previous_handler: Any = None
 class SweepParent:
     """The parent run of a sweep: open (or reopen), describe for the jobs, finish."""
 
-    def __init__(self, client: MlflowClient, run_id: str, experiment: str) -> None:
+    def __init__(
+        self, client: MlflowClient, run_id: str, experiment: str, experiment_id: str = ""
+    ) -> None:
         self.client, self.run_id, self.experiment = client, run_id, experiment
+        self.experiment_id = experiment_id
         self.finished = False
         self.heartbeat = store.run_heartbeat(client, run_id)
 
@@ -67,7 +71,7 @@ class SweepParent:
                 tags={"mlflow.runName": run_name, **store.liveness_tags(), **tags},
             )
             run_id = run.info.run_id
-        parent = cls(client, run_id, experiment)
+        parent = cls(client, run_id, experiment, experiment_id)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(
             json.dumps(
@@ -130,8 +134,17 @@ def record_failed_job(
 
 def swept_keys(task_overrides: list[str]) -> list[str]:
     """Keys a multirun's command line sweeps (``a=1,2``, ``b=choice(...)``)."""
+    return [key for key, _ in swept_overrides(task_overrides)]
+
+
+def swept_overrides(task_overrides: list[str]) -> list[tuple[str, str]]:
+    """``(key, "v1,v2,...")`` of each sweep on a multirun's command line."""
     parsed = OverridesParser.create().parse_overrides(task_overrides)
-    return [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    return [
+        (o.get_key_element(), o.input_line.split("=", 1)[1] if o.input_line else "")
+        for o in parsed
+        if o.is_sweep_override()
+    ]
 
 
 def experiment_of(config: DictConfig) -> str:
@@ -163,15 +176,19 @@ class MlflowSweepCallback(Callback):
         if "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", "")):
             return  # the Optuna sweeper opens (or reopens) its study's parent run itself
         sweep_dir = Path(config.hydra.sweep.dir)
+        task = list(config.hydra.overrides.task)
+        swept = swept_overrides(task)
         try:
             self.parent = SweepParent.open(
                 tracking_uri=tracking_uri_of(config),
                 experiment=experiment_of(config),
-                run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}",
+                run_name="grid " + " ".join(f"{k.rpartition('.')[2]}={v}" for k, v in swept),
                 sweep_dir=sweep_dir,
                 tags={"sweep": "grid", "sweep.dir": str(sweep_dir.resolve())},
-                swept_keys=swept_keys(list(config.hydra.overrides.task)),
+                swept_keys=[k for k, _ in swept],
             )
+            for key, values in swept:  # what the sweep varies, as the parent's params
+                self.parent.client.log_param(self.parent.run_id, key, values)
         except ConfigError as exc:
             # Hydra turns a callback's exception into a warning and runs the jobs anyway: a
             # sweep that cannot be recorded must not start, so leave with the sentence here.
@@ -182,5 +199,16 @@ class MlflowSweepCallback(Callback):
         global _grid_previous_handler
         interrupts.restore(_grid_previous_handler)
         _grid_previous_handler = None
-        if self.parent is not None:
+        if self.parent is None:
+            return
+        try:
+            summarize(
+                self.parent.client,
+                self.parent.run_id,
+                self.parent.experiment_id,
+                tracking_uri=tracking_uri_of(config),
+                objective=str(config.trial.objective),
+                ui_url=config.monitor.mlflow.ui_url,
+            )
+        finally:
             self.parent.finish("KILLED" if interrupts.requested else "FINISHED")

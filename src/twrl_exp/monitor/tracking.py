@@ -13,8 +13,10 @@ a resumed run is one consistent timeline (see :meth:`MlflowMonitor.open`).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -26,7 +28,8 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from twrl_exp import serialization, store
-from twrl_exp.errors import RecordingError
+from twrl_exp.errors import ConfigError, RecordingError
+from twrl_exp.monitor.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 from twrl_exp.runner import MonitorBase, Runner
 
 _BATCH = 1000
@@ -35,7 +38,7 @@ CHECKPOINT_TAG = "twrl.checkpoint"
 RESUMED_FROM_TAG = "twrl.resumed_from"
 SUPERSEDED_TAG = "twrl.superseded_by"
 # Series a resumed run rebuilds from its checkpoint's history rather than copying.
-_REBUILT = ("episode/", "eval/", "evaluate/")
+_REBUILT = ("episode/", "eval/", "evaluate/", "system/")
 
 
 def default_artifact_root(tracking_uri: str) -> str | None:
@@ -47,19 +50,21 @@ def default_artifact_root(tracking_uri: str) -> str | None:
 def ensure_experiment(client: Any, name: str, tracking_uri: str) -> str:
     """The id of experiment ``name``, created (tolerating a concurrent creator) if missing."""
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        if found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-        return str(found.experiment_id)
-    try:
-        return str(
-            client.create_experiment(name, artifact_location=default_artifact_root(tracking_uri))
-        )
-    except MlflowException:
+    if found is None:
+        with contextlib.suppress(MlflowException):  # a concurrent creator may win
+            client.create_experiment(
+                name,
+                artifact_location=default_artifact_root(tracking_uri),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
         found = client.get_experiment_by_name(name)
         if found is None:
-            raise
-        return str(found.experiment_id)
+            raise ConfigError(f"The MLflow experiment {name!r} could not be created.")
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    if EXPERIMENT_KIND_TAG not in found.tags:  # stores made before: open as model training too
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return str(found.experiment_id)
 
 
 _first_line = store.root_cause
@@ -81,6 +86,7 @@ class MlflowMonitor(MonitorBase):
         curve: bool = True,
         flush_every_s: float = 5.0,
         resumed_from: str | None = None,
+        system_metrics: bool = False,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment, self.run_name = experiment, run_name
@@ -88,12 +94,20 @@ class MlflowMonitor(MonitorBase):
         self.log_model, self.flush_every_s = log_model, flush_every_s
         self.curve = curve
         self.resumed_from = resumed_from
+        self.system_metrics = system_metrics
+        self._system: Any = None
         self.client: Any = None
         self.run_id: str | None = None
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
         self._heartbeat: store.Heartbeat | None = None
         self._slot = 0
+        self.experiment_id = ""
+        self.artifact_uri = ""
+        # What the end-of-run report points to: label -> artifact path.
+        self.logged: dict[str, str] = {}
+        self.model_uri: str | None = None
+        self.objective: float | None = None  # what the run returns to a sweep
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,7 +134,10 @@ class MlflowMonitor(MonitorBase):
             tags[RESUMED_FROM_TAG] = self.resumed_from
         run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
+        self.experiment_id, self.artifact_uri = experiment_id, run.info.artifact_uri
         self._heartbeat = store.run_heartbeat(self.client, self.run_id)
+        if self.system_metrics:
+            self._start_system_metrics()
         items = [Param(k, _param_text(v)) for k, v in self.params.items()]
         for i in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _PARAM_BATCH])
@@ -128,6 +145,18 @@ class MlflowMonitor(MonitorBase):
         if self.resumed_from:
             self._continue_timeline(runner, self.resumed_from)
         return self.run_id
+
+    def _start_system_metrics(self) -> None:
+        """MLflow's own sampler (a thread, every 10 s): the run page's System metrics tab."""
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+        self._system = SystemMetricsMonitor(
+            self.run_id, sampling_interval=10, tracking_uri=self.tracking_uri
+        )
+        self._system.start()
 
     def _continue_timeline(self, runner: Runner, old_id: str) -> None:
         assert self.run_id is not None
@@ -163,6 +192,10 @@ class MlflowMonitor(MonitorBase):
                 local = self.client.download_artifacts(old_id, item.path, tmp)
                 self.client.log_artifact(self.run_id, local, "videos")
 
+    def finishing(self, status: str) -> str | None:
+        del status
+        return "writing the last metrics, the model and the learning curve to MLflow"
+
     def finish(self, runner: Runner, status: str, reason: str | None = None) -> None:
         """Write what is left and end the run as ``status`` (FAILED if writing fails).
 
@@ -177,6 +210,8 @@ class MlflowMonitor(MonitorBase):
             summary = runner.history.summary(runner.solve_window)
             if runner.history.train_time > 0:
                 summary["steps_per_s"] = runner.history.env_steps / runner.history.train_time
+            if self.objective is not None and math.isfinite(self.objective):
+                summary["objective"] = self.objective
             now = _now_ms()
             self._pending += [Metric(k, float(v), now, 0) for k, v in summary.items()]
             self.flush()
@@ -200,6 +235,9 @@ class MlflowMonitor(MonitorBase):
             reason = "; ".join([*([reason] if reason else []), *problems])
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        if self._system is not None:
+            with contextlib.suppress(Exception):
+                self._system.finish()
         try:
             if reason:
                 self.client.set_tag(self.run_id, store.END_REASON_TAG, reason[:5000])
@@ -273,6 +311,7 @@ class MlflowMonitor(MonitorBase):
     def log_video(self, path: Path, name: str) -> None:
         assert self.run_id is not None
         self.client.log_artifact(self.run_id, str(path), "videos")
+        self.logged["video"] = f"videos/{path.name}"
 
     def _log_curve(self, runner: Runner) -> None:
         from twrl_exp.monitor.curves import plot_learning_curve  # matplotlib: only when used
@@ -285,8 +324,10 @@ class MlflowMonitor(MonitorBase):
                 title=self.run_name,
                 threshold=runner.reward_threshold,
                 window=runner.solve_window,
+                eval_label=runner.eval_label,
             )
             self.client.log_artifact(self.run_id, str(path))
+        self.logged["curve"] = "learning_curve.png"
 
     def log_checkpoint(self, path: Path, env_steps: int) -> None:
         """Upload to the slot not named by ``twrl.checkpoint``, then point the tag at it: a
@@ -318,6 +359,13 @@ class MlflowMonitor(MonitorBase):
                 "config.yaml and agent.pt (model and policy weights; tensors only).\n"
             )
             self.client.log_artifacts(self.run_id, str(folder), "model")
+            self.logged["model"] = "model"
+            from twrl_exp.mlflow_model import log_agent_model
+
+            space = runner.env.single_observation_space
+            self.model_uri = log_agent_model(
+                self.tracking_uri, self.run_id, folder, tuple(space.shape or ())
+            )
 
 
 def _now_ms() -> int:

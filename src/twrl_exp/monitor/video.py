@@ -101,6 +101,12 @@ class VideoMonitor(MonitorBase):
         if self.every_evals and self.evaluations % self.every_evals == 0:
             self._record(runner, f"eval_{runner.history.env_steps:09d}.mp4")
 
+    def finishing(self, status: str) -> str | None:
+        """What :meth:`finish` is about to do, for a user who waits on it."""
+        return (
+            "recording a video of the final policy" if self.final and status == "FINISHED" else None
+        )
+
     def finish(self, runner: Runner, status: str) -> None:
         if self.final and status == "FINISHED":
             self._record(runner, "final.mp4")

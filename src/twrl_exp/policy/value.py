@@ -98,6 +98,7 @@ class RandomPolicy:
     """
 
     needs_outputs = False
+    evaluation = "random actions"  # its "greedy" evaluation is as random as its training
 
     def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:
         if isinstance(action_space, spaces.Box) and not action_space.is_bounded():

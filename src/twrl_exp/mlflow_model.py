@@ -1,0 +1,89 @@
+"""The trained agent as an MLflow model, so the run page's Models tab, the model registry and
+``mlflow.pyfunc.load_model`` work:
+
+    agent = mlflow.pyfunc.load_model(f"runs:/{run_id}/agent")   # or models:/<model id>
+    actions = agent.predict(observations)                       # [N, *obs_shape] -> [N, ...]
+
+The model is a pyfunc with ``loader_module=twrl_exp.mlflow_model``: loading it imports this
+module (twrl-exp must be installed) and reads ``config.yaml`` and ``agent.pt`` the way
+:func:`twrl_exp.artifacts.load_agent` does, as tensors and schema-checked values: nothing in the
+stored model is unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AGENT_MODEL = "agent"  # the model's name under its run, and in the Models tab
+
+
+class AgentModel:
+    """``predict(observations)`` -> the agent's greedy actions, one per row."""
+
+    def __init__(self, agent: Any, observation_shape: tuple[int, ...]) -> None:
+        self.agent = agent
+        self.observation_shape = observation_shape
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
+        del params
+        if hasattr(model_input, "to_numpy"):  # a pandas DataFrame
+            model_input = model_input.to_numpy()
+        obs = np.asarray(model_input)
+        if obs.shape[1:] != self.observation_shape:
+            obs = obs.reshape((-1, *self.observation_shape))
+        return self.agent.act(obs, greedy=True)
+
+
+def _load_pyfunc(data_path: str) -> AgentModel:
+    """MLflow's entry point for ``loader_module`` models."""
+    from twrl_exp.artifacts import agent_from_folder
+
+    agent, _, observation_shape = agent_from_folder(Path(data_path), source=data_path)
+    return AgentModel(agent, observation_shape)
+
+
+@contextlib.contextmanager
+def _tracking(uri: str) -> Iterator[None]:
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def log_agent_model(
+    tracking_uri: str, run_id: str, folder: Path, observation_shape: tuple[int, ...]
+) -> str:
+    """Log ``folder`` (config.yaml + agent.pt) as the pyfunc model ``agent`` of ``run_id``;
+    its model URI."""
+    import mlflow
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *observation_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]),
+    )
+    with _tracking(tracking_uri), warnings.catch_warnings():
+        # An input example would make MLflow load and run the model while logging it.
+        warnings.filterwarnings("ignore", message=".*input example was not provided")
+        info = Model.log(
+            artifact_path=None,
+            name=AGENT_MODEL,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            loader_module="twrl_exp.mlflow_model",
+            data_path=str(folder),
+            signature=signature,
+            pip_requirements=["twrl-exp"],
+        )
+    return str(info.model_uri)
