@@ -325,11 +325,31 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 }
 
 
+USER_GROUPS = ("env", "model", "policy", "update", "monitor")
+APPENDED_GROUPS = ("sweep", "experiment")  # chosen with +group=option
+
+
+def groups_help() -> str:
+    """The ``--help`` list of config groups: the ones a user picks, not internal ones."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    lines = [f"{g}=  {', '.join(loader.get_group_options(g))}" for g in USER_GROUPS]
+    for group in APPENDED_GROUPS:
+        options = loader.get_group_options(group)
+        if options:
+            lines.append(f"+{group}=  {', '.join(options)}")
+    lines.append(f"hydra/launcher=  {', '.join(loader.get_group_options('hydra/launcher'))}")
+    return "\n".join(lines)
+
+
 def register_configs() -> None:
     """Register every schema in Hydra's ConfigStore, and the ``twrl_pid`` resolver that makes
     run and sweep folders unique among processes started in the same second (idempotent)."""
     if not OmegaConf.has_resolver("twrl_pid"):
         OmegaConf.register_new_resolver("twrl_pid", os.getpid)
+    if not OmegaConf.has_resolver("twrl_groups"):
+        OmegaConf.register_new_resolver("twrl_groups", groups_help)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     for group, options in GROUP_SCHEMAS.items():

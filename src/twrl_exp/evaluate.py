@@ -108,9 +108,28 @@ def _log(uri: str, cfg: EvaluateConfig, returns: np.ndarray, video: Path | None)
             client.log_artifact(cfg.run_id, str(target), "videos")
 
 
+USAGE = """usage: python -m twrl_exp.evaluate run_id=<id> [KEY=VALUE ...]
+
+Evaluate the trained agent of an MLflow run on fresh episodes (greedy actions).
+
+  run_id=<id>         the run (from the end of its training, `mlflow ui` or the leaderboard)
+  episodes=100        how many episodes
+  num_envs=10         episodes run this many at a time
+  seed=<int>          the evaluation's seed (default: the run's own)
+  video=false         also record one episode as an mp4
+  video_path=<file>   where the mp4 goes (default: ./evaluate-<run_id>.mp4)
+  log=false           write evaluate/* metrics (and the video) back to the run
+  tracking_uri=<uri>  the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(USAGE, end="")
+        return 0
     try:
-        overrides = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
+        overrides = OmegaConf.from_dotlist(args)
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), overrides))
         assert isinstance(cfg, EvaluateConfig)
         result = evaluate(cfg)

@@ -9,6 +9,7 @@ python train.py rerun=<mlflow run id>      # a new run with exactly that run's c
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -337,6 +338,9 @@ def _hydra_main(cfg: DictConfig) -> float:
     sweep_dir = Path(hc.sweep.dir) if multirun else None
     overrides = list(hc.overrides.task)
     suffix = _job_suffix(cfg, overrides, read_parent(sweep_dir))
+    note = _preset_note(cfg)
+    if note and cfg.monitor.console and not multirun:
+        Console(soft_wrap=True).print(note, markup=False, highlight=False, style="dim")
     try:
         return run(
             cfg,
@@ -380,8 +384,29 @@ def _job_suffix(cfg: DictConfig, overrides: list[str], parent: dict[str, Any] | 
     return " ".join(short_override(o, keys) for o in swept)
 
 
+def _with_env_preset(argv: list[str]) -> list[str]:
+    """``env.id=X`` without ``env=...`` means a custom env: give it the generic ``env=custom``
+    preset rather than the default CartPole one (16 envs, CartPole's tuned budget)."""
+    ids = any(re.match(r"^env\.id=", a) for a in argv)
+    groups = any(re.match(r"^[+~]?env=", a) for a in argv)
+    return [*argv, "env=custom"] if ids and not groups else argv
+
+
+def _preset_note(cfg: DictConfig) -> str | None:
+    """Which tuned preset (conf/tuned/) this composition got, if any."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    name = HydraConfig.get().runtime.choices.get("tuned")
+    if not name:
+        return None
+    if name in GlobalHydra.instance().config_loader().get_group_options("tuned"):
+        return f"preset: tuned/{name}.yaml (hyperparameters and budget; the command line wins)"
+    return f"preset: none for {name} (generic defaults; conf/tuned/{name}.yaml would be one)"
+
+
 def main() -> None:
     """``python train.py``: user errors in one sentence (exit 2), Ctrl-C as exit 130."""
+    sys.argv[1:] = _with_env_preset(sys.argv[1:])
     # Composition errors reach us as exceptions (not Hydra's multi-line report), so they can be
     # told in one sentence; anything unexpected still shows its traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"

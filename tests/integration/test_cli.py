@@ -13,23 +13,22 @@ from mlflow import MlflowClient
 from twrl_exp.build import project_root
 
 
-def test_help_lists_groups_and_options(train_cli) -> None:
+def test_help_lists_the_groups_a_user_picks_and_nothing_internal(train_cli) -> None:
     result = train_cli("--help")
     assert result.returncode == 0
     for text in (
-        "env: ",
-        "cartpole",
+        "env=  acrobot, cartpole",
         "mountaincar",
         "pendulum",
-        "model: ",
-        "tilecoding",
-        "policy: ",
-        "egreedy",
-        "update: ",
-        "td_lambda",
-        "monitor: ",
+        "model=  mlp, none, table, tilecoding",
+        "policy=  categorical, egreedy",
+        "update=  none, reinforce, td_lambda",
+        "monitor=  default, none, quiet",
+        "+sweep=  cartpole_reinforce",
     ):
         assert text in result.stdout, text
+    for internal in ("schema/", "tuned:", "tuned=", "\nsweep:"):
+        assert internal not in result.stdout, internal
 
 
 def test_cfg_job_prints_the_composed_config(train_cli) -> None:

@@ -119,6 +119,30 @@ def test_the_command_prints_the_table_and_writes_markdown_and_html(
     assert (tmp_path / "leaderboard.html").is_file()  # the documented default
 
 
+def test_an_80_column_terminal_shows_every_figure_whole(
+    store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["--tracking-uri", store, "--no-html"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for row in build_rows(load_runs(store)):
+        assert f"{row.best_mean:,.1f}" in out  # on one line, not split
+        if row.best_ci is not None:
+            assert f"[{row.best_ci[0]:,.1f}, {row.best_ci[1]:,.1f}]" in out
+        assert f"{row.final_eval:,.1f}" in out
+
+
+def test_markdown_to_stdout_is_only_markdown(
+    store: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--tracking-uri", store, "--markdown", "-"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# Leaderboard")
+    assert not set("┏━┃│└┡") & set(out)  # no rich table mixed in
+
+
 def test_the_html_page_has_one_chart_per_env_one_curve_per_row_and_links(
     store: str, page: Path
 ) -> None:
@@ -133,7 +157,11 @@ def test_the_html_page_has_one_chart_per_env_one_curve_per_row_and_links(
     found = client.search_runs([experiment.experiment_id])
     assert len(found) == 6
     for r in found:
-        url = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{r.info.run_id}"
+        # the run's charts, in the model-training view (not MLflow's GenAI default)
+        url = (
+            f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/"
+            f"{r.info.run_id}/model-metrics?workflowType=machine_learning"
+        )
         assert f"href='{url}'" in text
     assert text.index("reinforce/categorical/mlp") < text.index("none/random/none")
     videos = re.findall(r"href='(file://[^']*/videos/final\.mp4)'>s(\d) final\.mp4<", text)
@@ -242,7 +270,7 @@ def test_sweep_parents_pruned_and_unfinished_runs_are_left_out_and_text_is_escap
     text = html.read_text()
     assert "<b>" not in text
     assert "&lt;b&gt;bold&lt;/b&gt;" in text
-    assert f"href='http://x/#/experiments/{experiment_id}/runs/{kept}'" in text
+    assert f"href='http://x/#/experiments/{experiment_id}/runs/{kept}/model-metrics?" in text
     assert re.search(r"href='file://[^']*/videos/episode%20%3C0%3E\.mp4'", text)
 
 

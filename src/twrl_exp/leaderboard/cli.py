@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"No finished runs in {uri} match the filters, so there is nothing to rank.")
         return 0
     rows = build_rows(runs)
-    render_terminal(rows)
+    if args.markdown != "-":  # Markdown on stdout is the whole output, for pipes
+        render_terminal(rows)
     try:
         if args.markdown == "-":
             sys.stdout.write(render_markdown(rows))
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             page = Path(args.html).resolve()
             stamp = f"{uri} · {len(runs)} runs · {datetime.now():%Y-%m-%d %H:%M}"
             page.write_text(render_html(rows, ui_url=args.ui_url, subtitle=stamp), "utf-8")
-            print(f"HTML: {page.as_uri()}")
+            print(f"HTML: {page.as_uri()}", file=sys.stderr if args.markdown == "-" else sys.stdout)
     except OSError as exc:
         print(f"leaderboard: error: cannot write {exc.filename}: {exc.strerror}.", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -61,15 +62,44 @@ def _env_title(env: str, rows: list[Row]) -> str:
     return f"{env} ({len(rows)} agent{'s' * (len(rows) != 1)}{solved_at})"
 
 
+# On a narrow terminal (< 140 columns): these columns, under short headers, numbers unbroken.
+NARROW = {
+    0: "#",
+    1: "agent",
+    2: "seeds",
+    3: "solved in",
+    4: "best-100",
+    5: "IQM [95% CI]",
+    6: "eval",
+}
+WIDE_ENOUGH = 140
+
+
 def render_terminal(rows: Sequence[Row], console: Console | None = None) -> None:
-    """Print one rich table per env."""
+    """Print one rich table per env; on a narrow terminal, the columns that matter most."""
     console = console or Console()
+    narrow = console.width < WIDE_ENOUGH
     for env, members in _by_env(rows).items():
-        table = Table(title=_env_title(env, members), caption=RANKING_RULE, show_lines=False)
-        for i, header in enumerate(HEADERS):
-            table.add_column(header, justify="left" if i == 1 else "right", overflow="fold")
+        table = Table(
+            title=_env_title(env, members),
+            caption=RANKING_RULE,
+            show_lines=False,
+            box=None if narrow else box.HEAVY_HEAD,
+            pad_edge=not narrow,
+        )
+        columns = NARROW if narrow else dict(enumerate(HEADERS))
+        for i, header in columns.items():
+            agent = i == 1
+            table.add_column(
+                header,
+                justify="left" if agent else "right",
+                overflow="fold",
+                no_wrap=not agent,  # a number is never split over lines
+                ratio=1 if agent else None,
+            )
         for row in members:
-            table.add_row(*_cells(row))
+            cells = _cells(row)
+            table.add_row(*(cells[i] for i in columns))
         console.print(table)
 
 

@@ -109,6 +109,7 @@ class ConsoleMonitor(MonitorBase):
             highlight=False,
         )
         self.progress.update(self.task, total=total)
+        self._last_line = time.monotonic()  # the header says where it starts
         if self.live:
             self.progress.start()
         self.tick(runner)
