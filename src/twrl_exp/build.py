@@ -95,6 +95,7 @@ def check_run_config(cfg: DictConfig) -> None:
         ("env.num_envs", cfg.env.num_envs, cfg.env.num_envs >= 1, ">= 1"),
         ("monitor.mlflow.flush_every_s", m.mlflow.flush_every_s, m.mlflow.flush_every_s > 0, "> 0"),
         ("monitor.video.fps", m.video.fps, m.video.fps >= 1, ">= 1"),
+        ("monitor.progress_every_s", m.progress_every_s, m.progress_every_s > 0, "> 0"),
         ("monitor.video.max_frames", m.video.max_frames, m.video.max_frames >= 1, ">= 1"),
         ("monitor.video.every_evals", m.video.every_evals, m.video.every_evals >= 0, ">= 0"),
     ]

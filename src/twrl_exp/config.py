@@ -250,6 +250,7 @@ class VideoConfig:
 @dataclass
 class MonitorConfig:
     console: bool = True
+    progress_every_s: float = 10.0  # a plain progress line this often when not on a terminal
     curve: bool = True  # learning-curve PNG artifact
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -58,7 +58,16 @@ def test_grid_sweep_nests_every_job_under_one_parent(tmp_path, isolated_mlflow) 
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert all(c.info.status == "FINISHED" for c in children)
     names = {c.info.run_name for c in children}
-    assert "reinforce-categorical-mlp-CartPole-v1-s1 update.lr=0.01,seed=1" in names
+    assert "lr=0.01 s1 reinforce/categorical/mlp CartPole-v1" in names
+    # The parent summarises its children: what was swept, and the best child with its link.
+    assert parent.info.run_name == "grid lr=1e-3,1e-2 seed=0,1"
+    assert parent.data.params == {"update.lr": "1e-3,1e-2", "seed": "0,1"}
+    best = max(children, key=lambda c: c.data.metrics["objective"])
+    assert parent.data.tags["best.run_id"] == best.info.run_id
+    assert best.info.run_id in parent.data.tags["best.url"]
+    assert parent.data.metrics["best/best_mean_return"] == best.data.metrics["best_mean_return"]
+    assert parent.data.metrics["jobs_finished"] == 4
+    assert f"best: {best.info.run_name}" in result.stdout
 
 
 def test_a_failing_grid_job_is_recorded_and_the_others_go_on(tmp_path, isolated_mlflow) -> None:

@@ -166,7 +166,11 @@ def make_monitors(
     monitors: list[Monitor] = []
     tracker = _tracker(cfg, env_id, suffix, context) if cfg.monitor.mlflow.enabled else None
     if cfg.monitor.console:
-        monitors.append(ConsoleMonitor(title=run_name(cfg, env_id, suffix)))
+        monitors.append(
+            ConsoleMonitor(
+                title=run_name(cfg, env_id, suffix), interval_s=cfg.monitor.progress_every_s
+            )
+        )
     if cfg.monitor.checkpoint.enabled:
         monitors.append(
             CheckpointMonitor(
