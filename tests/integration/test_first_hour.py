@@ -54,7 +54,7 @@ def test_the_agent_is_an_mlflow_model_that_acts(make_cfg, isolated_mlflow: str) 
     from twrl_exp.train import run as train_run
 
     train_run(make_cfg("train.max_env_steps=3000", "monitor.console=false", "eval.final=false"))
-    client, exp, run = only_run(isolated_mlflow)
+    client, _, run = only_run(isolated_mlflow)
     (output,) = run.outputs.model_outputs  # the run page lists it under "Logged models"
     model = client.get_logged_model(output.model_id)
     assert model.name == "agent"
