@@ -61,7 +61,11 @@ def _tracking(uri: str) -> Iterator[None]:
 
 
 def log_agent_model(
-    tracking_uri: str, run_id: str, folder: Path, observation_shape: tuple[int, ...]
+    tracking_uri: str,
+    experiment_id: str,
+    run_id: str,
+    folder: Path,
+    observation_shape: tuple[int, ...],
 ) -> str:
     """Log ``folder`` (config.yaml + agent.pt) as the pyfunc model ``agent`` of ``run_id``;
     its model URI."""
@@ -73,6 +77,13 @@ def log_agent_model(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *observation_shape))]),
         outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]),
     )
+    from mlflow.entities import LoggedModelStatus
+
+    client = mlflow.MlflowClient(tracking_uri)
+    # Created here, in the run's experiment (MLflow's fluent default would be experiment 0).
+    model = client.create_logged_model(
+        experiment_id=experiment_id, name=AGENT_MODEL, source_run_id=run_id
+    )
     with _tracking(tracking_uri), warnings.catch_warnings():
         # An input example would make MLflow load and run the model while logging it.
         warnings.filterwarnings("ignore", message=".*input example was not provided")
@@ -81,9 +92,12 @@ def log_agent_model(
             name=AGENT_MODEL,
             flavor=mlflow.pyfunc,
             run_id=run_id,
+            model_id=model.model_id,
             loader_module="twrl_exp.mlflow_model",
             data_path=str(folder),
             signature=signature,
             pip_requirements=["twrl-exp"],
         )
+    if client.get_logged_model(model.model_id).status != LoggedModelStatus.READY:
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     return str(info.model_uri)

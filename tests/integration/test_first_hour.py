@@ -54,11 +54,13 @@ def test_the_agent_is_an_mlflow_model_that_acts(make_cfg, isolated_mlflow: str) 
     from twrl_exp.train import run as train_run
 
     train_run(make_cfg("train.max_env_steps=3000", "monitor.console=false", "eval.final=false"))
-    client, _, run = only_run(isolated_mlflow)
+    client, exp, run = only_run(isolated_mlflow)
     (output,) = run.outputs.model_outputs  # the run page lists it under "Logged models"
     model = client.get_logged_model(output.model_id)
     assert model.name == "agent"
     assert model.source_run_id == run.info.run_id
+    assert model.experiment_id == exp.experiment_id  # listed in the experiment's Models tab
+    assert model.status.name == "READY"
     mlflow.set_tracking_uri(isolated_mlflow)
     try:
         agent = mlflow.pyfunc.load_model(f"models:/{output.model_id}")

@@ -49,6 +49,8 @@ def lines(
     for label, path in tracker.logged.items():
         here = local_path(tracker.artifact_uri, path)
         rows.append((label, str(here) if here is not None else f"{path} (artifact of the run)"))
+    if getattr(tracker, "model_uri", None):
+        rows.append(("agent", f"mlflow.pyfunc.load_model({tracker.model_uri!r})"))
     rows.append(("resume", f"python train.py resume={run_id}"))
     if tracker.logged.get("model"):
         rows.append(("evaluate", f"python -m twrl_exp.evaluate run_id={run_id} video=true"))

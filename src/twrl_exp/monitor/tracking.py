@@ -364,7 +364,11 @@ class MlflowMonitor(MonitorBase):
 
             space = runner.env.single_observation_space
             self.model_uri = log_agent_model(
-                self.tracking_uri, self.run_id, folder, tuple(space.shape or ())
+                self.tracking_uri,
+                self.experiment_id,
+                self.run_id,
+                folder,
+                tuple(space.shape or ()),
             )
 
 
