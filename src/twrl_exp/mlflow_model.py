@@ -50,14 +50,22 @@ def _load_pyfunc(data_path: str) -> AgentModel:
 
 @contextlib.contextmanager
 def _tracking(uri: str) -> Iterator[None]:
-    import mlflow
+    """MLflow's model logging reads the global tracking URI: point it at ``uri`` and restore
+    exactly what was there (the module setting and the environment variable) afterwards."""
+    import os
 
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    from mlflow.tracking._tracking_service import utils
+
+    saved_global, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    utils.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        utils._tracking_uri = saved_global
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def log_agent_model(

@@ -132,3 +132,60 @@ def tile_indices(
     mixed = coords * primes[1:] + (tilings * primes[0])[None, :, None]
     folded = np.bitwise_xor.reduce(mixed ^ (mixed >> 17), axis=2)
     return np.mod(folded, memory_size).reshape(n, num_tilings)
+
+
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    episode_end: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimation (Schulman et al. 2016) over a ``[T, N]`` rollout.
+
+    ``delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)`` and
+    ``A_t = delta_t + gamma * lam * (1 - end_t) * A_{t+1}``, where ``V(s_{t+1})`` is the value of
+    the observation that followed step ``t``: the final observation where an episode was
+    truncated (it bootstraps), zero weight where it terminated (it does not), and the next row's
+    observation otherwise; the rollout's last row bootstraps from ``next_values`` as well.
+
+    Args:
+        rewards, terminated, episode_end: ``[T, N]`` (``episode_end`` = terminated | truncated).
+        values: ``[T, N]`` ``V(s_t)``.
+        next_values: ``[T, N]`` ``V(s_{t+1})``, the value of the observation after each step.
+        gamma, lam: discount and GAE ``lambda``.
+
+    Returns:
+        ``(advantages, returns)``, ``[T, N]`` each, ``returns = advantages + values`` (the
+        lambda-returns that the critic regresses on).
+
+    With ``lam = 1`` the advantage is the Monte-Carlo return minus ``V``; with ``lam = 0`` it is
+    the one-step TD error:
+
+    >>> r = np.ones((3, 1)); v = np.zeros((3, 1)); end = np.array([[0], [0], [1]], bool)
+    >>> gae(r, v, v, end, end, 0.5, 1.0)[0].ravel().tolist()
+    [1.75, 1.5, 1.0]
+    """
+    advantages = np.zeros(rewards.shape, dtype=np.float64)
+    running = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        delta = rewards[t] + gamma * (1.0 - terminated[t]) * next_values[t] - values[t]
+        running = delta + gamma * lam * (1.0 - episode_end[t]) * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def n_step_return(rewards: np.ndarray, terminated: bool, gamma: float) -> tuple[float, float]:
+    """``(sum_k gamma^k r_k, gamma^n)`` of the ``n`` rewards of an n-step transition; the
+    discount of the bootstrap is 0 when the last of them terminated the episode.
+
+    >>> n_step_return(np.array([1.0, 1.0, 1.0]), False, 0.5)
+    (1.75, 0.125)
+    >>> n_step_return(np.array([1.0, 1.0]), True, 0.5)
+    (1.5, 0.0)
+    """
+    discounts = gamma ** np.arange(len(rewards))
+    total = float(np.dot(discounts, rewards))
+    return total, 0.0 if terminated else float(gamma ** len(rewards))

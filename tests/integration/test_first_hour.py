@@ -54,6 +54,9 @@ def test_the_agent_is_an_mlflow_model_that_acts(make_cfg, isolated_mlflow: str) 
     from twrl_exp.train import run as train_run
 
     train_run(make_cfg("train.max_env_steps=3000", "monitor.console=false", "eval.final=false"))
+    # logging the model leaves MLflow's global tracking URI as it found it
+    assert os.environ["MLFLOW_TRACKING_URI"] == isolated_mlflow
+    assert mlflow.tracking._tracking_service.utils._tracking_uri is None
     client, exp, run = only_run(isolated_mlflow)
     (output,) = run.outputs.model_outputs  # the run page lists it under "Logged models"
     model = client.get_logged_model(output.model_id)
@@ -61,11 +64,7 @@ def test_the_agent_is_an_mlflow_model_that_acts(make_cfg, isolated_mlflow: str) 
     assert model.source_run_id == run.info.run_id
     assert model.experiment_id == exp.experiment_id  # listed in the experiment's Models tab
     assert model.status.name == "READY"
-    mlflow.set_tracking_uri(isolated_mlflow)
-    try:
-        agent = mlflow.pyfunc.load_model(f"models:/{output.model_id}")
-    finally:
-        mlflow.set_tracking_uri("")
+    agent = mlflow.pyfunc.load_model(f"models:/{output.model_id}")  # $MLFLOW_TRACKING_URI
     obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     actions = agent.predict(obs)
     assert actions.shape == (6,)

@@ -41,7 +41,7 @@ def test_a_run_is_recorded_completely(train_cli, isolated_mlflow: str, tmp_path:
     (found,) = runs(isolated_mlflow)
     client = MlflowClient(tracking_uri=isolated_mlflow)
     assert found.info.status == "FINISHED"
-    assert found.info.run_name == "reinforce-categorical-mlp-CartPole-v1-s3"
+    assert found.info.run_name == "s3 reinforce/categorical/mlp CartPole-v1"
     assert found.data.params["update.lr"] == "0.005"
     assert found.data.params["env.id"] == "CartPole-v1"
     assert found.data.params["torch_threads"] == "1"
