@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
@@ -74,9 +73,7 @@ def agent_from_folder(
     env = make_vector_env(**env_settings(cfg, num_envs))
     try:
         space = env.single_observation_space
-        agent = build_agent(
-            cfg, space, env.single_action_space, num_envs, np.random.default_rng(cfg.seed)
-        )
+        agent = build_agent(cfg, space, env.single_action_space, num_envs)
     finally:
         env.close()
     agent.load_state_dict({**state, "update": {}}, weights_only=True)

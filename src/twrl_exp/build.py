@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -119,15 +118,23 @@ def build_agent(
     observation_space: Any,
     action_space: Any,
     num_envs: int,
-    rng: np.random.Generator,
 ) -> Agent:
-    """policy(action space) -> model(observation space, policy's outputs) -> update -> agent."""
-    policy = _partial(cfg.policy)(action_space=action_space, rng=rng)
-    model = _partial(cfg.model)(observation_space=observation_space, num_outputs=policy.num_outputs)
-    update = _partial(cfg["update"])(
-        model=model, policy=policy, num_envs=num_envs, total_env_steps=cfg.train.max_env_steps
+    """policy(action space) -> model(observation space, policy's outputs) -> update(model, the
+    model group's factory for critics, policy) -> agent."""
+    policy = _partial(cfg.policy)(
+        action_space=action_space, total_env_steps=cfg.train.max_env_steps
     )
-    return Agent(model=model, policy=policy, update=update)
+    make_model = _partial(cfg.model)
+    model = make_model(observation_space=observation_space, num_outputs=policy.num_outputs)
+    update = _partial(cfg["update"])(
+        model=model,
+        make_model=make_model,
+        policy=policy,
+        num_envs=num_envs,
+        total_env_steps=cfg.train.max_env_steps,
+        seed=cfg.seed,
+    )
+    return Agent(model=model, policy=policy, update=update, seed=cfg.seed)
 
 
 def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
@@ -142,9 +149,8 @@ def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
     try:
         if evaluation and (cfg.eval.every_steps or cfg.eval.final):
             eval_env = make_env(num_envs=min(cfg.eval.num_envs, cfg.eval.episodes))
-        rng = np.random.default_rng(cfg.seed)
         agent = build_agent(
-            cfg, env.single_observation_space, env.single_action_space, env.num_envs, rng
+            cfg, env.single_observation_space, env.single_action_space, env.num_envs
         )
     except BaseException:
         env.close()
@@ -172,6 +178,7 @@ def make_runner(
         "solve_window": cfg.train.solve_window,
         "eval_every_steps": cfg.eval.every_steps,
         "eval_episodes": cfg.eval.episodes,
+        "eval_deterministic": cfg.eval.deterministic,
         "final_eval": cfg.eval.final,
         **overrides,
     }

@@ -67,6 +67,16 @@ class Traces(StrEnum):
     accumulating = "accumulating"
 
 
+class Schedule(StrEnum):
+    constant = "constant"
+    linear = "linear"
+
+
+class QLoss(StrEnum):
+    huber = "huber"
+    mse = "mse"
+
+
 # --------------------------------------------------------------------------- env
 
 
@@ -94,6 +104,8 @@ class MLPConfig:
     name: str = "mlp"
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: Activation = Activation.tanh
+    critic_hidden_sizes: list[int] | None = None  # critics an update builds (null: hidden_sizes)
+    dueling: bool = False  # Q = V + A - mean(A) (update=dqn)
 
 
 @dataclass
@@ -149,8 +161,29 @@ class EGreedyConfig:
     _partial_: bool = True
     name: str = "egreedy"
     epsilon: float = 0.1
-    decay: float = 1.0
+    decay: float = 1.0  # per finished episode ...
     min_epsilon: float = 0.0
+    exploration_fraction: float | None = None  # ... or linear per env step over this fraction
+    final_epsilon: float = 0.05  # of train.max_env_steps, from epsilon to final_epsilon
+
+
+@dataclass
+class TanhNormalConfig:
+    """A tanh-squashed Gaussian with state-dependent std (SAC)."""
+
+    _target_: str = "twrl_exp.policy.TanhNormal"
+    _partial_: bool = True
+    name: str = "tanh_normal"
+
+
+@dataclass
+class DeterministicConfig:
+    """``tanh(model(s))`` explored with Gaussian noise (TD3)."""
+
+    _target_: str = "twrl_exp.policy.Deterministic"
+    _partial_: bool = True
+    name: str = "deterministic"
+    exploration_noise: float = 0.1  # std of the exploration noise, in [-1, 1] action units
 
 
 @dataclass
@@ -174,7 +207,7 @@ class RandomConfig:
 class ReinforceConfig:
     """REINFORCE (Williams 1992) on whole episodes."""
 
-    _target_: str = "twrl_exp.update.Reinforce"
+    _target_: str = "twrl_exp.update.reinforce.reinforce"
     _partial_: bool = True
     name: str = "reinforce"
     gamma: float = 0.99
@@ -198,7 +231,7 @@ class ReinforceConfig:
 class TdLambdaConfig:
     """Linear TD(lambda) control with eligibility traces (Sutton & Barto 2018, ch. 12)."""
 
-    _target_: str = "twrl_exp.update.TdLambda"
+    _target_: str = "twrl_exp.update.td_lambda.td_lambda"
     _partial_: bool = True
     name: str = "td_lambda"
     target: TdTarget = TdTarget.sarsa
@@ -210,9 +243,123 @@ class TdLambdaConfig:
 
 @dataclass
 class NoUpdateConfig:
-    _target_: str = "twrl_exp.update.NoUpdate"
+    _target_: str = "twrl_exp.update.none.no_update"
     _partial_: bool = True
     name: str = "none"
+
+
+@dataclass
+class A2CConfig:
+    """Advantage actor-critic (Mnih et al. 2016) on n-step rollouts; SB3's defaults."""
+
+    _target_: str = "twrl_exp.update.actor_critic.a2c"
+    _partial_: bool = True
+    name: str = "a2c"
+    n_steps: int = 5
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = 0.5
+    optimizer: OptimizerName = OptimizerName.rmsprop
+    lr: float = 7e-4
+    optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"alpha": 0.99, "eps": 1e-5})
+    lr_schedule: Schedule = Schedule.constant
+    normalize_advantages: bool = False
+
+
+@dataclass
+class PPOConfig:
+    """Proximal policy optimisation (Schulman et al. 2017); CleanRL's ppo.py defaults."""
+
+    _target_: str = "twrl_exp.update.actor_critic.ppo"
+    _partial_: bool = True
+    name: str = "ppo"
+    n_steps: int = 128
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    clip_coef: float = 0.2
+    clip_schedule: Schedule = Schedule.constant
+    clip_vloss: bool = True
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = 0.5
+    target_kl: float | None = None
+    optimizer: OptimizerName = OptimizerName.adam
+    lr: float = 2.5e-4
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    lr_schedule: Schedule = Schedule.linear
+    normalize_advantages: bool = True
+
+
+@dataclass
+class DQNConfig:
+    """Deep Q-learning with replay, target network, Double DQN, n-step returns; CleanRL's."""
+
+    _target_: str = "twrl_exp.update.dqn.dqn"
+    _partial_: bool = True
+    name: str = "dqn"
+    buffer_size: int = 10_000
+    batch_size: int = 128
+    learning_starts: int = 10_000
+    train_freq: int = 10
+    gradient_steps: int = 1
+    n_step: int = 1
+    gamma: float = 0.99
+    lr: float = 2.5e-4
+    optimizer: OptimizerName = OptimizerName.adam
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    target_update_interval: int = 500
+    tau: float = 1.0
+    double_q: bool = True
+    loss: QLoss = QLoss.huber
+    max_grad_norm: float | None = 10.0
+
+
+@dataclass
+class SACConfig:
+    """Soft actor-critic with twin critics and automatic temperature (Haarnoja et al. 2018)."""
+
+    _target_: str = "twrl_exp.update.off_policy_ac.sac"
+    _partial_: bool = True
+    name: str = "sac"
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_starts: int = 5_000
+    train_freq: int = 1
+    gradient_steps: int = 1
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    q_lr: float | None = 1e-3
+    ent_coef: str = "auto"  # auto (tuned to target_entropy) or a fixed number
+    target_entropy: float | None = None  # null: -dim(actions)
+    policy_delay: int = 1
+    max_grad_norm: float | None = None
+
+
+@dataclass
+class TD3Config:
+    """Twin delayed DDPG (Fujimoto et al. 2018)."""
+
+    _target_: str = "twrl_exp.update.off_policy_ac.td3"
+    _partial_: bool = True
+    name: str = "td3"
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_starts: int = 25_000
+    train_freq: int = 1
+    gradient_steps: int = 1
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    q_lr: float | None = None
+    policy_delay: int = 2
+    target_policy_noise: float = 0.2
+    target_noise_clip: float = 0.5
+    max_grad_norm: float | None = None
 
 
 # --------------------------------------------------------------------------- monitor
@@ -274,6 +421,7 @@ class EvalConfig:
     episodes: int = 10
     num_envs: int = 5
     final: bool = True
+    deterministic: bool = True  # greedy actions; false: sampled, as stochastic policies act
 
 
 @dataclass
@@ -317,11 +465,18 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "egreedy": EGreedyConfig,
         "greedy": GreedyConfig,
         "random": RandomConfig,
+        "tanh_normal": TanhNormalConfig,
+        "deterministic": DeterministicConfig,
     },
     "update": {
         "reinforce": ReinforceConfig,
         "td_lambda": TdLambdaConfig,
         "none": NoUpdateConfig,
+        "a2c": A2CConfig,
+        "ppo": PPOConfig,
+        "dqn": DQNConfig,
+        "sac": SACConfig,
+        "td3": TD3Config,
     },
 }
 

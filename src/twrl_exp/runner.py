@@ -146,6 +146,7 @@ class Runner:
         solve_window: int = 100,
         eval_every_steps: int | None = None,
         eval_episodes: int = 10,
+        eval_deterministic: bool = True,
         final_eval: bool = True,
         tick_seconds: float = 0.2,
         finite_check_seconds: float = 1.0,
@@ -168,8 +169,10 @@ class Runner:
         self.solve_window = solve_window
         self.eval_every_steps = eval_every_steps if eval_env is not None else None
         # What an evaluation's actions are, for labels: "greedy" unless the policy says otherwise.
-        self.eval_label: str = getattr(agent.policy, "evaluation", "greedy")
+        default_label = "greedy" if eval_deterministic else "sampled actions"
+        self.eval_label: str = getattr(agent.policy, "evaluation", default_label)
         self.eval_episodes, self.final_eval = eval_episodes, final_eval and eval_env is not None
+        self.eval_deterministic = eval_deterministic
         self.tick_seconds = tick_seconds
         self.finite_check_seconds = finite_check_seconds
         self.history = History()
@@ -267,12 +270,12 @@ class Runner:
 
     def check_parameters(self) -> None:
         """Raise :class:`DivergedError` if any parameter or learner state is not finite."""
-        where = nonfinite_entry(self.agent.state_dict())
+        where = nonfinite_entry(self.agent.learned_state())
         if where is not None:
             raise self._diverged(f"the agent's {where} is not finite")
 
     def parameters_finite(self) -> bool:
-        return nonfinite_entry(self.agent.state_dict()) is None
+        return nonfinite_entry(self.agent.learned_state()) is None
 
     def _budget_spent(self) -> bool:
         h = self.history
@@ -324,7 +327,8 @@ class Runner:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self) -> np.ndarray:
-        """Greedy returns of ``eval_episodes`` episodes, spread evenly over the eval envs."""
+        """Returns of ``eval_episodes`` episodes (greedy, or sampled with
+        ``eval_deterministic=False``), spread evenly over the eval envs."""
         started = time.perf_counter()
         env = self.eval_env
         n = env.num_envs
@@ -340,7 +344,8 @@ class Runner:
         while (done_count < quota).any():
             if self.stop_requested:
                 raise KeyboardInterrupt
-            obs, reward, terminated, truncated, _ = env.step(self.agent.act(obs, greedy=True))
+            actions = self.agent.act(obs, greedy=self.eval_deterministic)
+            obs, reward, terminated, truncated, _ = env.step(actions)
             ep_return += reward * ~episode_start
             episode_start = terminated | truncated
             for i in np.flatnonzero(episode_start & (done_count < quota)):
@@ -360,20 +365,11 @@ class Runner:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "history": asdict(self.history),
-            "agent": self.agent.state_dict(),
-            "numpy_rng": self.agent.policy.rng.bit_generator.state
-            if hasattr(self.agent.policy, "rng")
-            else None,
-            "torch_rng": torch.get_rng_state(),
-        }
+        """The history and the agent's whole state (weights, learner, storage, RNGs)."""
+        return {"history": asdict(self.history), "agent": self.agent.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = History(**state["history"])
         self.history.resumes += 1
         self._returns_cumsum = [0.0, *np.cumsum(self.history.returns).tolist()]
         self.agent.load_state_dict(state["agent"])
-        if state["numpy_rng"] is not None:
-            self.agent.policy.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])

@@ -53,6 +53,9 @@ def test_every_monitor_option_composes(make_cfg, monitor: str) -> None:
 VALID = {
     "cartpole": {  # Box observations, Discrete actions
         ("mlp", "categorical", "reinforce"),
+        ("mlp", "categorical", "a2c"),
+        ("mlp", "categorical", "ppo"),
+        *{("mlp", p, "dqn") for p in ("egreedy", "greedy", "categorical", "random")},
         ("tilecoding", "egreedy", "td_lambda"),
         ("tilecoding", "greedy", "td_lambda"),
         ("tilecoding", "categorical", "td_lambda"),
@@ -68,14 +71,22 @@ VALID = {
     },
     "pendulum": {  # Box observations, Box actions
         ("mlp", "normal", "reinforce"),
-        ("mlp", "normal", "none"),
+        ("mlp", "normal", "a2c"),
+        ("mlp", "normal", "ppo"),
+        ("mlp", "tanh_normal", "sac"),
+        ("mlp", "deterministic", "td3"),
         ("none", "random", "none"),
-        ("mlp", "random", "none"),
-        ("tilecoding", "random", "none"),
-        ("tilecoding", "normal", "none"),
+        *{
+            (m, p, "none")
+            for m in ("mlp", "tilecoding")
+            for p in ("normal", "random", "tanh_normal", "deterministic")
+        },
     },
     "frozenlake": {  # Discrete observations, Discrete actions
         ("mlp", "categorical", "reinforce"),
+        ("mlp", "categorical", "a2c"),
+        ("mlp", "categorical", "ppo"),
+        *{("mlp", p, "dqn") for p in ("egreedy", "greedy", "categorical", "random")},
         ("table", "egreedy", "td_lambda"),
         ("table", "greedy", "td_lambda"),
         ("table", "categorical", "td_lambda"),
@@ -136,7 +147,10 @@ def test_every_composition_builds_or_is_refused_in_one_sentence(make_cfg, env: s
             "update.lam=1.5 is invalid: it must be in [0, 1]",
         ),
         (["env.id=CartPol-v1"], "did you mean CartPole-v1"),
-        (["env=pendulum"], "policy=categorical needs a Discrete action space"),
+        (
+            ["env=pendulum", "policy=categorical"],
+            "policy=categorical needs a Discrete action space",
+        ),
         (["model=table"], "model=table needs a Discrete observation space"),
         (["model=tilecoding", "policy=egreedy", "update=td_lambda"], "model.ranges"),
         (

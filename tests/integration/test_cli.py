@@ -65,7 +65,10 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
             ],
             "update.lam=1.5 is invalid",
         ),
-        (["env=pendulum"], "policy=categorical needs a Discrete action space"),
+        (
+            ["env=pendulum", "policy=categorical"],
+            "policy=categorical needs a Discrete action space",
+        ),
         (["env.id=NoSuchEnv-v0"], "Unknown env id 'NoSuchEnv-v0'"),
     ],
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 from rich.console import Console
 
 from twrl_exp.agent import Agent
@@ -15,15 +14,14 @@ from twrl_exp.monitor.links import run_url
 from twrl_exp.monitor.setup import run_name, short_override
 from twrl_exp.policy import RandomPolicy
 from twrl_exp.runner import Runner
-from twrl_exp.update import NoUpdate
+from twrl_exp.update import no_update
 
 
 def random_runner(monitor: ConsoleMonitor, steps: int = 30_000) -> Runner:
     env = make_vector_env(id="CartPole-v1", num_envs=8)
-    policy = RandomPolicy(action_space=env.single_action_space, rng=np.random.default_rng(0))
+    policy = RandomPolicy(action_space=env.single_action_space)
     model = NoModel(observation_space=env.single_observation_space, num_outputs=0)
-    update = NoUpdate(model=model, policy=policy, num_envs=8)
-    agent = Agent(model=model, policy=policy, update=update)
+    agent = Agent(model=model, policy=policy, update=no_update())
     eval_env = make_vector_env(id="CartPole-v1", num_envs=2)
     return Runner(
         env=env,

@@ -12,19 +12,69 @@ from gymnasium import spaces
 from twrl_exp.errors import ConfigError
 from twrl_exp.model import MLP, Table
 from twrl_exp.policy import Categorical, EGreedy
-from twrl_exp.update import Reinforce
+from twrl_exp.protocols import Step
+from twrl_exp.update.reinforce import reinforce
 
 OBS = spaces.Box(-1.0, 1.0, (3,), np.float32)
+RNG = np.random.default_rng(0)
+
+
+class Driver:
+    """Feeds hand-made vector steps through REINFORCE's storage to its learner, as an agent
+    does, and exposes the learner's schedule."""
+
+    def __init__(self, update) -> None:
+        self.storage, self.learner = update.storage, update.learner
+        self.prev: tuple[np.ndarray, np.ndarray] | None = None
+
+    def start(self, features: np.ndarray, actions: np.ndarray) -> None:
+        self.prev = (features, actions)
+
+    def observe(self, *, features, outputs, actions, reward, terminated, truncated, episode_start):
+        assert self.prev is not None
+        self.storage.add(
+            Step(
+                features=self.prev[0],
+                actions=self.prev[1],
+                reward=reward,
+                terminated=terminated,
+                truncated=truncated,
+                valid=~episode_start,
+                next_features=features,
+                next_outputs=outputs,
+                next_actions=actions,
+            )
+        )
+        self.prev = (features, actions)
+        metrics = None
+        for batch in self.storage.batches():
+            metrics = self.learner.learn(batch)
+        return metrics
+
+    @property
+    def env_steps(self) -> int:
+        return self.learner.env_steps
+
+    @env_steps.setter
+    def env_steps(self, value: int) -> None:
+        self.learner.env_steps = value
+
+    def _set_lr(self) -> None:
+        self.learner._set_lr()
+
+    @property
+    def optimizer(self):
+        return self.learner.optimizer
 
 
 def parts(num_envs: int = 1, **kwargs):
     torch.manual_seed(0)
-    policy = Categorical(action_space=spaces.Discrete(2), rng=np.random.default_rng(0))
+    policy = Categorical(action_space=spaces.Discrete(2))
     model = MLP(observation_space=OBS, num_outputs=2, hidden_sizes=[], output_gain=1.0)
-    update = Reinforce(
+    update = reinforce(
         model=model, policy=policy, num_envs=num_envs, total_env_steps=1000, **kwargs
     )
-    return model, policy, update
+    return model, policy, Driver(update)
 
 
 def feed(update, obs, actions, rewards, terminated, start=None):
@@ -96,12 +146,12 @@ def test_every_baseline_learns_a_bandit(baseline: str) -> None:
     """One-step episodes: action 1 pays 1, action 0 pays 0; p(a=1) must rise."""
     model, policy, update = parts(num_envs=16, baseline=baseline, steps_per_batch=64, lr=0.05)
     obs = np.zeros((16, 3), np.float32)
-    actions = policy.sample(model.outputs(obs))
+    actions = policy.sample(model.outputs(obs), RNG)
     update.start(obs, actions)
     start = np.zeros(16, bool)
     for _ in range(400):
         reward = (actions == 1).astype(float) * ~start
-        actions = policy.sample(model.outputs(obs))
+        actions = policy.sample(model.outputs(obs), RNG)
         feed(update, obs, actions, reward, ~start, start=start)
         start = ~start
     p1 = torch.softmax(model(torch.zeros(1, 3)), 1)[0, 1].item()
@@ -123,12 +173,11 @@ def test_bad_values_are_refused(kwargs, fragment) -> None:
 
 
 def test_incompatible_model_or_policy_is_refused() -> None:
-    rng = np.random.default_rng(0)
-    egreedy = EGreedy(action_space=spaces.Discrete(2), rng=rng)
+    egreedy = EGreedy(action_space=spaces.Discrete(2))
     mlp = MLP(observation_space=OBS, num_outputs=2)
     with pytest.raises(ConfigError, match="policy=categorical or policy=normal"):
-        Reinforce(model=mlp, policy=egreedy, num_envs=1, total_env_steps=10)
+        reinforce(model=mlp, policy=egreedy, num_envs=1, total_env_steps=10)
     table = Table(observation_space=spaces.Discrete(3), num_outputs=2)
-    cat = Categorical(action_space=spaces.Discrete(2), rng=rng)
+    cat = Categorical(action_space=spaces.Discrete(2))
     with pytest.raises(ConfigError, match="model=mlp"):
-        Reinforce(model=table, policy=cat, num_envs=1, total_env_steps=10)
+        reinforce(model=table, policy=cat, num_envs=1, total_env_steps=10)

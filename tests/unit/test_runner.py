@@ -10,28 +10,42 @@ from twrl_exp.env import make_vector_env
 from twrl_exp.errors import ConfigError
 from twrl_exp.model import NoModel, Table
 from twrl_exp.policy import Greedy, RandomPolicy
+from twrl_exp.protocols import Step, Update
 from twrl_exp.runner import History, MonitorBase, Runner
-from twrl_exp.update import NoUpdate
+from twrl_exp.update import NoLearning, no_update
 
 CHAIN = "twrl_test/Chain-v0"  # 5 states, action 1 moves right, terminal at 4, truncation at 20
 
 
-class Recorder(NoUpdate):
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+class Recorder:
+    """A storage that records the flags of every step it is given, and never asks to learn."""
+
+    def __init__(self) -> None:
         self.calls: list[dict[str, np.ndarray]] = []
 
-    def observe(self, **step: np.ndarray) -> None:
-        self.calls.append({k: np.copy(v) for k, v in step.items() if k != "outputs"})
+    def add(self, step: Step) -> None:
+        self.calls.append(
+            {
+                "terminated": step.terminated.copy(),
+                "truncated": step.truncated.copy(),
+                "episode_start": ~step.valid,
+            }
+        )
+
+    def batches(self):
+        return iter(())
+
+    def state_dict(self) -> dict:
+        return {}
 
 
 def chain_agent(env, best_action: int) -> tuple[Agent, Recorder]:
-    rng = np.random.default_rng(0)
-    policy = Greedy(action_space=env.single_action_space, rng=rng)
+    policy = Greedy(action_space=env.single_action_space)
     model = Table(observation_space=env.single_observation_space, num_outputs=2)
     model.weights[:, best_action] = 1.0
-    update = Recorder(model=model, policy=policy, num_envs=env.num_envs)
-    return Agent(model=model, policy=policy, update=update), update
+    recorder = Recorder()
+    update = Update(storage=recorder, learner=NoLearning())
+    return Agent(model=model, policy=policy, update=update), recorder
 
 
 def test_episode_accounting_skips_the_autoreset_step() -> None:
@@ -98,12 +112,9 @@ def test_evaluation_runs_exactly_the_requested_episodes_greedily() -> None:
 def test_seeded_random_runs_repeat_exactly() -> None:
     def returns() -> list[float]:
         env = make_vector_env(id="CartPole-v1", num_envs=4)
-        rng = np.random.default_rng(3)
-        policy = RandomPolicy(action_space=env.single_action_space, rng=rng)
+        policy = RandomPolicy(action_space=env.single_action_space)
         model = NoModel(observation_space=env.single_observation_space, num_outputs=0)
-        agent = Agent(
-            model=model, policy=policy, update=NoUpdate(model=model, policy=policy, num_envs=4)
-        )
+        agent = Agent(model=model, policy=policy, update=no_update(), seed=3)
         runner = Runner(env=env, agent=agent, seed=3, max_episodes=20)
         runner.run()
         return runner.history.returns

@@ -9,6 +9,7 @@ from gymnasium import spaces
 from twrl_exp.errors import ConfigError
 from twrl_exp.model import MLP, Table, TileCoding
 from twrl_exp.policy import EGreedy, Normal
+from twrl_exp.protocols import Step
 from twrl_exp.update import TdLambda
 
 
@@ -27,14 +28,13 @@ class Driver:
         self.model = Table(
             observation_space=spaces.Discrete(states), num_outputs=2, initial_value=init
         )
-        self.policy = EGreedy(
-            action_space=spaces.Discrete(2), rng=np.random.default_rng(0), epsilon=epsilon
-        )
+        self.policy = EGreedy(action_space=spaces.Discrete(2), epsilon=epsilon)
         self.update = TdLambda(model=self.model, policy=self.policy, num_envs=num_envs, **kwargs)
         self.num_envs = num_envs
+        self.prev: tuple[np.ndarray, np.ndarray] | None = None
 
     def start(self, states: list[int], actions: list[int]) -> None:
-        self.update.start(self.model.features(np.array(states)), np.array(actions))
+        self.prev = (self.model.features(np.array(states)), np.array(actions))
 
     def step(
         self,
@@ -48,15 +48,21 @@ class Driver:
     ) -> None:
         n = self.num_envs
         features = self.model.features(np.array(states))
-        self.update.observe(
-            features=features,
-            outputs=self.model.outputs(features),
-            actions=np.array(actions),
-            reward=np.array(rewards, float),
-            terminated=np.array(terminated or [False] * n),
-            truncated=np.array(truncated or [False] * n),
-            episode_start=np.array(start or [False] * n),
+        assert self.prev is not None
+        self.update.learn(
+            Step(
+                features=self.prev[0],
+                actions=self.prev[1],
+                reward=np.array(rewards, float),
+                terminated=np.array(terminated or [False] * n),
+                truncated=np.array(truncated or [False] * n),
+                valid=~np.array(start or [False] * n),
+                next_features=features,
+                next_outputs=self.model.outputs(features),
+                next_actions=np.array(actions),
+            )
         )
+        self.prev = (features, np.array(actions))
 
     def q(self, state: int, action: int = 1) -> float:
         return float(self.model.weights[state, action])
@@ -165,19 +171,22 @@ def test_envs_keep_separate_traces() -> None:
 def test_tile_coding_step_size_is_divided_by_the_tilings() -> None:
     box = spaces.Box(np.array([0.0, 0.0]), np.array([1.0, 1.0]), dtype=np.float64)
     model = TileCoding(observation_space=box, num_outputs=2, num_tilings=4, tiles_per_dim=4)
-    policy = EGreedy(action_space=spaces.Discrete(2), rng=np.random.default_rng(0), epsilon=0.0)
+    policy = EGreedy(action_space=spaces.Discrete(2), epsilon=0.0)
     update = TdLambda(model=model, policy=policy, num_envs=1, lam=0.0, gamma=1.0, alpha=0.5)
     s0, s1 = np.array([[0.2, 0.2]]), np.array([[0.9, 0.9]])
-    update.start(model.features(s0), np.array([1]))
     f1 = model.features(s1)
-    update.observe(
-        features=f1,
-        outputs=model.outputs(f1),
-        actions=np.array([1]),
-        reward=np.array([1.0]),
-        terminated=np.array([True]),
-        truncated=np.array([False]),
-        episode_start=np.array([False]),
+    update.learn(
+        Step(
+            features=model.features(s0),
+            actions=np.array([1]),
+            reward=np.array([1.0]),
+            terminated=np.array([True]),
+            truncated=np.array([False]),
+            valid=np.array([True]),
+            next_features=f1,
+            next_outputs=model.outputs(f1),
+            next_actions=np.array([1]),
+        )
     )
     assert model.outputs(model.features(s0))[0, 1] == pytest.approx(0.5)  # alpha * delta
 
@@ -191,11 +200,10 @@ def test_tile_coding_step_size_is_divided_by_the_tilings() -> None:
 )
 def test_incompatible_parts_are_refused(model: str, policy: str, fragment: str) -> None:
     obs = spaces.Discrete(4)
-    rng = np.random.default_rng(0)
     if policy == "normal":
-        pol = Normal(action_space=spaces.Box(-1, 1, (1,)), rng=rng)
+        pol = Normal(action_space=spaces.Box(-1, 1, (1,)))
     else:
-        pol = EGreedy(action_space=spaces.Discrete(2), rng=rng)
+        pol = EGreedy(action_space=spaces.Discrete(2))
     mod = (
         MLP(observation_space=obs, num_outputs=2)
         if model == "mlp"

@@ -58,6 +58,8 @@ class MLP(nn.Module):
         hidden_sizes: list[int] | tuple[int, ...] = (64, 64),
         activation: str = "tanh",
         output_gain: float = 0.01,
+        critic_hidden_sizes: list[int] | tuple[int, ...] | None = None,
+        dueling: bool = False,
     ) -> None:
         super().__init__()
         activation = str(getattr(activation, "value", activation))
@@ -67,6 +69,13 @@ class MLP(nn.Module):
         self.in_features = flat_size(observation_space, model="mlp")
         self.num_outputs = num_outputs
         self.hidden_sizes = list(hidden_sizes)
+        # Sizes of the critics an update builds from this model group (null: hidden_sizes).
+        self.critic_hidden_sizes = list(critic_hidden_sizes) if critic_hidden_sizes else None
+        if self.critic_hidden_sizes and any(h < 1 for h in self.critic_hidden_sizes):
+            raise ConfigError(
+                f"model.critic_hidden_sizes={self.critic_hidden_sizes} must all be >= 1."
+            )
+        self.dueling = dueling
         self.activation = activation
         self._one_hot = isinstance(observation_space, spaces.Discrete)
         self._views: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -78,7 +87,8 @@ class MLP(nn.Module):
             nn.init.zeros_(linear.bias)
             layers += [linear, _ACTIVATIONS[activation]()]
             width = size
-        head = nn.Linear(width, max(num_outputs, 1))
+        # A dueling head (Wang et al. 2016) makes V(s) and A(s, .): Q = V + A - mean(A).
+        head = nn.Linear(width, max(num_outputs, 1) + (1 if dueling else 0))
         nn.init.orthogonal_(head.weight, gain=output_gain)
         nn.init.zeros_(head.bias)
         self.net = nn.Sequential(*layers, head)
@@ -99,13 +109,19 @@ class MLP(nn.Module):
         activation = _NUMPY_ACTIVATIONS.get(self.activation)
         if activation is None:
             with torch.inference_mode():
-                return self.net(torch.from_numpy(features)).numpy()
+                return self(torch.from_numpy(features)).numpy()
         x = features
         layers = self._numpy_layers()
         for weight, bias in layers[:-1]:
             x = activation(x @ weight + bias)
         weight, bias = layers[-1]
-        return x @ weight + bias
+        out = x @ weight + bias
+        return self._dueling_numpy(out) if self.dueling else out
+
+    @staticmethod
+    def _dueling_numpy(out: np.ndarray) -> np.ndarray:
+        advantages = out[:, 1:]
+        return out[:, :1] + advantages - advantages.mean(axis=1, keepdims=True)
 
     def _numpy_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._views is None:
@@ -118,7 +134,11 @@ class MLP(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out = self.net(x)
+        if self.dueling:
+            advantages = out[:, 1:]
+            return out[:, :1] + advantages - advantages.mean(dim=1, keepdim=True)
+        return out
 
 
 class NoModel:

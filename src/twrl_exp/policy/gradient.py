@@ -22,7 +22,10 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 class Categorical(nn.Module):
     """Softmax policy over ``n`` discrete actions; the model outputs the logits ``[N, n]``."""
 
-    def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:
+    def __init__(
+        self, *, action_space: spaces.Space[Any], total_env_steps: int | None = None
+    ) -> None:
+        del total_env_steps
         super().__init__()
         if not isinstance(action_space, spaces.Discrete):
             raise ConfigError(
@@ -33,17 +36,29 @@ class Categorical(nn.Module):
         self.start = int(action_space.start)
         self.action_shape: tuple[int, ...] = ()
         self.action_dtype = np.int64
-        self.rng = rng
 
-    def sample(self, logits: np.ndarray) -> np.ndarray:
+    def sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Inverse-CDF sampling from ``softmax(logits)``: ``[N, n]`` -> ``[N]`` int64."""
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         cdf = np.cumsum(z, axis=1)
-        u = self.rng.random((len(z), 1)) * cdf[:, -1:]
+        u = rng.random((len(z), 1)) * cdf[:, -1:]
         return np.minimum((cdf < u).sum(axis=1), self.num_outputs - 1)
 
-    def greedy(self, logits: np.ndarray) -> np.ndarray:
+    def greedy(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
         return logits.argmax(axis=1)
+
+    def act(
+        self, logits: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Actions ``[N]`` and what learning needs of them: ``log_prob`` ``[N]``."""
+        actions = self.greedy(logits, rng) if greedy else self.sample(logits, rng)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return actions, {"log_prob": log_p[np.arange(len(actions)), actions]}
+
+    def advance(self, env_steps: int) -> None:
+        del env_steps
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """``softmax(logits)``: ``[N, n]`` (Boltzmann action selection over action values)."""
@@ -80,7 +95,7 @@ class Normal(nn.Module):
         self,
         *,
         action_space: spaces.Space[Any],
-        rng: np.random.Generator,
+        total_env_steps: int | None = None,
         init_std: float = 1.0,
         learn_std: bool = True,
         min_std: float = 1e-3,
@@ -101,8 +116,8 @@ class Normal(nn.Module):
         self.action_dtype = np.float32
         self.low = action_space.low.astype(np.float64)
         self.high = action_space.high.astype(np.float64)
-        self.rng = rng
         self.min_std = min_std
+        del total_env_steps
         log_std = torch.full((self.num_outputs,), math.log(init_std))
         if learn_std:
             self.log_std = nn.Parameter(log_std)
@@ -112,12 +127,26 @@ class Normal(nn.Module):
     def _std(self) -> np.ndarray:
         return np.maximum(np.exp(self.log_std.detach().numpy()), self.min_std)
 
-    def sample(self, means: np.ndarray) -> np.ndarray:
-        noise = self.rng.standard_normal(means.shape).astype(np.float32)
+    def sample(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.standard_normal(means.shape).astype(np.float32)
         return means + self._std().astype(np.float32) * noise
 
-    def greedy(self, means: np.ndarray) -> np.ndarray:
+    def greedy(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
         return means
+
+    def act(
+        self, means: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Unclipped actions ``[N, A]`` (the env gets them clipped) and their ``log_prob``."""
+        actions = self.greedy(means, rng) if greedy else self.sample(means, rng)
+        std = self._std()
+        z = (actions - means) / std
+        log_prob = (-0.5 * z**2 - np.log(std) - _LOG_SQRT_2PI).sum(axis=1)
+        return actions, {"log_prob": log_prob}
+
+    def advance(self, env_steps: int) -> None:
+        del env_steps
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         return np.clip(actions, self.low, self.high).astype(np.float32)

@@ -18,50 +18,79 @@ def greedy_mask(q_values: np.ndarray) -> np.ndarray:
 class EGreedy:
     """Epsilon-greedy over action values, ties broken uniformly at random.
 
-    ``epsilon_k = max(min_epsilon, epsilon * decay**k)`` after ``k`` finished episodes.
+    Two schedules: per finished episode, ``epsilon_k = max(min_epsilon, epsilon * decay**k)``
+    (Sutton & Barto's tabular setting); or, with ``exploration_fraction``, per env step, linear
+    from ``epsilon`` to ``final_epsilon`` over that fraction of ``total_env_steps`` (DQN, Mnih
+    et al. 2015; SB3 and CleanRL count it the same way).
     """
 
     def __init__(
         self,
         *,
         action_space: spaces.Space[Any],
-        rng: np.random.Generator,
+        total_env_steps: int | None = None,
         epsilon: float = 0.1,
         decay: float = 1.0,
         min_epsilon: float = 0.0,
+        exploration_fraction: float | None = None,
+        final_epsilon: float = 0.05,
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise ConfigError(
                 f"policy=egreedy needs a Discrete action space, but the env's is "
-                f"{describe_space(action_space)};"
-                " use policy=normal with update=reinforce for continuous actions."
+                f"{describe_space(action_space)}; for continuous actions use policy=normal "
+                "(reinforce, a2c, ppo), tanh_normal (sac) or deterministic (td3)."
             )
-        for name, value in (("epsilon", epsilon), ("decay", decay), ("min_epsilon", min_epsilon)):
+        checks = [("epsilon", epsilon), ("decay", decay), ("min_epsilon", min_epsilon)]
+        checks += [("final_epsilon", final_epsilon)]
+        if exploration_fraction is not None:
+            checks.append(("exploration_fraction", exploration_fraction))
+        for name, value in checks:
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"policy.{name}={value} is invalid: it must lie in [0, 1].")
+        if exploration_fraction is not None and not total_env_steps:
+            raise ConfigError(
+                "policy.exploration_fraction needs a step budget: set train.max_env_steps "
+                "(or use policy.decay, per episode, instead)."
+            )
         self.num_outputs = int(action_space.n)
         self.start = int(action_space.start)
-        self.rng = rng
         self.initial_epsilon = epsilon
         self.decay = decay
         self.min_epsilon = min_epsilon
+        self.final_epsilon = final_epsilon
+        self.schedule_steps = (
+            None
+            if exploration_fraction is None
+            else max(1, int(exploration_fraction * (total_env_steps or 0)))
+        )
         self.episodes = 0
+        self.env_steps = 0
 
     @property
     def epsilon(self) -> float:
+        if self.schedule_steps is not None:
+            progress = min(1.0, self.env_steps / self.schedule_steps)
+            return self.initial_epsilon + progress * (self.final_epsilon - self.initial_epsilon)
         return max(self.min_epsilon, self.initial_epsilon * self.decay**self.episodes)
 
-    def greedy(self, q_values: np.ndarray) -> np.ndarray:
+    def greedy(self, q_values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ties = greedy_mask(q_values)
-        return np.argmax(self.rng.random(q_values.shape) * ties, axis=1)
+        return np.argmax(rng.random(q_values.shape) * ties, axis=1)
 
-    def sample(self, q_values: np.ndarray) -> np.ndarray:
-        actions = self.greedy(q_values)
+    def sample(self, q_values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        actions = self.greedy(q_values, rng)
         eps = self.epsilon
         if eps > 0.0:
-            explore = self.rng.random(len(actions)) < eps
-            actions[explore] = self.rng.integers(0, self.num_outputs, int(explore.sum()))
+            explore = rng.random(len(actions)) < eps
+            actions[explore] = rng.integers(0, self.num_outputs, int(explore.sum()))
         return actions
+
+    def act(
+        self, q_values: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        actions = self.greedy(q_values, rng) if greedy else self.sample(q_values, rng)
+        return actions, {}
 
     def probabilities(self, q_values: np.ndarray) -> np.ndarray:
         """``pi(a|s)`` of every action: ``[N, n]``."""
@@ -75,19 +104,23 @@ class EGreedy:
     def end_episodes(self, count: int) -> None:
         self.episodes += count
 
+    def advance(self, env_steps: int) -> None:
+        self.env_steps += env_steps
+
     def stats(self) -> dict[str, float]:
         return {"policy/epsilon": self.epsilon}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"episodes": self.episodes}
+        return {"episodes": self.episodes, "env_steps": self.env_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.episodes = int(state["episodes"])
+        self.env_steps = int(state.get("env_steps", 0))
 
 
-def Greedy(*, action_space: spaces.Space[Any], rng: np.random.Generator) -> EGreedy:
+def Greedy(*, action_space: spaces.Space[Any], total_env_steps: int | None = None) -> EGreedy:
     """Always the best action by value: epsilon-greedy with epsilon = 0."""
-    return EGreedy(action_space=action_space, rng=rng, epsilon=0.0)
+    return EGreedy(action_space=action_space, total_env_steps=total_env_steps, epsilon=0.0)
 
 
 class RandomPolicy:
@@ -100,7 +133,10 @@ class RandomPolicy:
     needs_outputs = False
     evaluation = "random actions"  # its "greedy" evaluation is as random as its training
 
-    def __init__(self, *, action_space: spaces.Space[Any], rng: np.random.Generator) -> None:
+    def __init__(
+        self, *, action_space: spaces.Space[Any], total_env_steps: int | None = None
+    ) -> None:
+        del total_env_steps
         if isinstance(action_space, spaces.Box) and not action_space.is_bounded():
             raise ConfigError(
                 f"policy=random needs a bounded action space, but the env's is "
@@ -109,8 +145,8 @@ class RandomPolicy:
         if not isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
             raise ConfigError(f"policy=random cannot sample from {describe_space(action_space)}.")
         self.action_space = action_space
-        self.rng = rng
         self.num_outputs = int(action_space.n) if isinstance(action_space, spaces.Discrete) else 0
+        self.action_shape = tuple(action_space.shape or ())
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """Uniform ``pi(a|s)`` over a Discrete space: ``[N, n]``."""
@@ -118,24 +154,37 @@ class RandomPolicy:
             raise ConfigError("policy=random has action probabilities only for Discrete actions.")
         return np.full((len(outputs), self.num_outputs), 1.0 / self.num_outputs)
 
-    def sample(self, outputs: np.ndarray) -> np.ndarray:
-        """``outputs: [N, 0]`` (the empty model's) -> ``N`` uniformly random actions."""
+    def sample(self, outputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``outputs: [N, 0]`` (the empty model's) -> ``N`` uniformly random actions (for a
+        Discrete space, the action's index: ``env_actions`` adds the space's start)."""
         num_envs = len(outputs)
         space = self.action_space
         if isinstance(space, spaces.Discrete):
-            return self.rng.integers(space.start, space.start + space.n, num_envs)
+            return rng.integers(0, space.n, num_envs)
         if isinstance(space, spaces.MultiDiscrete):
-            return space.start + self.rng.integers(0, space.nvec, (num_envs, *space.nvec.shape))
-        return self.rng.uniform(space.low, space.high, (num_envs, *space.shape)).astype(space.dtype)
+            return space.start + rng.integers(0, space.nvec, (num_envs, *space.nvec.shape))
+        return rng.uniform(space.low, space.high, (num_envs, *space.shape)).astype(space.dtype)
 
-    def greedy(self, outputs: np.ndarray) -> np.ndarray:
-        return self.sample(outputs)
+    def greedy(self, outputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.sample(outputs, rng)
+
+    def act(
+        self, outputs: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        del greedy
+        return self.sample(outputs, rng), {}
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        space = self.action_space
+        if isinstance(space, spaces.Discrete) and space.start:
+            return actions + space.start
         return actions
 
     def end_episodes(self, count: int) -> None:
         del count
+
+    def advance(self, env_steps: int) -> None:
+        del env_steps
 
     def stats(self) -> dict[str, float]:
         return {}

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from twrl_exp.protocols import Update
+from twrl_exp.storage import OnlineStorage
 
 
-class NoUpdate:
-    def __init__(
-        self, *, model: Any, policy: Any, num_envs: int, total_env_steps: int | None = None
-    ) -> None:
-        del model, policy, num_envs, total_env_steps
-
-    def start(self, features: np.ndarray, actions: np.ndarray) -> None:
-        del features, actions
-
-    def observe(self, **step: np.ndarray) -> None:
-        del step
+class NoLearning:
+    def learn(self, batch: Any) -> None:
+        del batch
 
     def stats(self) -> dict[str, float]:
         return {}
@@ -27,3 +20,9 @@ class NoUpdate:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         del state
+
+
+def no_update(**parts: Any) -> Update:
+    """``update=none``."""
+    del parts
+    return Update(storage=OnlineStorage(), learner=NoLearning())

@@ -16,9 +16,34 @@ from torch import nn
 
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.mlp import MLP
+from twrl_exp.protocols import Differentiable, LogProbPolicy, Update, require
 from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
+from twrl_exp.storage import EpisodeStorage
 from twrl_exp.update.checks import check_range, make_optimizer
-from twrl_exp.update.episodes import EpisodeBuffer
+
+
+def reinforce(
+    *,
+    model: Any,
+    policy: Any,
+    num_envs: int,
+    total_env_steps: int | None = None,
+    steps_per_batch: int = 2000,
+    **settings: Any,
+) -> Update:
+    """``update=reinforce``: whole episodes (:class:`EpisodeStorage`) -> :class:`Reinforce`."""
+    settings.pop("make_model", None)
+    settings.pop("seed", None)
+    check_range("update.steps_per_batch", steps_per_batch, 1, None)
+    learner = Reinforce(model=model, policy=policy, total_env_steps=total_env_steps, **settings)
+    storage = EpisodeStorage(
+        num_envs=num_envs,
+        feature_dim=model.in_features,
+        action_shape=policy.action_shape,
+        action_dtype=policy.action_dtype,
+        steps_per_batch=steps_per_batch,
+    )
+    return Update(storage=storage, learner=learner)
 
 
 class Reinforce:
@@ -29,10 +54,8 @@ class Reinforce:
         *,
         model: Any,
         policy: Any,
-        num_envs: int,
         total_env_steps: int | None,
         gamma: float = 0.99,
-        steps_per_batch: int = 2000,
         baseline: str = "average",
         baseline_decay: float = 0.9,
         value_lr: float = 1e-2,
@@ -47,20 +70,21 @@ class Reinforce:
         lr_decay: str = "none",
         final_lr_fraction: float = 0.0,
     ) -> None:
-        if not getattr(model, "is_torch", False):
-            raise ConfigError(
-                "update=reinforce needs a differentiable model (model=mlp); "
-                f"{type(model).__name__} has no gradients."
-            )
-        if not hasattr(policy, "log_prob"):
-            raise ConfigError(
-                "update=reinforce needs a stochastic policy with log-probabilities "
-                f"(policy=categorical or policy=normal), not {type(policy).__name__}."
-            )
+        require(
+            model,
+            Differentiable,
+            "update=reinforce needs a differentiable model (model=mlp); "
+            f"{type(model).__name__} has no gradients.",
+        )
+        require(
+            policy,
+            LogProbPolicy,
+            "update=reinforce needs a stochastic policy with log-probabilities "
+            f"(policy=categorical or policy=normal), not {type(policy).__name__}.",
+        )
         check_range("update.gamma", gamma, 0.0, 1.0)
         check_range("update.lr", lr, 0.0, None, low_open=True)
         check_range("update.value_lr", value_lr, 0.0, None, low_open=True)
-        check_range("update.steps_per_batch", steps_per_batch, 1, None)
         check_range("update.baseline_decay", baseline_decay, 0.0, 1.0, high_open=True)
         check_range("update.entropy_coef", entropy_coef, 0.0, None)
         check_range("update.final_lr_fraction", final_lr_fraction, 0.0, 1.0)
@@ -73,7 +97,7 @@ class Reinforce:
                 "update.lr_decay=linear needs a step budget: set train.max_env_steps."
             )
         self.model, self.policy = model, policy
-        self.gamma, self.steps_per_batch = gamma, steps_per_batch
+        self.gamma = gamma
         self.baseline = str(getattr(baseline, "value", baseline))
         self.baseline_decay = baseline_decay
         self.normalize_advantages = normalize_advantages
@@ -103,33 +127,6 @@ class Reinforce:
                 output_gain=1.0,
             )
             self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=value_lr)
-        self.buffer = EpisodeBuffer(
-            num_envs, model.in_features, policy.action_shape, policy.action_dtype
-        )
-
-    def start(self, features: np.ndarray, actions: np.ndarray) -> None:
-        everyone = np.ones(len(features), bool)
-        self.buffer.add_decisions(features, actions, everyone, everyone)
-
-    def observe(
-        self,
-        *,
-        features: np.ndarray,
-        outputs: np.ndarray,
-        actions: np.ndarray,
-        reward: np.ndarray,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-        episode_start: np.ndarray,
-    ) -> dict[str, float] | None:
-        """Record one vector step; learn once ``steps_per_batch`` steps of whole episodes exist."""
-        del outputs
-        self.env_steps += len(reward)
-        ended = self.buffer.add_rewards(reward, terminated, truncated, features)
-        self.buffer.add_decisions(features, actions, episode_start, ~ended)
-        if self.buffer.ready_steps < self.steps_per_batch:
-            return None
-        return self._learn(self.buffer.take_closed())
 
     def _bootstrap(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         boot = np.zeros(batch["rewards"].shape)
@@ -181,8 +178,10 @@ class Reinforce:
             self.value_optimizer.step()
         return loss.item()
 
-    def _learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One policy-gradient step on the closed episodes of ``batch``."""
         mask = batch["mask"]
+        self.env_steps += int(batch["env_steps"])  # since the last batch, for lr decay
         all_returns = discounted_returns(
             batch["rewards"], batch["end"], self.gamma, self._bootstrap(batch)
         )

@@ -25,7 +25,17 @@ import numpy as np
 
 from twrl_exp.errors import ConfigError
 from twrl_exp.policy.value import greedy_mask
+from twrl_exp.protocols import ActionValuePolicy, LinearValues, Step, Update, require
+from twrl_exp.storage import OnlineStorage
 from twrl_exp.update.checks import check_range
+
+
+def td_lambda(*, model: Any, policy: Any, num_envs: int, **settings: Any) -> Update:
+    """``update=td_lambda``: every step (:class:`OnlineStorage`) -> :class:`TdLambda`."""
+    for unused in ("make_model", "seed", "total_env_steps"):
+        settings.pop(unused, None)
+    learner = TdLambda(model=model, policy=policy, num_envs=num_envs, **settings)
+    return Update(storage=OnlineStorage(), learner=learner)
 
 
 class TdLambda:
@@ -37,24 +47,24 @@ class TdLambda:
         model: Any,
         policy: Any,
         num_envs: int,
-        total_env_steps: int | None = None,
         target: str = "sarsa",
         gamma: float = 1.0,
         lam: float = 0.9,
         alpha: float = 0.5,
         traces: str = "replacing",
     ) -> None:
-        del total_env_steps
-        if not getattr(model, "is_linear", False):
-            raise ConfigError(
-                "update=td_lambda needs a linear model over binary features "
-                f"(model=tilecoding or model=table), not {type(model).__name__}."
-            )
-        if not hasattr(policy, "probabilities"):
-            raise ConfigError(
-                "update=td_lambda learns action values for discrete actions; use "
-                f"policy=egreedy (or greedy, categorical, random), not {type(policy).__name__}."
-            )
+        require(
+            model,
+            LinearValues,
+            "update=td_lambda needs a linear model over binary features "
+            f"(model=tilecoding or model=table), not {type(model).__name__}.",
+        )
+        require(
+            policy,
+            ActionValuePolicy,
+            "update=td_lambda learns action values for discrete actions; use "
+            f"policy=egreedy (or greedy, categorical, random), not {type(policy).__name__}.",
+        )
         if model.weights.shape[1] < 1:
             raise ConfigError("update=td_lambda needs a Discrete action space.")
         check_range("update.gamma", gamma, 0.0, 1.0)
@@ -67,16 +77,8 @@ class TdLambda:
         self.step_size = alpha / model.num_active
         self.traces = np.zeros((num_envs, *model.weights.shape), dtype=np.float64)
         self.rows = np.arange(num_envs)[:, None]
-        self.prev_features = np.zeros((num_envs, model.num_active), np.int64)
-        self.prev_actions = np.zeros(num_envs, np.int64)
-        self.has_prev = np.zeros(num_envs, bool)
         self.td_error_sq = 0.0
         self.td_count = 0
-
-    def start(self, features: np.ndarray, actions: np.ndarray) -> None:
-        self.prev_features = features.copy()
-        self.prev_actions = np.asarray(actions, np.int64).copy()
-        self.has_prev[:] = True
 
     def _next_value(self, q_next: np.ndarray, actions: np.ndarray) -> np.ndarray:
         if self.target == "sarsa":
@@ -85,36 +87,29 @@ class TdLambda:
             return q_next.max(axis=1)
         return (self.policy.probabilities(q_next) * q_next).sum(axis=1)
 
-    def observe(
-        self,
-        *,
-        features: np.ndarray,
-        outputs: np.ndarray,
-        actions: np.ndarray,
-        reward: np.ndarray,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-        episode_start: np.ndarray,
-    ) -> None:
+    def learn(self, step: Step) -> None:
         """Learn from ``(s, a, r, s', a')`` in every env that has a real transition."""
-        actions = np.asarray(actions, np.int64)
-        learn = self.has_prev & ~episode_start
+        actions = np.asarray(step.next_actions, np.int64)
+        prev_features = step.features
+        prev_actions = np.asarray(step.actions, np.int64)
+        terminated, truncated, outputs = step.terminated, step.truncated, step.next_outputs
+        learn = step.valid
         weights = self.model.weights
-        q_prev = weights[self.prev_features, self.prev_actions[:, None]].sum(axis=1)
+        q_prev = weights[prev_features, prev_actions[:, None]].sum(axis=1)
         future = np.where(terminated, 0.0, self._next_value(outputs, actions))
-        delta = np.where(learn, reward + self.gamma * future - q_prev, 0.0)
+        delta = np.where(learn, step.reward + self.gamma * future - q_prev, 0.0)
         rows = self.rows[learn]
-        marked = (rows, self.prev_features[learn], self.prev_actions[learn][:, None])
+        marked = (rows, prev_features[learn], prev_actions[learn][:, None])
         if self.replacing:
             self.traces[marked] = 1.0
         else:
             np.add.at(self.traces, marked, 1.0)
-        step = (delta @ self.traces.reshape(len(delta), -1)).reshape(self.traces.shape[1:])
+        update = (delta @ self.traces.reshape(len(delta), -1)).reshape(self.traces.shape[1:])
         if len(self.traces) > 1:
             # Envs whose traces share a weight move it by their mean error, not their sum:
             # 64 cars starting on the same tiles must not take a 64-fold step.
-            step /= np.maximum(np.minimum(self.traces, 1.0).sum(axis=0), 1.0)
-        weights += self.step_size * step
+            update /= np.maximum(np.minimum(self.traces, 1.0).sum(axis=0), 1.0)
+        weights += self.step_size * update
         self.traces *= self.gamma * self.lam
         cut = terminated | truncated
         if self.target == "q_learning":
@@ -122,9 +117,6 @@ class TdLambda:
         self.traces[cut] = 0.0
         self.td_error_sq += float(delta @ delta)  # delta is 0 where nothing was learned
         self.td_count += int(np.count_nonzero(learn))
-        self.prev_features = features
-        self.prev_actions = actions
-        self.has_prev = ~(terminated | truncated)
         return None
 
     def stats(self) -> dict[str, float]:
@@ -136,7 +128,9 @@ class TdLambda:
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        # Traces belong to episodes in flight; a resumed run restarts its episodes.
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         del state
+        self.traces[...] = 0.0

@@ -7,9 +7,12 @@ handed to the update and forgotten, while episodes still in flight keep every ro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from twrl_exp.protocols import Step
 
 _MAX_ROWS = 2_000_000
 
@@ -33,6 +36,7 @@ class EpisodeBuffer:
         self.pending = np.zeros(n, bool)
         self.episode_start = np.zeros(n, np.int64)
         self.ready_steps = 0
+        self.opened = False
 
     def _arrays(self) -> list[str]:
         return [
@@ -114,3 +118,43 @@ class EpisodeBuffer:
         self.episode_start -= keep_from
         self.row -= keep_from
         self.ready_steps = 0
+
+
+class EpisodeStorage:
+    """Whole episodes, handed to learning once ``steps_per_batch`` steps of closed episodes
+    exist (REINFORCE). Episodes in flight at resume are not kept: the env restarts them."""
+
+    def __init__(
+        self,
+        *,
+        num_envs: int,
+        feature_dim: int,
+        action_shape: tuple[int, ...],
+        action_dtype: Any,
+        steps_per_batch: int,
+    ) -> None:
+        self.steps_per_batch = steps_per_batch
+        self.buffer = EpisodeBuffer(num_envs, feature_dim, action_shape, action_dtype)
+        self.env_steps = 0  # vector-step slots since the last batch (the lr schedule's clock)
+
+    def add(self, step: Step) -> None:
+        buffer = self.buffer
+        self.env_steps += len(step.reward)
+        if not buffer.opened:
+            everyone = np.ones(len(step.reward), bool)
+            buffer.add_decisions(step.features, step.actions, everyone, everyone)
+            buffer.opened = True
+        ended = buffer.add_rewards(step.reward, step.terminated, step.truncated, step.next_features)
+        buffer.add_decisions(step.next_features, step.next_actions, ~step.valid, ~ended)
+
+    def batches(self) -> Iterator[dict[str, Any]]:
+        if self.buffer.ready_steps >= self.steps_per_batch:
+            batch: dict[str, Any] = dict(self.buffer.take_closed())
+            batch["env_steps"], self.env_steps = self.env_steps, 0
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state

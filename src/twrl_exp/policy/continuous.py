@@ -1,0 +1,150 @@
+"""Policies for off-policy actor-critics on Box actions, both acting in ``[-1, 1]`` and scaled to
+the env's bounds on the way out (the critics see the ``[-1, 1]`` actions):
+
+- ``TanhNormal`` (SAC, Haarnoja et al. 2018): a tanh-squashed Gaussian whose mean and log-std the
+  model outputs; ``rsample`` draws reparameterised actions with their log-probability, with the
+  change-of-variables correction ``- sum log(1 - tanh(u)^2)`` (Haarnoja et al. 2018, app. C).
+- ``Deterministic`` (TD3, Fujimoto et al. 2018): ``tanh`` of the model's outputs, explored with
+  Gaussian noise of standard deviation ``exploration_noise`` (in ``[-1, 1]`` units).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from twrl_exp.errors import ConfigError, describe_space
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL's and SB3's bounds for SAC's log-std
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _bounded_box(action_space: spaces.Space[Any], name: str, update: str) -> spaces.Box:
+    if (
+        not isinstance(action_space, spaces.Box)
+        or len(action_space.shape) != 1
+        or not action_space.is_bounded()
+    ):
+        raise ConfigError(
+            f"policy={name} needs a bounded, flat Box action space, but the env's is "
+            f"{describe_space(action_space)}; {update} acts on continuous actions only "
+            "(for Discrete actions use policy=egreedy with update=dqn, or categorical with "
+            "ppo/a2c/reinforce)."
+        )
+    return action_space
+
+
+class _Scaled:
+    """Maps ``[-1, 1]`` actions to the env's ``[low, high]``."""
+
+    def _init_bounds(self, space: spaces.Box) -> None:
+        self.low = space.low.astype(np.float64)
+        self.high = space.high.astype(np.float64)
+        self.action_dim = int(space.shape[0])
+        self.action_shape = (self.action_dim,)
+        self.action_dtype = np.float32
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        unit = np.clip(actions, -1.0, 1.0)
+        return (self.low + (unit + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
+
+    def end_episodes(self, count: int) -> None:
+        del count
+
+    def advance(self, env_steps: int) -> None:
+        del env_steps
+
+
+class TanhNormal(_Scaled, nn.Module):
+    """``a = tanh(u)``, ``u ~ N(mean(s), std(s))``; the model outputs ``[mean, log_std]``."""
+
+    def __init__(
+        self, *, action_space: spaces.Space[Any], total_env_steps: int | None = None
+    ) -> None:
+        del total_env_steps
+        nn.Module.__init__(self)
+        self._init_bounds(_bounded_box(action_space, "tanh_normal", "update=sac"))
+        self.num_outputs = 2 * self.action_dim
+
+    def _split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, log_std = outputs[:, : self.action_dim], outputs[:, self.action_dim :]
+        return mean, np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, outputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        mean, log_std = self._split(outputs)
+        return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape))
+
+    def greedy(self, outputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
+        return np.tanh(self._split(outputs)[0])
+
+    def act(
+        self, outputs: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        mean, log_std = self._split(outputs)
+        if greedy:
+            return np.tanh(mean).astype(np.float32), {}
+        pre_squash = mean + np.exp(log_std) * rng.standard_normal(mean.shape)
+        return np.tanh(pre_squash).astype(np.float32), {"pre_squash": pre_squash}
+
+    def rsample(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised ``[B, A]`` actions in ``[-1, 1]`` and their ``[B]`` log-probs."""
+        mean, log_std = outputs[:, : self.action_dim], outputs[:, self.action_dim :]
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.randn_like(mean)
+        pre_squash = mean + log_std.exp() * noise
+        action = torch.tanh(pre_squash)
+        log_prob = (-0.5 * noise.pow(2) - log_std - _LOG_SQRT_2PI).sum(dim=1)
+        # log(1 - tanh(u)^2), written stably as 2 * (log 2 - u - softplus(-2u))
+        correction = 2.0 * (math.log(2.0) - pre_squash - nn.functional.softplus(-2.0 * pre_squash))
+        return action, log_prob - correction.sum(dim=1)
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+
+class Deterministic(_Scaled, nn.Module):
+    """``a = tanh(model(s))``, explored with ``N(0, exploration_noise^2)`` noise."""
+
+    def __init__(
+        self,
+        *,
+        action_space: spaces.Space[Any],
+        total_env_steps: int | None = None,
+        exploration_noise: float = 0.1,
+    ) -> None:
+        del total_env_steps
+        nn.Module.__init__(self)
+        self._init_bounds(_bounded_box(action_space, "deterministic", "update=td3"))
+        if not math.isfinite(exploration_noise) or exploration_noise < 0:
+            raise ConfigError(
+                f"policy.exploration_noise={exploration_noise} is invalid: it must be >= 0."
+            )
+        self.num_outputs = self.action_dim
+        self.exploration_noise = exploration_noise
+
+    def greedy(self, outputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
+        return np.tanh(outputs)
+
+    def sample(self, outputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = self.exploration_noise * rng.standard_normal(outputs.shape)
+        return np.clip(np.tanh(outputs) + noise, -1.0, 1.0)
+
+    def act(
+        self, outputs: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        actions = self.greedy(outputs, rng) if greedy else self.sample(outputs, rng)
+        return actions.astype(np.float32), {}
+
+    def action(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The deterministic ``[B, A]`` action in ``[-1, 1]``, differentiable."""
+        return torch.tanh(outputs)
+
+    def stats(self) -> dict[str, float]:
+        return {}

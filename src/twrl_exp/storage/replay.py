@@ -1,0 +1,188 @@
+"""A replay buffer for off-policy learning (DQN, SAC, TD3), with n-step transitions.
+
+Each stored transition is ``(s, a, R, d, s')`` with ``R = sum_{k<m} gamma^k r_k`` over the
+``m <= n_step`` rewards that followed ``(s, a)`` and ``d`` the discount of the bootstrap
+``max_a Q(s', a)`` (or ``Q(s', pi(s'))``): ``gamma^m``, or 0 when the episode terminated within
+them. A truncated episode keeps ``d = gamma^m`` and ``s'`` its true final observation, so it
+bootstraps; the autoreset step after an episode end is never stored.
+
+Learning is due every ``train_freq`` env steps once ``learning_starts`` have been collected:
+``gradient_steps`` batches of ``batch_size`` (``-1``: as many as env steps since the last
+time), as in Stable-Baselines3.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from twrl_exp.errors import ConfigError
+from twrl_exp.protocols import Step
+from twrl_exp.returns import n_step_return
+
+
+class ReplayStorage:
+    def __init__(
+        self,
+        *,
+        num_envs: int,
+        feature_dim: int,
+        action_shape: tuple[int, ...],
+        action_dtype: Any,
+        buffer_size: int,
+        batch_size: int,
+        learning_starts: int,
+        train_freq: int,
+        gradient_steps: int,
+        gamma: float,
+        n_step: int = 1,
+        seed: int = 0,
+    ) -> None:
+        for name, value, low in (
+            ("buffer_size", buffer_size, 1),
+            ("batch_size", batch_size, 1),
+            ("learning_starts", learning_starts, 0),
+            ("train_freq", train_freq, 1),
+            ("n_step", n_step, 1),
+        ):
+            if value < low:
+                raise ConfigError(f"update.{name}={value} is invalid: it must be >= {low}.")
+        if gradient_steps == 0 or gradient_steps < -1:
+            raise ConfigError(
+                f"update.gradient_steps={gradient_steps} is invalid: it must be >= 1, or -1 "
+                "(as many as env steps collected)."
+            )
+        self.capacity = buffer_size
+        self.batch_size, self.learning_starts = batch_size, learning_starts
+        self.train_freq, self.gradient_steps = train_freq, gradient_steps
+        self.gamma, self.n_step = gamma, n_step
+        self.rng = np.random.default_rng(seed + 17)
+        c = buffer_size
+        self.obs = np.zeros((c, feature_dim), np.float32)
+        self.next_obs = np.zeros((c, feature_dim), np.float32)
+        self.actions = np.zeros((c, *action_shape), action_dtype)
+        self.rewards = np.zeros(c, np.float32)
+        self.discounts = np.zeros(c, np.float32)
+        self.size = 0
+        self.cursor = 0
+        self.collected = 0  # env steps (transitions) seen
+        self.since_learning = 0
+        self.pending: list[deque[tuple[np.ndarray, np.ndarray, float]]] = [
+            deque() for _ in range(num_envs)
+        ]
+
+    # ------------------------------------------------------------------ writing
+
+    def _put(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        discounts: np.ndarray,
+        next_obs: np.ndarray,
+    ) -> None:
+        count = len(rewards)
+        index = (self.cursor + np.arange(count)) % self.capacity
+        self.obs[index], self.actions[index] = obs, actions
+        self.rewards[index], self.discounts[index] = rewards, discounts
+        self.next_obs[index] = next_obs
+        self.cursor = int((self.cursor + count) % self.capacity)
+        self.size = min(self.size + count, self.capacity)
+
+    def add(self, step: Step) -> None:
+        valid = step.valid
+        count = int(np.count_nonzero(valid))
+        self.collected += count
+        self.since_learning += count
+        if self.n_step == 1:
+            ended = step.terminated[valid]
+            self._put(
+                step.features[valid],
+                step.actions[valid],
+                step.reward[valid],
+                np.where(ended, 0.0, self.gamma),
+                step.next_features[valid],
+            )
+            return
+        for env in np.flatnonzero(valid):
+            self._add_n_step(step, int(env))
+
+    def _add_n_step(self, step: Step, env: int) -> None:
+        queue = self.pending[env]
+        queue.append((step.features[env], step.actions[env], float(step.reward[env])))
+        terminated, truncated = bool(step.terminated[env]), bool(step.truncated[env])
+        if len(queue) == self.n_step and not (terminated or truncated):
+            self._emit(queue, step.next_features[env], terminated=False)
+            queue.popleft()
+        elif terminated or truncated:
+            while queue:  # every suffix of the ended episode, down to one step
+                self._emit(queue, step.next_features[env], terminated=terminated)
+                queue.popleft()
+
+    def _emit(
+        self,
+        queue: deque[tuple[np.ndarray, np.ndarray, float]],
+        next_obs: np.ndarray,
+        *,
+        terminated: bool,
+    ) -> None:
+        obs, action, _ = queue[0]
+        total, discount = n_step_return(np.array([r for _, _, r in queue]), terminated, self.gamma)
+        self._put(obs[None], action[None], np.array([total]), np.array([discount]), next_obs[None])
+
+    # ------------------------------------------------------------------ reading
+
+    def sample(self) -> dict[str, Any]:
+        index = self.rng.integers(0, self.size, self.batch_size)
+        return {
+            "obs": self.obs[index],
+            "actions": self.actions[index],
+            "rewards": self.rewards[index],
+            "discounts": self.discounts[index],
+            "next_obs": self.next_obs[index],
+            "env_steps": self.collected,  # the learner's clock (target updates, delays)
+        }
+
+    def batches(self) -> Iterator[dict[str, Any]]:
+        if (
+            self.collected < self.learning_starts
+            or self.size < self.batch_size
+            or self.since_learning < self.train_freq
+        ):
+            return
+        count = self.gradient_steps if self.gradient_steps > 0 else self.since_learning
+        self.since_learning = 0
+        for _ in range(count):
+            yield self.sample()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled part of the buffer, its cursor and its sampling RNG (n-step sequences in
+        flight are dropped: a resumed run restarts its episodes)."""
+        filled = slice(0, self.size)
+        return {
+            "obs": self.obs[filled].copy(),
+            "next_obs": self.next_obs[filled].copy(),
+            "actions": self.actions[filled].copy(),
+            "rewards": self.rewards[filled].copy(),
+            "discounts": self.discounts[filled].copy(),
+            "size": self.size,
+            "cursor": self.cursor,
+            "collected": self.collected,
+            "since_learning": self.since_learning,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        size = int(state["size"])
+        for name in ("obs", "next_obs", "actions", "rewards", "discounts"):
+            getattr(self, name)[:size] = state[name]
+        self.size, self.cursor = size, int(state["cursor"])
+        self.collected, self.since_learning = int(state["collected"]), int(state["since_learning"])
+        self.rng.bit_generator.state = state["rng"]
+        for queue in self.pending:
+            queue.clear()

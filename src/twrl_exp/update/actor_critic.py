@@ -1,0 +1,428 @@
+"""On-policy actor-critics on fixed-length rollouts: A2C and PPO.
+
+Both learn from a rollout of ``n_steps`` x ``num_envs`` (:class:`RolloutStorage`) with
+generalized advantage estimation (:func:`~twrl_exp.returns.gae`): the actor is the model (logits
+or means for the policy), the critic a second network from the model group. Critic values are
+computed for the whole rollout at once, when it is complete (the parameters have not changed
+while it was collected, so they equal the values at collection time, for one batched call
+instead of one per step).
+
+- **A2C** (Mnih et al. 2016; SB3's defaults): one gradient step per rollout on
+  ``-A log pi + vf_coef * (V - R)^2 / 2 - ent_coef * H``.
+- **PPO** (Schulman et al. 2017; CleanRL's ``ppo.py``): ``update_epochs`` passes over
+  ``num_minibatches`` minibatches of the clipped surrogate
+  ``max(-A r, -A clip(r, 1-eps, 1+eps))`` with ``r = pi/pi_old``, optional value clipping,
+  per-minibatch advantage normalisation, early stop at ``target_kl``, and linear annealing of
+  the learning rate and the clip range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from twrl_exp.protocols import Differentiable, LogProbPolicy, Update, require
+from twrl_exp.returns import gae
+from twrl_exp.storage import RolloutStorage
+from twrl_exp.update.checks import check_range, make_optimizer
+
+
+def _rollout(model: Any, policy: Any, num_envs: int, n_steps: int) -> RolloutStorage:
+    check_range("update.n_steps", n_steps, 1, None)
+    return RolloutStorage(
+        n_steps=n_steps,
+        num_envs=num_envs,
+        feature_dim=model.in_features,
+        action_shape=policy.action_shape,
+        action_dtype=policy.action_dtype,
+    )
+
+
+def ppo(
+    *,
+    model: Any,
+    make_model: Any,
+    policy: Any,
+    num_envs: int,
+    total_env_steps: int | None = None,
+    seed: int = 0,
+    n_steps: int = 128,
+    **settings: Any,
+) -> Update:
+    """``update=ppo``: rollouts of ``n_steps`` x ``num_envs`` -> :class:`PPO`."""
+    del seed
+    _check_parts("ppo", model, policy)
+    learner = PPO(
+        model=model,
+        critic=critic_for(model, make_model),
+        policy=policy,
+        total_env_steps=total_env_steps,
+        batch_steps=n_steps * num_envs,
+        **settings,
+    )
+    return Update(storage=_rollout(model, policy, num_envs, n_steps), learner=learner)
+
+
+def a2c(
+    *,
+    model: Any,
+    make_model: Any,
+    policy: Any,
+    num_envs: int,
+    total_env_steps: int | None = None,
+    seed: int = 0,
+    n_steps: int = 5,
+    **settings: Any,
+) -> Update:
+    """``update=a2c``: rollouts of ``n_steps`` x ``num_envs`` -> :class:`A2C`."""
+    del seed
+    _check_parts("a2c", model, policy)
+    learner = A2C(
+        model=model,
+        critic=critic_for(model, make_model),
+        policy=policy,
+        total_env_steps=total_env_steps,
+        **settings,
+    )
+    return Update(storage=_rollout(model, policy, num_envs, n_steps), learner=learner)
+
+
+def critic_for(model: Any, make_model: Any) -> nn.Module:
+    """``V(s)``: a network of the model group, with the model's critic sizes."""
+    sizes = getattr(model, "critic_hidden_sizes", None) or model.hidden_sizes
+    return make_model(
+        observation_space=model.observation_space,
+        num_outputs=1,
+        hidden_sizes=sizes,
+        output_gain=1.0,
+    )
+
+
+def _check_parts(name: str, model: Any, policy: Any) -> None:
+    require(
+        model,
+        Differentiable,
+        f"update={name} needs a differentiable model (model=mlp); "
+        f"{type(model).__name__} has no gradients.",
+    )
+    require(
+        policy,
+        LogProbPolicy,
+        f"update={name} needs a stochastic policy with log-probabilities: policy=categorical "
+        f"(Discrete actions) or policy=normal (Box actions), not {type(policy).__name__}.",
+    )
+
+
+class _ActorCritic:
+    """What A2C and PPO share: parameters, optimiser, GAE on a rollout, schedules, state."""
+
+    name = "actor-critic"
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        critic: nn.Module,
+        policy: Any,
+        total_env_steps: int | None,
+        gamma: float,
+        gae_lambda: float,
+        vf_coef: float,
+        ent_coef: float,
+        max_grad_norm: float | None,
+        optimizer: str,
+        lr: float,
+        optimizer_kwargs: dict[str, Any] | None,
+        lr_schedule: str,
+        normalize_advantages: bool,
+    ) -> None:
+        _check_parts(self.name, model, policy)
+        check_range("update.gamma", gamma, 0.0, 1.0)
+        check_range("update.gae_lambda", gae_lambda, 0.0, 1.0)
+        check_range("update.vf_coef", vf_coef, 0.0, None)
+        check_range("update.ent_coef", ent_coef, 0.0, None)
+        check_range("update.lr", lr, 0.0, None, low_open=True)
+        if max_grad_norm is not None:
+            check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
+        self.lr_schedule = str(getattr(lr_schedule, "value", lr_schedule))
+        if self.lr_schedule == "linear" and not total_env_steps:
+            from twrl_exp.errors import ConfigError
+
+            raise ConfigError(
+                "update.lr_schedule=linear needs a step budget: set train.max_env_steps."
+            )
+        self.model, self.critic, self.policy = model, critic, policy
+        self.gamma, self.gae_lambda = gamma, gae_lambda
+        self.vf_coef, self.ent_coef, self.max_grad_norm = vf_coef, ent_coef, max_grad_norm
+        self.lr, self.normalize_advantages = lr, normalize_advantages
+        self.total_env_steps = total_env_steps or 0
+        self.params = [
+            *model.parameters(),
+            *policy.parameters(),
+            *critic.parameters(),
+        ]
+        self.optimizer = make_optimizer(
+            str(getattr(optimizer, "value", optimizer)),
+            self.params,
+            lr,
+            0.0,
+            optimizer_kwargs or {},
+        )
+        self.env_steps = 0
+        self.updates = 0
+
+    def progress(self) -> float:
+        return min(1.0, self.env_steps / self.total_env_steps) if self.total_env_steps else 0.0
+
+    def _set_lr(self) -> float:
+        lr = self.lr * (1.0 - self.progress()) if self.lr_schedule == "linear" else self.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _advantages(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """The rollout flattened to its valid steps, with advantages, returns and old values."""
+        t, n = batch["rewards"].shape
+        with torch.no_grad():
+            values = self.critic(torch.from_numpy(batch["obs"].reshape(t * n, -1)))
+            next_values = self.critic(torch.from_numpy(batch["next_obs"].reshape(t * n, -1)))
+        values_np = values.view(t, n).double().numpy()
+        advantages, returns = gae(
+            batch["rewards"],
+            values_np,
+            next_values.view(t, n).double().numpy(),
+            batch["terminated"],
+            batch["ends"],
+            self.gamma,
+            self.gae_lambda,
+        )
+        valid = batch["valid"].reshape(-1)
+        self.env_steps += int(valid.sum())
+
+        def flat(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(
+                np.ascontiguousarray(array.reshape(t * n, *array.shape[2:])[valid])
+            )
+
+        return {
+            "obs": flat(batch["obs"]),
+            "actions": flat(batch["actions"]),
+            "log_prob": flat(batch["log_prob"]).float(),
+            "advantages": flat(advantages).float(),
+            "returns": flat(returns).float(),
+            "values": flat(values_np).float(),
+        }
+
+    def _step(self, loss: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        limit = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
+        grad_norm = float(nn.utils.clip_grad_norm_(self.params, limit))
+        self.optimizer.step()
+        return grad_norm
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "critic": self.critic.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """``1 - Var[target - predicted] / Var[target]`` (1: perfect, 0: no better than the mean)."""
+    variance = float(target.var()) if target.numel() > 1 else 0.0
+    return float("nan") if variance == 0 else 1.0 - float((target - predicted).var()) / variance
+
+
+class A2C(_ActorCritic):
+    name = "a2c"
+
+    def __init__(
+        self,
+        *,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        vf_coef: float = 0.5,
+        ent_coef: float = 0.0,
+        max_grad_norm: float | None = 0.5,
+        optimizer: str = "rmsprop",
+        lr: float = 7e-4,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        lr_schedule: str = "constant",
+        normalize_advantages: bool = False,
+        **parts: Any,
+    ) -> None:
+        super().__init__(
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            vf_coef=vf_coef,
+            ent_coef=ent_coef,
+            max_grad_norm=max_grad_norm,
+            optimizer=optimizer,
+            lr=lr,
+            optimizer_kwargs=optimizer_kwargs,
+            lr_schedule=lr_schedule,
+            normalize_advantages=normalize_advantages,
+            **parts,
+        )
+
+    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float] | None:
+        data = self._advantages(batch)
+        if len(data["obs"]) == 0:
+            return None
+        lr = self._set_lr()
+        advantages = data["advantages"]
+        if self.normalize_advantages and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        outputs = self.model(data["obs"])
+        log_prob = self.policy.log_prob(outputs, data["actions"])
+        entropy = self.policy.entropy(outputs).mean()
+        values = self.critic(data["obs"]).squeeze(1)
+        policy_loss = -(advantages * log_prob).mean()
+        value_loss = 0.5 * (data["returns"] - values).pow(2).mean()
+        loss = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
+        grad_norm = self._step(loss)
+        self.updates += 1
+        return {
+            "loss": loss.item(),
+            "policy/loss": policy_loss.item(),
+            "value/loss": value_loss.item(),
+            "policy/entropy": entropy.item(),
+            "grad_norm": grad_norm,
+            "lr": lr,
+            "explained_variance": explained_variance(data["values"], data["returns"]),
+            **self.policy.stats(),
+        }
+
+
+class PPO(_ActorCritic):
+    name = "ppo"
+
+    def __init__(
+        self,
+        *,
+        batch_steps: int,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        update_epochs: int = 4,
+        num_minibatches: int = 4,
+        clip_coef: float = 0.2,
+        clip_schedule: str = "constant",
+        clip_vloss: bool = True,
+        vf_coef: float = 0.5,
+        ent_coef: float = 0.0,
+        max_grad_norm: float | None = 0.5,
+        target_kl: float | None = None,
+        optimizer: str = "adam",
+        lr: float = 3e-4,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        lr_schedule: str = "constant",
+        normalize_advantages: bool = True,
+        **parts: Any,
+    ) -> None:
+        super().__init__(
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            vf_coef=vf_coef,
+            ent_coef=ent_coef,
+            max_grad_norm=max_grad_norm,
+            optimizer=optimizer,
+            lr=lr,
+            optimizer_kwargs={"eps": 1e-5, **(optimizer_kwargs or {})},
+            lr_schedule=lr_schedule,
+            normalize_advantages=normalize_advantages,
+            **parts,
+        )
+        check_range("update.update_epochs", update_epochs, 1, None)
+        check_range("update.num_minibatches", num_minibatches, 1, batch_steps)
+        check_range("update.clip_coef", clip_coef, 0.0, None, low_open=True)
+        if target_kl is not None:
+            check_range("update.target_kl", target_kl, 0.0, None, low_open=True)
+        self.update_epochs, self.num_minibatches = update_epochs, num_minibatches
+        self.clip_coef, self.clip_vloss, self.target_kl = clip_coef, clip_vloss, target_kl
+        self.clip_schedule = str(getattr(clip_schedule, "value", clip_schedule))
+
+    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float] | None:
+        data = self._advantages(batch)
+        size = len(data["obs"])
+        if size == 0:
+            return None
+        clip = self.clip_coef * (1.0 - self.progress() if self.clip_schedule == "linear" else 1.0)
+        clip = max(clip, 1e-8)
+        lr = self._set_lr()
+        minibatch = max(1, size // self.num_minibatches)
+        totals: dict[str, list[float]] = {}
+        stopped_early = 0.0
+        for _ in range(self.update_epochs):
+            order = torch.randperm(size)
+            for start in range(0, size - minibatch + 1, minibatch):
+                figures = self._minibatch(data, order[start : start + minibatch], clip)
+                for key, value in figures.items():
+                    totals.setdefault(key, []).append(value)
+            if self.target_kl is not None and totals["approx_kl"][-1] > self.target_kl:
+                stopped_early = 1.0
+                break
+        self.updates += 1
+        metrics = {key: float(np.mean(values)) for key, values in totals.items()}
+        metrics.update(
+            {
+                "lr": lr,
+                "clip_coef": clip,
+                "early_stop": stopped_early,
+                "explained_variance": explained_variance(data["values"], data["returns"]),
+                **self.policy.stats(),
+            }
+        )
+        return metrics
+
+    def _minibatch(
+        self, data: dict[str, torch.Tensor], index: torch.Tensor, clip: float
+    ) -> dict[str, float]:
+        obs, actions = data["obs"][index], data["actions"][index]
+        advantages = data["advantages"][index]
+        if self.normalize_advantages and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        outputs = self.model(obs)
+        log_prob = self.policy.log_prob(outputs, actions)
+        entropy = self.policy.entropy(outputs).mean()
+        log_ratio = log_prob - data["log_prob"][index]
+        ratio = log_ratio.exp()
+        policy_loss = torch.max(
+            -advantages * ratio, -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)
+        ).mean()
+        values = self.critic(obs).squeeze(1)
+        returns, old_values = data["returns"][index], data["values"][index]
+        if self.clip_vloss:
+            clipped = old_values + (values - old_values).clamp(-clip, clip)
+            value_loss = (
+                0.5 * torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
+            )
+        else:
+            value_loss = 0.5 * (values - returns).pow(2).mean()
+        loss = policy_loss - self.ent_coef * entropy + self.vf_coef * value_loss
+        grad_norm = self._step(loss)
+        with torch.no_grad():
+            approx_kl = ((ratio - 1.0) - log_ratio).mean().item()
+            clip_fraction = ((ratio - 1.0).abs() > clip).float().mean().item()
+        return {
+            "loss": loss.item(),
+            "policy/loss": policy_loss.item(),
+            "value/loss": value_loss.item(),
+            "policy/entropy": entropy.item(),
+            "approx_kl": approx_kl,
+            "clip_fraction": clip_fraction,
+            "grad_norm": grad_norm,
+        }

@@ -1,0 +1,181 @@
+"""Deep Q-learning (Mnih et al. 2015) from a replay buffer, with its standard improvements.
+
+The model outputs ``Q(s, .)`` (a dueling head with ``model.dueling=true``, Wang et al. 2016); a
+frozen target copy gives the bootstrap, refreshed every ``target_update_interval`` env steps by
+a hard copy (``tau = 1``) or Polyak averaging (``tau < 1``). The regression target of a stored
+n-step transition ``(s, a, R, d, s')`` (:class:`ReplayStorage`) is
+
+    y = R + d * Q_target(s', argmax_a Q(s', a))    (Double DQN, van Hasselt et al. 2016)
+    y = R + d * max_a Q_target(s', a)              (double_q = false)
+
+with the Huber (smooth L1) or squared loss. Exploration is the policy's (``policy=egreedy``, its
+epsilon linear per env step with ``policy.exploration_fraction``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from twrl_exp.errors import ConfigError
+from twrl_exp.protocols import ActionValuePolicy, Differentiable, Update, require
+from twrl_exp.storage import ReplayStorage
+from twrl_exp.update.checks import check_range, make_optimizer
+from twrl_exp.update.targets import frozen_copy, soft_update
+
+
+def dqn(
+    *,
+    model: Any,
+    policy: Any,
+    num_envs: int,
+    make_model: Any = None,
+    total_env_steps: int | None = None,
+    seed: int = 0,
+    buffer_size: int = 10_000,
+    batch_size: int = 128,
+    learning_starts: int = 10_000,
+    train_freq: int = 10,
+    gradient_steps: int = 1,
+    n_step: int = 1,
+    gamma: float = 0.99,
+    **settings: Any,
+) -> Update:
+    """``update=dqn``: a replay buffer (:class:`ReplayStorage`) -> :class:`DQN`."""
+    del make_model, total_env_steps
+    if getattr(policy, "action_shape", ()) != () or not getattr(policy, "num_outputs", 0):
+        raise ConfigError(
+            "update=dqn needs Discrete actions (one Q-value per action); for Box actions use "
+            "update=sac or update=td3."
+        )
+    learner = DQN(model=model, policy=policy, gamma=gamma, **settings)
+    storage = ReplayStorage(
+        num_envs=num_envs,
+        feature_dim=model.in_features,
+        action_shape=(),
+        action_dtype=np.int64,
+        buffer_size=buffer_size,
+        batch_size=batch_size,
+        learning_starts=learning_starts,
+        train_freq=train_freq,
+        gradient_steps=gradient_steps,
+        gamma=gamma,
+        n_step=n_step,
+        seed=seed,
+    )
+    return Update(storage=storage, learner=learner)
+
+
+class DQN:
+    def __init__(
+        self,
+        *,
+        model: Any,
+        policy: Any,
+        gamma: float = 0.99,
+        lr: float = 2.5e-4,
+        optimizer: str = "adam",
+        optimizer_kwargs: dict[str, Any] | None = None,
+        target_update_interval: int = 500,
+        tau: float = 1.0,
+        double_q: bool = True,
+        loss: str = "huber",
+        max_grad_norm: float | None = 10.0,
+    ) -> None:
+        require(
+            model,
+            Differentiable,
+            "update=dqn needs a differentiable model (model=mlp); "
+            f"{type(model).__name__} has no gradients (use update=td_lambda for tile coding).",
+        )
+        require(
+            policy,
+            ActionValuePolicy,
+            "update=dqn learns action values: use policy=egreedy (or greedy, categorical), "
+            f"not {type(policy).__name__}.",
+        )
+        check_range("update.gamma", gamma, 0.0, 1.0)
+        check_range("update.lr", lr, 0.0, None, low_open=True)
+        check_range("update.tau", tau, 0.0, 1.0, low_open=True)
+        check_range("update.target_update_interval", target_update_interval, 1, None)
+        if max_grad_norm is not None:
+            check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
+        self.loss_name = str(getattr(loss, "value", loss))
+        if self.loss_name not in ("huber", "mse"):
+            raise ConfigError(f"update.loss={loss} is unknown: use huber or mse.")
+        self.q = model
+        self.target = frozen_copy(model)
+        self.gamma, self.tau, self.double_q = gamma, tau, double_q
+        self.target_update_interval = target_update_interval
+        self.max_grad_norm = max_grad_norm
+        self.optimizer = make_optimizer(
+            str(getattr(optimizer, "value", optimizer)),
+            list(model.parameters()),
+            lr,
+            0.0,
+            optimizer_kwargs or {},
+        )
+        self.updates = 0
+        self.env_steps_at_sync = 0
+        self.env_steps = 0
+
+    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        obs = torch.from_numpy(batch["obs"])
+        actions = torch.from_numpy(batch["actions"]).long()
+        rewards = torch.from_numpy(batch["rewards"])
+        discounts = torch.from_numpy(batch["discounts"])
+        next_obs = torch.from_numpy(batch["next_obs"])
+        with torch.no_grad():
+            next_target = self.target(next_obs)
+            if self.double_q:
+                best = self.q(next_obs).argmax(dim=1, keepdim=True)
+                bootstrap = next_target.gather(1, best).squeeze(1)
+            else:
+                bootstrap = next_target.max(dim=1).values
+            targets = rewards + discounts * bootstrap
+        q_taken = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        if self.loss_name == "huber":
+            loss = nn.functional.smooth_l1_loss(q_taken, targets)
+        else:
+            loss = nn.functional.mse_loss(q_taken, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        limit = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
+        grad_norm = float(nn.utils.clip_grad_norm_(self.q.parameters(), limit))
+        self.optimizer.step()
+        self.updates += 1
+        self._maybe_sync(int(batch.get("env_steps", 0)))
+        return {
+            "loss": loss.item(),
+            "q/mean": q_taken.mean().item(),
+            "grad_norm": grad_norm,
+            "target/syncs": float(self.env_steps // self.target_update_interval),
+        }
+
+    def _maybe_sync(self, env_steps: int) -> None:
+        """Refresh the target every ``target_update_interval`` env steps (``tau``: how much)."""
+        self.env_steps = max(self.env_steps, env_steps)
+        if self.env_steps - self.env_steps_at_sync >= self.target_update_interval:
+            soft_update(self.target, self.q, self.tau)
+            self.env_steps_at_sync = self.env_steps
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "env_steps": self.env_steps,
+            "env_steps_at_sync": self.env_steps_at_sync,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates, self.env_steps = int(state["updates"]), int(state["env_steps"])
+        self.env_steps_at_sync = int(state["env_steps_at_sync"])
