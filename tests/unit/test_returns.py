@@ -103,3 +103,66 @@ class TestTileCoding:
         inside = tile_indices(np.array([[0.0], [0.999999]]), 2, 4)
         outside = tile_indices(np.array([[-3.0], [7.0]]), 2, 4)
         np.testing.assert_array_equal(inside, outside)
+
+
+class TestGae:
+    """Generalized advantage estimation against hand-computed cases."""
+
+    def setup_method(self) -> None:
+        rng = np.random.default_rng(0)
+        self.rewards = rng.normal(size=(6, 2))
+        self.values = rng.normal(size=(6, 2))
+        self.next_values = np.vstack([self.values[1:], rng.normal(size=(1, 2))])
+        self.ends = np.zeros((6, 2), bool)
+
+    def test_lambda_one_is_monte_carlo_minus_v(self) -> None:
+        from twrl_exp.returns import gae
+
+        terminated = self.ends.copy()
+        terminated[-1] = True  # complete episodes: no bootstrap at the end
+        adv, ret = gae(
+            self.rewards, self.values, self.next_values, terminated, terminated, 0.9, 1.0
+        )
+        mc = discounted_returns(self.rewards, terminated, 0.9)
+        np.testing.assert_allclose(adv, mc - self.values)
+        np.testing.assert_allclose(ret, mc)
+
+    def test_lambda_zero_is_the_td_error(self) -> None:
+        from twrl_exp.returns import gae
+
+        adv, _ = gae(self.rewards, self.values, self.next_values, self.ends, self.ends, 0.9, 0.0)
+        np.testing.assert_allclose(adv, self.rewards + 0.9 * self.next_values - self.values)
+
+    def test_truncation_bootstraps_from_the_final_observation_and_termination_does_not(
+        self,
+    ) -> None:
+        from twrl_exp.returns import gae
+
+        rewards = np.array([[1.0, 1.0], [1.0, 1.0]])
+        values = np.zeros((2, 2))
+        # Env 0 is truncated after step 0 (final observation worth 10), env 1 terminates there;
+        # the row after each is a new episode.
+        next_values = np.array([[10.0, 10.0], [0.0, 0.0]])
+        terminated = np.array([[False, True], [False, False]])
+        ends = np.array([[True, True], [True, True]])
+        adv, _ = gae(rewards, values, next_values, terminated, ends, 0.5, 0.95)
+        assert adv[0, 0] == pytest.approx(1.0 + 0.5 * 10.0)  # bootstrapped
+        assert adv[0, 1] == pytest.approx(1.0)  # not bootstrapped
+        assert adv[1, 0] == pytest.approx(1.0)  # nothing flows back across the episode end
+
+    def test_matches_a_direct_sum_of_discounted_td_errors(self) -> None:
+        from twrl_exp.returns import gae
+
+        gamma, lam = 0.97, 0.8
+        adv, _ = gae(self.rewards, self.values, self.next_values, self.ends, self.ends, gamma, lam)
+        delta = self.rewards + gamma * self.next_values - self.values
+        for t in range(6):
+            expected = sum((gamma * lam) ** k * delta[t + k] for k in range(6 - t))
+            np.testing.assert_allclose(adv[t], expected)
+
+
+def test_n_step_return_discounts_and_cuts_at_termination() -> None:
+    from twrl_exp.returns import n_step_return
+
+    assert n_step_return(np.array([1.0, 2.0, 4.0]), False, 0.5) == (4.0 * 0.25 + 1 + 1.0, 0.125)
+    assert n_step_return(np.array([1.0, 2.0]), True, 0.5) == (2.0, 0.0)

@@ -1,0 +1,155 @@
+"""What is stored and when learning is due: rollouts and replay (n-step, truncation, phantom)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twrl_exp.errors import ConfigError
+from twrl_exp.protocols import Step
+from twrl_exp.storage import ReplayStorage, RolloutStorage
+
+
+def step(
+    obs: list[float],
+    action: list[int],
+    reward: list[float],
+    next_obs: list[float],
+    *,
+    terminated: list[bool] | None = None,
+    truncated: list[bool] | None = None,
+    valid: list[bool] | None = None,
+) -> Step:
+    n = len(obs)
+    return Step(
+        features=np.array(obs, np.float32)[:, None],
+        actions=np.array(action),
+        reward=np.array(reward, float),
+        terminated=np.array(terminated or [False] * n),
+        truncated=np.array(truncated or [False] * n),
+        valid=np.array(valid or [True] * n),
+        next_features=np.array(next_obs, np.float32)[:, None],
+        next_outputs=np.zeros((n, 2)),
+        next_actions=np.zeros(n, np.int64),
+        extras={"log_prob": np.full(n, -0.5)},
+    )
+
+
+def replay(n_step: int = 1, **kwargs) -> ReplayStorage:
+    settings = {
+        "num_envs": 1,
+        "feature_dim": 1,
+        "action_shape": (),
+        "action_dtype": np.int64,
+        "buffer_size": 100,
+        "batch_size": 4,
+        "learning_starts": 0,
+        "train_freq": 1,
+        "gradient_steps": 1,
+        "gamma": 0.5,
+        "n_step": n_step,
+        **kwargs,
+    }
+    return ReplayStorage(**settings)
+
+
+def stored(buffer: ReplayStorage) -> list[tuple[float, float, float, float]]:
+    """``(obs, R, discount, next_obs)`` of every stored transition, in insertion order."""
+    return [
+        (
+            float(buffer.obs[i, 0]),
+            float(buffer.rewards[i]),
+            float(buffer.discounts[i]),
+            float(buffer.next_obs[i, 0]),
+        )
+        for i in range(buffer.size)
+    ]
+
+
+def test_one_step_replay_cuts_the_bootstrap_only_at_termination() -> None:
+    buffer = replay()
+    buffer.add(step([0.0], [1], [1.0], [1.0]))
+    buffer.add(step([1.0], [0], [2.0], [9.0], truncated=[True]))  # final obs 9 bootstraps
+    buffer.add(step([9.0], [0], [0.0], [5.0], valid=[False]))  # the autoreset step: skipped
+    buffer.add(step([5.0], [1], [3.0], [6.0], terminated=[True]))
+    assert stored(buffer) == [(0.0, 1.0, 0.5, 1.0), (1.0, 2.0, 0.5, 9.0), (5.0, 3.0, 0.0, 6.0)]
+
+
+def test_n_step_transitions_sum_rewards_and_flush_at_the_episode_end() -> None:
+    buffer = replay(n_step=3)
+    for k in range(4):
+        buffer.add(step([float(k)], [1], [1.0], [float(k + 1)]))
+    buffer.add(step([4.0], [1], [1.0], [5.0], terminated=[True]))
+    # (s0..s2 -> s3), (s1..s3 -> s4), then at termination s2.., s3.., s4.. cut to what is left
+    assert stored(buffer) == [
+        (0.0, 1.75, 0.125, 3.0),
+        (1.0, 1.75, 0.125, 4.0),
+        (2.0, 1.75, 0.0, 5.0),
+        (3.0, 1.5, 0.0, 5.0),
+        (4.0, 1.0, 0.0, 5.0),
+    ]
+
+
+def test_n_step_truncation_keeps_the_bootstrap_discount() -> None:
+    buffer = replay(n_step=3)
+    buffer.add(step([0.0], [1], [1.0], [1.0]))
+    buffer.add(step([1.0], [1], [1.0], [7.0], truncated=[True]))
+    assert stored(buffer) == [(0.0, 1.5, 0.25, 7.0), (1.0, 1.0, 0.5, 7.0)]
+
+
+def test_learning_is_due_every_train_freq_steps_after_learning_starts() -> None:
+    buffer = replay(learning_starts=6, train_freq=3, gradient_steps=2)
+    due = []
+    for k in range(12):
+        buffer.add(step([float(k)], [0], [0.0], [float(k + 1)]))
+        due.append(len(list(buffer.batches())))
+    assert due == [0, 0, 0, 0, 0, 2, 0, 0, 2, 0, 0, 2]
+    every = replay(gradient_steps=-1, train_freq=4)
+    counts = []
+    for k in range(8):
+        every.add(step([float(k)], [0], [0.0], [float(k + 1)]))
+        counts.append(len(list(every.batches())))
+    assert counts == [0, 0, 0, 4, 0, 0, 0, 4]  # -1: as many as env steps since
+
+
+def test_replay_state_round_trips_with_its_sampling_rng() -> None:
+    buffer = replay(buffer_size=8)
+    for k in range(11):  # wraps around the ring
+        buffer.add(step([float(k)], [k % 2], [float(k)], [float(k + 1)]))
+    copy = replay(buffer_size=8)
+    copy.load_state_dict(buffer.state_dict())
+    a, b = buffer.sample(), copy.sample()
+    for key in ("obs", "actions", "rewards", "discounts", "next_obs"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert sorted(copy.obs[:, 0].tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"batch_size": 0}, "update.batch_size=0"),
+        ({"gradient_steps": 0}, "update.gradient_steps=0"),
+        ({"train_freq": 0}, "update.train_freq=0"),
+    ],
+)
+def test_bad_replay_settings_are_refused(kwargs, fragment) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        replay(**kwargs)
+
+
+def test_a_rollout_is_due_when_full_and_masks_the_autoreset_step() -> None:
+    rollout = RolloutStorage(
+        n_steps=3, num_envs=2, feature_dim=1, action_shape=(), action_dtype=np.int64
+    )
+    rollout.add(step([0.0, 0.0], [1, 0], [1.0, 1.0], [1.0, 1.0], terminated=[True, False]))
+    assert list(rollout.batches()) == []
+    rollout.add(step([1.0, 1.0], [0, 1], [5.0, 1.0], [0.0, 2.0], valid=[False, True]))
+    rollout.add(step([0.0, 2.0], [1, 1], [1.0, 1.0], [1.0, 3.0], truncated=[False, True]))
+    (batch,) = list(rollout.batches())
+    assert batch["valid"].tolist() == [[True, True], [False, True], [True, True]]
+    assert batch["rewards"][1].tolist() == [0.0, 1.0]  # the autoreset step's reward is dropped
+    assert batch["ends"].tolist() == [[True, False], [True, False], [False, True]]
+    assert batch["terminated"].tolist() == [[True, False], [False, False], [False, False]]
+    assert batch["next_obs"][2, :, 0].tolist() == [1.0, 3.0]  # bootstrap at the cut
+    assert batch["log_prob"].tolist() == [[-0.5, -0.5]] * 3
+    assert list(rollout.batches()) == []  # emptied
