@@ -84,3 +84,57 @@ def test_reinforce_improves_pendulum_clearly(make_cfg) -> None:
     returns = np.array(runner.history.returns)
     assert returns[:100].mean() < -1000
     assert runner.history.trailing[-1] > returns[:100].mean() + 400
+
+
+# ---------------------------------------------------------------------------- deep RL
+# The presets' own budgets where they are short; shorter, smaller settings for the off-policy
+# actor-critics (20k steps of 256-wide networks take minutes on 2 cores). The full acceptance
+# runs (3 seeds each, the zoo's budgets) are in the closing notes and benchmarks/RESULTS.md.
+
+
+def best_eval(make_cfg, *overrides: str, every: int) -> list[float]:
+    cfg = make_cfg(*overrides, "monitor=none", "eval.episodes=5")
+    runner = make_runner(cfg, build(cfg), eval_every_steps=every)
+    runner.run()
+    return runner.history.eval_means
+
+
+@pytest.mark.slow
+def test_ppo_solves_cartpole_within_100k_steps(make_cfg) -> None:
+    evals = best_eval(make_cfg, "env=cartpole", "update=ppo", "seed=0", every=10_000)
+    assert max(evals) >= 475, evals
+
+
+@pytest.mark.slow
+def test_a2c_solves_cartpole(make_cfg) -> None:
+    evals = best_eval(
+        make_cfg, "env=cartpole", "update=a2c", "seed=0", "train.max_env_steps=50000", every=12_500
+    )
+    assert max(evals) >= 475, evals
+
+
+@pytest.mark.slow
+def test_dqn_solves_cartpole_within_50k_steps(make_cfg) -> None:
+    evals = best_eval(
+        make_cfg, "env=cartpole", "policy=egreedy", "update=dqn", "seed=0", every=5_000
+    )
+    assert max(evals) >= 475, evals
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("update", "extra"), [("sac", []), ("td3", ["update.learning_starts=1000"])]
+)
+def test_off_policy_actor_critics_swing_pendulum_up(make_cfg, update: str, extra) -> None:
+    evals = best_eval(
+        make_cfg,
+        "env=pendulum",
+        f"update={update}",
+        "seed=0",
+        "model.hidden_sizes=[64,64]",
+        "train.max_env_steps=6000",
+        *extra,
+        every=1_000,
+    )
+    assert evals[0] < -700, evals  # starts near the random agent (about -1200) ...
+    assert max(evals) > -300, evals  # ... and swings up and balances within 6k steps
