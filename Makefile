@@ -38,9 +38,10 @@ lint: $(STAMP)  ## ruff, mypy and the import-layering contract
 ui: $(STAMP)  ## MLflow UI on the project's store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
-bench: $(STAMP)  ## Benchmarks vs the env's speed limit and Stable-Baselines3 -> benchmarks/RESULTS.md
+bench: $(STAMP)  ## Benchmarks vs the env's speed limit and SB3 -> benchmarks/RESULTS*.md (DEEP_ARGS="--only ppo,dqn")
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+	$(BIN)/python benchmarks/deep.py $(DEEP_ARGS)
 
 leaderboard: $(STAMP)  ## Ranked agents per env from the MLflow store (ARGS="--env CartPole-v1 ...")
 	$(BIN)/python -m twrl_exp.leaderboard $(ARGS)
