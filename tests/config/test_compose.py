@@ -196,3 +196,10 @@ def test_every_group_yaml_is_backed_by_a_schema() -> None:
     for group in ("model", "policy", "update"):
         for path in (CONF / group).glob("*.yaml"):
             assert f"/schema/{group}/{path.stem}@_here_" in Path(path).read_text(), path
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")))
+def test_every_shipped_sweep_composes_and_builds(make_cfg, sweep: str) -> None:
+    cfg = make_cfg(f"+sweep={sweep}", "monitor=none")
+    built = build(cfg, evaluation=False)
+    built.close()

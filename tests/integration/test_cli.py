@@ -21,10 +21,10 @@ def test_help_lists_the_groups_a_user_picks_and_nothing_internal(train_cli) -> N
         "mountaincar",
         "pendulum",
         "model=  mlp, none, table, tilecoding",
-        "policy=  categorical, egreedy",
-        "update=  none, reinforce, td_lambda",
+        "policy=  categorical, deterministic, egreedy, greedy, normal, random, tanh_normal",
+        "update=  a2c, dqn, none, ppo, reinforce, sac, td3, td_lambda",
         "monitor=  default, none, quiet",
-        "+sweep=  cartpole_reinforce",
+        "+sweep=  cartpole_dqn, cartpole_ppo, cartpole_reinforce",
     ):
         assert text in result.stdout, text
     for internal in ("schema/", "tuned:", "tuned=", "\nsweep:"):
@@ -41,8 +41,8 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["policy=softmax"], "policy=softmax is not an option: choose one of categorical, egreedy"),
-        (["+sweep=nosuch"], "+sweep=nosuch is not an option: choose one of cartpole_reinforce"),
+        (["policy=softmax"], "policy=softmax is not an option: choose one of categorical, deterministic, egreedy"),
+        (["+sweep=nosuch"], "+sweep=nosuch is not an option: choose one of cartpole_dqn, cartpole_ppo"),
         (["update.lr=fast"], "update.lr=fast is invalid: update.lr must be a number"),
         (["update.baseline=foo"], "update.baseline must be one of none, average, value"),
         (["update.lrr=0.1"], "update.lrr is not a key of update: valid keys are name, gamma"),

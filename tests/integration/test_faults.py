@@ -161,16 +161,22 @@ def test_kill_9_before_the_first_checkpoint_is_detected_and_resumable(
     assert old.data.tags["twrl.superseded_by"] == new.info.run_id
 
 
-def kill_past_a_checkpoint(tmp_path: Path, uri: str, min_step: int, *args: str) -> str:
-    """Start a run, wait for a checkpoint at ``min_step`` or later and for episodes recorded
-    past it, then kill -9 the run's process group; the run's id."""
+def kill_past_a_checkpoint(
+    tmp_path: Path, uri: str, min_step: int, resume: str | None = None
+) -> str:
+    """Start a run (or resume ``resume``), wait for a checkpoint at ``min_step`` or later and for
+    episodes recorded past it, then kill -9 the run's process group; the run's id."""
     client = MlflowClient(tracking_uri=uri)
+    args = [f"resume={resume}"] if resume else []
     proc = start(tmp_path, *LONG, "monitor.checkpoint.every_steps=15000", *args)
     current = wait_for(
         lambda: [
             r
             for r in all_runs(uri)
-            if r.info.status == "RUNNING" and checkpoint_step(uri, r.info.run_id) >= min_step
+            # The killed run being resumed still reads RUNNING until the new process reaps it.
+            if r.info.run_id != resume
+            and r.info.status == "RUNNING"
+            and checkpoint_step(uri, r.info.run_id) >= min_step
         ],
         what="a checkpoint",
         proc=proc,
@@ -199,7 +205,7 @@ def test_kill_9_mid_run_then_again_resumes_to_one_timeline_and_the_exact_budget(
     their checkpoints, and the budget is met."""
     client = MlflowClient(tracking_uri=isolated_mlflow)
     run_id = kill_past_a_checkpoint(tmp_path, isolated_mlflow, 15000)
-    run_id = kill_past_a_checkpoint(tmp_path, isolated_mlflow, 30000, f"resume={run_id}")
+    run_id = kill_past_a_checkpoint(tmp_path, isolated_mlflow, 30000, resume=run_id)
     budget = checkpoint_step(isolated_mlflow, run_id) + 8000
     done = train(tmp_path, f"resume={run_id}", f"train.max_env_steps={budget}", *QUIET)
     assert done.returncode == 0, done.stderr
