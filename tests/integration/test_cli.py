@@ -31,6 +31,20 @@ def test_help_lists_the_groups_a_user_picks_and_nothing_internal(train_cli) -> N
         assert internal not in result.stdout, internal
 
 
+def test_evaluate_help_is_usage_not_an_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "twrl_exp.evaluate", "--help"],
+        cwd=project_root(),
+        env={**os.environ, "PYTHONPATH": str(project_root())},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m twrl_exp.evaluate run_id=<id>" in result.stdout
+    assert "episodes=100" in result.stdout
+
+
 def test_cfg_job_prints_the_composed_config(train_cli) -> None:
     result = train_cli("--cfg", "job", "update.lr=0.003")
     assert result.returncode == 0
@@ -41,8 +55,14 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["policy=softmax"], "policy=softmax is not an option: choose one of categorical, deterministic, egreedy"),
-        (["+sweep=nosuch"], "+sweep=nosuch is not an option: choose one of cartpole_dqn, cartpole_ppo"),
+        (
+            ["policy=softmax"],
+            "policy=softmax is not an option: choose one of categorical, deterministic, egreedy",
+        ),
+        (
+            ["+sweep=nosuch"],
+            "+sweep=nosuch is not an option: choose one of cartpole_dqn, cartpole_ppo",
+        ),
         (["update.lr=fast"], "update.lr=fast is invalid: update.lr must be a number"),
         (["update.baseline=foo"], "update.baseline must be one of none, average, value"),
         (["update.lrr=0.1"], "update.lrr is not a key of update: valid keys are name, gamma"),

@@ -6,6 +6,7 @@ Every test runs real ``python train.py`` processes against a temporary SQLite st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,23 @@ def env_vars() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(project_root())}
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test() -> Iterator[None]:
+    """A failing test must not leave a 50M-step run eating a core for the rest of the suite."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+
+
 def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, TRAIN, *args],
         cwd=cwd,
         env=env_vars(),
@@ -44,6 +60,8 @@ def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+    STARTED.append(proc)
+    return proc
 
 
 def train(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
