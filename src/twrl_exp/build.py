@@ -19,7 +19,6 @@ from twrl_exp.errors import ConfigError
 from twrl_exp.runner import Monitor, Runner
 
 # MLflow draws a progress bar for every artifact download; runs and CLIs here need none.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def project_root() -> Path:

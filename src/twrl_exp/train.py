@@ -24,7 +24,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-import hydra_plugins.twrl_optuna_sweeper.config  # noqa: F401  (registers hydra/sweeper=twrl_optuna)
 from twrl_exp import cli_errors, interrupts, logged, processes
 from twrl_exp.build import build, check_run_config, config_dir, default_tracking_uri, make_runner
 from twrl_exp.cli_errors import say
@@ -246,7 +245,7 @@ def _run(
     _watch_sweep()
     if cfg.trial.number is None:
         return _seeds(cfg, run_dir, name_suffix, context, checkpoint, resumed, None)
-    from hydra_plugins.twrl_optuna_sweeper import trial as optuna_trial
+    from hydra_plugins.twrl_optuna_sweeper import _trial as optuna_trial
 
     job = optuna_trial.TrialJob.load(
         cfg.trial.study_name, cfg.trial.storage, cfg.trial.number, cfg.trial.heartbeat_interval

@@ -128,7 +128,7 @@ def optuna_args(tmp_path: Path, n_trials: int, *extra: str) -> list[str]:
 
 
 def load(tmp_path: Path) -> optuna.Study:
-    from hydra_plugins.twrl_optuna_sweeper.trial import open_storage
+    from hydra_plugins.twrl_optuna_sweeper._trial import open_storage
 
     storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")  # locked while created
     return optuna.load_study(study_name="tiny", storage=storage)

@@ -8,8 +8,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from hydra_plugins.twrl_optuna_sweeper import search_space
-from hydra_plugins.twrl_optuna_sweeper.sweeper import counted
+from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
+from hydra_plugins.twrl_optuna_sweeper._sweeper import counted
 from twrl_exp.errors import ConfigError
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import History
@@ -96,7 +96,7 @@ def test_a_job_prunes_with_the_sweepers_pruner(tmp_path) -> None:
     """Optuna stores no pruner with a study: the job must rebuild the sweeper's own."""
     import optuna
 
-    from hydra_plugins.twrl_optuna_sweeper.trial import load_trial
+    from hydra_plugins.twrl_optuna_sweeper._trial import load_trial
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     for name, expected in (
@@ -129,8 +129,8 @@ def test_a_job_keeps_its_trial_alive_and_a_dead_job_goes_stale(tmp_path) -> None
     import optuna
     from optuna.trial import TrialState
 
-    from hydra_plugins.twrl_optuna_sweeper.sweeper import counted
-    from hydra_plugins.twrl_optuna_sweeper.trial import TrialJob, open_storage, quiet_optuna
+    from hydra_plugins.twrl_optuna_sweeper._sweeper import counted
+    from hydra_plugins.twrl_optuna_sweeper._trial import TrialJob, open_storage, quiet_optuna
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     with quiet_optuna():
@@ -153,7 +153,7 @@ def test_a_resumed_sampler_does_not_replay_its_first_proposals() -> None:
     import optuna
     from omegaconf import OmegaConf
 
-    from hydra_plugins.twrl_optuna_sweeper.strategies import make_sampler
+    from hydra_plugins.twrl_optuna_sweeper._strategies import make_sampler
 
     space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
     cfg = OmegaConf.create({"name": "tpe", "seed": 3, "n_startup_trials": 8})

@@ -17,6 +17,7 @@ import contextlib
 import getpass
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -120,6 +121,8 @@ class MlflowMonitor(MonitorBase):
         to a dead timeline, is tagged ``twrl.superseded_by`` and deleted (recoverable with
         ``mlflow runs restore``).
         """
+        # Artifact uploads print a tqdm bar per file in MLflow 3; a run's terminal has its own.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.client = store.open_client(self.tracking_uri)
         experiment_id = ensure_experiment(self.client, self.experiment, self.tracking_uri)
         tags = {

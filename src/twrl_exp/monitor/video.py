@@ -18,15 +18,15 @@ import numpy as np
 from twrl_exp.agent import Agent
 from twrl_exp.runner import MonitorBase, Runner
 
-# Rendering needs no window or sound device (pygame otherwise complains on headless machines).
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-
 
 def record_episode(
     make_env: Callable[[], Any], agent: Agent, *, seed: int, max_frames: int = 1000
 ) -> tuple[list[np.ndarray], float]:
     """Frames and return of one greedy episode in a fresh ``rgb_array`` env."""
+    # Rendering needs no window or sound device (pygame complains on headless machines); set
+    # when a video is recorded, not when this module is imported.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = make_env()
     try:
         obs, _ = env.reset(seed=seed)

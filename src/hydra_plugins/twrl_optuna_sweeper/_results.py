@@ -14,13 +14,13 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from hydra_plugins.twrl_optuna_sweeper import search_space
+from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
 from twrl_exp.build import project_root
 from twrl_exp.monitor.sweep import SweepParent
 from twrl_exp.monitor.sweep_summary import summarize
 
 if TYPE_CHECKING:
-    from hydra_plugins.twrl_optuna_sweeper.sweeper import TwrlOptunaSweeper
+    from hydra_plugins.twrl_optuna_sweeper._sweeper import OptunaSweeperImpl as TwrlOptunaSweeper
 
 log = logging.getLogger(__name__)
 GROUPS = ("env", "model", "policy", "update")

@@ -20,7 +20,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from hydra_plugins.twrl_optuna_sweeper.strategies import make_pruner
+from hydra_plugins.twrl_optuna_sweeper._strategies import make_pruner
 from twrl_exp import processes, store
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import MonitorBase, Runner

@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 
-from hydra_plugins.twrl_optuna_sweeper import search_space
+from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
 from twrl_exp.errors import ConfigError
 
 

@@ -1,0 +1,261 @@
+"""A Hydra Sweeper on Optuna >= 4: ask the study for trials, launch them through any Hydra
+launcher, let each job report to its own trial through the storage (pruning), and resume a
+study where it stopped, since ``n_trials`` is the study's total."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from hydra_plugins.twrl_optuna_sweeper import _results as results
+from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
+from hydra_plugins.twrl_optuna_sweeper._strategies import make_pruner, make_sampler
+from hydra_plugins.twrl_optuna_sweeper._trial import (
+    PROCESS_ATTR,
+    heartbeat_enabled,
+    open_storage,
+    quiet_optuna,
+)
+from twrl_exp import interrupts, processes
+from twrl_exp.build import project_root
+from twrl_exp.errors import ConfigError
+from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
+from twrl_exp.objectives import OBJECTIVES
+
+log = logging.getLogger(__name__)
+PARENT_ATTR = "mlflow_parent_run_id"
+PRUNER_ATTR = "pruner"
+
+
+def counted(trials: list[FrozenTrial], live_running: bool) -> int:
+    """Trials that count toward ``n_trials``: finished ones, failures with an error, and (with
+    heartbeats, i.e. when stale ones have been failed) trials running elsewhere."""
+    total = 0
+    for t in trials:
+        if (
+            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+            or (t.state == TrialState.RUNNING and live_running)
+        ):
+            total += 1
+    return total
+
+
+def fail_trial(study: optuna.Study, trial_id: int, why: str) -> bool:
+    """Mark a still-running trial FAIL with the user attribute ``why``; whether it was."""
+    storage = study._storage
+    try:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return False
+        storage.set_trial_user_attr(trial_id, why, True)
+        return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # its job finished it meanwhile
+
+
+def fail_lost_trials(
+    study: optuna.Study, heartbeats: bool, batch: list[optuna.Trial] | None = None
+) -> int:
+    """Fail RUNNING trials whose job is gone: on this host, when its process has ended; on
+    others, when its heartbeat went stale. Lost trials do not count toward ``n_trials``.
+    ``batch``: trials a failed launch started, failed unless their process still runs."""
+    if heartbeats:
+        optuna.storages.fail_stale_trials(study)
+    in_batch = {t.number for t in batch or []}
+    lost = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(PROCESS_ATTR)
+        # A job on another host cannot be checked from here: its heartbeat decides.
+        gone = processes.alive(owner) is False if owner else trial.number in in_batch
+        if gone:
+            lost += fail_trial(study, trial._trial_id, "lost")
+    return lost
+
+
+class OptunaSweeperImpl(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        self.settings = OmegaConf.create(settings)
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.job_idx = 0
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def _check(self) -> None:
+        s = self.settings
+        checks = [
+            ("n_trials", s.n_trials >= 1, ">= 1"),
+            ("n_jobs", s.n_jobs >= 1, ">= 1"),
+            ("seeds_per_trial", s.seeds_per_trial >= 1, ">= 1"),
+            ("direction", s.direction in ("maximize", "minimize"), "maximize or minimize"),
+            ("objective", s.objective in OBJECTIVES, " or ".join(OBJECTIVES)),
+            (
+                "study_name",
+                re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", str(s.study_name)) is not None,
+                "a file name of letters, digits, '_', '-' and '.', not starting with '.'",
+            ),
+        ]
+        for key, ok, valid in checks:
+            if not ok:
+                raise ConfigError(f"hydra.sweeper.{key}={s[key]} is invalid: it must be {valid}.")
+
+    def storage_url(self) -> str:
+        if self.settings.storage:
+            return str(self.settings.storage)
+        return f"sqlite:///{project_root() / 'optuna' / (self.settings.study_name + '.db')}"
+
+    def sweep(self, arguments: list[str]) -> Any:
+        with quiet_optuna():
+            return self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None
+        self._check()
+        s = self.settings
+        space, fixed = search_space.parse(dict(s.params), list(arguments))
+        self.space, self.fixed = space, fixed
+        if not space:
+            raise ConfigError(
+                "The Optuna sweep has no search space: give hydra.sweeper.params "
+                "(e.g. update.lr: tag(log, interval(1e-4, 1e-1))) or a sweep on the command line."
+            )
+        make_sampler(s.sampler, space)  # refuse a bad sampler or pruner before a study exists
+        make_pruner(s.pruner)
+        url = self.storage_url()
+        storage = open_storage(url, s.heartbeat_interval, s.grace_period)
+        study = optuna.create_study(
+            study_name=s.study_name,
+            storage=storage,
+            pruner=make_pruner(s.pruner),
+            direction=s.direction,
+            load_if_exists=True,
+        )
+        # A resumed study's sampler must not replay the proposals of the first attempt: its seed
+        # moves on by the number of trials the study already holds.
+        existing = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(s.sampler, space, offset=existing)
+        # Jobs rebuild the pruner from here: Optuna stores no pruner with a study.
+        study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(s.pruner))
+        heartbeats = heartbeat_enabled(storage)
+        fail_lost_trials(study, heartbeats)
+        parent = self._open_parent(study, url)
+        done = counted(study.get_trials(deepcopy=False), heartbeats)
+        log.info(f"Study '{s.study_name}' in {url}: {done} of {s.n_trials} trials done.")
+        batch: list[optuna.Trial] = []
+        try:
+            with interrupts.deferred():
+                self._run_trials(study, space, fixed, url, heartbeats, batch)
+        except KeyboardInterrupt:
+            for trial in batch:
+                fail_trial(study, trial._trial_id, "interrupted")
+            if parent is not None:
+                parent.finish("KILLED")
+            raise
+        results.report(study, self, parent, url)
+        if parent is not None:
+            parent.finish("FINISHED")
+        return study
+
+    def _run_trials(
+        self,
+        study: optuna.Study,
+        space: dict[str, BaseDistribution],
+        fixed: list[str],
+        url: str,
+        heartbeats: bool,
+        batch: list[optuna.Trial],
+    ) -> None:
+        """Ask, launch and settle batches until the study holds ``n_trials``; ``batch`` holds
+        the trials in flight (for the caller to mark if interrupted)."""
+        s = self.settings
+        failures = 0
+        while (remaining := s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats)) > 0:
+            if interrupts.requested:
+                raise KeyboardInterrupt
+            batch[:] = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
+            overrides = [self._overrides(t, fixed, space, url) for t in batch]
+            assert self.launcher is not None
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except Exception as exc:
+                if interrupts.requested:
+                    raise KeyboardInterrupt from exc
+                failures += 1
+                lost = fail_lost_trials(study, heartbeats, batch)
+                log.warning(f"The launcher failed ({exc}); {lost} trial(s) will run again.")
+                if failures >= 3:
+                    raise
+                continue
+            failures = 0
+            self.job_idx += len(batch)
+            for trial, ret in zip(batch, returns, strict=True):
+                self._settle(study, trial, ret)
+            batch.clear()
+        if interrupts.requested:
+            raise KeyboardInterrupt
+
+    def _open_parent(self, study: optuna.Study, url: str) -> SweepParent | None:
+        assert self.config is not None
+        if not self.config.monitor.mlflow.enabled:
+            return None
+        parent = SweepParent.open(
+            tracking_uri=tracking_uri_of(self.config),
+            experiment=experiment_of(self.config),
+            run_name=f"optuna {self.settings.study_name}",
+            sweep_dir=Path(self.config.hydra.sweep.dir),
+            tags={
+                "sweep": "optuna",
+                "optuna.study": self.settings.study_name,
+                "optuna.storage": url,
+            },
+            run_id=study.user_attrs.get(PARENT_ATTR),
+            swept_keys=list(self.space),
+        )
+        study.set_user_attr(PARENT_ATTR, parent.run_id)
+        return parent
+
+    def _overrides(
+        self, trial: optuna.Trial, fixed: list[str], space: dict[str, BaseDistribution], url: str
+    ) -> list[str]:
+        s = self.settings
+        sampled = [search_space.override_text(k, trial.params[k]) for k in space]
+        return [
+            *fixed,
+            *sampled,
+            f"trial.study_name={s.study_name}",
+            f"trial.storage='{url}'",
+            f"trial.number={trial.number}",
+            f"trial.objective={s.objective}",
+            f"trial.seeds={s.seeds_per_trial}",
+            f"trial.heartbeat_interval={s.heartbeat_interval}",
+        ]
+
+    def _settle(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
+        """The job tells the study itself; a job that failed before it could is told FAIL."""
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state != TrialState.RUNNING:
+            return
+        if ret.status == JobStatus.FAILED:
+            error = ret._return_value
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            log.warning(f"Trial {trial.number} failed: {error}")
+        else:
+            study.tell(trial.number, float(ret.return_value), skip_if_finished=True)
