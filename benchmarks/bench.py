@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from twrl_exp.build import build, config_dir, make_runner, project_root
+from twrl_exp.build import build, make_runner, project_root
 from twrl_exp.config import register_configs
+from twrl_exp.paths import config_dir
 from twrl_exp.runner import MonitorBase, Runner
 
 sys.path.insert(0, str(Path(__file__).parent))

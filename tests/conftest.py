@@ -13,8 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from tests import envs
-from twrl_exp.build import config_dir, project_root
+from twrl_exp.build import project_root
 from twrl_exp.config import register_configs
+from twrl_exp.paths import config_dir
 
 envs.register()
 register_configs()

@@ -11,9 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from twrl_exp import logged, serialization, store
 from twrl_exp.agent import Agent
-from twrl_exp.build import build_agent, default_tracking_uri
+from twrl_exp.build import build_agent
 from twrl_exp.env import make_vector_env
 from twrl_exp.errors import ConfigError
+from twrl_exp.paths import default_tracking_uri
 
 
 def env_settings(cfg: DictConfig, num_envs: int) -> dict[str, Any]:

@@ -4,7 +4,6 @@ update -> agent. Every incompatibility is found here, before the first env step.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 from twrl_exp.agent import Agent
 from twrl_exp.env import resolve_spec
 from twrl_exp.errors import ConfigError
+from twrl_exp.paths import project_dir, source_root
 from twrl_exp.runner import Monitor, Runner
-
-# MLflow draws a progress bar for every artifact download; runs and CLIs here need none.
 
 
 def project_root() -> Path:
-    """The checkout's root (where conf/ and mlflow.db live); ``TWRL_PROJECT_ROOT`` overrides."""
-    override = os.environ.get("TWRL_PROJECT_ROOT")
-    return Path(override).resolve() if override else Path(__file__).resolve().parents[2]
-
-
-def config_dir() -> Path:
-    return project_root() / "conf"
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    """The checkout twrl-exp runs from (train.py, conf/, notebooks/), else the user's project."""
+    return source_root() or project_dir()
 
 
 def _partial(node: DictConfig) -> Any:

@@ -16,6 +16,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from twrl_exp import paths
+
 
 class Vectorization(StrEnum):
     auto = "auto"
@@ -425,6 +427,16 @@ class EvalConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where a run's data goes (``paths.*``); defaults: :func:`twrl_exp.paths.project_dir`."""
+
+    root: str = "${twrl_project:}"  # the project: $TWRL_PROJECT_ROOT, the git repo around cwd, cwd
+    mlflow_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db
+    optuna_dir: str = "${paths.root}/optuna"  # default Optuna storages: <optuna_dir>/<study>.db
+    experiment_dir: str = "${paths.root}/conf/experiment"  # sweeps' best trials, +experiment=
+
+
+@dataclass
 class TrialConfig:
     """What a run returns, and (set by the Optuna sweeper) which trial of which study it is."""
 
@@ -446,6 +458,7 @@ class RunConfig:
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     trial: TrialConfig = field(default_factory=TrialConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     torch_threads: int = 1
     resume: str | None = None  # an MLflow run id: continue that run from its checkpoint
@@ -502,6 +515,8 @@ def groups_help() -> str:
 def register_configs() -> None:
     """Register every schema in Hydra's ConfigStore, and the ``twrl_pid`` resolver that makes
     run and sweep folders unique among processes started in the same second (idempotent)."""
+    if not OmegaConf.has_resolver("twrl_project"):
+        OmegaConf.register_new_resolver("twrl_project", lambda: str(paths.project_dir()))
     if not OmegaConf.has_resolver("twrl_pid"):
         OmegaConf.register_new_resolver("twrl_pid", os.getpid)
     if not OmegaConf.has_resolver("twrl_groups"):

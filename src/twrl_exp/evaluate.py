@@ -9,6 +9,7 @@ return over ``episodes`` episodes, optionally records a video of one episode, an
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -20,11 +21,11 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from twrl_exp.artifacts import env_settings, load_agent
-from twrl_exp.build import default_tracking_uri
 from twrl_exp.cli_errors import say
 from twrl_exp.env import make_render_env, make_vector_env
 from twrl_exp.errors import ConfigError
 from twrl_exp.monitor.video import record_episode, write_mp4
+from twrl_exp.paths import default_tracking_uri
 from twrl_exp.runner import Runner
 
 
@@ -108,7 +109,7 @@ def _log(uri: str, cfg: EvaluateConfig, returns: np.ndarray, video: Path | None)
             client.log_artifact(cfg.run_id, str(target), "videos")
 
 
-USAGE = """usage: python -m twrl_exp.evaluate run_id=<id> [KEY=VALUE ...]
+USAGE = """usage: python -m twrl_exp.evaluate run_id=<id> [KEY=VALUE ...]   (or twrl-evaluate ...)
 
 Evaluate the trained agent of an MLflow run on fresh episodes (greedy actions).
 
@@ -125,6 +126,8 @@ Evaluate the trained agent of an MLflow run on fresh episodes (greedy actions).
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    # MLflow draws a progress bar per artifact download; one line of result is the output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if any(a in ("-h", "--help", "help") for a in args):
         print(USAGE, end="")
         return 0
@@ -151,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     if result.video is not None:
         print(f"video: {result.video.resolve()}")
     return 0
+
+
+def cli() -> None:
+    """``twrl-evaluate``: the same as ``python -m twrl_exp.evaluate``, with the project's own
+    modules importable (an agent built from ``update=my_rule``)."""
+    from twrl_exp.paths import make_importable
+
+    make_importable()
+    raise SystemExit(main())
 
 
 if __name__ == "__main__":

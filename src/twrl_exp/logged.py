@@ -107,12 +107,15 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from twrl_exp.build import config_dir
     from twrl_exp.config import register_configs
+    from twrl_exp.paths import config_dir, user_config_dir
 
     register_configs()
     if GlobalHydra.instance().is_initialized():
         return compose("config", overrides)
+    user = user_config_dir()
+    if user is not None:  # the project's own groups (update=my_rule), as `-cd conf` gave them
+        overrides = [*overrides, f"hydra.searchpath=[file://{user}]"]
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose("config", overrides)
 
@@ -175,6 +178,7 @@ def trusted_config(
         for key in _CODE_KEYS:
             node.pop(key, None)
     values.update(_RESET)
+    values.pop("paths", None)  # where data goes is this machine's business, not the record's
     if isinstance(values.get("trial"), dict):
         values["trial"].update(_TRIAL_RESET)
     kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "rerun")]

@@ -25,15 +25,17 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from twrl_exp import cli_errors, interrupts, logged, processes
-from twrl_exp.build import build, check_run_config, config_dir, default_tracking_uri, make_runner
+from twrl_exp.build import build, check_run_config, make_runner
 from twrl_exp.cli_errors import say
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError, DivergedError, RecordingError
 from twrl_exp.monitor import report, sweep
 from twrl_exp.monitor.console import ConsoleMonitor
+from twrl_exp.monitor.report import commands
 from twrl_exp.monitor.setup import make_monitors, run_name, short_override
 from twrl_exp.monitor.sweep import read_parent
 from twrl_exp.objectives import objective_value
+from twrl_exp.paths import config_dir, tracking_uri_of
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()
@@ -47,7 +49,7 @@ _SENTENCE_ERRORS: dict[type[BaseException], int] = {
 
 
 def _tracking_uri(cfg: DictConfig) -> str:
-    return cfg.monitor.mlflow.tracking_uri or default_tracking_uri()
+    return tracking_uri_of(cfg)
 
 
 def _train_once(
@@ -403,6 +405,50 @@ def _preset_note(cfg: DictConfig) -> str | None:
     return f"preset: none for {name} (generic defaults; conf/tuned/{name}.yaml would be one)"
 
 
+def init_project(folder: str) -> int:
+    """``twrl-train --init DIR``: a starter research repository (see its README)."""
+    from importlib.resources import files
+
+    target = Path(folder).resolve()
+    if target.exists() and any(target.iterdir()):
+        say(f"--init {folder}: {target} is not empty; give a new or empty folder.")
+        return 2
+    template = files("twrl_exp") / "template"
+
+    def copy(node: Any, to: Path) -> None:
+        for child in node.iterdir():
+            if child.name == "__pycache__":
+                continue
+            name = ".gitignore" if child.name == "gitignore" else child.name
+            if child.is_dir():
+                (to / name).mkdir(parents=True, exist_ok=True)
+                copy(child, to / name)
+            else:
+                (to / name).write_bytes(child.read_bytes())
+
+    target.mkdir(parents=True, exist_ok=True)
+    copy(template, target)
+    print(f"A research repository is ready in {target}: cd there and see README.md.")
+    return 0
+
+
+def cli() -> None:
+    """``twrl-train``: ``python train.py`` for an installed twrl-exp, run in the user's project.
+
+    The project folder (and the working directory) are importable, as ``python -m`` would make
+    them, so a config's ``_target_: my_rules.MyRule`` or ``env.id=my_envs:Env-v0`` finds the
+    user's own modules. ``twrl-train --init DIR`` lays out a starter repository."""
+    if len(sys.argv) >= 2 and sys.argv[1] == "--init":
+        if len(sys.argv) != 3:
+            say("usage: twrl-train --init DIR (a new or empty folder).")
+            sys.exit(2)
+        sys.exit(init_project(sys.argv[2]))
+    from twrl_exp.paths import make_importable
+
+    make_importable()
+    main()
+
+
 def main() -> None:
     """``python train.py``: user errors in one sentence (exit 2), Ctrl-C as exit 130."""
     sys.argv[1:] = _with_env_preset(sys.argv[1:])
@@ -427,7 +473,7 @@ def main() -> None:
     if interrupts.requested:
         say(
             "the run is marked KILLED in MLflow and its last checkpoint is kept "
-            "(python train.py resume=<run id> continues it).",
+            f"({commands()[0]} resume=<run id> continues it).",
             style="yellow",
             label="interrupted",
         )

@@ -9,8 +9,9 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from twrl_exp.build import build, config_dir, make_runner
+from twrl_exp.build import build, make_runner
 from twrl_exp.errors import ConfigError
+from twrl_exp.paths import config_dir
 
 CONF = config_dir()
 

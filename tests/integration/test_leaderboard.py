@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
 from twrl_exp import leaderboard
-from twrl_exp.build import config_dir
 from twrl_exp.leaderboard import build_rows, load_runs, main, render_markdown
 from twrl_exp.monitor.tracking import ensure_experiment
+from twrl_exp.paths import config_dir
 from twrl_exp.train import run
 
 QUIET = [

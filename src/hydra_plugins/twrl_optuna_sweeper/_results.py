@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
-from twrl_exp.build import project_root
 from twrl_exp.monitor.sweep import SweepParent
 from twrl_exp.monitor.sweep_summary import summarize
 
@@ -77,7 +76,7 @@ def save_experiment(sweeper: TwrlOptunaSweeper, study: optuna.Study) -> Path:
         *[search_space.override_text(k, best.params[k]) for k in sweeper.space],
     ]
     job_cfg = sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
-    folder = Path(sweeper.settings.experiment_dir or project_root() / "conf" / "experiment")
+    folder = Path(sweeper.settings.experiment_dir or job_cfg.paths.experiment_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{study.study_name}.yaml"
     path.write_text(experiment_yaml(job_cfg, study))

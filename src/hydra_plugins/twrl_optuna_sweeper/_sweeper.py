@@ -28,7 +28,6 @@ from hydra_plugins.twrl_optuna_sweeper._trial import (
     quiet_optuna,
 )
 from twrl_exp import interrupts, processes
-from twrl_exp.build import project_root
 from twrl_exp.errors import ConfigError
 from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
 from twrl_exp.objectives import OBJECTIVES
@@ -119,7 +118,9 @@ class OptunaSweeperImpl(Sweeper):
     def storage_url(self) -> str:
         if self.settings.storage:
             return str(self.settings.storage)
-        return f"sqlite:///{project_root() / 'optuna' / (self.settings.study_name + '.db')}"
+        assert self.config is not None
+        folder = Path(self.config.paths.optuna_dir).resolve()
+        return f"sqlite:///{folder / (self.settings.study_name + '.db')}"
 
     def sweep(self, arguments: list[str]) -> Any:
         with quiet_optuna():

@@ -137,3 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"leaderboard: error: cannot write {exc.filename}: {exc.strerror}.", file=sys.stderr)
         return 2
     return 0
+
+
+def cli() -> None:
+    """``twrl-leaderboard``: the same as ``python -m twrl_exp.leaderboard``."""
+    raise SystemExit(main())

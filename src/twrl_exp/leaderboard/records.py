@@ -169,7 +169,7 @@ def load_runs(
 
 
 def _default_uri() -> str:
-    from twrl_exp.build import default_tracking_uri  # imports torch: only when needed
+    from twrl_exp.paths import default_tracking_uri
 
     return default_tracking_uri()
 

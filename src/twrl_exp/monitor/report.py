@@ -51,9 +51,10 @@ def lines(
         rows.append((label, str(here) if here is not None else f"{path} (artifact of the run)"))
     if getattr(tracker, "model_uri", None):
         rows.append(("agent", f"mlflow.pyfunc.load_model({tracker.model_uri!r})"))
-    rows.append(("resume", f"python train.py resume={run_id}"))
+    train, evaluate = commands()
+    rows.append(("resume", f"{train} resume={run_id}"))
     if tracker.logged.get("model"):
-        rows.append(("evaluate", f"python -m twrl_exp.evaluate run_id={run_id} video=true"))
+        rows.append(("evaluate", f"{evaluate} run_id={run_id} video=true"))
     return rows
 
 
@@ -62,3 +63,14 @@ def print_report(console: Console, rows: list[tuple[str, str]], status: str) -> 
     console.print(header, style=_STYLE.get(status, "bold"), markup=False, highlight=False)
     for label, text in rows[1:]:
         console.print(f"  {label:<9}{text}", markup=False, highlight=False, soft_wrap=True)
+
+
+def commands() -> tuple[str, str]:
+    """How the user started us: ``twrl-train`` (installed) or ``python train.py`` (the checkout),
+    and the matching evaluate command."""
+    import sys
+    from pathlib import Path
+
+    if Path(sys.argv[0]).name.startswith("twrl-train"):
+        return "twrl-train", "twrl-evaluate"
+    return "python train.py", "python -m twrl_exp.evaluate"

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from twrl_exp.build import default_tracking_uri, project_root
 from twrl_exp.env import make_render_env
 from twrl_exp.monitor.checkpoint import CheckpointMonitor
 from twrl_exp.monitor.console import ConsoleMonitor
 from twrl_exp.monitor.video import VideoMonitor
+from twrl_exp.paths import project_dir, tracking_uri_of
 from twrl_exp.runner import Monitor, MonitorBase, Runner
 
 if TYPE_CHECKING:  # mlflow is imported only when the MLflow monitor is on
@@ -42,7 +42,7 @@ def git_commit() -> str:
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=project_root(),
+            cwd=project_dir(),
             capture_output=True,
             text=True,
             timeout=5,
@@ -50,7 +50,7 @@ def git_commit() -> str:
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=project_root(),
+            cwd=project_dir(),
             capture_output=True,
             text=True,
             timeout=5,
@@ -89,13 +89,15 @@ def short_override(override: str, keys: list[str]) -> str:
 def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str]) -> MlflowMonitor:
     from twrl_exp.monitor.tracking import MlflowMonitor
 
-    uri = context.get("tracking_uri") or cfg.monitor.mlflow.tracking_uri or default_tracking_uri()
+    uri = context.get("tracking_uri") or tracking_uri_of(cfg)
     commit = git_commit()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
     return MlflowMonitor(
         tracking_uri=uri,
         experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
         run_name=run_name(cfg, env_id, suffix),
-        params=flatten(OmegaConf.to_container(cfg, resolve=True)),
+        # Where data goes (paths.*) is not a parameter of the experiment.
+        params={k: v for k, v in flatten(resolved).items() if not k.startswith("paths.")},
         tags={
             "git_commit": commit,
             "mlflow.source.git.commit": commit.removesuffix("-dirty"),

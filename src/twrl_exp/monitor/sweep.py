@@ -18,8 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from twrl_exp import interrupts, store
-from twrl_exp.build import default_tracking_uri
+from twrl_exp import interrupts, paths, store
 from twrl_exp.cli_errors import say
 from twrl_exp.env import resolve_spec
 from twrl_exp.errors import ConfigError
@@ -152,7 +151,7 @@ def experiment_of(config: DictConfig) -> str:
 
 
 def tracking_uri_of(config: DictConfig) -> str:
-    return str(config.monitor.mlflow.tracking_uri or default_tracking_uri())
+    return paths.tracking_uri_of(config)
 
 
 class MlflowSweepCallback(Callback):
