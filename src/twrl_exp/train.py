@@ -437,15 +437,20 @@ def cli() -> None:
 
     The project folder (and the working directory) are importable, as ``python -m`` would make
     them, so a config's ``_target_: my_rules.MyRule`` or ``env.id=my_envs:Env-v0`` finds the
-    user's own modules. ``twrl-train --init DIR`` lays out a starter repository."""
+    user's own modules; the project's ``conf/`` joins the config search path unless ``-cd``
+    names another. ``twrl-train --init DIR`` lays out a starter repository."""
     if len(sys.argv) >= 2 and sys.argv[1] == "--init":
         if len(sys.argv) != 3:
             say("usage: twrl-train --init DIR (a new or empty folder).")
             sys.exit(2)
         sys.exit(init_project(sys.argv[2]))
-    from twrl_exp.paths import make_importable
+    from twrl_exp.paths import make_importable, user_config_dir
 
     make_importable()
+    user = user_config_dir()
+    given = any(a in ("-cd", "--config-dir") or a.startswith("--config-dir=") for a in sys.argv)
+    if user is not None and not given:  # the project's conf/, as `-cd conf` would add it
+        sys.argv[1:1] = ["--config-dir", str(user)]
     main()
 
 

@@ -125,3 +125,18 @@ def test_a_starter_repo_trains_its_own_rule_on_its_own_env_and_records_there(
     ranked = run([str(bin_ / "twrl-leaderboard"), "--no-html"], cwd=repo)
     assert ranked.returncode == 0, ranked.stderr
     assert "Corridor-v0" in ranked.stdout
+    # The README's sweep, smaller; the project's conf/ is found without -cd.
+    swept = run(
+        [
+            str(bin_ / "twrl-train"),
+            "-m",
+            "+sweep=corridor_my_rule",
+            "hydra.sweeper.n_trials=2",
+            "train.max_env_steps=3000",
+            "eval.every_steps=1500",
+        ],
+        cwd=repo,
+    )
+    assert swept.returncode == 0, swept.stderr
+    assert (repo / "optuna" / "corridor_my_rule.db").is_file()
+    assert (repo / "conf" / "experiment" / "corridor_my_rule.yaml").is_file()
