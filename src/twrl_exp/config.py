@@ -526,3 +526,16 @@ def register_configs() -> None:
     for group, options in GROUP_SCHEMAS.items():
         for name, node in options.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
+    register_checkout_sweeps(cs)
+
+
+def register_checkout_sweeps(cs: ConfigStore) -> None:
+    """``+sweep=<name>`` for the checkout's ``sweeps/*.yaml`` (a wheel has them as files in
+    ``twrl_exp/conf/sweep``): the repository keeps sweeps at its root, with no symlink that a
+    wheel or a Windows checkout would lose."""
+    root = paths.source_root()
+    if root is None or (root / "conf" / "sweep").exists():
+        return
+    for file in sorted((root / "sweeps").glob("*.yaml")):
+        package = "_global_" if "# @package _global_" in file.read_text().splitlines()[0] else None
+        cs.store(group="sweep", name=file.stem, node=OmegaConf.load(file), package=package)

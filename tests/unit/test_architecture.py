@@ -16,3 +16,13 @@ def test_import_contract_holds() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_the_checkout_holds_no_symlinks() -> None:
+    """A wheel or a Windows checkout would lose them (sweeps/ reaches +sweep= without one)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=project_root(), capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    links = [row.split("\t")[1] for row in listed.stdout.splitlines() if row.startswith("120000")]
+    assert links == []
