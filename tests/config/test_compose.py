@@ -9,7 +9,7 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from twrl_exp.build import build, make_runner
+from twrl_exp.build import build, make_runner, project_root
 from twrl_exp.errors import ConfigError
 from twrl_exp.paths import config_dir
 
@@ -199,7 +199,14 @@ def test_every_group_yaml_is_backed_by_a_schema() -> None:
             assert f"/schema/{group}/{path.stem}@_here_" in Path(path).read_text(), path
 
 
-@pytest.mark.parametrize("sweep", sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")))
+SWEEPS = sorted(p.stem for p in (project_root() / "sweeps").glob("*.yaml"))
+
+
+def test_the_shipped_sweeps_are_found() -> None:
+    assert {"cartpole_reinforce", "cartpole_ppo", "cartpole_dqn"} <= set(SWEEPS)
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
 def test_every_shipped_sweep_composes_and_builds(make_cfg, sweep: str) -> None:
     cfg = make_cfg(f"+sweep={sweep}", "monitor=none")
     built = build(cfg, evaluation=False)
