@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from twrl_exp.protocols import Differentiable, LogProbPolicy, Update, require
+from twrl_exp.protocols import LogProbPolicy, Update, require
 from twrl_exp.returns import gae
 from twrl_exp.storage import RolloutStorage
-from twrl_exp.update.checks import check_range, make_optimizer
+from twrl_exp.update.checks import check_range, make_optimizer, require_differentiable
 
 
 def _rollout(model: Any, policy: Any, num_envs: int, n_steps: int) -> RolloutStorage:
@@ -102,12 +102,7 @@ def critic_for(model: Any, make_model: Any) -> nn.Module:
 
 
 def _check_parts(name: str, model: Any, policy: Any) -> None:
-    require(
-        model,
-        Differentiable,
-        f"update={name} needs a differentiable model (model=mlp); "
-        f"{type(model).__name__} has no gradients.",
-    )
+    require_differentiable(name, model)
     require(
         policy,
         LogProbPolicy,

@@ -60,3 +60,15 @@ def make_optimizer(
         raise ConfigError(
             f"update.optimizer_kwargs={kwargs} are invalid for {name}: {exc}."
         ) from exc
+
+
+def require_differentiable(update: str, model: Any, hint: str = "") -> None:
+    """Refuse a model without gradients, in one sentence naming the fix."""
+    from twrl_exp.protocols import Differentiable, require
+
+    require(
+        model,
+        Differentiable,
+        f"update={update} needs a differentiable model (model=mlp); "
+        f"{type(model).__name__} has no gradients{hint}.",
+    )

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import ActionValuePolicy, Differentiable, Update, require
+from twrl_exp.protocols import ActionValuePolicy, Update, require
 from twrl_exp.storage import ReplayStorage
-from twrl_exp.update.checks import check_range, make_optimizer
+from twrl_exp.update.checks import check_range, make_optimizer, require_differentiable
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 
@@ -85,12 +85,7 @@ class DQN:
         loss: str = "huber",
         max_grad_norm: float | None = 10.0,
     ) -> None:
-        require(
-            model,
-            Differentiable,
-            "update=dqn needs a differentiable model (model=mlp); "
-            f"{type(model).__name__} has no gradients (use update=td_lambda for tile coding).",
-        )
+        require_differentiable("dqn", model, " (use update=td_lambda for tile coding)")
         require(
             policy,
             ActionValuePolicy,

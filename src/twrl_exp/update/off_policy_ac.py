@@ -26,13 +26,12 @@ from torch import nn
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import (
     DeterministicPolicy,
-    Differentiable,
     ReparameterizedPolicy,
     Update,
     require,
 )
 from twrl_exp.storage import ReplayStorage
-from twrl_exp.update.checks import check_range
+from twrl_exp.update.checks import check_range, require_differentiable
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 
@@ -53,13 +52,6 @@ def _replay(
     )
 
 
-def _needs_model(name: str, model: Any) -> str:
-    return (
-        f"update={name} needs a differentiable model (model=mlp); "
-        f"{type(model).__name__} has no gradients."
-    )
-
-
 def twin_critics(model: Any, make_model: Any, action_dim: int) -> list[nn.Module]:
     """``Q1, Q2(s, a)``: networks of the model group over ``[features, action]``."""
     sizes = getattr(model, "critic_hidden_sizes", None) or model.hidden_sizes
@@ -68,6 +60,28 @@ def twin_critics(model: Any, make_model: Any, action_dim: int) -> list[nn.Module
         make_model(observation_space=space, num_outputs=1, hidden_sizes=sizes, output_gain=1.0)
         for _ in range(2)
     ]
+
+
+def _twin_critic_update(
+    learner: Any,  # SAC or TD3
+    capability: type,
+    *,
+    model: Any,
+    make_model: Any,
+    policy: Any,
+    num_envs: int,
+    seed: int,
+    gamma: float,
+    settings: dict[str, Any],
+) -> Update:
+    require(policy, capability, learner.needs_policy(policy))
+    require_differentiable(learner.name, model)
+    storage = _replay(model, policy, num_envs, seed, gamma, settings)
+    critics = twin_critics(model, make_model, policy.action_dim)
+    return Update(
+        storage=storage,
+        learner=learner(model=model, critics=critics, policy=policy, gamma=gamma, **settings),
+    )
 
 
 def sac(
@@ -83,13 +97,16 @@ def sac(
 ) -> Update:
     """``update=sac``: a replay buffer -> :class:`SAC`."""
     del total_env_steps
-    require(policy, ReparameterizedPolicy, SAC.needs_policy(policy))
-    require(model, Differentiable, _needs_model("sac", model))
-    storage = _replay(model, policy, num_envs, seed, gamma, settings)
-    critics = twin_critics(model, make_model, policy.action_dim)
-    return Update(
-        storage=storage,
-        learner=SAC(model=model, critics=critics, policy=policy, gamma=gamma, **settings),
+    return _twin_critic_update(
+        SAC,
+        ReparameterizedPolicy,
+        model=model,
+        make_model=make_model,
+        policy=policy,
+        num_envs=num_envs,
+        seed=seed,
+        gamma=gamma,
+        settings=settings,
     )
 
 
@@ -106,13 +123,16 @@ def td3(
 ) -> Update:
     """``update=td3``: a replay buffer -> :class:`TD3`."""
     del total_env_steps
-    require(policy, DeterministicPolicy, TD3.needs_policy(policy))
-    require(model, Differentiable, _needs_model("td3", model))
-    storage = _replay(model, policy, num_envs, seed, gamma, settings)
-    critics = twin_critics(model, make_model, policy.action_dim)
-    return Update(
-        storage=storage,
-        learner=TD3(model=model, critics=critics, policy=policy, gamma=gamma, **settings),
+    return _twin_critic_update(
+        TD3,
+        DeterministicPolicy,
+        model=model,
+        make_model=make_model,
+        policy=policy,
+        num_envs=num_envs,
+        seed=seed,
+        gamma=gamma,
+        settings=settings,
     )
 
 
@@ -131,7 +151,7 @@ class _TwinCritics:
         q_lr: float,
         max_grad_norm: float | None,
     ) -> None:
-        require(model, Differentiable, _needs_model(self.name, model))
+        require_differentiable(self.name, model)
         check_range("update.gamma", gamma, 0.0, 1.0)
         check_range("update.tau", tau, 0.0, 1.0, low_open=True)
         check_range("update.q_lr", q_lr, 0.0, None, low_open=True)

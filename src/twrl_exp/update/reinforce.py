@@ -16,10 +16,10 @@ from torch import nn
 
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.mlp import MLP
-from twrl_exp.protocols import Differentiable, LogProbPolicy, Update, require
+from twrl_exp.protocols import LogProbPolicy, Update, require
 from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
 from twrl_exp.storage import EpisodeStorage
-from twrl_exp.update.checks import check_range, make_optimizer
+from twrl_exp.update.checks import check_range, make_optimizer, require_differentiable
 
 
 def reinforce(
@@ -70,12 +70,7 @@ class Reinforce:
         lr_decay: str = "none",
         final_lr_fraction: float = 0.0,
     ) -> None:
-        require(
-            model,
-            Differentiable,
-            "update=reinforce needs a differentiable model (model=mlp); "
-            f"{type(model).__name__} has no gradients.",
-        )
+        require_differentiable("reinforce", model)
         require(
             policy,
             LogProbPolicy,
