@@ -21,15 +21,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 
 from twrl_exp.build import build, make_runner
 from twrl_exp.config import register_configs
-from twrl_exp.paths import config_dir
 from twrl_exp.runner import MonitorBase, Runner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peers import linear
+from bench import agent_rate, cfg_of, raw_env_rate
+from peers import ZOO
 from report import machine
 
 register_configs()
@@ -39,20 +38,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "ppo": {
         "env": "CartPole-v1",
         "ours": ["env=cartpole", "update=ppo"],
-        "sb3": (
-            "PPO",
-            {
-                "n_steps": 32,
-                "batch_size": 256,
-                "gae_lambda": 0.8,
-                "gamma": 0.98,
-                "n_epochs": 20,
-                "ent_coef": 0.0,
-                "learning_rate": linear(0.001),
-                "clip_range": linear(0.2),
-            },
-            8,
-        ),
+        "sb3": ("PPO", ZOO["ppo"]["kwargs"], ZOO["ppo"]["n_envs"]),
         "budget": 100_000,
         "every": 5_000,
         "episodes": 20,
@@ -61,7 +47,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "a2c": {
         "env": "CartPole-v1",
         "ours": ["env=cartpole", "update=a2c"],
-        "sb3": ("A2C", {"ent_coef": 0.0}, 8),
+        "sb3": ("A2C", ZOO["a2c"]["kwargs"], ZOO["a2c"]["n_envs"]),
         "budget": 500_000,
         "every": 5_000,
         "episodes": 20,
@@ -122,11 +108,6 @@ TASKS: dict[str, dict[str, Any]] = {
         "threshold": -200.0,
     },
 }
-
-
-def cfg_of(*overrides: str) -> Any:
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("config", ["monitor=none", *overrides])
 
 
 class StopWhenSolved(MonitorBase):
@@ -213,29 +194,6 @@ def sb3(task: dict[str, Any], seed: int) -> tuple[bool, int, float]:
     return solved_at is not None, int(solved_at or model.num_timesteps), train_time
 
 
-def raw_env_rate(num_envs: int, seed: int, steps: int = 400_000) -> float:
-    env = gym.make_vec("CartPole-v1", num_envs=num_envs, vectorization_mode="vector_entry_point")
-    env.reset(seed=seed)
-    actions = np.random.default_rng(seed).integers(0, 2, (steps // num_envs, num_envs))
-    started = time.perf_counter()
-    for row in actions:
-        env.step(row)
-    return len(actions) * num_envs / (time.perf_counter() - started)
-
-
-def training_rate(overrides: list[str], seed: int, steps: int) -> float:
-    cfg = cfg_of(
-        *overrides,
-        f"seed={seed}",
-        f"train.max_env_steps={steps}",
-        "eval.every_steps=null",
-        "eval.final=false",
-    )
-    runner = make_runner(cfg, build(cfg, evaluation=False))
-    runner.run()
-    return runner.history.env_steps / runner.history.train_time
-
-
 def stat(values: list[float]) -> str:
     if not values:
         return "not solved"
@@ -254,7 +212,7 @@ def main() -> int:
     targets = []
     raw = [raw_env_rate(16, s) for s in range(args.seeds)]
     ppo_rate = [
-        training_rate(["update=ppo", "env.num_envs=16"], s, 100_000) for s in range(args.seeds)
+        agent_rate(["update=ppo", "env.num_envs=16"], s, 100_000) for s in range(args.seeds)
     ]
     share = float(np.median(ppo_rate) / np.median(raw))
     targets.append(
