@@ -23,9 +23,7 @@ class BuildPyWithConfigs(build_py):
         target = Path(self.build_lib) / "twrl_exp" / "conf"
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(
-            ROOT / "conf", target, ignore=shutil.ignore_patterns("sweep", "__pycache__")
-        )
+        shutil.copytree(ROOT / "conf", target, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "sweeps", target / "sweep")
 
 
