@@ -432,7 +432,10 @@ class PathsConfig:
 
     root: str = "${twrl_project:}"  # the project: $TWRL_PROJECT_ROOT, the git repo around cwd, cwd
     mlflow_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db
-    optuna_dir: str = "${paths.root}/optuna"  # default Optuna storages: <optuna_dir>/<study>.db
+    # Optuna sweeps' storage URL (postgresql+psycopg://...); null: $TWRL_OPTUNA_STORAGE, else a
+    # SQLite file per study, <optuna_dir>/<study>.db
+    optuna_storage: str | None = None
+    optuna_dir: str = "${paths.root}/optuna"
     experiment_dir: str = "${paths.root}/conf/experiment"  # sweeps' best trials, +experiment=
 
 
@@ -495,7 +498,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 
 
 USER_GROUPS = ("env", "model", "policy", "update", "monitor")
-APPENDED_GROUPS = ("sweep", "experiment")  # chosen with +group=option
+APPENDED_GROUPS = ("sweep", "experiment", "cluster")  # chosen with +group=option
 
 
 def groups_help() -> str:
@@ -512,6 +515,12 @@ def groups_help() -> str:
     return "\n".join(lines)
 
 
+def _cluster_uri(key: str) -> str:
+    from twrl_exp.cluster import uri
+
+    return uri(key)
+
+
 def register_configs() -> None:
     """Register every schema in Hydra's ConfigStore, and the ``twrl_pid`` resolver that makes
     run and sweep folders unique among processes started in the same second (idempotent)."""
@@ -521,6 +530,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("twrl_pid", os.getpid)
     if not OmegaConf.has_resolver("twrl_groups"):
         OmegaConf.register_new_resolver("twrl_groups", groups_help)
+    if not OmegaConf.has_resolver("twrl_cluster"):  # +cluster=local: the local services' URIs
+        OmegaConf.register_new_resolver("twrl_cluster", _cluster_uri)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     for group, options in GROUP_SCHEMAS.items():

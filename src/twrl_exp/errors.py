@@ -13,6 +13,12 @@ class RecordingError(RuntimeError):
     """The run could not be recorded completely (the store, a checkpoint, a video)."""
 
 
+class JobLost(RuntimeError):
+    """A sweep job that never finished for a reason outside it (its machine or worker process
+    died): a launcher returns it as the job's error, and a sweep runs another trial instead of
+    counting this one."""
+
+
 def describe_space(space: object) -> str:
     """A short name for a Gymnasium space in messages: ``Box(3,)``, ``Discrete(2)``."""
     shape = getattr(space, "shape", None)

@@ -11,6 +11,10 @@ import socket
 import threading
 from collections.abc import Callable
 
+# The identity of the process that launched a sweep's jobs (set by the sweep, inherited or
+# passed on by its launcher): a job that runs in another process is a worker of that sweep.
+SWEEP_ENV = "TWRL_SWEEP_PROCESS"
+
 
 def _start_time(pid: int) -> float | None:
     import psutil

@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 import socket
 import threading
 import time
@@ -32,12 +34,23 @@ PID_TAG = "twrl.pid"
 HEARTBEAT_TAG = "twrl.heartbeat"
 INTERVAL_TAG = "twrl.heartbeat_interval_s"
 END_REASON_TAG = "twrl.end_reason"
+# Tags a launcher gives the runs of a job (JSON), e.g. the Ray node and task that ran it.
+RUN_TAGS_ENV = "TWRL_RUN_TAGS"
 HEARTBEAT_INTERVAL_S = 10.0
 STALE_AFTER_INTERVALS = 6  # a silent run on another host is stale after 6 missed heartbeats
 
 
 class StoreError(ConfigError):
     """The store cannot be used as it is: one sentence, with the fix."""
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it hidden: ``postgresql://me:***@host/db``."""
+    return re.sub(r"([A-Za-z][\w+.\-]*://[^:/@\s'\"]+):[^@\s'\"]+@", r"\1:***@", text)
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -73,6 +86,10 @@ def _open(uri: str) -> MlflowClient:
     db = sqlite_path(uri)
     if db is not None:
         _check_writable(db, uri)
+    if is_server(uri):
+        _check_server(uri)
+        # MLflow prints "View run ... at" for every run a server ends; ours say where runs went.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         if db is None:
             return _touch_store(uri)
@@ -112,6 +129,31 @@ def _check_writable(db: Path, uri: str) -> None:
         )
 
 
+def _check_server(uri: str) -> None:
+    """Fail in seconds, with the fix, when an MLflow server does not answer (MLflow's client
+    would retry for minutes)."""
+    import requests
+
+    shown = redact(uri)
+    try:
+        answer = requests.get(uri.rstrip("/") + "/health", timeout=10)
+    except requests.RequestException as exc:
+        reason = root_cause(exc)
+        for known in ("Connection refused", "Name or service not known", "timed out"):
+            if known in str(exc):
+                reason = known.lower()
+        raise StoreError(
+            f"The MLflow server {shown} cannot be reached ({reason}); start it (`make cluster-up` "
+            "starts one on this machine) or point MLFLOW_TRACKING_URI (or paths.mlflow_uri) at "
+            "a running one."
+        ) from exc
+    if answer.status_code != 200:
+        raise StoreError(
+            f"{shown} answered HTTP {answer.status_code} at /health, so it is not a working MLflow "
+            "server; point MLFLOW_TRACKING_URI (or paths.mlflow_uri) at one."
+        )
+
+
 def root_cause(exc: BaseException) -> str:
     """The first line of the innermost cause: ``database or disk is full``, not SQLAlchemy's
     wrapping of it."""
@@ -142,7 +184,7 @@ def _store_error(uri: str, exc: BaseException) -> StoreError:
         )
     if "disk is full" in text or "No space left" in text:
         return StoreError(f"The MLflow store {uri} is on a full disk; free some space.")
-    return StoreError(f"The MLflow store {uri} cannot be opened: {first[:200]}")
+    return StoreError(f"The MLflow store {redact(uri)} cannot be opened: {redact(first)[:200]}")
 
 
 def repair(uri: str) -> str:
@@ -174,11 +216,15 @@ def repair(uri: str) -> str:
 
 
 def liveness_tags() -> dict[str, str]:
+    """Where this run's process lives and its first heartbeat, plus what its launcher says about
+    where it runs (``$TWRL_RUN_TAGS``: e.g. the Ray node, task and job key)."""
+    launcher = json.loads(os.environ.get(RUN_TAGS_ENV) or "{}")
     return {
         HOST_TAG: socket.gethostname(),
         PID_TAG: processes.identity(),
         HEARTBEAT_TAG: f"{time.time():.3f}",
         INTERVAL_TAG: f"{HEARTBEAT_INTERVAL_S:g}",
+        **{str(k): str(v) for k, v in launcher.items()},
     }
 
 

@@ -39,7 +39,7 @@ from twrl_exp.paths import config_dir, tracking_uri_of
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()
-SWEEP_ENV = "TWRL_SWEEP_PROCESS"  # identity of the process that launched this sweep's jobs
+SWEEP_ENV = processes.SWEEP_ENV
 # What ends a run with one sentence rather than a traceback, and the exit code it gets.
 _SENTENCE_ERRORS: dict[type[BaseException], int] = {
     ConfigError: 2,

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
+from twrl_exp import store
 from twrl_exp.monitor.sweep import SweepParent
 from twrl_exp.monitor.sweep_summary import summarize
 
@@ -108,7 +109,8 @@ def report(
     """Print the best trial, save it as an experiment config, record the sweep in MLflow."""
     figures = study_figures(study)
     console = Console(soft_wrap=True)
-    table = Table(title=f"Optuna study '{study.study_name}' ({url})", show_header=False)
+    shown = store.redact(url)
+    table = Table(title=f"Optuna study '{study.study_name}' ({shown})", show_header=False)
     for key, value in figures.items():
         table.add_row(key, f"{value:,.6g}")
     saved = None

@@ -5,6 +5,7 @@ study where it stopped, since ``n_trials`` is the study's total."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from hydra_plugins.twrl_optuna_sweeper._trial import (
     open_storage,
     quiet_optuna,
 )
-from twrl_exp import interrupts, processes
-from twrl_exp.errors import ConfigError
+from twrl_exp import interrupts, processes, store
+from twrl_exp.errors import ConfigError, JobLost
 from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
 from twrl_exp.objectives import OBJECTIVES
 
@@ -116,9 +117,10 @@ class OptunaSweeperImpl(Sweeper):
                 raise ConfigError(f"hydra.sweeper.{key}={s[key]} is invalid: it must be {valid}.")
 
     def storage_url(self) -> str:
-        if self.settings.storage:
-            return str(self.settings.storage)
         assert self.config is not None
+        shared = self.config.paths.get("optuna_storage") or os.environ.get("TWRL_OPTUNA_STORAGE")
+        if self.settings.storage or shared:
+            return str(self.settings.storage or shared)
         folder = Path(self.config.paths.optuna_dir).resolve()
         return f"sqlite:///{folder / (self.settings.study_name + '.db')}"
 
@@ -140,7 +142,9 @@ class OptunaSweeperImpl(Sweeper):
         make_sampler(s.sampler, space)  # refuse a bad sampler or pruner before a study exists
         make_pruner(s.pruner)
         url = self.storage_url()
-        storage = open_storage(url, s.heartbeat_interval, s.grace_period)
+        if self.config.monitor.mlflow.enabled:  # an unreachable MLflow server: before any study
+            store.open_client(tracking_uri_of(self.config))
+        storage = self._open_storage(url)
         study = optuna.create_study(
             study_name=s.study_name,
             storage=storage,
@@ -158,7 +162,8 @@ class OptunaSweeperImpl(Sweeper):
         fail_lost_trials(study, heartbeats)
         parent = self._open_parent(study, url)
         done = counted(study.get_trials(deepcopy=False), heartbeats)
-        log.info(f"Study '{s.study_name}' in {url}: {done} of {s.n_trials} trials done.")
+        shown = store.redact(url)
+        log.info(f"Study '{s.study_name}' in {shown}: {done} of {s.n_trials} trials done.")
         batch: list[optuna.Trial] = []
         try:
             with interrupts.deferred():
@@ -212,6 +217,22 @@ class OptunaSweeperImpl(Sweeper):
         if interrupts.requested:
             raise KeyboardInterrupt
 
+    def _open_storage(self, url: str) -> Any:
+        """The study's storage, or one sentence naming the URL (password hidden) and why not."""
+        s = self.settings
+        try:
+            return open_storage(url, s.heartbeat_interval, s.grace_period)
+        except Exception as exc:
+            reason = store.redact(store.root_cause(exc))[:200]
+            for known in ("Connection refused", "password authentication failed", "timeout"):
+                if known in str(exc):
+                    reason = known.lower()
+            raise ConfigError(
+                f"The Optuna storage {store.redact(url)} cannot be opened ({reason}); give "
+                "hydra.sweeper.storage as a reachable database URL (postgresql+psycopg://user@"
+                "host:5432/db, sqlite:///path.db) or a journal file (path.log)."
+            ) from exc
+
     def _open_parent(self, study: optuna.Study, url: str) -> SweepParent | None:
         assert self.config is not None
         if not self.config.monitor.mlflow.enabled:
@@ -224,7 +245,7 @@ class OptunaSweeperImpl(Sweeper):
             tags={
                 "sweep": "optuna",
                 "optuna.study": self.settings.study_name,
-                "optuna.storage": url,
+                "optuna.storage": store.redact(url),
             },
             run_id=study.user_attrs.get(PARENT_ATTR),
             swept_keys=list(self.space),
@@ -253,7 +274,13 @@ class OptunaSweeperImpl(Sweeper):
         frozen = study._storage.get_trial(trial._trial_id)
         if frozen.state != TrialState.RUNNING:
             return
-        if ret.status == JobStatus.FAILED:
+        if ret.status == JobStatus.FAILED and isinstance(ret._return_value, KeyboardInterrupt):
+            fail_trial(study, trial._trial_id, "interrupted")  # stopped by Ctrl-C: not counted
+        elif ret.status == JobStatus.FAILED and isinstance(ret._return_value, JobLost):
+            # Not the trial's own result (its node or worker died): another trial replaces it.
+            fail_trial(study, trial._trial_id, "lost")
+            log.warning(f"Trial {trial.number} was {ret._return_value}; another trial replaces it.")
+        elif ret.status == JobStatus.FAILED:
             error = ret._return_value
             trial.set_user_attr("error", f"{type(error).__name__}: {error}")
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)

@@ -5,7 +5,9 @@ or machine."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,6 +106,8 @@ class TrialJob:
     def __enter__(self) -> TrialJob:
         storage = self.trial.storage
         self.trial.set_user_attr(PROCESS_ATTR, processes.identity())
+        for key, value in json.loads(os.environ.get(store.RUN_TAGS_ENV) or "{}").items():
+            self.trial.set_user_attr(key, value)  # where its launcher ran it (the Ray node)
         if heartbeat_enabled(storage):
             trial_id = self.trial._trial_id
             storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from twrl_exp import store
 from twrl_exp.env import make_render_env
 from twrl_exp.monitor.checkpoint import CheckpointMonitor
 from twrl_exp.monitor.console import ConsoleMonitor
@@ -97,7 +98,12 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
         experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
         run_name=run_name(cfg, env_id, suffix),
         # Where data goes (paths.*) is not a parameter of the experiment.
-        params={k: v for k, v in flatten(resolved).items() if not k.startswith("paths.")},
+        # A password in a storage URL (trial.storage) is never recorded.
+        params={
+            k: store.redact(v) if isinstance(v, str) else v
+            for k, v in flatten(resolved).items()
+            if not k.startswith("paths.")
+        },
         tags={
             "git_commit": commit,
             "mlflow.source.git.commit": commit.removesuffix("-dirty"),
@@ -109,7 +115,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
             **{k: v for k, v in context.items() if k not in _CONTEXT_ONLY},
             **cfg.monitor.mlflow.tags,
         },
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        config_yaml=store.redact(OmegaConf.to_yaml(cfg, resolve=True)),
         log_model=cfg.monitor.mlflow.log_model,
         curve=cfg.monitor.curve,
         flush_every_s=cfg.monitor.mlflow.flush_every_s,

@@ -154,6 +154,17 @@ def tracking_uri_of(config: DictConfig) -> str:
     return paths.tracking_uri_of(config)
 
 
+def preflight_launcher(config: DictConfig) -> None:
+    """Let the sweep's launcher check that it can run jobs (a Ray cluster is reachable) before
+    the sweep records anything: launchers with a ``preflight(settings)`` static method."""
+    from hydra.utils import get_class
+
+    target = config.hydra.launcher.get("_target_")
+    check = getattr(get_class(str(target)), "preflight", None) if target else None
+    if check is not None:
+        check(config.hydra.launcher)
+
+
 class MlflowSweepCallback(Callback):
     """Opens a grid sweep's parent run before its jobs start and closes it after they end."""
 
@@ -178,6 +189,7 @@ class MlflowSweepCallback(Callback):
         task = list(config.hydra.overrides.task)
         swept = swept_overrides(task)
         try:
+            preflight_launcher(config)
             self.parent = SweepParent.open(
                 tracking_uri=tracking_uri_of(config),
                 experiment=experiment_of(config),

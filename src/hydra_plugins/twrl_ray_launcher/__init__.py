@@ -1,0 +1,1 @@
+"""twrl-exp's Ray launcher for Hydra: sweeps on a local or remote Ray cluster."""
