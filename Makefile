@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint ui leaderboard bench clean
+.PHONY: help install train test test-fast lint ui leaderboard bench clean cluster-up cluster-down cluster-status
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,11 +23,11 @@ install: $(STAMP)  ## Create .venv with torch (TORCH_SPEC, default torch==2.13.0
 train: $(STAMP)  ## Train the default agent (REINFORCE on CartPole-v1); ARGS="..." adds overrides
 	$(BIN)/python train.py $(ARGS)
 
-test: $(STAMP)  ## The whole test suite, learning checks included (what CI runs), on 2 workers
-	$(BIN)/python -m pytest -n 2
+test: $(STAMP)  ## The whole test suite, learning checks and cluster tests included (what CI runs)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-test-fast: $(STAMP)  ## The suite without the slow learning checks
-	$(BIN)/python -m pytest -n 2 -m "not slow"
+test-fast: $(STAMP)  ## The suite without the slow learning checks and the cluster services
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not cluster"
 
 lint: $(STAMP)  ## ruff, mypy and the import-layering contract
 	$(BIN)/ruff check src tests benchmarks train.py
@@ -45,6 +45,15 @@ bench: $(STAMP)  ## Benchmarks vs the env's speed limit and SB3 -> benchmarks/RE
 
 leaderboard: $(STAMP)  ## Ranked agents per env from the MLflow store (ARGS="--env CartPole-v1 ...")
 	$(BIN)/python -m twrl_exp.leaderboard $(ARGS)
+
+cluster-up: $(STAMP)  ## PostgreSQL + MLflow server + Ray head and worker here (.cluster/); prints the URIs
+	$(BIN)/python -m twrl_exp.cluster up $(ARGS)
+
+cluster-down: $(STAMP)  ## Stop every service cluster-up started (keeps .cluster/: studies, runs, artifacts)
+	$(BIN)/python -m twrl_exp.cluster down $(ARGS)
+
+cluster-status: $(STAMP)  ## Which cluster services run
+	$(BIN)/python -m twrl_exp.cluster status $(ARGS)
 
 clean:  ## Remove caches and Hydra outputs (keeps .venv, mlflow.db and mlruns/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache outputs multirun

@@ -387,10 +387,15 @@ def _job_suffix(cfg: DictConfig, overrides: list[str], parent: dict[str, Any] | 
 
 def _with_env_preset(argv: list[str]) -> list[str]:
     """``env.id=X`` without ``env=...`` means a custom env: give it the generic ``env=custom``
-    preset rather than the default CartPole one (16 envs, CartPole's tuned budget)."""
+    preset rather than the default CartPole one (16 envs, CartPole's tuned budget).
+
+    ``+cluster=...`` goes last, wherever it was typed: Hydra applies appended configs in order,
+    and the cluster's launcher must win over the one a sweep file (``+sweep=``) chooses."""
     ids = any(re.match(r"^env\.id=", a) for a in argv)
     groups = any(re.match(r"^[+~]?env=", a) for a in argv)
-    return [*argv, "env=custom"] if ids and not groups else argv
+    argv = [*argv, "env=custom"] if ids and not groups else argv
+    cluster = [a for a in argv if a.startswith("+cluster=")]
+    return [a for a in argv if a not in cluster] + cluster
 
 
 def _preset_note(cfg: DictConfig) -> str | None:

@@ -4,6 +4,7 @@ study where it stopped, since ``n_trials`` is the study's total."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from twrl_exp.objectives import OBJECTIVES
 
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
+SWEEP_ATTR = "twrl.sweep"  # the identity of the sweep process that asked for a trial
 PRUNER_ATTR = "pruner"
 
 
@@ -45,7 +47,11 @@ def counted(trials: list[FrozenTrial], live_running: bool) -> int:
     for t in trials:
         if (
             t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+            or (
+                t.state == TrialState.FAIL
+                and "error" in t.user_attrs
+                and not ({"lost", "interrupted"} & t.user_attrs.keys())
+            )
             or (t.state == TrialState.RUNNING and live_running)
         ):
             total += 1
@@ -65,19 +71,31 @@ def fail_trial(study: optuna.Study, trial_id: int, why: str) -> bool:
 
 
 def fail_lost_trials(
-    study: optuna.Study, heartbeats: bool, batch: list[optuna.Trial] | None = None
+    study: optuna.Study,
+    heartbeats: bool,
+    batch: list[optuna.Trial] | None = None,
+    grace_period: float = 60.0,
 ) -> int:
     """Fail RUNNING trials whose job is gone: on this host, when its process has ended; on
-    others, when its heartbeat went stale. Lost trials do not count toward ``n_trials``.
-    ``batch``: trials a failed launch started, failed unless their process still runs."""
+    others, when its heartbeat went stale. A trial no job ever picked up (its sweep died
+    between asking and launching) belongs to the sweep that asked for it: lost when that
+    process has ended, or, on another host, when it is older than ``grace_period`` seconds.
+    Lost trials do not count toward ``n_trials``. ``batch``: trials a failed launch started,
+    failed unless their process still runs."""
     if heartbeats:
         optuna.storages.fail_stale_trials(study)
     in_batch = {t.number for t in batch or []}
+    now = datetime.datetime.now()
     lost = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.user_attrs.get(PROCESS_ATTR)
+        job = trial.user_attrs.get(PROCESS_ATTR)
+        owner = job or trial.user_attrs.get(SWEEP_ATTR)
         # A job on another host cannot be checked from here: its heartbeat decides.
         gone = processes.alive(owner) is False if owner else trial.number in in_batch
+        if not job and not gone and trial.datetime_start is not None:
+            gone = processes.alive(owner or "") is None and (
+                (now - trial.datetime_start).total_seconds() > grace_period
+            )
         if gone:
             lost += fail_trial(study, trial._trial_id, "lost")
     return lost
@@ -159,7 +177,7 @@ class OptunaSweeperImpl(Sweeper):
         # Jobs rebuild the pruner from here: Optuna stores no pruner with a study.
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(s.pruner))
         heartbeats = heartbeat_enabled(storage)
-        fail_lost_trials(study, heartbeats)
+        fail_lost_trials(study, heartbeats, grace_period=float(s.grace_period))
         parent = self._open_parent(study, url)
         done = counted(study.get_trials(deepcopy=False), heartbeats)
         shown = store.redact(url)
@@ -196,6 +214,8 @@ class OptunaSweeperImpl(Sweeper):
             if interrupts.requested:
                 raise KeyboardInterrupt
             batch[:] = [study.ask(space) for _ in range(min(s.n_jobs, remaining))]
+            for trial in batch:
+                trial.set_user_attr(SWEEP_ATTR, processes.identity())
             overrides = [self._overrides(t, fixed, space, url) for t in batch]
             assert self.launcher is not None
             try:
@@ -204,7 +224,7 @@ class OptunaSweeperImpl(Sweeper):
                 if interrupts.requested:
                     raise KeyboardInterrupt from exc
                 failures += 1
-                lost = fail_lost_trials(study, heartbeats, batch)
+                lost = fail_lost_trials(study, heartbeats, batch, float(s.grace_period))
                 log.warning(f"The launcher failed ({exc}); {lost} trial(s) will run again.")
                 if failures >= 3:
                     raise
@@ -228,9 +248,10 @@ class OptunaSweeperImpl(Sweeper):
                 if known in str(exc):
                     reason = known.lower()
             raise ConfigError(
-                f"The Optuna storage {store.redact(url)} cannot be opened ({reason}); give "
-                "hydra.sweeper.storage as a reachable database URL (postgresql+psycopg://user@"
-                "host:5432/db, sqlite:///path.db) or a journal file (path.log)."
+                f"The Optuna storage {store.redact(url)} cannot be opened ({reason}); set "
+                "paths.optuna_storage (or TWRL_OPTUNA_STORAGE, hydra.sweeper.storage) to a "
+                "reachable database URL (postgresql+psycopg://user:password@host:5432/db, "
+                "sqlite:///path.db) or a journal file (path.log)."
             ) from exc
 
     def _open_parent(self, study: optuna.Study, url: str) -> SweepParent | None:

@@ -88,8 +88,9 @@ class TrialJob:
     While open it records the trial's heartbeat from a background thread (RDB storages), so a
     job that dies (kill -9, a lost node) leaves a trial the next sweep fails as stale, and the
     identity of its process, so a sweep on the same host fails it at once. Leaving the block
-    with an exception tells the study FAIL: ``interrupted`` on Ctrl-C (not counted toward
-    ``n_trials``; the sweep runs another), ``error`` otherwise (counted: the trial's own result).
+    with an exception tells the study FAIL: ``interrupted`` on Ctrl-C or SystemExit (not
+    counted toward ``n_trials``; the sweep runs another), ``error`` otherwise (counted: the
+    trial's own result).
     """
 
     def __init__(self, trial: optuna.Trial) -> None:
@@ -127,7 +128,9 @@ class TrialJob:
             self._heartbeat.stop()
         if exc is None:
             return
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # Ctrl-C, or the process told to exit (Ray ends the jobs of a driver that died):
+            # not the trial's own result.
             self.trial.set_user_attr("interrupted", True)
         else:
             self.trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
