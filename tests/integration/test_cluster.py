@@ -142,6 +142,14 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited one that its parent has yet to reap is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     # PostgreSQL runs as a non-root user, who must reach the folder: not under pytest's 0700 tmp.
@@ -414,7 +422,7 @@ def test_cluster_down_stops_everything_and_up_brings_the_same_data_back(
     down = cluster_cli(cluster.folder, "down")
     assert down.returncode == 0, down.stderr
     assert all(session_members(sid) == [] for sid in sessions)
-    assert not Path(f"/proc/{postmaster}").exists()
+    wait_until(lambda: not running(postmaster), timeout=30, every=0.2)
     assert (cluster.folder / "postgres" / "PG_VERSION").exists()
     assert any((cluster.folder / "artifacts").rglob("final.mp4"))
     up = cluster.up()
