@@ -7,7 +7,7 @@ fresh studies): joblib with the project's SQLite stores; Ray (the cluster's two 
 each) with the same SQLite stores, which isolates what Ray itself costs; and Ray with the
 cluster's PostgreSQL study and MLflow server (``+cluster=local``). For each: wall time, trials per
 minute, the trials' own training + evaluation time (from their MLflow runs), and the overhead per
-trial = wall × parallel jobs / trials − mean training + evaluation time of a trial.
+trial = wall x parallel jobs / trials - mean training + evaluation time of a trial.
 Results go to benchmarks/RESULTS-cluster.md.
 """
 
@@ -117,7 +117,7 @@ def main() -> None:
             for r in rows
         ],
         "",
-        "Overhead per trial = wall × 2 / trials − a trial's own training + evaluation time: the "
+        "Overhead per trial = wall x 2 / trials - a trial's own training + evaluation time: the "
         "process or Ray task start, imports, the store, the model and curve uploads.",
     ]
     (ROOT / "benchmarks" / "RESULTS-cluster.md").write_text("\n".join(lines) + "\n")

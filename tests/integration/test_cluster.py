@@ -235,7 +235,9 @@ def test_bad_addresses_are_one_sentence_before_anything_is_written(
         "paths.optuna_storage=postgresql+psycopg://twrl:pw@127.0.0.1:1/optuna": (
             "The Optuna storage postgresql+psycopg://twrl:***@127.0.0.1:1/optuna cannot be opened"
         ),
-        "paths.mlflow_uri=http://127.0.0.1:1": "The MLflow server http://127.0.0.1:1 cannot be reached",
+        "paths.mlflow_uri=http://127.0.0.1:1": (
+            "The MLflow server http://127.0.0.1:1 cannot be reached"
+        ),
         "hydra.launcher.address=127.0.0.1:1": "The Ray cluster at 127.0.0.1:1 cannot be reached",
     }
     for i, (override, sentence) in enumerate(cases.items()):
@@ -289,7 +291,8 @@ def test_optuna_sweep_runs_on_both_nodes_into_postgres_and_the_server(
         project=tmp_path,
     )  # fmt: skip
     assert code == 0, err
-    assert "***@" in out and cluster.state["password"] not in out + err
+    assert "***@" in out
+    assert cluster.state["password"] not in out + err
     trials = study_trials(cluster, "two_nodes")
     states = [t.state for t in trials]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 8
@@ -351,7 +354,7 @@ def test_killing_a_worker_node_mid_sweep_loses_no_finished_run(
         worker = cluster.state["sessions"]["ray_workers"][0]["sid"]
         for pid in session_members(worker):  # the node dies: its raylet and every worker of it
             os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=600)
+        _out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -360,12 +363,14 @@ def test_killing_a_worker_node_mid_sweep_loses_no_finished_run(
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     lost = [t for t in trials if t.state == TrialState.FAIL]
-    assert lost and all(t.user_attrs.get("lost") for t in lost)
+    assert lost
+    assert all(t.user_attrs.get("lost") for t in lost)
     client = cluster.mlflow
     _, children = split(runs_of(cluster, "lose_a_node"))
     assert not [r for r in children if r.info.status == "RUNNING"]
     killed = [r for r in children if r.data.tags["optuna.trial"] in {str(t.number) for t in lost}]
-    assert killed and all(r.info.status == "FAILED" for r in killed)
+    assert killed
+    assert all(r.info.status == "FAILED" for r in killed)
     assert all("lost" in r.data.tags["twrl.end_reason"] for r in killed)
     for run in (r for r in children if r.info.status == "FINISHED"):
         history = client.get_metric_history(run.info.run_id, "episode/return")
@@ -408,8 +413,45 @@ def test_a_sweep_killed_9_resumes_to_exactly_n_trials(cluster: Cluster, tmp_path
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(t.user_attrs.get("lost") for t in trials if t.state == TrialState.FAIL)
     parents, children = split(runs_of(cluster, "killed"))
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"
     assert not [r for r in children if r.info.status == "RUNNING"]
+
+
+def test_ctrl_c_stops_the_jobs_on_the_cluster_and_leaves_nothing_running(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """SIGINT reaches only the driver (Ray's workers are not in the terminal's process group):
+    the launcher cancels the tasks, each job closes its run KILLED and fails its trial."""
+    proc = cluster.sweep(
+        *optuna_sweep("ctrl_c", "ctrl_c", 6, "hydra.sweeper.pruner.name=none",
+                      "train.max_env_steps=50000000"),
+        project=tmp_path,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (
+                sum(
+                    t.state == TrialState.RUNNING and "twrl.process" in t.user_attrs
+                    for t in study_trials(cluster, "ctrl_c")
+                )
+                == 2
+                and len([r for r in runs_of(cluster, "ctrl_c") if r.data.metrics]) >= 2
+            ),
+            every=1.0,
+        )
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    trials = study_trials(cluster, "ctrl_c")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(t.user_attrs.get("interrupted") for t in trials)
+    statuses = sorted(r.info.status for r in runs_of(cluster, "ctrl_c"))
+    assert statuses == ["KILLED", "KILLED", "KILLED"]  # the parent and both trials' runs
 
 
 def test_cluster_down_stops_everything_and_up_brings_the_same_data_back(
