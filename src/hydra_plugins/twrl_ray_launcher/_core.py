@@ -1,10 +1,11 @@
 """Runs a sweep's jobs as Ray tasks, on a cluster of any size, with Ray's public API only.
 
-Why not Hydra's ``hydra-ray-launcher`` (1.2.2): it collects results with ``ray.get`` in job
-order, so one job lost with its node raises out of the launcher and the results of every other
-job of the batch are lost with it; Ctrl-C leaves its tasks running on the cluster; jobs run
-wherever the driver's relative paths and ``${now:}`` happen to resolve on the worker; and it
-pins ``cloudpickle<3`` and pulls in boto3 for its AWS launcher. This launcher:
+Why not Hydra's ``hydra-ray-launcher`` (1.2.2): it passes ``object_store_memory`` when
+connecting to an existing cluster, which Ray refuses (hydra#2893); it collects results with
+``ray.get`` in job order, so one job lost with its node raises out of the launcher and the
+results of every other job of the batch are lost with it; Ctrl-C leaves its tasks running on
+the cluster; jobs run wherever the driver's relative paths and ``${now:}`` happen to resolve on
+the worker; and it pins ``cloudpickle<3`` and pulls in boto3 for its AWS launcher. This launcher:
 
 - **returns every job's result**: a job whose worker process or node died comes back as a
   :class:`~twrl_exp.errors.JobLost` failure (an Optuna sweep runs another trial in its place),
