@@ -202,6 +202,27 @@ def optuna_sweep(study: str, experiment: str, n_trials: int, *extra: str) -> lis
     ]
 
 
+def test_without_an_address_a_sweep_starts_its_own_ray(tmp_path: Path, isolated_mlflow) -> None:
+    """hydra/launcher=ray alone: a Ray on this machine, for this sweep, stopped with it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+    env["PYTHONPATH"] = str(project_root())
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", "hydra/launcher=ray", "hydra.launcher.num_cpus=2",
+         "update.lr=1e-3,1e-2", "train.max_env_steps=3000", "eval.every_steps=null",
+         "monitor.console=false", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=project_root(), env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(isolated_mlflow)
+    exp = client.get_experiment_by_name("CartPole-v1")
+    assert exp is not None
+    children = [
+        r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+    ]
+    assert sorted(r.info.status for r in children) == ["FINISHED", "FINISHED"]
+    assert all(r.data.tags.get("ray.node_id") for r in children)
+
+
 def test_cluster_up_runs_the_services_as_promised(cluster: Cluster) -> None:
     state = cluster.state
     assert (cluster.folder / "cluster.json").stat().st_mode & 0o777 == 0o600
