@@ -90,6 +90,11 @@ def normalize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     return centred / (x.std() + eps) if x.size > 1 else centred
 
 
+def tile_hash_primes(dims: int) -> np.ndarray:
+    """``[dims + 1]`` multipliers that hash a tiling and its ``dims`` tile coordinates."""
+    return _HASH_PRIMES[np.arange(dims + 1) % _HASH_PRIMES.size]
+
+
 def tile_indices(
     unit_obs: np.ndarray,
     num_tilings: int,
@@ -128,7 +133,7 @@ def tile_indices(
         side = tiles_per_dim + 1
         strides = side ** np.arange(dims - 1, -1, -1, dtype=np.int64)
         return tilings * side**dims + coords @ strides
-    primes = _HASH_PRIMES[np.arange(dims + 1) % _HASH_PRIMES.size]
+    primes = tile_hash_primes(dims)
     mixed = coords * primes[1:] + (tilings * primes[0])[None, :, None]
     folded = np.bitwise_xor.reduce(mixed ^ (mixed >> 17), axis=2)
     return np.mod(folded, memory_size).reshape(n, num_tilings)

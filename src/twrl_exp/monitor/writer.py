@@ -156,8 +156,15 @@ def _serve(tracking_uri: str, run_id: str) -> int:
                 return
 
     threading.Thread(target=read, daemon=True).start()
+    import logging
+
     from mlflow import MlflowClient
     from mlflow.entities import Metric
+
+    # MLflow logs a store error with its traceback before raising it (its import sets the
+    # levels, so this comes after); the run reports it in one sentence from what we send back.
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     client = MlflowClient(tracking_uri=tracking_uri)
     failed = False
