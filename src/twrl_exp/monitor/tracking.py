@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from twrl_exp import serialization, store
 from twrl_exp.errors import ConfigError, RecordingError
 from twrl_exp.monitor.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
-from twrl_exp.monitor.writer import MetricWriter, Row, WriterError
 from twrl_exp.runner import MonitorBase, Runner
 
+_BATCH = 1000
 _PARAM_BATCH = 100
 CHECKPOINT_TAG = "twrl.checkpoint"
 RESUMED_FROM_TAG = "twrl.resumed_from"
@@ -99,8 +99,7 @@ class MlflowMonitor(MonitorBase):
         self._system: Any = None
         self.client: Any = None
         self.run_id: str | None = None
-        self._pending: list[Row] = []  # rows not yet handed to the writer process
-        self._writer: MetricWriter | None = None
+        self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
         self._heartbeat: store.Heartbeat | None = None
         self._slot = 0
@@ -139,7 +138,6 @@ class MlflowMonitor(MonitorBase):
         run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         self.experiment_id, self.artifact_uri = experiment_id, run.info.artifact_uri
-        self._writer = MetricWriter(self.tracking_uri, self.run_id)
         self._heartbeat = store.run_heartbeat(self.client, self.run_id)
         if self.system_metrics:
             self._start_system_metrics()
@@ -171,15 +169,13 @@ class MlflowMonitor(MonitorBase):
             if "/" not in key or key.startswith(_REBUILT):
                 continue  # summary figures are recomputed; rebuilt series come from history
             rows = self.client.get_metric_history(old_id, key)
-            self._pending += [
-                (m.key, m.value, m.timestamp, m.step) for m in rows if m.step <= h.env_steps
-            ]
+            self._pending += [m for m in rows if m.step <= h.env_steps]
         if h.episodes:
             self.episodes(runner, 0)
         for step, mean, std in zip(h.eval_steps, h.eval_means, h.eval_stds, strict=True):
             self._pending += [
-                ("eval/mean_return", mean, _now_ms(), step),
-                ("eval/std_return", std, _now_ms(), step),
+                Metric("eval/mean_return", mean, _now_ms(), step),
+                Metric("eval/std_return", std, _now_ms(), step),
             ]
         self.flush()
         self._copy_videos(old_id, h.env_steps)
@@ -220,7 +216,7 @@ class MlflowMonitor(MonitorBase):
             if self.objective is not None and math.isfinite(self.objective):
                 summary["objective"] = self.objective
             now = _now_ms()
-            self._pending += [(k, float(v), now, 0) for k, v in summary.items()]
+            self._pending += [Metric(k, float(v), now, 0) for k, v in summary.items()]
             self.flush()
         except RecordingError as exc:
             if str(exc) not in (reason or ""):  # not the very error that ended the run
@@ -242,8 +238,6 @@ class MlflowMonitor(MonitorBase):
             reason = "; ".join([*([reason] if reason else []), *problems])
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        if self._writer is not None:
-            self._writer.close()
         if self._system is not None:
             with contextlib.suppress(Exception):
                 self._system.finish()
@@ -271,26 +265,26 @@ class MlflowMonitor(MonitorBase):
         for k in range(first, h.episodes):
             ts, step = _now_ms(), h.end_steps[k]
             self._pending += [
-                ("episode/return", float(h.returns[k]), ts, step),
-                ("episode/length", float(h.lengths[k]), ts, step),
-                ("episode/mean_return_100", float(h.trailing[k]), ts, step),
+                Metric("episode/return", h.returns[k], ts, step),
+                Metric("episode/length", float(h.lengths[k]), ts, step),
+                Metric("episode/mean_return_100", h.trailing[k], ts, step),
             ]
 
     def update(self, runner: Runner, metrics: dict[str, float]) -> None:
         ts, step = _now_ms(), runner.history.env_steps
-        self._pending += [(f"update/{k}", float(v), ts, step) for k, v in metrics.items()]
+        self._pending += [Metric(f"update/{k}", float(v), ts, step) for k, v in metrics.items()]
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
         ts, step = _now_ms(), runner.history.env_steps
         self._pending += [
-            ("eval/mean_return", float(returns.mean()), ts, step),
-            ("eval/std_return", float(returns.std()), ts, step),
+            Metric("eval/mean_return", float(returns.mean()), ts, step),
+            Metric("eval/std_return", float(returns.std()), ts, step),
         ]
 
     def tick(self, runner: Runner) -> None:
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._add_stats(runner)
-            self._hand_over()
+            self.flush()
 
     # ------------------------------------------------------------------ writing
 
@@ -300,28 +294,22 @@ class MlflowMonitor(MonitorBase):
         stats = runner.agent.stats()
         if h.train_time > 0:
             stats["steps_per_s"] = h.env_steps / h.train_time
-        self._pending += [(f"train/{k}", float(v), ts, step) for k, v in stats.items()]
-
-    def _hand_over(self, wait: bool = False) -> None:
-        """Give the buffered rows to the writer process (and with ``wait``, return once they
-        are written); :class:`RecordingError` if the store refused any row so far."""
-        assert self.run_id is not None
-        assert self._writer is not None
-        try:
-            rows, self._pending = self._pending, []
-            self._writer.send(rows)
-            if wait:
-                self._writer.sync()
-        except WriterError as exc:
-            raise RecordingError(
-                f"MLflow could not write metrics of run {self.run_id} to {self.tracking_uri} "
-                f"({exc})"
-            ) from exc
-        self._last_flush = time.monotonic()
+        self._pending += [Metric(f"train/{k}", float(v), ts, step) for k, v in stats.items()]
 
     def flush(self) -> None:
-        """Write the buffered metrics and wait until they are in the store."""
-        self._hand_over(wait=True)
+        """Write the buffered metrics; :class:`RecordingError` if the store refuses them."""
+        assert self.run_id is not None
+        try:
+            while self._pending:  # a chunk leaves the queue only once it is written
+                chunk = self._pending[:_BATCH]
+                self.client.log_batch(self.run_id, metrics=chunk)
+                del self._pending[: len(chunk)]
+        except Exception as exc:
+            raise RecordingError(
+                f"MLflow could not write metrics of run {self.run_id} to {self.tracking_uri} "
+                f"({_first_line(exc)})"
+            ) from exc
+        self._last_flush = time.monotonic()
 
     def log_video(self, path: Path, name: str) -> None:
         assert self.run_id is not None
