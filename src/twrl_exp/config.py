@@ -69,12 +69,6 @@ class Traces(StrEnum):
     accumulating = "accumulating"
 
 
-class TdBackend(StrEnum):
-    auto = "auto"
-    numpy = "numpy"
-    numba = "numba"
-
-
 class Schedule(StrEnum):
     constant = "constant"
     linear = "linear"
@@ -247,7 +241,6 @@ class TdLambdaConfig:
     lam: float = 0.9
     alpha: float = 0.5
     traces: Traces = Traces.replacing
-    backend: TdBackend = TdBackend.auto
 
 
 @dataclass

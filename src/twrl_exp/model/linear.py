@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from twrl_exp.errors import ConfigError, describe_space
-from twrl_exp.returns import tile_hash_primes, tile_indices
+from twrl_exp.returns import tile_indices
 
 _MAX_DENSE_FEATURES = 4_000_000
 
@@ -29,20 +29,12 @@ class LinearModel:
         self.num_outputs = num_outputs
         self.num_active = num_active
         self.weights = np.full((num_features, num_outputs), initial_value, dtype=np.float64)
-        self.kernels: Any = None
-
-    def use_kernels(self, kernels: Any) -> None:
-        """Compute features and outputs with compiled ``kernels`` (:mod:`twrl_exp.update.td_fast`,
-        chosen by ``update.backend``), or with numpy if None; both give identical results."""
-        self.kernels = kernels
 
     def features(self, obs: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def outputs(self, features: np.ndarray) -> np.ndarray:
         """``features: [N, num_active]`` -> action values ``[N, num_outputs]``."""
-        if self.kernels is not None:
-            return self.kernels.linear_outputs(self.weights, features)
         return self.weights[features].sum(axis=1)
 
     def state_dict(self) -> dict[str, Any]:
@@ -91,9 +83,6 @@ class TileCoding(LinearModel):
                 "set model.memory_size (for example 65536) to hash them into a fixed memory."
             )
         super().__init__(size, num_outputs, num_tilings, initial_value)
-        self.span = self.high - self.low
-        self.hash_primes = tile_hash_primes(dims)
-        self.sizes = np.array([num_tilings, tiles_per_dim, memory_size or 0], dtype=np.int64)
 
     @staticmethod
     def _bounds(
@@ -118,11 +107,7 @@ class TileCoding(LinearModel):
 
     def features(self, obs: np.ndarray) -> np.ndarray:
         """``obs: [N, D]`` -> active tile indices ``[N, num_tilings]``."""
-        if self.kernels is not None:
-            return self.kernels.tile_features(
-                np.asarray(obs), self.low, self.span, self.hash_primes, self.sizes
-            )
-        unit = (np.asarray(obs, dtype=np.float64) - self.low) / self.span
+        unit = (np.asarray(obs, dtype=np.float64) - self.low) / (self.high - self.low)
         return tile_indices(unit, self.num_tilings, self.tiles_per_dim, self.memory_size)
 
 

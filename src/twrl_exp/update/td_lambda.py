@@ -15,9 +15,6 @@ envs, a weight that several traces include moves by the trace-weighted mean of t
 (divided by ``max(1, sum_n min(z_n, 1))``): exact single-env TD(lambda) while the envs touch
 different weights, and never a multiplied step size when they share them.
 Truncated episodes bootstrap from the final observation; terminated ones do not.
-
-``backend="numba"`` (the default ``auto`` when numba is installed) runs the same step compiled,
-with identical results: :mod:`twrl_exp.update.td_fast`.
 """
 
 from __future__ import annotations
@@ -27,11 +24,9 @@ from typing import Any
 import numpy as np
 
 from twrl_exp.errors import ConfigError
-from twrl_exp.model.linear import LinearModel
 from twrl_exp.policy.value import greedy_mask
 from twrl_exp.protocols import ActionValuePolicy, LinearValues, Step, Update, require
 from twrl_exp.storage import OnlineStorage
-from twrl_exp.update import td_fast
 from twrl_exp.update.checks import check_range
 
 
@@ -57,7 +52,6 @@ class TdLambda:
         lam: float = 0.9,
         alpha: float = 0.5,
         traces: str = "replacing",
-        backend: str = "auto",
     ) -> None:
         require(
             model,
@@ -78,7 +72,6 @@ class TdLambda:
         check_range("update.alpha", alpha, 0.0, None, low_open=True)
         self.target = str(getattr(target, "value", target))
         self.replacing = str(getattr(traces, "value", traces)) == "replacing"
-        self.backend = td_fast.resolve_backend(backend)
         self.model, self.policy = model, policy
         self.gamma, self.lam = gamma, lam
         self.step_size = alpha / model.num_active
@@ -86,18 +79,6 @@ class TdLambda:
         self.rows = np.arange(num_envs)[:, None]
         self.td_error_sq = 0.0
         self.td_count = 0
-        compiled = self.backend == "numba"
-        if isinstance(model, LinearModel):
-            model.use_kernels(td_fast if compiled else None)
-        if compiled:
-            entries = self.traces[0].size
-            # Which trace entries are non-zero, per env (see td_fast.learn_step).
-            self.traced = np.zeros((num_envs, entries), dtype=np.int64)
-            self.num_traced = np.zeros(num_envs, dtype=np.int64)
-            self.scratch = np.zeros((2, entries))
-            self.delta = np.zeros(num_envs)
-            code = td_fast.TARGETS[self.target]
-            self.params = np.array([gamma, lam, self.step_size, code, float(self.replacing)])
 
     def _next_value(self, q_next: np.ndarray, actions: np.ndarray) -> np.ndarray:
         if self.target == "sarsa":
@@ -108,8 +89,6 @@ class TdLambda:
 
     def learn(self, step: Step) -> None:
         """Learn from ``(s, a, r, s', a')`` in every env that has a real transition."""
-        if self.backend == "numba":
-            return self._learn_compiled(step)
         actions = np.asarray(step.next_actions, np.int64)
         prev_features = step.features
         prev_actions = np.asarray(step.actions, np.int64)
@@ -125,16 +104,12 @@ class TdLambda:
             self.traces[marked] = 1.0
         else:
             np.add.at(self.traces, marked, 1.0)
-        flat = self.traces.reshape(len(delta), -1)
-        if len(delta) == 1:
-            update = delta[0] * flat[0]
-        else:
-            # Summed one env after the other (cumsum fixes the order; the compiled backend
-            # follows it). Envs whose traces share a weight move it by their mean error, not
-            # their sum: 64 cars starting on the same tiles must not take a 64-fold step.
-            update = np.cumsum(delta[:, None] * flat, axis=0)[-1]
-            update /= np.maximum(np.cumsum(np.minimum(flat, 1.0), axis=0)[-1], 1.0)
-        weights += self.step_size * update.reshape(weights.shape)
+        update = (delta @ self.traces.reshape(len(delta), -1)).reshape(self.traces.shape[1:])
+        if len(self.traces) > 1:
+            # Envs whose traces share a weight move it by their mean error, not their sum:
+            # 64 cars starting on the same tiles must not take a 64-fold step.
+            update /= np.maximum(np.minimum(self.traces, 1.0).sum(axis=0), 1.0)
+        weights += self.step_size * update
         self.traces *= self.gamma * self.lam
         cut = terminated | truncated
         if self.target == "q_learning":
@@ -142,30 +117,6 @@ class TdLambda:
         self.traces[cut] = 0.0
         self.td_error_sq += float(delta @ delta)  # delta is 0 where nothing was learned
         self.td_count += int(np.count_nonzero(learn))
-        return None
-
-    def _learn_compiled(self, step: Step) -> None:
-        outputs = step.next_outputs
-        learned = td_fast.learn_step(
-            self.model.weights,
-            self.traces.reshape(len(self.traces), -1),
-            self.traced,
-            self.num_traced,
-            self.scratch,
-            self.delta,
-            step.features,
-            step.actions,
-            step.reward,
-            step.terminated,
-            step.truncated,
-            step.valid,
-            outputs,
-            step.next_actions,
-            self.policy.probabilities(outputs) if self.target == "expected_sarsa" else outputs,
-            self.params,
-        )
-        self.td_error_sq += float(self.delta @ self.delta)
-        self.td_count += learned
         return None
 
     def stats(self) -> dict[str, float]:
@@ -183,5 +134,3 @@ class TdLambda:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         del state
         self.traces[...] = 0.0
-        if self.backend == "numba":
-            self.num_traced[...] = 0
