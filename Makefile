@@ -24,10 +24,10 @@ train: $(STAMP)  ## Train the default agent (REINFORCE on CartPole-v1); ARGS="..
 	$(BIN)/python train.py $(ARGS)
 
 test: $(STAMP)  ## The whole test suite, learning checks and cluster tests included (what CI runs)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)  ## The suite without the slow learning checks and the cluster services
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not cluster"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not cluster"
 
 lint: $(STAMP)  ## ruff, mypy and the import-layering contract
 	$(BIN)/ruff check src tests benchmarks train.py

@@ -5,7 +5,8 @@ records: the study in PostgreSQL, the runs and artifacts in the MLflow server, t
 state API.
 
 Marked ``cluster`` (deselect with ``-m "not cluster"``); the tests share one cluster and run in
-file order on one xdist worker (``--dist loadgroup``).
+file order on one xdist worker (``make test`` distributes by file, ``--dist loadfile``), and each
+test stands on its own records.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from optuna.trial import TrialState
 
 from twrl_exp.build import project_root
 
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
+pytestmark = pytest.mark.cluster
 
 FAST = [
     "train.max_env_steps=20000",
@@ -478,17 +479,26 @@ def test_ctrl_c_stops_the_jobs_on_the_cluster_and_leaves_nothing_running(
 def test_cluster_down_stops_everything_and_up_brings_the_same_data_back(
     cluster: Cluster,
 ) -> None:
+    # A run with an artifact and a study of its own, so this test stands on its own.
+    client = cluster.mlflow
+    experiment = client.create_experiment("kept")
+    run = client.create_run(experiment)
+    client.log_text(run.info.run_id, "kept", "kept.txt")
+    study = optuna.create_study(study_name="kept", storage=cluster.storage)
+    study.enqueue_trial({"x": 1.0})
+    study.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=3)
     sessions = cluster.sessions()
     postmaster = int((cluster.folder / "postgres" / "postmaster.pid").read_text().split()[0])
-    runs_before = {r.info.run_id for r in runs_of(cluster, "two_nodes")}
-    assert runs_before
+    runs_before = {r.info.run_id for r in runs_of(cluster, "kept")}
+    assert runs_before == {run.info.run_id}
     down = cluster_cli(cluster.folder, "down")
     assert down.returncode == 0, down.stderr
     assert all(session_members(sid) == [] for sid in sessions)
     wait_until(lambda: not running(postmaster), timeout=30, every=0.2)
     assert (cluster.folder / "postgres" / "PG_VERSION").exists()
-    assert any((cluster.folder / "artifacts").rglob("final.mp4"))
+    assert any((cluster.folder / "artifacts").rglob("kept.txt"))
     up = cluster.up()
     assert up.returncode == 0, up.stderr
-    assert {r.info.run_id for r in runs_of(cluster, "two_nodes")} == runs_before
-    assert len(study_trials(cluster, "two_nodes")) == 8
+    assert {r.info.run_id for r in runs_of(cluster, "kept")} == runs_before
+    assert len(study_trials(cluster, "kept")) == 3
+    assert cluster.mlflow.download_artifacts(run.info.run_id, "kept.txt")
