@@ -138,20 +138,35 @@ def _check_server(uri: str) -> None:
     try:
         answer = requests.get(uri.rstrip("/") + "/health", timeout=10)
     except requests.RequestException as exc:
-        reason = root_cause(exc)
-        for known in ("Connection refused", "Name or service not known", "timed out"):
-            if known in str(exc):
-                reason = known.lower()
         raise StoreError(
-            f"The MLflow server {shown} cannot be reached ({reason}); start it (`make cluster-up` "
-            "starts one on this machine) or point MLFLOW_TRACKING_URI (or paths.mlflow_uri) at "
-            "a running one."
+            f"The MLflow server {shown} cannot be reached ({connection_reason(exc)}); start it "
+            "(`make cluster-up` starts one on this machine) or point MLFLOW_TRACKING_URI (or "
+            "paths.mlflow_uri) at a running one."
         ) from exc
     if answer.status_code != 200:
         raise StoreError(
             f"{shown} answered HTTP {answer.status_code} at /health, so it is not a working MLflow "
             "server; point MLFLOW_TRACKING_URI (or paths.mlflow_uri) at one."
         )
+
+
+_KNOWN_REASONS = (
+    "Connection refused",
+    "password authentication failed",
+    "Name or service not known",
+    "timed out",
+    "timeout",
+)
+
+
+def connection_reason(exc: BaseException) -> str:
+    """Why a server or database could not be reached, short: ``connection refused``, else the
+    first line of the innermost cause (any password in it hidden)."""
+    text = str(exc)
+    for known in _KNOWN_REASONS:
+        if known in text:
+            return known.lower()
+    return redact(root_cause(exc))[:200]
 
 
 def root_cause(exc: BaseException) -> str:

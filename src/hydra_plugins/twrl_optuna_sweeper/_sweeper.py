@@ -243,10 +243,7 @@ class OptunaSweeperImpl(Sweeper):
         try:
             return open_storage(url, s.heartbeat_interval, s.grace_period)
         except Exception as exc:
-            reason = store.redact(store.root_cause(exc))[:200]
-            for known in ("Connection refused", "password authentication failed", "timeout"):
-                if known in str(exc):
-                    reason = known.lower()
+            reason = store.connection_reason(exc)
             raise ConfigError(
                 f"The Optuna storage {store.redact(url)} cannot be opened ({reason}); set "
                 "paths.optuna_storage (or TWRL_OPTUNA_STORAGE, hydra.sweeper.storage) to a "
