@@ -376,7 +376,7 @@ class MlflowConfig:
     log_model: bool = True
     system_metrics: bool = True  # CPU, memory, disk and network every 10 s (MLflow's monitor)
     ui_url: str | None = None  # where `mlflow ui` serves (null: the tracking server, else :5000)
-    flush_every_s: float = 5.0
+    flush_every_s: float = 1.0  # metric rows leave the training process this often
     tags: dict[str, str] = field(default_factory=dict)
 
 

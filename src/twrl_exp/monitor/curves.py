@@ -4,10 +4,12 @@ and the env's reward threshold, against env steps."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-from twrl_exp.runner import History
+if TYPE_CHECKING:  # the writer process draws curves without importing torch
+    from twrl_exp.runner import History
 
 
 def plot_learning_curve(

@@ -1,8 +1,10 @@
 """Records a run in MLflow: params, batched metrics, summary figures, config, model, checkpoints.
 
 Metrics use env steps as MLflow's step, so the UI's charts are learning curves. They are
-buffered and written with ``log_batch`` at most every ``flush_every_s`` seconds (a single
-metric write costs milliseconds on SQLite: per-step logging would dominate training).
+buffered and handed every ``flush_every_s`` seconds to this process's writer process
+(:mod:`twrl_exp.monitor.writer`), which writes them with ``log_batch`` on another core, as it
+uploads checkpoints and videos and samples system metrics: the training loop only pays for
+building the rows and one pipe write. A killed run loses at most the rows of its last interval.
 
 The record's guarantees: the run carries liveness tags and a heartbeat (so a killed process's run
 is marked FAILED by the next process that opens the store); it always ends in a terminal state
@@ -14,6 +16,7 @@ a resumed run is one consistent timeline (see :meth:`MlflowMonitor.open`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import math
@@ -25,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mlflow.entities import Metric, Param
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
 from twrl_exp import serialization, store
 from twrl_exp.errors import ConfigError, RecordingError
+from twrl_exp.monitor import writer
 from twrl_exp.monitor.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 from twrl_exp.runner import MonitorBase, Runner
 
-_BATCH = 1000
 _PARAM_BATCH = 100
 CHECKPOINT_TAG = "twrl.checkpoint"
 RESUMED_FROM_TAG = "twrl.resumed_from"
@@ -85,7 +88,7 @@ class MlflowMonitor(MonitorBase):
         config_yaml: str,
         log_model: bool = True,
         curve: bool = True,
-        flush_every_s: float = 5.0,
+        flush_every_s: float = 1.0,
         resumed_from: str | None = None,
         system_metrics: bool = False,
     ) -> None:
@@ -96,10 +99,11 @@ class MlflowMonitor(MonitorBase):
         self.curve = curve
         self.resumed_from = resumed_from
         self.system_metrics = system_metrics
-        self._system: Any = None
         self.client: Any = None
         self.run_id: str | None = None
-        self._pending: list[Metric] = []
+        self._pending: list[writer.Row] = []  # rows not yet handed to the writer
+        # Started now, so that its start-up overlaps the building of the run.
+        self._writer = writer.shared()
         self._last_flush = time.monotonic()
         self._heartbeat: store.Heartbeat | None = None
         self._slot = 0
@@ -139,8 +143,8 @@ class MlflowMonitor(MonitorBase):
         self.run_id = run.info.run_id
         self.experiment_id, self.artifact_uri = experiment_id, run.info.artifact_uri
         self._heartbeat = store.run_heartbeat(self.client, self.run_id)
-        if self.system_metrics:
-            self._start_system_metrics()
+        if self.system_metrics:  # MLflow's sampler, every 10 s: the run's System metrics tab
+            self._writer.system(self.tracking_uri, self.run_id, True)
         items = [Param(k, _param_text(v)) for k, v in self.params.items()]
         for i in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _PARAM_BATCH])
@@ -148,18 +152,6 @@ class MlflowMonitor(MonitorBase):
         if self.resumed_from:
             self._continue_timeline(runner, self.resumed_from)
         return self.run_id
-
-    def _start_system_metrics(self) -> None:
-        """MLflow's own sampler (a thread, every 10 s): the run page's System metrics tab."""
-        import logging
-
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-        self._system = SystemMetricsMonitor(
-            self.run_id, sampling_interval=10, tracking_uri=self.tracking_uri
-        )
-        self._system.start()
 
     def _continue_timeline(self, runner: Runner, old_id: str) -> None:
         assert self.run_id is not None
@@ -169,13 +161,15 @@ class MlflowMonitor(MonitorBase):
             if "/" not in key or key.startswith(_REBUILT):
                 continue  # summary figures are recomputed; rebuilt series come from history
             rows = self.client.get_metric_history(old_id, key)
-            self._pending += [m for m in rows if m.step <= h.env_steps]
+            self._pending += [
+                (m.key, m.value, m.timestamp, m.step) for m in rows if m.step <= h.env_steps
+            ]
         if h.episodes:
             self.episodes(runner, 0)
         for step, mean, std in zip(h.eval_steps, h.eval_means, h.eval_stds, strict=True):
             self._pending += [
-                Metric("eval/mean_return", mean, _now_ms(), step),
-                Metric("eval/std_return", std, _now_ms(), step),
+                ("eval/mean_return", mean, _now_ms(), step),
+                ("eval/std_return", std, _now_ms(), step),
             ]
         self.flush()
         self._copy_videos(old_id, h.env_steps)
@@ -216,31 +210,32 @@ class MlflowMonitor(MonitorBase):
             if self.objective is not None and math.isfinite(self.objective):
                 summary["objective"] = self.objective
             now = _now_ms()
-            self._pending += [Metric(k, float(v), now, 0) for k, v in summary.items()]
-            self.flush()
+            self._pending += [(k, float(v), now, 0) for k, v in summary.items()]
+            self._hand_over()
+            if self.system_metrics:
+                self._stop_system_metrics()
+            if self.curve:  # drawn and uploaded by the writer while the model is written here
+                self._log_curve(runner)
         except RecordingError as exc:
-            if str(exc) not in (reason or ""):  # not the very error that ended the run
-                problems.append(str(exc))
-            else:
-                problems.append("the rest of its metrics are lost")
-        finite = runner.parameters_finite()
-        for wanted, write, what in (
-            (self.log_model and finite, self._log_agent, "the model"),
-            (self.curve, self._log_curve, "the learning curve"),
-        ):
-            if wanted and not problems:
-                try:
-                    write(runner)
-                except Exception as exc:
-                    problems.append(f"{what} could not be logged ({_first_line(exc)})")
+            problems.append(str(exc))
+        if self.log_model and runner.parameters_finite() and not problems:
+            try:
+                self._log_agent(runner)
+            except Exception as exc:
+                problems.append(f"the model could not be logged ({_first_line(exc)})")
+        try:
+            self.flush()  # every row, upload and the curve are in the store
+        except RecordingError as exc:
+            problems.append(str(exc))
+        if problems and reason and problems[0] in reason:  # the very error that ended the run
+            problems[0] = "the rest of its metrics are lost"
         if problems:
             status = "FAILED"
             reason = "; ".join([*([reason] if reason else []), *problems])
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        if self._system is not None:
-            with contextlib.suppress(Exception):
-                self._system.finish()
+        if self.system_metrics:
+            self._stop_system_metrics()  # if an error came first
         try:
             if reason:
                 self.client.set_tag(self.run_id, store.END_REASON_TAG, reason[:5000])
@@ -265,26 +260,26 @@ class MlflowMonitor(MonitorBase):
         for k in range(first, h.episodes):
             ts, step = _now_ms(), h.end_steps[k]
             self._pending += [
-                Metric("episode/return", h.returns[k], ts, step),
-                Metric("episode/length", float(h.lengths[k]), ts, step),
-                Metric("episode/mean_return_100", h.trailing[k], ts, step),
+                ("episode/return", float(h.returns[k]), ts, step),
+                ("episode/length", float(h.lengths[k]), ts, step),
+                ("episode/mean_return_100", float(h.trailing[k]), ts, step),
             ]
 
     def update(self, runner: Runner, metrics: dict[str, float]) -> None:
         ts, step = _now_ms(), runner.history.env_steps
-        self._pending += [Metric(f"update/{k}", float(v), ts, step) for k, v in metrics.items()]
+        self._pending += [(f"update/{k}", float(v), ts, step) for k, v in metrics.items()]
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
         ts, step = _now_ms(), runner.history.env_steps
         self._pending += [
-            Metric("eval/mean_return", float(returns.mean()), ts, step),
-            Metric("eval/std_return", float(returns.std()), ts, step),
+            ("eval/mean_return", float(returns.mean()), ts, step),
+            ("eval/std_return", float(returns.std()), ts, step),
         ]
 
     def tick(self, runner: Runner) -> None:
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._add_stats(runner)
-            self.flush()
+            self._hand_over()
 
     # ------------------------------------------------------------------ writing
 
@@ -294,42 +289,70 @@ class MlflowMonitor(MonitorBase):
         stats = runner.agent.stats()
         if h.train_time > 0:
             stats["steps_per_s"] = h.env_steps / h.train_time
-        self._pending += [Metric(f"train/{k}", float(v), ts, step) for k, v in stats.items()]
+        self._pending += [(f"train/{k}", float(v), ts, step) for k, v in stats.items()]
 
-    def flush(self) -> None:
-        """Write the buffered metrics; :class:`RecordingError` if the store refuses them."""
+    def _hand_over(self, wait: bool = False) -> None:
+        """Give the buffered rows to the writer (with ``wait``, return once everything handed
+        over so far is written); :class:`RecordingError` if the store refused any of it."""
         assert self.run_id is not None
         try:
-            while self._pending:  # a chunk leaves the queue only once it is written
-                chunk = self._pending[:_BATCH]
-                self.client.log_batch(self.run_id, metrics=chunk)
-                del self._pending[: len(chunk)]
-        except Exception as exc:
+            rows, self._pending = self._pending, []
+            self._writer.rows(self.tracking_uri, self.run_id, rows)
+            if wait:
+                self._writer.sync(self.run_id)
+        except writer.WriterError as exc:
             raise RecordingError(
-                f"MLflow could not write metrics of run {self.run_id} to {self.tracking_uri} "
-                f"({_first_line(exc)})"
+                f"MLflow could not write to run {self.run_id} in {self.tracking_uri} ({exc})"
             ) from exc
         self._last_flush = time.monotonic()
 
-    def log_video(self, path: Path, name: str) -> None:
+    def flush(self) -> None:
+        """Write the buffered metrics and wait until all handed over is in the store."""
+        self._hand_over(wait=True)
+
+    def _stop_system_metrics(self) -> None:
         assert self.run_id is not None
-        self.client.log_artifact(self.run_id, str(path), "videos")
+        with contextlib.suppress(writer.WriterError):  # the writer is gone: so is its sampler
+            self._writer.system(self.tracking_uri, self.run_id, False)
+
+    def _upload(self, path: Path, artifact_dir: str, tag: tuple[str, str] | None = None) -> None:
+        """Hand a copy of ``path`` to the writer for upload (then ``tag``); the caller may
+        delete ``path`` at once."""
+        assert self.run_id is not None
+        staged_dir = Path(tempfile.mkdtemp(prefix="twrl-upload-"))
+        staged = staged_dir / path.name
+        shutil.copyfile(path, staged)
+        try:
+            self._writer.upload(
+                self.tracking_uri, self.run_id, staged, artifact_dir, tag=tag, remove=staged_dir
+            )
+        except writer.WriterError as exc:
+            shutil.rmtree(staged_dir, ignore_errors=True)
+            raise RecordingError(
+                f"MLflow could not write to run {self.run_id} in {self.tracking_uri} ({exc})"
+            ) from exc
+
+    def log_video(self, path: Path, name: str) -> None:
+        self._upload(path, "videos")
         self.logged["video"] = f"videos/{path.name}"
 
     def _log_curve(self, runner: Runner) -> None:
-        from twrl_exp.monitor.curves import plot_learning_curve  # matplotlib: only when used
-
+        """The writer draws the learning curve (matplotlib lives in its process) and uploads it."""
         assert self.run_id is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            path = plot_learning_curve(
-                runner.history,
-                Path(tmp) / "learning_curve.png",
+        try:
+            self._writer.curve(
+                self.tracking_uri,
+                self.run_id,
+                dataclasses.asdict(runner.history),
                 title=self.run_name,
                 threshold=runner.reward_threshold,
                 window=runner.solve_window,
                 eval_label=runner.eval_label,
             )
-            self.client.log_artifact(self.run_id, str(path))
+        except writer.WriterError as exc:
+            raise RecordingError(
+                f"MLflow could not write to run {self.run_id} in {self.tracking_uri} ({exc})"
+            ) from exc
         self.logged["curve"] = "learning_curve.png"
 
     def log_checkpoint(self, path: Path, env_steps: int) -> None:
@@ -342,9 +365,9 @@ class MlflowMonitor(MonitorBase):
             staged = Path(tmp) / name
             shutil.copyfile(path, staged)
             digest = serialization.sha256(staged)
-            self.client.log_artifact(self.run_id, str(staged), "checkpoints")
-        record = {"path": f"checkpoints/{name}", "sha256": digest, "env_steps": env_steps}
-        self.client.set_tag(self.run_id, CHECKPOINT_TAG, json.dumps(record))
+            record = {"path": f"checkpoints/{name}", "sha256": digest, "env_steps": env_steps}
+            # The writer uploads it, then points the tag at it.
+            self._upload(staged, "checkpoints", (CHECKPOINT_TAG, json.dumps(record)))
 
     def _log_agent(self, runner: Runner) -> None:
         assert self.run_id is not None

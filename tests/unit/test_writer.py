@@ -1,0 +1,172 @@
+"""The writer process: every job it was sent reaches the store, in order, even when the process
+that sent them is killed; a job the store refuses fails that run only; Ctrl-C does not stop it;
+one writer serves every run of its process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from twrl_exp.monitor import writer as writer_module
+from twrl_exp.monitor.writer import Writer, WriterError
+
+
+def new_run(uri: str) -> str:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name("w")
+    experiment = found.experiment_id if found else client.create_experiment("w")
+    return str(client.create_run(experiment).info.run_id)
+
+
+def history(uri: str, run_id: str, key: str = "x") -> list[float]:
+    return [m.value for m in MlflowClient(uri).get_metric_history(run_id, key)]
+
+
+@pytest.fixture
+def writer():
+    w = Writer()
+    yield w
+    w.close()
+
+
+def test_rows_arrive_in_order_and_sync_waits_for_them(isolated_mlflow: str, writer) -> None:
+    run_id = new_run(isolated_mlflow)
+    for batch in range(5):
+        rows = [("x", float(batch * 1000 + i), 0, batch * 1000 + i) for i in range(1000)]
+        writer.rows(isolated_mlflow, run_id, rows)
+    writer.sync(run_id)
+    assert history(isolated_mlflow, run_id) == [float(i) for i in range(5000)]
+
+
+def test_an_upload_lands_before_its_tag_and_the_staged_copy_is_removed(
+    tmp_path: Path, isolated_mlflow: str, writer
+) -> None:
+    run_id = new_run(isolated_mlflow)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "checkpoint-0.pt").write_bytes(b"weights")
+    record = json.dumps({"path": "checkpoints/checkpoint-0.pt"})
+    writer.upload(
+        isolated_mlflow,
+        run_id,
+        staged / "checkpoint-0.pt",
+        "checkpoints",
+        tag=("twrl.checkpoint", record),
+        remove=staged,
+    )
+    writer.sync(run_id)
+    client = MlflowClient(isolated_mlflow)
+    assert client.get_run(run_id).data.tags["twrl.checkpoint"] == record
+    local = client.download_artifacts(run_id, "checkpoints/checkpoint-0.pt", str(tmp_path))
+    assert Path(local).read_bytes() == b"weights"
+    assert not staged.exists()
+
+
+def test_the_learning_curve_is_drawn_and_uploaded(isolated_mlflow: str, writer) -> None:
+    run_id = new_run(isolated_mlflow)
+    history_ = {
+        "returns": [1.0, 3.0, 2.0],
+        "end_steps": [10, 20, 30],
+        "trailing": [1.0, 2.0, 2.0],
+        "eval_steps": [30],
+        "eval_means": [2.5],
+        "eval_stds": [0.5],
+        "solved_step": None,
+    }
+    writer.curve(isolated_mlflow, run_id, history_, title="t", threshold=None, window=2)
+    writer.sync(run_id)
+    names = [a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run_id)]
+    assert names == ["learning_curve.png"]
+
+
+def test_a_killed_process_loses_none_of_the_rows_it_sent(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    run_id = new_run(isolated_mlflow)
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from twrl_exp.monitor.writer import shared
+        writer = shared()
+        for batch in range(20):
+            rows = [("x", float(batch * 500 + i), 0, batch * 500 + i) for i in range(500)]
+            writer.rows({isolated_mlflow!r}, {run_id!r}, rows)
+        print(writer._proc.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no sync, no close: the run dies here
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL
+    writer_pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{writer_pid}").exists() and "Z" not in _state(writer_pid):
+        assert time.monotonic() < deadline, "the writer outlived its run by 2 minutes"
+        time.sleep(0.2)
+    assert history(isolated_mlflow, run_id) == [float(i) for i in range(10_000)]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_a_row_the_store_refuses_fails_that_run_only(isolated_mlflow: str, writer) -> None:
+    run_id, other = new_run(isolated_mlflow), new_run(isolated_mlflow)
+    writer.rows(isolated_mlflow, run_id, [("x", 1.0, 0, 0)])
+    writer.rows(isolated_mlflow, run_id, [("x" * 1000, 1.0, 0, 0)])  # MLflow refuses the key
+    writer.rows(isolated_mlflow, other, [("x", 5.0, 0, 0)])
+    with pytest.raises(WriterError, match="exceeds the maximum length"):
+        writer.sync(run_id)
+    with pytest.raises(WriterError):  # the run learns of it at its next send, and stops
+        writer.rows(isolated_mlflow, run_id, [("x", 2.0, 0, 1)])
+    writer.rows(isolated_mlflow, other, [("x", 6.0, 0, 1)])
+    writer.sync(other)  # the other run is unaffected
+    assert history(isolated_mlflow, other) == [5.0, 6.0]
+    assert 2.0 not in history(isolated_mlflow, run_id)
+
+
+def test_ctrl_c_and_sigterm_to_the_process_group_do_not_stop_the_writer(
+    isolated_mlflow: str, writer
+) -> None:
+    run_id = new_run(isolated_mlflow)
+    writer.sync(run_id)  # it is up and serving
+    os.kill(writer._proc.pid, signal.SIGINT)
+    os.kill(writer._proc.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    writer.rows(isolated_mlflow, run_id, [("x", 7.0, 0, 0)])
+    writer.sync(run_id)
+    assert history(isolated_mlflow, run_id) == [7.0]
+    writer.close()
+    assert writer._proc.returncode == 0
+
+
+def test_one_writer_serves_the_process_and_a_dead_one_is_replaced(
+    isolated_mlflow: str, monkeypatch
+) -> None:
+    monkeypatch.setattr(writer_module, "_shared", None)
+    first = writer_module.shared()
+    try:
+        assert writer_module.shared() is first
+        first._proc.kill()
+        first._proc.wait()
+        run_id = new_run(isolated_mlflow)
+        with pytest.raises(WriterError):  # a run that was using it learns it is gone
+            first.sync(run_id, timeout=30)
+        second = writer_module.shared()
+        assert second is not first
+        second.rows(isolated_mlflow, run_id, [("x", 1.0, 0, 0)])
+        second.sync(run_id)
+        assert history(isolated_mlflow, run_id) == [1.0]
+    finally:
+        writer_module.shared().close()
