@@ -73,6 +73,8 @@ def _train_once(
     opened = False
     error: BaseException | None = None
     status, reason = "FAILED", None
+    if tracker is not None:
+        tracker.request()  # the writer creates the run while the checkpoint loads
     try:
         if checkpoint is not None:
             runner.load_state_dict(checkpoint)
@@ -92,7 +94,7 @@ def _train_once(
     problems: list[str] = []
     if opened:
         problems = _finish(runner, monitors, tracker, status, reason)
-    elif tracker is not None and tracker.run_id is not None:  # interrupted while opening
+    elif tracker is not None and tracker.created():  # failed or interrupted while opening
         problems = _finish(runner, [tracker], tracker, status, reason)
     built.close()
     if opened:
@@ -449,7 +451,10 @@ def cli() -> None:
             say("usage: twrl-train --init DIR (a new or empty folder).")
             sys.exit(2)
         sys.exit(init_project(sys.argv[2]))
+    from twrl_exp.monitor.writer import prestart
     from twrl_exp.paths import make_importable, user_config_dir
+
+    prestart()
 
     make_importable()
     user = user_config_dir()

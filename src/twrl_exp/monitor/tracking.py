@@ -1,10 +1,11 @@
 """Records a run in MLflow: params, batched metrics, summary figures, config, model, checkpoints.
 
-Metrics use env steps as MLflow's step, so the UI's charts are learning curves. They are
-buffered and handed every ``flush_every_s`` seconds to this process's writer process
-(:mod:`twrl_exp.monitor.writer`), which writes them with ``log_batch`` on another core, as it
-uploads checkpoints and videos and samples system metrics: the training loop only pays for
-building the rows and one pipe write. A killed run loses at most the rows of its last interval.
+The training process does not import MLflow: this process's writer process
+(:mod:`twrl_exp.monitor.writer`) creates the run, and is handed its metric rows every
+``flush_every_s`` seconds, its checkpoints, videos, tags, curve and model, on another core; the
+training loop only pays for building the rows and one pipe write. A killed run loses at most
+the rows of its last interval. Metrics use env steps as MLflow's step, so the UI's charts are
+learning curves.
 
 The record's guarantees: the run carries liveness tags and a heartbeat (so a killed process's run
 is marked FAILED by the next process that opens the store); it always ends in a terminal state
@@ -20,7 +21,6 @@ import dataclasses
 import getpass
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -28,47 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mlflow.entities import Param
-from mlflow.exceptions import MlflowException
 
 from twrl_exp import serialization, store
 from twrl_exp.errors import ConfigError, RecordingError
 from twrl_exp.monitor import writer
-from twrl_exp.monitor.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from twrl_exp.monitor.writer import default_artifact_root, ensure_experiment
 from twrl_exp.runner import MonitorBase, Runner
 
-_PARAM_BATCH = 100
+__all__ = ["MlflowMonitor", "default_artifact_root", "ensure_experiment"]
 CHECKPOINT_TAG = "twrl.checkpoint"
 RESUMED_FROM_TAG = "twrl.resumed_from"
 SUPERSEDED_TAG = "twrl.superseded_by"
 # Series a resumed run rebuilds from its checkpoint's history rather than copying.
 _REBUILT = ("episode/", "eval/", "evaluate/", "system/")
-
-
-def default_artifact_root(tracking_uri: str) -> str | None:
-    """``<dir of mlflow.db>/mlruns`` for a SQLite store, so artifacts sit beside the database."""
-    db = store.sqlite_path(tracking_uri)
-    return None if db is None else (db.parent / "mlruns").as_uri()
-
-
-def ensure_experiment(client: Any, name: str, tracking_uri: str) -> str:
-    """The id of experiment ``name``, created (tolerating a concurrent creator) if missing."""
-    found = client.get_experiment_by_name(name)
-    if found is None:
-        with contextlib.suppress(MlflowException):  # a concurrent creator may win
-            client.create_experiment(
-                name,
-                artifact_location=default_artifact_root(tracking_uri),
-                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
-            )
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise ConfigError(f"The MLflow experiment {name!r} could not be created.")
-    if found.lifecycle_stage == "deleted":
-        client.restore_experiment(found.experiment_id)
-    if EXPERIMENT_KIND_TAG not in found.tags:  # stores made before: open as model training too
-        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    return str(found.experiment_id)
 
 
 _first_line = store.root_cause
@@ -102,10 +74,9 @@ class MlflowMonitor(MonitorBase):
         self.client: Any = None
         self.run_id: str | None = None
         self._pending: list[writer.Row] = []  # rows not yet handed to the writer
-        # Started now, so that its start-up overlaps the building of the run.
         self._writer = writer.shared()
+        self._handle: int | None = None
         self._last_flush = time.monotonic()
-        self._heartbeat: store.Heartbeat | None = None
         self._slot = 0
         self.experiment_id = ""
         self.artifact_uri = ""
@@ -125,10 +96,44 @@ class MlflowMonitor(MonitorBase):
         to a dead timeline, is tagged ``twrl.superseded_by`` and deleted (recoverable with
         ``mlflow runs restore``).
         """
-        # Artifact uploads print a tqdm bar per file in MLflow 3; a run's terminal has its own.
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        self.client = store.open_client(self.tracking_uri)
-        experiment_id = ensure_experiment(self.client, self.experiment, self.tracking_uri)
+        self.request()
+        assert self._handle is not None
+        try:
+            info = self._writer.opened(self._handle)
+        except writer.WriterError as exc:
+            raise RecordingError(
+                f"MLflow could not create the run in {self._uri_text} ({exc})"
+            ) from exc
+        self._handle = None
+        self.run_id = info["run_id"]
+        if info["error"] is not None:
+            if info["config_error"]:
+                raise ConfigError(info["error"])
+            raise RecordingError(
+                f"MLflow could not create the run in {self._uri_text} ({info['error']})"
+            )
+        self.experiment_id, self.artifact_uri = info["experiment_id"], info["artifact_uri"]
+        if self.resumed_from:
+            self._continue_timeline(runner, self.resumed_from)
+        return str(self.run_id)
+
+    def created(self) -> bool:
+        """Whether the run exists in the store (waiting for a requested one to be created)."""
+        if self.run_id is None and self._handle is not None:
+            with contextlib.suppress(writer.WriterError):
+                self.run_id = self._writer.opened(self._handle)["run_id"]
+            self._handle = None
+        return self.run_id is not None
+
+    @property
+    def _uri_text(self) -> str:
+        return store.redact(self.tracking_uri)
+
+    def request(self) -> None:
+        """Ask the writer for the run now (:meth:`open` waits for it): call as soon as the run
+        is sure to start, so its creation overlaps what comes before the first step."""
+        if self._handle is not None or self.run_id is not None:
+            return
         tags = {
             "mlflow.runName": self.run_name,
             "mlflow.user": getpass.getuser(),
@@ -139,22 +144,24 @@ class MlflowMonitor(MonitorBase):
         }
         if self.resumed_from:
             tags[RESUMED_FROM_TAG] = self.resumed_from
-        run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
-        self.run_id = run.info.run_id
-        self.experiment_id, self.artifact_uri = experiment_id, run.info.artifact_uri
-        self._heartbeat = store.run_heartbeat(self.client, self.run_id)
-        if self.system_metrics:  # MLflow's sampler, every 10 s: the run's System metrics tab
-            self._writer.system(self.tracking_uri, self.run_id, True)
-        items = [Param(k, _param_text(v)) for k, v in self.params.items()]
-        for i in range(0, len(items), _PARAM_BATCH):
-            self.client.log_batch(self.run_id, params=items[i : i + _PARAM_BATCH])
-        self.client.log_text(self.run_id, self.config_yaml, "config.yaml")
-        if self.resumed_from:
-            self._continue_timeline(runner, self.resumed_from)
-        return self.run_id
+        try:
+            self._handle = self._writer.open(
+                self.tracking_uri,
+                experiment=self.experiment,
+                run_name=self.run_name,
+                tags=tags,
+                params={k: _param_text(v) for k, v in self.params.items()},
+                config_yaml=self.config_yaml,
+                system_metrics=self.system_metrics,  # MLflow's sampler: the System metrics tab
+            )
+        except writer.WriterError as exc:
+            raise RecordingError(
+                f"MLflow could not create the run in {self._uri_text} ({exc})"
+            ) from exc
 
     def _continue_timeline(self, runner: Runner, old_id: str) -> None:
         assert self.run_id is not None
+        self.client = store.open_client(self.tracking_uri)  # a resume reads the old run here
         h = runner.history
         old = self.client.get_run(old_id)
         for key in old.data.metrics:
@@ -177,6 +184,8 @@ class MlflowMonitor(MonitorBase):
         self.client.delete_run(old_id)
 
     def _copy_videos(self, old_id: str, until_step: int) -> None:
+        from mlflow.exceptions import MlflowException
+
         try:
             items = self.client.list_artifacts(old_id, "videos")
         except (MlflowException, OSError):
@@ -212,46 +221,55 @@ class MlflowMonitor(MonitorBase):
             now = _now_ms()
             self._pending += [(k, float(v), now, 0) for k, v in summary.items()]
             self._hand_over()
-            if self.system_metrics:
-                self._stop_system_metrics()
-            if self.curve:  # drawn and uploaded by the writer while the model is written here
+            if self.curve:
                 self._log_curve(runner)
-        except RecordingError as exc:
-            problems.append(str(exc))
-        if self.log_model and runner.parameters_finite() and not problems:
-            try:
+            if self.log_model and runner.parameters_finite():
                 self._log_agent(runner)
-            except Exception as exc:
-                problems.append(f"the model could not be logged ({_first_line(exc)})")
-        try:
-            self.flush()  # every row, upload and the curve are in the store
+            self.flush()  # every row, upload, the curve and the model are in the store
+            if self.log_model and "model" in self.logged:
+                self.model_uri = self._writer.result(self.run_id, "model")
         except RecordingError as exc:
             problems.append(str(exc))
+        if self.model_uri is None:
+            self.logged.pop("model", None)
         if problems and reason and problems[0] in reason:  # the very error that ended the run
             problems[0] = "the rest of its metrics are lost"
         if problems:
             status = "FAILED"
             reason = "; ".join([*([reason] if reason else []), *problems])
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-        if self.system_metrics:
-            self._stop_system_metrics()  # if an error came first
         try:
-            if reason:
-                self.client.set_tag(self.run_id, store.END_REASON_TAG, reason[:5000])
-            self.client.set_terminated(self.run_id, status)
-        except Exception as exc:
-            problems.append(f"its end could not be written ({_first_line(exc)})")
+            self._writer.end(self.tracking_uri, self.run_id, status, reason)
+            self._writer.sync(self.run_id)
+        except writer.WriterError as exc:
+            if not problems or not self._end_here(status, reason):
+                problems.append(f"its end could not be written ({exc})")
         if problems:
             raise RecordingError(
-                f"MLflow run {self.run_id} in {self.tracking_uri} is incomplete: "
+                f"MLflow run {self.run_id} in {self._uri_text} is incomplete: "
                 + "; ".join(problems)
                 + "."
             )
 
+    def _end_here(self, status: str, reason: str | None) -> bool:
+        """End the run from this process (the writer failed or is gone); whether it could."""
+        assert self.run_id is not None
+        try:
+            client = store.open_client(self.tracking_uri)
+            if reason:
+                client.set_tag(self.run_id, store.END_REASON_TAG, reason[:5000])
+            client.set_terminated(self.run_id, status)
+        except Exception:
+            return False
+        return True
+
     def set_tag(self, key: str, value: str) -> None:
         assert self.run_id is not None
-        self.client.set_tag(self.run_id, key, value)
+        try:
+            self._writer.set_tag(self.tracking_uri, self.run_id, key, value)
+        except writer.WriterError as exc:
+            raise RecordingError(
+                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
+            ) from exc
 
     # ------------------------------------------------------------------ events
 
@@ -302,18 +320,13 @@ class MlflowMonitor(MonitorBase):
                 self._writer.sync(self.run_id)
         except writer.WriterError as exc:
             raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self.tracking_uri} ({exc})"
+                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
             ) from exc
         self._last_flush = time.monotonic()
 
     def flush(self) -> None:
         """Write the buffered metrics and wait until all handed over is in the store."""
         self._hand_over(wait=True)
-
-    def _stop_system_metrics(self) -> None:
-        assert self.run_id is not None
-        with contextlib.suppress(writer.WriterError):  # the writer is gone: so is its sampler
-            self._writer.system(self.tracking_uri, self.run_id, False)
 
     def _upload(self, path: Path, artifact_dir: str, tag: tuple[str, str] | None = None) -> None:
         """Hand a copy of ``path`` to the writer for upload (then ``tag``); the caller may
@@ -329,7 +342,7 @@ class MlflowMonitor(MonitorBase):
         except writer.WriterError as exc:
             shutil.rmtree(staged_dir, ignore_errors=True)
             raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self.tracking_uri} ({exc})"
+                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
             ) from exc
 
     def log_video(self, path: Path, name: str) -> None:
@@ -351,7 +364,7 @@ class MlflowMonitor(MonitorBase):
             )
         except writer.WriterError as exc:
             raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self.tracking_uri} ({exc})"
+                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
             ) from exc
         self.logged["curve"] = "learning_curve.png"
 
@@ -370,32 +383,36 @@ class MlflowMonitor(MonitorBase):
             self._upload(staged, "checkpoints", (CHECKPOINT_TAG, json.dumps(record)))
 
     def _log_agent(self, runner: Runner) -> None:
+        """Hand the weights and config to the writer, which uploads them as ``model/`` and logs
+        the pyfunc model ``agent`` (its URI comes back after the next sync)."""
         assert self.run_id is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "model"
-            folder.mkdir()
-            agent_state = runner.agent.state_dict()
-            serialization.save(
-                {"model": agent_state["model"], "policy": agent_state["policy"]},
-                folder / "agent.pt",
-            )
-            (folder / "config.yaml").write_text(self.config_yaml)
-            (folder / "README.md").write_text(
-                "Trained agent: `twrl_exp.artifacts.load_agent(run_id)` rebuilds it from "
-                "config.yaml and agent.pt (model and policy weights; tensors only).\n"
-            )
-            self.client.log_artifacts(self.run_id, str(folder), "model")
-            self.logged["model"] = "model"
-            from twrl_exp.mlflow_model import log_agent_model
-
-            space = runner.env.single_observation_space
-            self.model_uri = log_agent_model(
+        folder = Path(tempfile.mkdtemp(prefix="twrl-model-")) / "model"
+        folder.mkdir()
+        agent_state = runner.agent.state_dict()
+        serialization.save(
+            {"model": agent_state["model"], "policy": agent_state["policy"]},
+            folder / "agent.pt",
+        )
+        (folder / "config.yaml").write_text(self.config_yaml)
+        (folder / "README.md").write_text(
+            "Trained agent: `twrl_exp.artifacts.load_agent(run_id)` rebuilds it from "
+            "config.yaml and agent.pt (model and policy weights; tensors only).\n"
+        )
+        space = runner.env.single_observation_space
+        try:
+            self._writer.model(
                 self.tracking_uri,
-                self.experiment_id,
                 self.run_id,
+                self.experiment_id,
                 folder,
                 tuple(space.shape or ()),
             )
+        except writer.WriterError as exc:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            raise RecordingError(
+                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
+            ) from exc
+        self.logged["model"] = "model"
 
 
 def _now_ms() -> int:

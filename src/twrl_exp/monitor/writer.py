@@ -1,16 +1,17 @@
-"""What a run writes to MLflow while it trains, written by a separate process, off the hot path.
+"""What a run writes to MLflow, written by a separate process, off the training path.
 
-Writing a metric row through MLflow's SQLAlchemy store costs about 0.1 ms of Python, and an
-artifact upload or a tag a few milliseconds; on the training thread (or on a thread of its
-process, which competes for the GIL) that was 20-40% of a short run. A run hands its rows,
-already batched, and its checkpoint uploads down a pipe to one writer process
-(``python -m twrl_exp.monitor.writer``), which does the writing on another core.
+Writing a metric row through MLflow's SQLAlchemy store costs about 0.1 ms of Python, an artifact
+upload or a tag a few milliseconds, and importing MLflow and opening its store seconds; on the
+training thread (or on a thread of its process, which competes for the GIL) that was 20-40% of a
+short run and a third of its start-up. So a run's process never imports MLflow: it hands its
+run's creation, its rows (already batched), uploads, tags, model and end down a pipe to one
+writer process (``python -m twrl_exp.monitor.writer``), which does the writing on another core.
 
-There is one writer per training process (:func:`shared`), started when the first run is built,
-so its own start-up (importing MLflow, opening the store) overlaps the run's, and every later
-run of the process (a sweep's trials, a benchmark's repeats) finds it ready. It also samples the
-machine's system metrics for the run (MLflow's sampler), so that thread is not in the run's
-process either.
+There is one writer per training process (:func:`shared`). ``python train.py`` starts it first
+thing (:func:`prestart`), so MLflow's import overlaps the run's own imports and building; every
+later run of the process (a sweep's trials, a benchmark's repeats) finds it ready. It also keeps
+each run's heartbeat and samples the machine's system metrics for it (MLflow's sampler), so
+those threads are not in the training process either.
 
 Guarantees:
 
@@ -18,11 +19,14 @@ Guarantees:
   returns only once every job sent before it is done: a finished run has every row.
 - **Failures reach the run.** A job the store refuses (a full disk, a locked or vanished store)
   is reported back; that run's next :meth:`Writer.send` or :meth:`Writer.sync` raises it, and
-  the run fails. Its later jobs are dropped; other runs are not affected.
+  the run fails. Its later jobs are dropped, except stopping its sampler and ending it; other
+  runs are not affected.
 - **Death of the run.** If the training process dies (kill -9, a crash), the writer still does
-  every job it was sent, then exits: a killed run loses at most the rows of its last send
-  interval, and a checkpoint handed over is uploaded and named. Ctrl-C to the process group
-  does not stop the writer (it ignores SIGINT and SIGTERM); the run stops itself and syncs.
+  every job it was sent, stops the heartbeats (so the run is found lost and marked FAILED by the
+  next process that opens the store), then exits: a killed run loses at most the rows of its
+  last send interval, and a checkpoint handed over is uploaded and named. Ctrl-C to the process
+  group does not stop the writer (it ignores SIGINT and SIGTERM); the run stops itself and ends
+  its record.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import IO, Any
 
 Row = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+_PARAM_BATCH = 100
 _HEADER = struct.Struct("!I")
 _ROWS_PER_BATCH = 1000  # MLflow's log_batch limit
 
@@ -86,8 +91,9 @@ class Writer:
             stdout=subprocess.PIPE,
             env=env,
         )
-        self._replies: queue.Queue[Any] = queue.Queue()
         self._errors: dict[str, str] = {}
+        self._answers: dict[tuple[Any, ...], Any] = {}  # (kind, token or handle) -> reply
+        self._answered = threading.Condition()
         self._gone: str | None = None
         self._token = 0
         self._lock = threading.Lock()
@@ -104,14 +110,29 @@ class Writer:
             try:
                 reply = _receive(self._proc.stdout)
             except (EOFError, OSError, pickle.UnpicklingError):
-                self._gone = self._gone or "the writer process ended"
-                self._replies.put(("gone", None))
+                with self._answered:
+                    self._gone = self._gone or "the writer process ended"
+                    self._answered.notify_all()
                 return
             if reply[0] == "error":
                 _, run_id, text = reply
                 self._errors.setdefault(run_id, text)
             else:
-                self._replies.put(reply)
+                key = (reply[0], reply[1], reply[2]) if reply[0] == "result" else reply[:2]
+                with self._answered:
+                    self._answers[key] = reply[3:] if reply[0] == "result" else reply[2:]
+                    self._answered.notify_all()
+
+    def _wait(self, kind: str, key: Any, timeout: float) -> Any:
+        with self._answered:
+            got = self._answered.wait_for(
+                lambda: (kind, key) in self._answers or self._gone is not None, timeout
+            )
+            if (kind, key) in self._answers:
+                return self._answers.pop((kind, key))
+        if not got:
+            raise WriterError(f"the writer did not answer within {timeout:g} s")
+        raise WriterError(self._gone or "the writer process ended")
 
     def check(self, run_id: str) -> None:
         """Raise :class:`WriterError` if a job of ``run_id`` failed."""
@@ -156,24 +177,69 @@ class Writer:
         :func:`twrl_exp.monitor.curves.plot_learning_curve` for ``options``) and upload it."""
         self._post(run_id, ("curve", uri, run_id, history, options))
 
+    def open(
+        self,
+        uri: str,
+        *,
+        experiment: str,
+        run_name: str,
+        tags: dict[str, str],
+        params: dict[str, str],
+        config_yaml: str,
+        system_metrics: bool,
+    ) -> int:
+        """Ask for a run to be created (with its params, config, heartbeat and sampler); the
+        handle that :meth:`opened` waits on."""
+        with self._lock:
+            self._token += 1
+            handle = self._token
+        message = ("open", uri, handle, experiment, run_name, tags, params, config_yaml)
+        self._post("", (*message, system_metrics))
+        return handle
+
+    def opened(self, handle: int, timeout: float = 600.0) -> dict[str, Any]:
+        """The run asked for by :meth:`open`: ``run_id``, ``experiment_id``, ``artifact_uri``,
+        and ``error`` (what failed, the run's creation or after it: ``config_error`` says
+        whether it is the user's to fix, e.g. an unwritable store)."""
+        (info,) = self._wait("opened", handle, timeout)
+        return dict(info)
+
+    def set_tag(self, uri: str, run_id: str, key: str, value: str) -> None:
+        self._post(run_id, ("tag", uri, run_id, key, value))
+
+    def model(
+        self,
+        uri: str,
+        run_id: str,
+        experiment_id: str,
+        folder: Path,
+        observation_shape: tuple[int, ...],
+    ) -> None:
+        """Upload ``folder`` as the run's ``model/`` and log it as the pyfunc model ``agent``
+        (the writer owns and removes the folder); its URI comes back with :meth:`result`."""
+        message = ("model", uri, run_id, experiment_id, str(folder), observation_shape)
+        self._post(run_id, message)
+
+    def result(self, run_id: str, name: str) -> Any:
+        """What job ``name`` of ``run_id`` returned (after a :meth:`sync`), or None."""
+        with self._answered:
+            found = self._answers.pop(("result", run_id, name), None)
+        return None if found is None else found[0]
+
+    def end(self, uri: str, run_id: str, status: str, reason: str | None) -> None:
+        """Stop the run's heartbeat and sampler, write ``reason`` and end it as ``status``
+        (even a run whose earlier jobs failed)."""
+        self._post(run_id, ("end", uri, run_id, status, reason), check=False)
+
     def sync(self, run_id: str, timeout: float = 600.0) -> None:
         """Return once every job sent so far is done (or raise why one of ``run_id``'s
         was not)."""
         with self._lock:
             self._token += 1
             token = self._token
-        self._post(run_id, ("sync", token))
-        while True:
-            try:
-                kind, got = self._replies.get(timeout=timeout)
-            except queue.Empty:
-                raise WriterError(f"the writer did not answer within {timeout:g} s") from None
-            if kind == "gone":
-                self._replies.put((kind, got))  # for any other waiter
-                raise WriterError(self._errors.get(run_id) or self._gone or "the writer ended")
-            if kind == "synced" and got == token:
-                self.check(run_id)
-                return
+        self._post(run_id, ("sync", token), check=False)
+        self._wait("synced", token, timeout)
+        self.check(run_id)
 
     def close(self, timeout: float = 120.0) -> None:
         """Let the writer finish every job, then end it."""
@@ -192,6 +258,19 @@ _shared: Writer | None = None
 _shared_lock = threading.Lock()
 
 
+def prestart(argv: list[str] | None = None) -> None:
+    """Start this process's writer now, so that it imports MLflow while the run is built; not
+    for a sweep's own process (its trials run elsewhere, or start it when they begin) or a
+    command that only prints (``--help``, ``--cfg``, ``--info``)."""
+    args = sys.argv[1:] if argv is None else argv
+    if {"-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info"} & {
+        a.split("=")[0] for a in args
+    }:
+        return
+    with contextlib.suppress(OSError):
+        shared()
+
+
 def shared() -> Writer:
     """This process's writer, started on first use (and again if it died)."""
     global _shared
@@ -205,22 +284,57 @@ def shared() -> Writer:
 # ---------------------------------------------------------------------------- the process
 
 
+def default_artifact_root(tracking_uri: str) -> str | None:
+    """``<dir of mlflow.db>/mlruns`` for a SQLite store, so artifacts sit beside the database."""
+    from twrl_exp.store import sqlite_path
+
+    db = sqlite_path(tracking_uri)
+    return None if db is None else (db.parent / "mlruns").as_uri()
+
+
+def ensure_experiment(client: Any, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created (tolerating a concurrent creator) if missing."""
+    from mlflow.exceptions import MlflowException
+
+    from twrl_exp.errors import ConfigError
+    from twrl_exp.monitor.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        with contextlib.suppress(MlflowException):  # a concurrent creator may win
+            client.create_experiment(
+                name,
+                artifact_location=default_artifact_root(tracking_uri),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise ConfigError(f"The MLflow experiment {name!r} could not be created.")
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    if EXPERIMENT_KIND_TAG not in found.tags:  # stores made before: open as model training too
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return str(found.experiment_id)
+
+
 class _Runs:
-    """The writer's side: one MLflow client per store, failed runs, system samplers."""
+    """The writer's side: one MLflow client per store, failed runs, heartbeats, samplers."""
 
     def __init__(self, reply_to: IO[bytes]) -> None:
-        from mlflow import MlflowClient
         from mlflow.entities import Metric
 
-        self._client_class, self._metric = MlflowClient, Metric
+        self._metric = Metric
         self._clients: dict[str, Any] = {}
         self._samplers: dict[str, Any] = {}
+        self._heartbeats: dict[str, Any] = {}
         self.failed: set[str] = set()
         self.reply_to = reply_to
 
     def client(self, uri: str) -> Any:
         if uri not in self._clients:
-            self._clients[uri] = self._client_class(tracking_uri=uri)
+            from twrl_exp import store
+
+            self._clients[uri] = store.open_client(uri)
         return self._clients[uri]
 
     def fail(self, run_id: str, exc: BaseException) -> None:
@@ -228,6 +342,46 @@ class _Runs:
 
         self.failed.add(run_id)
         _send(self.reply_to, ("error", run_id, redact(root_cause(exc))))
+
+    def open(
+        self,
+        uri: str,
+        handle: int,
+        experiment: str,
+        run_name: str,
+        tags: dict[str, str],
+        params: dict[str, str],
+        config_yaml: str,
+        system_metrics: bool,
+    ) -> None:
+        from twrl_exp import store
+        from twrl_exp.errors import ConfigError
+
+        info: dict[str, Any] = {"run_id": None, "error": None, "config_error": False}
+        try:
+            client = store.open_client(uri)  # reaps the store's orphans, as every opener does
+            self._clients[uri] = client
+            experiment_id = ensure_experiment(client, experiment, uri)
+            run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+            run_id = info["run_id"] = run.info.run_id
+            info.update(experiment_id=experiment_id, artifact_uri=run.info.artifact_uri)
+            self._heartbeats[run_id] = store.run_heartbeat(client, run_id)
+            if system_metrics:
+                self.system(uri, run_id, True)
+            from mlflow.entities import Param
+
+            items = [Param(k, v) for k, v in params.items()]
+            for i in range(0, len(items), _PARAM_BATCH):
+                client.log_batch(run_id, params=items[i : i + _PARAM_BATCH])
+            client.log_text(run_id, config_yaml, "config.yaml")
+        except Exception as exc:
+            info["config_error"] = isinstance(exc, ConfigError)
+            info["error"] = store.redact(
+                str(exc) if isinstance(exc, ConfigError) else store.root_cause(exc)
+            )
+            if info["run_id"] is not None:
+                self.failed.add(info["run_id"])
+        _send(self.reply_to, ("opened", handle, info))
 
     def rows(self, uri: str, run_id: str, rows: list[Row]) -> None:
         client, metric = self.client(uri), self._metric
@@ -252,6 +406,26 @@ class _Runs:
         finally:
             if remove is not None:
                 shutil.rmtree(remove, ignore_errors=True)
+
+    def tag(self, uri: str, run_id: str, key: str, value: str) -> None:
+        self.client(uri).set_tag(run_id, key, value)
+
+    def model(
+        self,
+        uri: str,
+        run_id: str,
+        experiment_id: str,
+        folder: str,
+        observation_shape: tuple[int, ...],
+    ) -> None:
+        from twrl_exp.mlflow_model import log_agent_model
+
+        try:
+            self.client(uri).log_artifacts(run_id, folder, "model")
+            model_uri = log_agent_model(uri, experiment_id, run_id, Path(folder), observation_shape)
+        finally:
+            shutil.rmtree(Path(folder).parent, ignore_errors=True)
+        _send(self.reply_to, ("result", run_id, "model", model_uri))
 
     def curve(self, uri: str, run_id: str, history: dict[str, Any], options: Any) -> None:
         import tempfile
@@ -279,10 +453,25 @@ class _Runs:
             with contextlib.suppress(Exception):
                 self._samplers.pop(run_id).finish()
 
+    def end(self, uri: str, run_id: str, status: str, reason: str | None) -> None:
+        from twrl_exp.store import END_REASON_TAG
+
+        self.stop(run_id)
+        client = self.client(uri)
+        if reason:
+            client.set_tag(run_id, END_REASON_TAG, reason[:5000])
+        client.set_terminated(run_id, status)
+
+    def stop(self, run_id: str) -> None:
+        """Stop the run's heartbeat and sampler."""
+        beat = self._heartbeats.pop(run_id, None)
+        if beat is not None:
+            beat.stop()
+        self.system("", run_id, False)
+
     def stop_all(self) -> None:
-        for run_id in list(self._samplers):
-            with contextlib.suppress(Exception):
-                self._samplers.pop(run_id).finish()
+        for run_id in {*self._samplers, *self._heartbeats}:
+            self.stop(run_id)
 
 
 def _warm() -> None:
@@ -291,9 +480,20 @@ def _warm() -> None:
         import twrl_exp.monitor.curves  # noqa: F401
 
 
+def _load_mlflow() -> None:
+    with contextlib.suppress(Exception):
+        import mlflow
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+# Jobs still done for a run whose earlier job failed: stopping its sampler, ending it.
+_ALWAYS = ("end", "sync")
+
+
 def _serve() -> int:
     # Ctrl-C and a terminal's SIGTERM go to the whole process group: the run stops itself, then
-    # syncs; when it is gone (its end of the pipe closes) we finish what it sent and exit.
+    # ends its record; when its process is gone (its end of the pipe closes) we finish what it
+    # sent and exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     source, reply_to = sys.stdin.buffer, sys.stdout.buffer
@@ -309,29 +509,45 @@ def _serve() -> int:
                 return
 
     threading.Thread(target=read, daemon=True).start()
+    # Import MLflow while the run builds, on a thread, so that a process that ends before it
+    # sends anything (a typo on the command line) does not wait for the import to end.
+    loading = threading.Thread(target=_load_mlflow, daemon=True)
+    loading.start()
     import logging
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    runs = _Runs(reply_to)
-    threading.Thread(target=_warm, daemon=True).start()
-    # MLflow logs a store error with its traceback before raising it (its import sets the
-    # levels, so this comes after); the run reports it in one sentence from what we send back.
-    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    runs: _Runs | None = None
     while True:
         message = inbox.get()
         if message is None:  # EOF: the process closed us, or died; everything it sent is done
-            runs.stop_all()
-            return 0
+            if runs is not None:
+                runs.stop_all()
+            sys.stdout.flush()
+            os._exit(0)  # not waiting for an import no job needs
         kind = message[0]
         if kind == "sync":
-            _send(reply_to, ("synced", message[1]))
+            _send(reply_to, ("synced", message[1], None))
+            continue
+        if runs is None:
+            loading.join()
+            runs = _Runs(reply_to)
+            # MLflow logs a store error with its traceback before raising it (its import sets
+            # the levels, so this comes after); the run reports it in one sentence.
+            logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            threading.Thread(target=_warm, daemon=True).start()
+        if kind == "open":
+            runs.open(*message[1:])
             continue
         run_id = message[2]
-        if run_id in runs.failed and message[:1] + message[3:] != ("system", False):
+        stopping = kind == "system" and not message[3]
+        if run_id in runs.failed and kind not in _ALWAYS and not stopping:
             if kind == "upload" and message[6] is not None:
                 shutil.rmtree(message[6], ignore_errors=True)
+            if kind == "model":
+                shutil.rmtree(Path(message[4]).parent, ignore_errors=True)
             continue  # the run has been told; it fails at its next send or sync
         try:
             if kind == "rows":
@@ -342,12 +558,8 @@ def _serve() -> int:
                         break
                     rows = rows + inbox.get()[3]
                 runs.rows(message[1], run_id, rows)
-            elif kind == "upload":
-                runs.upload(*message[1:])
-            elif kind == "curve":
-                runs.curve(*message[1:])
-            elif kind == "system":
-                runs.system(*message[1:])
+            else:
+                getattr(runs, kind)(*message[1:])
         except Exception as exc:
             runs.fail(run_id, exc)
 
