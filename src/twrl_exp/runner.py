@@ -27,6 +27,7 @@ class Monitor(Protocol):
     def update(self, runner: Runner, metrics: dict[str, float]) -> None: ...
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None: ...
     def tick(self, runner: Runner) -> None: ...
+    def trained(self, runner: Runner) -> None: ...
     def finish(self, runner: Runner, status: str) -> None: ...
 
 
@@ -46,6 +47,10 @@ class MonitorBase:
         del runner, returns
 
     def tick(self, runner: Runner) -> None:
+        del runner
+
+    def trained(self, runner: Runner) -> None:
+        """Training is over and its parameters are finite (the final evaluation comes next)."""
         del runner
 
     def finish(self, runner: Runner, status: str) -> None:
@@ -245,6 +250,10 @@ class Runner:
                 clock = time.perf_counter()
         h.train_time += time.perf_counter() - clock
         self.check_parameters()
+        for monitor in self.monitors:
+            trained = getattr(monitor, "trained", None)  # not in monitors written before it
+            if trained is not None:
+                trained(self)
         stopped_early = self.stop_reason is not None
         if (
             self.final_eval

@@ -76,6 +76,7 @@ class MlflowMonitor(MonitorBase):
         self._pending: list[writer.Row] = []  # rows not yet handed to the writer
         self._writer = writer.shared()
         self._handle: int | None = None
+        self._problems: list[str] = []  # what failed before finish, said when it ends the run
         self._last_flush = time.monotonic()
         self._slot = 0
         self.experiment_id = ""
@@ -210,7 +211,7 @@ class MlflowMonitor(MonitorBase):
         that opens the store (its heartbeat has stopped).
         """
         assert self.run_id is not None
-        problems: list[str] = []
+        problems: list[str] = self._problems
         try:
             self._add_stats(runner)
             summary = runner.history.summary(runner.solve_window)
@@ -223,8 +224,8 @@ class MlflowMonitor(MonitorBase):
             self._hand_over()
             if self.curve:
                 self._log_curve(runner)
-            if self.log_model and runner.parameters_finite():
-                self._log_agent(runner)
+            if self.log_model and "model" not in self.logged and runner.parameters_finite():
+                self._log_agent(runner)  # not handed over when training ended (it did not)
             self.flush()  # every row, upload, the curve and the model are in the store
             if self.log_model and "model" in self.logged:
                 self.model_uri = self._writer.result(self.run_id, "model")
@@ -293,6 +294,15 @@ class MlflowMonitor(MonitorBase):
             ("eval/mean_return", float(returns.mean()), ts, step),
             ("eval/std_return", float(returns.std()), ts, step),
         ]
+
+    def trained(self, runner: Runner) -> None:
+        """Hand the final model to the writer now: it is logged during the final evaluation
+        and video, not after them. A failure here fails the run when it finishes."""
+        if self.log_model:
+            try:
+                self._log_agent(runner)
+            except RecordingError as exc:
+                self._problems.append(str(exc))
 
     def tick(self, runner: Runner) -> None:
         if time.monotonic() - self._last_flush >= self.flush_every_s:

@@ -193,8 +193,10 @@ class Writer:
         with self._lock:
             self._token += 1
             handle = self._token
+        # MLflow's settings as they are now (a launcher may set them after the writer started).
+        settings = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
         message = ("open", uri, handle, experiment, run_name, tags, params, config_yaml)
-        self._post("", (*message, system_metrics))
+        self._post("", (*message, system_metrics, settings))
         return handle
 
     def opened(self, handle: int, timeout: float = 600.0) -> dict[str, Any]:
@@ -353,9 +355,12 @@ class _Runs:
         params: dict[str, str],
         config_yaml: str,
         system_metrics: bool,
+        settings: dict[str, str],
     ) -> None:
         from twrl_exp import store
         from twrl_exp.errors import ConfigError
+
+        os.environ.update(settings)
 
         info: dict[str, Any] = {"run_id": None, "error": None, "config_error": False}
         try:
