@@ -170,3 +170,105 @@ def test_one_writer_serves_the_process_and_a_dead_one_is_replaced(
         assert history(isolated_mlflow, run_id) == [1.0]
     finally:
         writer_module.shared().close()
+
+
+def open_run(writer, uri: str, **overrides) -> dict:
+    options = {
+        "experiment": "w",
+        "run_name": "r",
+        "tags": {"seed": "0"},
+        "params": {"update.lr": "0.01"},
+        "config_yaml": "update:\n  lr: 0.01\n",
+        "system_metrics": False,
+    }
+    options.update(overrides)
+    return writer.opened(writer.open(uri, **options))
+
+
+def test_the_writer_creates_the_run_and_ends_it(tmp_path: Path, isolated_mlflow: str, writer):
+    info = open_run(writer, isolated_mlflow)
+    assert info["error"] is None
+    run_id = info["run_id"]
+    client = MlflowClient(isolated_mlflow)
+    run = client.get_run(run_id)
+    assert run.info.status == "RUNNING"
+    assert run.data.params == {"update.lr": "0.01"}
+    assert run.data.tags["seed"] == "0"
+    assert client.download_artifacts(run_id, "config.yaml", str(tmp_path))
+    writer.set_tag(isolated_mlflow, run_id, "stopped", "solved")
+    writer.end(isolated_mlflow, run_id, "FAILED", "because")
+    writer.sync(run_id)
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["stopped"] == "solved"
+    assert run.data.tags["twrl.end_reason"] == "because"
+
+
+def test_a_run_whose_rows_failed_is_still_ended(isolated_mlflow: str, writer) -> None:
+    run_id = open_run(writer, isolated_mlflow)["run_id"]
+    writer.rows(isolated_mlflow, run_id, [("x" * 1000, 1.0, 0, 0)])
+    with pytest.raises(WriterError):
+        writer.sync(run_id)
+    writer.end(isolated_mlflow, run_id, "FAILED", "its metrics could not be written")
+    with pytest.raises(WriterError):  # the first error stays the run's
+        writer.sync(run_id)
+    assert MlflowClient(isolated_mlflow).get_run(run_id).info.status == "FAILED"
+
+
+def test_an_unwritable_store_is_the_users_error_in_one_sentence(tmp_path: Path, writer) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    info = open_run(writer, f"sqlite:///{blocker / 'mlflow.db'}")
+    assert info["run_id"] is None
+    assert info["config_error"] is True
+    assert "cannot be created" in info["error"]
+    assert "\n" not in info["error"]
+
+
+def test_the_model_is_logged_as_a_pyfunc_model_and_its_uri_comes_back(
+    tmp_path: Path, isolated_mlflow: str, writer
+) -> None:
+    info = open_run(writer, isolated_mlflow)
+    run_id = info["run_id"]
+    folder = tmp_path / "handed" / "model"
+    folder.mkdir(parents=True)
+    (folder / "agent.pt").write_bytes(b"weights")
+    (folder / "config.yaml").write_text("x: 1\n")
+    writer.model(isolated_mlflow, run_id, info["experiment_id"], folder, (4,))
+    writer.sync(run_id)
+    uri = writer.result(run_id, "model")
+    assert uri is not None
+    assert uri.startswith("models:/")
+    names = {a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run_id, "model")}
+    assert {"model/agent.pt", "model/config.yaml"} <= names
+    assert not folder.parent.exists()  # the writer removed what it was handed
+
+
+def test_a_training_process_never_imports_mlflow(tmp_path: Path, isolated_mlflow: str) -> None:
+    """MLflow's import (seconds) and its store live in the writer process: the run's own
+    start-up and hot loop pay for neither, and the record is still complete."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from hydra import compose, initialize_config_dir
+        from twrl_exp.paths import config_dir
+        from twrl_exp.train import run
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("config", ["train.max_env_steps=3000", "monitor.console=false",
+                                     "monitor.video.enabled=false"])
+        run(cfg, run_dir=__import__("pathlib").Path({str(tmp_path / "out")!r}))
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "mlflow"))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    (run,) = MlflowClient(isolated_mlflow).search_runs(
+        [e.experiment_id for e in MlflowClient(isolated_mlflow).search_experiments()]
+    )
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["env_steps"] >= 3000
+    names = {a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "learning_curve.png", "model", "checkpoints"} <= names
