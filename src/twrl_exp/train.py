@@ -8,6 +8,7 @@ python train.py rerun=<mlflow run id>      # a new run with exactly that run's c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ from twrl_exp.build import build, check_run_config, make_runner
 from twrl_exp.cli_errors import say
 from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError, DivergedError, RecordingError
-from twrl_exp.monitor import report, sweep
+from twrl_exp.monitor import report, sweep, writer
 from twrl_exp.monitor.console import ConsoleMonitor
 from twrl_exp.monitor.report import commands
 from twrl_exp.monitor.setup import make_monitors, run_name, short_override
@@ -66,6 +67,9 @@ def _train_once(
     Whatever happens, the run's record ends in a terminal state: FINISHED, KILLED on Ctrl-C,
     FAILED (with ``twrl.end_reason``) on any error, the recorder's own included.
     """
+    if cfg.monitor.mlflow.enabled:  # the writer opens the store while the run is built
+        with contextlib.suppress(Exception):  # anything wrong is said when the run is created
+            writer.shared().prepare(_tracking_uri(cfg))
     built = build(cfg)
     monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context)
     monitors[:0] = extra_monitors or []

@@ -199,6 +199,15 @@ class Writer:
         self._post("", (*message, system_metrics, settings))
         return handle
 
+    def prepare(self, uri: str) -> None:
+        """Open store ``uri`` now (a run will be asked for soon), if it exists: a new store is
+        only created when a run is, so a command that fails before leaves nothing behind."""
+        from twrl_exp.store import is_server, sqlite_path
+
+        db = sqlite_path(uri)
+        if is_server(uri) or (db is not None and db.exists()):
+            self._post("", ("prepare", uri, ""))
+
     def opened(self, handle: int, timeout: float = 600.0) -> dict[str, Any]:
         """The run asked for by :meth:`open`: ``run_id``, ``experiment_id``, ``artifact_uri``,
         and ``error`` (what failed, the run's creation or after it: ``config_error`` says
@@ -338,6 +347,10 @@ class _Runs:
 
             self._clients[uri] = store.open_client(uri)
         return self._clients[uri]
+
+    def prepare(self, uri: str) -> None:
+        with contextlib.suppress(Exception):  # what is wrong is said when the run is created
+            self.client(uri)
 
     def fail(self, run_id: str, exc: BaseException) -> None:
         from twrl_exp.store import redact, root_cause
@@ -543,8 +556,8 @@ def _serve() -> int:
             logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
             logging.getLogger("alembic").setLevel(logging.WARNING)
             threading.Thread(target=_warm, daemon=True).start()
-        if kind == "open":
-            runs.open(*message[1:])
+        if kind in ("open", "prepare"):
+            getattr(runs, kind)(*message[1:] if kind == "open" else message[1:2])
             continue
         run_id = message[2]
         stopping = kind == "system" and not message[3]
