@@ -295,6 +295,12 @@ def shared() -> Writer:
 # ---------------------------------------------------------------------------- the process
 
 
+def _reply(out: IO[bytes], message: Any) -> None:
+    """Answer the training process (if it died, nobody is listening: go on with the jobs)."""
+    with contextlib.suppress(OSError, ValueError):
+        _send(out, message)
+
+
 def default_artifact_root(tracking_uri: str) -> str | None:
     """``<dir of mlflow.db>/mlruns`` for a SQLite store, so artifacts sit beside the database."""
     from twrl_exp.store import sqlite_path
@@ -356,7 +362,7 @@ class _Runs:
         from twrl_exp.store import redact, root_cause
 
         self.failed.add(run_id)
-        _send(self.reply_to, ("error", run_id, redact(root_cause(exc))))
+        _reply(self.reply_to, ("error", run_id, redact(root_cause(exc))))
 
     def open(
         self,
@@ -399,7 +405,7 @@ class _Runs:
             )
             if info["run_id"] is not None:
                 self.failed.add(info["run_id"])
-        _send(self.reply_to, ("opened", handle, info))
+        _reply(self.reply_to, ("opened", handle, info))
 
     def rows(self, uri: str, run_id: str, rows: list[Row]) -> None:
         client, metric = self.client(uri), self._metric
@@ -443,7 +449,7 @@ class _Runs:
             model_uri = log_agent_model(uri, experiment_id, run_id, Path(folder), observation_shape)
         finally:
             shutil.rmtree(Path(folder).parent, ignore_errors=True)
-        _send(self.reply_to, ("result", run_id, "model", model_uri))
+        _reply(self.reply_to, ("result", run_id, "model", model_uri))
 
     def curve(self, uri: str, run_id: str, history: dict[str, Any], options: Any) -> None:
         import tempfile
@@ -545,7 +551,7 @@ def _serve() -> int:
             os._exit(0)  # not waiting for an import no job needs
         kind = message[0]
         if kind == "sync":
-            _send(reply_to, ("synced", message[1], None))
+            _reply(reply_to, ("synced", message[1], None))
             continue
         if runs is None:
             loading.join()
