@@ -26,8 +26,10 @@ from hydra import compose, initialize_config_dir
 
 from twrl_exp.build import build, make_runner, project_root
 from twrl_exp.config import register_configs
+from twrl_exp.env import make_vector_env
 from twrl_exp.paths import config_dir
 from twrl_exp.runner import MonitorBase, Runner
+from twrl_exp.update import td_fast
 
 sys.path.insert(0, str(Path(__file__).parent))
 import report
@@ -74,6 +76,102 @@ def raw_env_rate(num_envs: int, seed: int, steps: int = 400_000) -> float:
     for t in range(vector_steps):
         env.step(actions[t])
     return vector_steps * num_envs / (time.perf_counter() - started)
+
+
+def raw_mountaincar_rate(num_envs: int, seed: int, steps: int) -> float:
+    """MountainCar-v0 as TD(lambda) trains on it (our numpy vector env), random actions."""
+    env = make_vector_env(id="MountainCar-v0", num_envs=num_envs)
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    vector_steps = steps // num_envs
+    actions = rng.integers(0, 3, (vector_steps, num_envs))
+    started = time.perf_counter()
+    for t in range(vector_steps):
+        env.step(actions[t])
+    return vector_steps * num_envs / (time.perf_counter() - started)
+
+
+def raw_mountaincar_single_rate(seed: int, steps: int) -> float:
+    """One ``gym.make("MountainCar-v0")``, random actions, reset when an episode ends: the
+    single-env speed limit (faster than our vector env with one car)."""
+    env = gym.make("MountainCar-v0")
+    env.reset(seed=seed)
+    actions = np.random.default_rng(seed).integers(0, 3, steps).tolist()
+    started = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - started)
+
+
+TD = [
+    "env=mountaincar",
+    "model=tilecoding",
+    "policy=egreedy",
+    "update=td_lambda",
+    "train.max_episodes=null",
+]
+
+
+def td_lambda_rates(seeds: int) -> dict[str, dict[str, float]]:
+    """Tile-coded TD(lambda) on MountainCar-v0 with each backend, and the raw env, 1 and 64 envs.
+
+    The numba kernels are loaded (or compiled) by a warm-up run first, so these are steady-state
+    figures; :func:`first_step_seconds` measures what compiling and loading them cost.
+    """
+    backends = ["numpy"] if td_fast.load_kernels("auto") is None else ["numpy", "numba"]
+    if "numba" in backends:
+        agent_rate([*TD, "update.backend=numba"], 0, 2_000)
+    out = {"raw_mountaincar_gym_1": timed(seeds, lambda s: raw_mountaincar_single_rate(s, 60_000))}
+    for n, steps in ((1, 60_000), (64, 600_000)):
+        out[f"raw_mountaincar_{n}"] = timed(
+            seeds, lambda s, n=n, steps=steps: raw_mountaincar_rate(n, s, steps)
+        )
+        for backend in backends:
+            budget = steps if backend == "numba" else steps // 3  # numpy is several times slower
+            overrides = [*TD, f"update.backend={backend}", f"env.num_envs={n}"]
+            out[f"td_{backend}_{n}"] = timed(
+                seeds, lambda s, o=overrides, b=budget: agent_rate(o, s, b)
+            )
+    out["first_step_numpy"] = timed(seeds, lambda s: first_step_seconds(["numpy"])[0])
+    if "numba" in backends:
+        pairs = [first_step_seconds(["numba", "numba"]) for _ in range(seeds)]
+        out["first_step_numba_compile"] = median([p[0] for p in pairs])
+        out["first_step_numba_cached"] = median([p[1] for p in pairs])
+    return out
+
+
+def first_step_seconds(backends: list[str]) -> list[float]:
+    """Fresh processes, one per backend in turn, sharing an empty numba cache folder: seconds
+    from building a 1-env TD(lambda) agent to the end of its first vector step (numba: the
+    first process compiles the kernels, the next loads them from the cache)."""
+    seconds = []
+    with tempfile.TemporaryDirectory() as cache:
+        for backend in backends:
+            done = subprocess.run(
+                [sys.executable, __file__, "--first-step", backend],
+                env={**os.environ, "NUMBA_CACHE_DIR": cache},
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            seconds.append(float(done.stdout.split()[-1]))
+    return seconds
+
+
+def first_step(backend: str) -> float:
+    """In this process: build a 1-env TD(lambda) agent and take one vector step, in seconds."""
+    cfg = cfg_of(
+        *TD,
+        f"update.backend={backend}",
+        "train.max_env_steps=1",
+        "eval.every_steps=null",
+        "eval.final=false",
+    )
+    started = time.perf_counter()
+    make_runner(cfg, build(cfg, evaluation=False)).run()
+    return time.perf_counter() - started
 
 
 def agent_rate(overrides: list[str], seed: int, steps: int) -> float:
@@ -212,8 +310,12 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
     parser.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
+    parser.add_argument("--first-step", choices=["numpy", "numba"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.first_step:  # one measurement of first_step_seconds, in its own process
+        print(first_step(args.first_step))
+        return 0
     seeds = args.seeds
     figures: dict[str, object] = {}
     print("throughput ...", flush=True)
@@ -229,15 +331,7 @@ def main() -> int:
             seeds, lambda s, n=n: agent_rate([f"env.num_envs={n}"], s, 200_000)
         )
     print("TD(lambda) tile coding on MountainCar-v0 ...", flush=True)
-    td = [
-        "env=mountaincar",
-        "model=tilecoding",
-        "policy=egreedy",
-        "update=td_lambda",
-        "train.max_episodes=null",
-    ]
-    figures["td_1"] = timed(seeds, lambda s: agent_rate([*td, "env.num_envs=1"], s, 60_000))
-    figures["td_64"] = timed(seeds, lambda s: agent_rate([*td, "env.num_envs=64"], s, 600_000))
+    figures.update(td_lambda_rates(seeds))
     print("solving CartPole-v1 ...", flush=True)
     figures["solve"] = solve_table(seeds, not args.no_sb3)
     print("monitoring overhead and start-up ...", flush=True)

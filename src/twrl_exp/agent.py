@@ -28,15 +28,20 @@ class Agent:
                 "has none; use model=mlp, tilecoding or table, or policy=random."
             )
         self.model, self.policy, self.update = model, policy, update
+        # A model may compute both stages in one call (a compiled linear model does).
+        self.encode = getattr(model, "features_and_outputs", self._features_and_outputs)
         self.rng = np.random.default_rng(seed)
         self.eval_rng = np.random.default_rng([seed, 1_000_003])
         self._prev: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None
 
+    def _features_and_outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = self.model.features(obs)
+        return features, self.model.outputs(features)
+
     def _decide(
         self, obs: np.ndarray, *, greedy: bool, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        features = self.model.features(obs)
-        outputs = self.model.outputs(features)
+        features, outputs = self.encode(obs)
         actions, extras = self.policy.act(outputs, rng, greedy=greedy)
         return features, outputs, actions, extras
 

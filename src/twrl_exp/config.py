@@ -69,6 +69,12 @@ class Traces(StrEnum):
     accumulating = "accumulating"
 
 
+class TdBackend(StrEnum):
+    auto = "auto"
+    numpy = "numpy"
+    numba = "numba"
+
+
 class Schedule(StrEnum):
     constant = "constant"
     linear = "linear"
@@ -241,6 +247,7 @@ class TdLambdaConfig:
     lam: float = 0.9
     alpha: float = 0.5
     traces: Traces = Traces.replacing
+    backend: TdBackend = TdBackend.auto
 
 
 @dataclass

@@ -5,6 +5,8 @@ Arrays are time-major: ``rewards[t, n]`` is the reward after step ``t`` in env `
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _HASH_PRIMES = np.array(
@@ -124,19 +126,35 @@ def tile_indices(
     """
     n, dims = unit_obs.shape
     clipped = np.minimum(np.maximum(unit_obs, 0.0), 1.0 - 1e-9)
-    q = np.floor(clipped * tiles_per_dim * num_tilings).astype(np.int64)
-    tilings = np.arange(num_tilings, dtype=np.int64)
-    displacement = 2 * np.arange(dims, dtype=np.int64) + 1
-    offsets = (tilings[:, None] * displacement) % num_tilings  # [T, D]
-    coords = (q[:, None, :] + offsets[None]) // num_tilings  # [N, T, D]
+    q = (clipped * tiles_per_dim * num_tilings).astype(np.int64)  # >= 0: truncation floors
+    offsets, base, scale = _tile_layout(num_tilings, tiles_per_dim, dims, memory_size is not None)
+    coords = (q[:, None, :] + offsets) // num_tilings  # [N, T, D]
     if memory_size is None:
-        side = tiles_per_dim + 1
-        strides = side ** np.arange(dims - 1, -1, -1, dtype=np.int64)
-        return tilings * side**dims + coords @ strides
-    primes = tile_hash_primes(dims)
-    mixed = coords * primes[1:] + (tilings * primes[0])[None, :, None]
+        return base + coords @ scale
+    mixed = coords * scale + base
     folded = np.bitwise_xor.reduce(mixed ^ (mixed >> 17), axis=2)
     return np.mod(folded, memory_size).reshape(n, num_tilings)
+
+
+@functools.cache
+def _tile_layout(
+    num_tilings: int, tiles_per_dim: int, dims: int, hashed: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What tile_indices computes the same way for every observation (read-only arrays):
+    offsets ``[1, T, D]``; then the first index of each tiling ``[T]`` and the strides ``[D]``,
+    or, hashed, each tiling's hash term ``[1, T, 1]`` and the multipliers ``[D]``."""
+    tilings = np.arange(num_tilings, dtype=np.int64)
+    displacement = 2 * np.arange(dims, dtype=np.int64) + 1
+    offsets = ((tilings[:, None] * displacement) % num_tilings)[None]
+    if hashed:
+        primes = tile_hash_primes(dims)
+        base, scale = (tilings * primes[0])[None, :, None], primes[1:]
+    else:
+        side = tiles_per_dim + 1
+        base, scale = tilings * side**dims, side ** np.arange(dims - 1, -1, -1, dtype=np.int64)
+    for array in (offsets, base, scale):
+        array.setflags(write=False)
+    return offsets, base, scale
 
 
 def gae(

@@ -202,12 +202,13 @@ class Runner:
         for monitor in self.monitors:
             monitor.start(self)
         obs, _ = self.env.reset(seed=self.seed + 7919 * h.resumes)
+        # The first decision is training time too: it may compile kernels (update.backend=numba).
+        last_tick = last_check = clock = time.perf_counter()
         actions = self.agent.start(obs)
         ep_return = np.zeros(self.num_envs)
         ep_length = np.zeros(self.num_envs, np.int64)
         episode_start = np.zeros(self.num_envs, bool)
         next_eval = self._next_eval_step()
-        last_tick = last_check = clock = time.perf_counter()
         while not self._budget_spent():
             if self.stop_requested:
                 h.train_time += time.perf_counter() - clock

@@ -90,6 +90,10 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
             "policy=categorical needs a Discrete action space",
         ),
         (["env.id=NoSuchEnv-v0"], "Unknown env id 'NoSuchEnv-v0'"),
+        (
+            ["update=td_lambda", "model=table", "env=cliffwalking", "update.backend=gpu"],
+            "update.backend=gpu is invalid: update.backend must be one of auto, numpy, numba.",
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_error_and_leaves_nothing(
@@ -142,3 +146,34 @@ def test_a_bad_optuna_sweep_is_refused_before_any_study_exists(
     assert not (tmp_path / "study").exists()
     assert not (tmp_path / "multirun").exists()
     assert not (tmp_path / "escape.db").exists()
+
+
+def test_without_numba_backend_numba_is_refused_in_one_sentence_and_auto_runs_numpy(
+    tmp_path: Path,
+) -> None:
+    hidden = tmp_path / "no-numba"
+    hidden.mkdir()
+    (hidden / "numba.py").write_text("raise ImportError(\"No module named 'numba'\")\n")
+    td = ["env=cliffwalking", "model=table", "policy=egreedy", "update=td_lambda"]
+
+    def train(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "train.py", *td, "monitor=none", *args],
+            cwd=project_root(),
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(hidden), str(project_root())])},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    refused = train("update.backend=numba", f"hydra.run.dir={tmp_path / 'refused'}")
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "refused").exists()
+    assert refused.stderr.strip() == (
+        "error: update.backend=numba needs numba, which cannot be imported here (No module named "
+        "'numba'): pip install \"twrl-exp[fast]\", or use update.backend=auto or numpy."
+    )
+    auto = train("train.max_env_steps=300", "eval.final=false", f"hydra.run.dir={tmp_path / 'a'}")
+    assert auto.returncode == 0, auto.stderr
+    assert not auto.stderr.strip(), auto.stderr

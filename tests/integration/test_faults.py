@@ -266,6 +266,34 @@ def test_ctrl_c_marks_the_run_killed_and_resume_continues_it(
     assert f"resumed as run {new.info.run_id}" in again.stderr
 
 
+def test_a_td_lambda_run_checkpointed_with_numba_resumes_where_numba_is_missing(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """update.backend=auto: numba here, numpy on the machine that resumes (same checkpoint)."""
+    pytest.importorskip("numba")
+    td = ["env=cliffwalking", "model=table", "policy=egreedy", "update=td_lambda"]
+    first = train(tmp_path, *td, "train.max_env_steps=2000", "eval.every_steps=null", *QUIET)
+    assert first.returncode == 0, first.stderr
+    (run,) = all_runs(isolated_mlflow, "CliffWalking-v1")
+    assert checkpoint_step(isolated_mlflow, run.info.run_id) == 2000
+    hidden = tmp_path / "no-numba"
+    hidden.mkdir()
+    (hidden / "numba.py").write_text("raise ImportError(\"No module named 'numba'\")\n")
+    resumed = subprocess.run(
+        [sys.executable, TRAIN, f"resume={run.info.run_id}", "train.max_env_steps=4000", *QUIET],
+        cwd=tmp_path,
+        env={**env_vars(), "PYTHONPATH": os.pathsep.join([str(hidden), str(project_root())])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    (new,) = all_runs(isolated_mlflow, "CliffWalking-v1")
+    assert new.data.tags["twrl.resumed_from"] == run.info.run_id
+    assert new.data.metrics["env_steps"] >= 4000
+    assert_one_timeline(MlflowClient(tracking_uri=isolated_mlflow), new)
+
+
 def test_a_diverging_run_fails_and_keeps_its_last_finite_checkpoint(
     tmp_path: Path, isolated_mlflow: str
 ) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from twrl_exp.errors import ConfigError, describe_space
-from twrl_exp.returns import tile_indices
+from twrl_exp.returns import tile_hash_primes, tile_indices
 
 _MAX_DENSE_FEATURES = 4_000_000
 
@@ -29,13 +29,22 @@ class LinearModel:
         self.num_outputs = num_outputs
         self.num_active = num_active
         self.weights = np.full((num_features, num_outputs), initial_value, dtype=np.float64)
+        self.kernels: Any = None
+
+    def use_kernels(self, kernels: Any) -> None:
+        """Compute outputs (tile coding: features with them) with compiled ``kernels``
+        (``update.backend=numba``: :mod:`twrl_exp.update._td_kernels`), or with numpy if None;
+        the results are identical."""
+        self.kernels = kernels
 
     def features(self, obs: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def outputs(self, features: np.ndarray) -> np.ndarray:
         """``features: [N, num_active]`` -> action values ``[N, num_outputs]``."""
-        return self.weights[features].sum(axis=1)
+        if self.kernels is not None:
+            return self.kernels.linear_outputs(self.weights, features)
+        return np.add.reduce(self.weights[features], axis=1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"weights": self.weights.copy()}
@@ -83,6 +92,9 @@ class TileCoding(LinearModel):
                 "set model.memory_size (for example 65536) to hash them into a fixed memory."
             )
         super().__init__(size, num_outputs, num_tilings, initial_value)
+        self.span = self.high - self.low
+        self.hash_primes = tile_hash_primes(dims)
+        self.sizes = np.array([num_tilings, tiles_per_dim, memory_size or 0], dtype=np.int64)
 
     @staticmethod
     def _bounds(
@@ -107,8 +119,18 @@ class TileCoding(LinearModel):
 
     def features(self, obs: np.ndarray) -> np.ndarray:
         """``obs: [N, D]`` -> active tile indices ``[N, num_tilings]``."""
-        unit = (np.asarray(obs, dtype=np.float64) - self.low) / (self.high - self.low)
+        unit = (np.asarray(obs, dtype=np.float64) - self.low) / self.span
         return tile_indices(unit, self.num_tilings, self.tiles_per_dim, self.memory_size)
+
+    def features_and_outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``features(obs)`` and their ``outputs`` (the agent's one model call per vector step),
+        computed by one compiled call where kernels are in use."""
+        if self.kernels is None:
+            features = self.features(obs)
+            return features, self.outputs(features)
+        return self.kernels.tile_values(
+            np.asarray(obs), self.low, self.span, self.hash_primes, self.sizes, self.weights
+        )
 
 
 class Table(LinearModel):

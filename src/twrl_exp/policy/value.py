@@ -12,7 +12,7 @@ from twrl_exp.errors import ConfigError, describe_space
 
 def greedy_mask(q_values: np.ndarray) -> np.ndarray:
     """``[N, n]`` bool: which actions attain the maximum value in each row."""
-    return q_values == q_values.max(axis=1, keepdims=True)
+    return q_values == np.maximum.reduce(q_values, axis=1, keepdims=True)
 
 
 class EGreedy:
@@ -66,6 +66,13 @@ class EGreedy:
         )
         self.episodes = 0
         self.env_steps = 0
+        self.kernels: Any = None
+
+    def use_kernels(self, kernels: Any) -> None:
+        """Sample with compiled ``kernels`` (``update.backend=numba``:
+        :mod:`twrl_exp.update._td_kernels`), or with numpy if None; the draws and actions are
+        identical."""
+        self.kernels = kernels
 
     @property
     def epsilon(self) -> float:
@@ -76,14 +83,23 @@ class EGreedy:
 
     def greedy(self, q_values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ties = greedy_mask(q_values)
-        return np.argmax(rng.random(q_values.shape) * ties, axis=1)
+        return (rng.random(q_values.shape) * ties).argmax(axis=1)
 
     def sample(self, q_values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        actions = self.greedy(q_values, rng)
         eps = self.epsilon
+        if self.kernels is not None and eps > 0.0:
+            # One draw of N * A + N uniforms is the same stream as the two draws below.
+            uniforms = rng.random(q_values.size + len(q_values))
+            actions, count = self.kernels.egreedy_actions(q_values, uniforms, eps)
+            if count:
+                actions[actions < 0] = rng.integers(0, self.num_outputs, count)
+            return actions
+        actions = self.greedy(q_values, rng)
         if eps > 0.0:
             explore = rng.random(len(actions)) < eps
-            actions[explore] = rng.integers(0, self.num_outputs, int(explore.sum()))
+            count = np.count_nonzero(explore)
+            if count:  # drawing none leaves the generator as it was, and costs ~10 us
+                actions[explore] = rng.integers(0, self.num_outputs, count)
         return actions
 
     def act(

@@ -15,6 +15,9 @@ envs, a weight that several traces include moves by the trace-weighted mean of t
 (divided by ``max(1, sum_n min(z_n, 1))``): exact single-env TD(lambda) while the envs touch
 different weights, and never a multiplied step size when they share them.
 Truncated episodes bootstrap from the final observation; terminated ones do not.
+
+``backend="numba"`` (the default ``auto`` when numba is installed) runs the same step compiled,
+with identical results: :mod:`twrl_exp.update.td_fast`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from twrl_exp.errors import ConfigError
-from twrl_exp.policy.value import greedy_mask
+from twrl_exp.model.linear import LinearModel
+from twrl_exp.policy.value import EGreedy, greedy_mask
 from twrl_exp.protocols import ActionValuePolicy, LinearValues, Step, Update, require
 from twrl_exp.storage import OnlineStorage
+from twrl_exp.update import td_fast
 from twrl_exp.update.checks import check_range
 
 
@@ -52,6 +57,7 @@ class TdLambda:
         lam: float = 0.9,
         alpha: float = 0.5,
         traces: str = "replacing",
+        backend: str = "auto",
     ) -> None:
         require(
             model,
@@ -72,60 +78,114 @@ class TdLambda:
         check_range("update.alpha", alpha, 0.0, None, low_open=True)
         self.target = str(getattr(target, "value", target))
         self.replacing = str(getattr(traces, "value", traces)) == "replacing"
+        self.kernels = td_fast.load_kernels(backend)
+        self.backend = "numpy" if self.kernels is None else "numba"
         self.model, self.policy = model, policy
         self.gamma, self.lam = gamma, lam
         self.step_size = alpha / model.num_active
-        self.traces = np.zeros((num_envs, *model.weights.shape), dtype=np.float64)
-        self.rows = np.arange(num_envs)[:, None]
-        self.td_error_sq = 0.0
-        self.td_count = 0
+        self.totals = np.zeros(2)  # squared TD errors and their number, since stats()
+        self.env_ids = np.arange(num_envs)
+        for part in (model, policy):
+            if isinstance(part, LinearModel | EGreedy):
+                part.use_kernels(self.kernels)
+        self._allocate_traces(num_envs)
+
+    def _allocate_traces(self, num_envs: int) -> None:
+        """Dense traces ``[N, F, A]`` for numpy; sparse ones for the compiled backend."""
+        shape = self.model.weights.shape
+        if self.kernels is None:
+            self.traces = np.zeros((num_envs, *shape), dtype=np.float64)
+            self.flat_traces = self.traces.reshape(num_envs, -1)  # a view
+            return
+        self.sparse = td_fast.SparseTraces(num_envs, shape[0] * shape[1])
+        code = td_fast.TARGETS[self.target]
+        self.params = np.array([self.gamma, self.lam, self.step_size, code, self.replacing])
 
     def _next_value(self, q_next: np.ndarray, actions: np.ndarray) -> np.ndarray:
         if self.target == "sarsa":
-            return q_next[np.arange(len(actions)), actions]
+            return q_next[self.env_ids, actions]
         if self.target == "q_learning":
-            return q_next.max(axis=1)
-        return (self.policy.probabilities(q_next) * q_next).sum(axis=1)
+            return np.maximum.reduce(q_next, axis=1)
+        return np.add.reduce(self.policy.probabilities(q_next) * q_next, axis=1)
 
     def learn(self, step: Step) -> None:
         """Learn from ``(s, a, r, s', a')`` in every env that has a real transition."""
+        if self.kernels is not None:
+            self._learn_compiled(step)
+        else:
+            self._learn_numpy(step)
+
+    def _learn_numpy(self, step: Step) -> None:
         actions = np.asarray(step.next_actions, np.int64)
-        prev_features = step.features
-        prev_actions = np.asarray(step.actions, np.int64)
-        terminated, truncated, outputs = step.terminated, step.truncated, step.next_outputs
-        learn = step.valid
+        features, prev_actions = step.features, np.asarray(step.actions, np.int64)
+        outputs, learn = step.next_outputs, step.valid
         weights = self.model.weights
-        q_prev = weights[prev_features, prev_actions[:, None]].sum(axis=1)
-        future = np.where(terminated, 0.0, self._next_value(outputs, actions))
-        delta = np.where(learn, step.reward + self.gamma * future - q_prev, 0.0)
-        rows = self.rows[learn]
-        marked = (rows, prev_features[learn], prev_actions[learn][:, None])
+        learned = np.count_nonzero(learn)
+        q_prev = np.add.reduce(weights[features, prev_actions[:, None]], axis=1)
+        future = np.where(step.terminated, 0.0, self._next_value(outputs, actions))
+        delta = step.reward + self.gamma * future - q_prev
+        marked = (self.env_ids[:, None], features, prev_actions[:, None])
+        if learned < len(delta):  # an autoreset step belongs to no transition
+            delta = np.where(learn, delta, 0.0)
+            marked = (marked[0][learn], features[learn], marked[2][learn])
         if self.replacing:
             self.traces[marked] = 1.0
         else:
             np.add.at(self.traces, marked, 1.0)
-        update = (delta @ self.traces.reshape(len(delta), -1)).reshape(self.traces.shape[1:])
-        if len(self.traces) > 1:
-            # Envs whose traces share a weight move it by their mean error, not their sum:
-            # 64 cars starting on the same tiles must not take a 64-fold step.
-            update /= np.maximum(np.minimum(self.traces, 1.0).sum(axis=0), 1.0)
-        weights += self.step_size * update
+        weights += self.step_size * self._summed_update(delta).reshape(weights.shape)
         self.traces *= self.gamma * self.lam
-        cut = terminated | truncated
+        cut = step.terminated | step.truncated
         if self.target == "q_learning":
-            cut = cut | ~greedy_mask(outputs)[np.arange(len(actions)), actions]
+            cut = cut | ~greedy_mask(outputs)[self.env_ids, actions]
         self.traces[cut] = 0.0
-        self.td_error_sq += float(delta @ delta)  # delta is 0 where nothing was learned
-        self.td_count += int(np.count_nonzero(learn))
-        return None
+        self.totals += (np.add.reduce(delta * delta), learned)  # delta is 0 where not learned
+
+    def _summed_update(self, delta: np.ndarray) -> np.ndarray:
+        """``sum_n delta_n z_n``, divided by ``max(1, sum_n min(z_n, 1))`` with several envs."""
+        flat = self.flat_traces
+        if len(delta) == 1:
+            return delta[0] * flat[0]
+        # Only the non-zero traces (the others add delta * 0), each entry's terms added in env
+        # order by bincount, as the compiled backend adds them. Envs whose traces share a weight
+        # move it by their mean error, not their sum: 64 cars starting on the same tiles must
+        # not take a 64-fold step.
+        nonzero = np.flatnonzero(flat != 0.0)  # env-major, in env order for each entry
+        size = flat.shape[1]
+        envs, entries = np.divmod(nonzero, size)
+        z = flat.ravel()[nonzero]
+        shared = np.maximum(np.bincount(entries, np.minimum(z, 1.0), size), 1.0)
+        return np.bincount(entries, delta[envs] * z, size) / shared
+
+    def _learn_compiled(self, step: Step) -> None:
+        outputs, sparse = step.next_outputs, self.sparse
+        self.kernels.learn_step(
+            self.model.weights,
+            sparse.entry,
+            sparse.value,
+            sparse.slot,
+            sparse.length,
+            sparse.sums,
+            sparse.touched,
+            self.totals,
+            step.features,
+            step.actions,
+            step.reward,
+            step.terminated,
+            step.truncated,
+            step.valid,
+            outputs,
+            step.next_actions,
+            self.policy.probabilities(outputs) if self.target == "expected_sarsa" else outputs,
+            self.params,
+        )
 
     def stats(self) -> dict[str, float]:
         """Mean squared TD error since the last call."""
-        if self.td_count == 0:
+        squares, count = self.totals
+        if count == 0:
             return {}
-        out = {"td_error_rms": float(np.sqrt(self.td_error_sq / self.td_count))}
-        self.td_error_sq, self.td_count = 0.0, 0
-        return out
+        self.totals[...] = 0.0
+        return {"td_error_rms": float(np.sqrt(squares / count))}
 
     def state_dict(self) -> dict[str, Any]:
         # Traces belong to episodes in flight; a resumed run restarts its episodes.
@@ -133,4 +193,7 @@ class TdLambda:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         del state
-        self.traces[...] = 0.0
+        if self.kernels is not None:
+            self.sparse.clear()
+        else:
+            self.traces[...] = 0.0
