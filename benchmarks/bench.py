@@ -305,6 +305,36 @@ def startup(monitor: str, store: Path) -> float:
         return float(marker.read_text()) - started
 
 
+def import_floor() -> float:
+    """Seconds of ``python -c "import torch, gymnasium"``: what any run pays before its work."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, gymnasium"], check=True)
+    return time.perf_counter() - started
+
+
+def launch_to_exit(store: Path) -> dict[str, float]:
+    """The default ``python train.py`` (progress, MLflow, checkpoints, final video, curve,
+    model), launch to exit, and the training + evaluation seconds it records."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{store}"
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "train.py", f"hydra.run.dir={tmp}/out"],
+            cwd=project_root(),
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            check=True,
+            capture_output=True,
+        )
+        wall = time.perf_counter() - started
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
+    own = run.data.metrics["train_time_s"] + run.data.metrics["eval_time_s"]
+    return {"wall": wall, "train_eval": own}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -340,8 +370,13 @@ def main() -> int:
         for steps in (200_000, 1_000_000):
             figures[f"monitor_{steps}"] = monitor_overhead(seeds, steps, store)
         startup("default", store)  # the store exists from here on, as in a project
+        figures["import_floor"] = timed(seeds, lambda s: import_floor())
         figures["startup_none"] = timed(seeds, lambda s: startup("none", store))
         figures["startup_default"] = timed(seeds, lambda s: startup("default", store))
+        exits = [launch_to_exit(store) for _ in range(seeds)]
+        figures["exit_wall"] = median([e["wall"] for e in exits])
+        figures["exit_train_eval"] = median([e["train_eval"] for e in exits])
+        figures["exit_excess"] = median([e["wall"] - 1.3 * e["train_eval"] for e in exits])
     text = report.markdown(figures, seeds)
     Path(args.out).write_text(text)
     report.log_to_mlflow(figures, args.out)

@@ -158,10 +158,23 @@ def targets(f: dict[str, Any]) -> list[str]:
                 f"the default monitor adds {share:.1%} to a {steps:,}-step run (target 5%)",
             )
         )
+    floor = f["import_floor"]["median"]
+    first = f["startup_default"]["median"]
     lines.append(
         _check(
-            f["startup_default"]["median"] <= 3.0,
-            f"first env step {f['startup_default']['median']:.2f} s after launch (target 3 s)",
+            first <= 1.3 * floor,
+            f"first env step {first:.2f} s after launch, {first / floor:.2f}x the import floor "
+            f"of {floor:.2f} s (target 1.3x)",
+        )
+    )
+    wall, own = f["exit_wall"]["median"], f["exit_train_eval"]["median"]
+    excess = f["exit_excess"]["median"]
+    lines.append(
+        _check(
+            excess <= floor,
+            f"the default `python train.py` exits {wall:.2f} s after launch, for {own:.2f} s of "
+            f"training + evaluation: {excess:.2f} s beyond 1.3x that (target: at most the import "
+            f"floor, {floor:.2f} s)",
         )
     )
     return lines
@@ -263,9 +276,13 @@ def markdown(f: dict[str, Any], seeds: int) -> str:
         "| measure | value |",
         "|---|---|",
         *[line for steps in (200_000, 1_000_000) for line in _monitor_rows(f, steps)],
+        f'| import floor: `python -c "import torch, gymnasium"` | '
+        f"{_fmt(f['import_floor'], ' s', digits=2)} |",
         f"| launch to first env step, `monitor=none` | {_fmt(f['startup_none'], ' s', digits=2)} |",
         f"| launch to first env step, default monitor | "
         f"{_fmt(f['startup_default'], ' s', digits=2)} |",
+        f"| default `python train.py`, launch to exit | {_fmt(f['exit_wall'], ' s', digits=2)} |",
+        f"| same, its training + evaluation | {_fmt(f['exit_train_eval'], ' s', digits=2)} |",
         "",
         "## Targets",
         "",
