@@ -41,6 +41,7 @@ ui: $(STAMP)  ## MLflow UI on the project's store (http://127.0.0.1:5000)
 bench: $(STAMP)  ## Benchmarks vs the env's speed limit and SB3 -> benchmarks/RESULTS*.md (DEEP_ARGS="--only ppo,dqn")
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+	$(BIN)/python benchmarks/sweeps.py
 	$(BIN)/python benchmarks/deep.py $(DEEP_ARGS)
 
 leaderboard: $(STAMP)  ## Ranked agents per env from the MLflow store (ARGS="--env CartPole-v1 ...")
