@@ -296,7 +296,7 @@ def markdown(f: dict[str, Any], seeds: int) -> str:
 def log_to_mlflow(f: dict[str, Any], results: str) -> None:
     from mlflow import MlflowClient
 
-    from twrl_exp.build import default_tracking_uri
+    from twrl_exp.paths import default_tracking_uri
     from twrl_exp.monitor.tracking import ensure_experiment
 
     uri = default_tracking_uri()

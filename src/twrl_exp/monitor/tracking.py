@@ -366,7 +366,11 @@ class MlflowMonitor(MonitorBase):
             self._writer.curve(
                 self.tracking_uri,
                 self.run_id,
-                dataclasses.asdict(runner.history),
+                # Its fields as they are (lists, not deep copies: they are pickled at once).
+                {
+                    f.name: getattr(runner.history, f.name)
+                    for f in dataclasses.fields(runner.history)
+                },
                 title=self.run_name,
                 threshold=runner.reward_threshold,
                 window=runner.solve_window,
