@@ -210,16 +210,28 @@ BOUNDS = """## What bounds each figure (profiled with cProfile; see benchmarks/R
   learning step itself (about 100 non-zero traces per env) and the env dominate. The rates
   are steady state: the first process on a machine compiles the kernels and later ones load
   them from numba's cache, at the cost the table gives (a run counts it in its training time).
-- **Monitoring.** Almost all of it is writing metric rows: every episode's return, length and
-  trailing mean and every update's statistics go through MLflow's SQLAlchemy store at about
-  0.1 ms a row (some 7,000 rows for 500k CartPole steps), so the cost grows with the run
-  instead of amortising. The progress bar costs about 1%, checkpoints (every 50k steps) and
-  the learning-curve PNG a few tenths of a second per run. MLflow's asynchronous logging was
-  slower here: its writer thread competes with training for the GIL. Meeting 5% would need
-  fewer rows (e.g. per-episode data as one artifact) or a bulk insert path.
-- **Start-up.** Python imports dominate: torch (about 0.8 s), Hydra/OmegaConf and Gymnasium;
-  with the default monitor also mlflow (about 0.85 s) and opening the SQLite store (about 0.45
-  s). `monitor=none` skips both.
+- **Monitoring.** The training process no longer writes to MLflow (nor imports it): a writer
+  process creates the run and writes its rows, checkpoints, curve and model. What stays on the
+  training process: building the rows and one pipe write a second; checkpoints (`torch.save`
+  and a SHA-256 of the state, about 0.1 s each, every 50,000 steps); the progress bar (about
+  3%); and at the end, waiting for the writer to finish the learning curve and the model (about
+  0.6 s; the model is handed over when training ends, so it is logged during the final
+  evaluation). The rest of the measured overhead is the writer's own CPU time (MLflow's
+  SQLAlchemy store at about 0.1 ms a row, SQLite commits, the system-metrics sampler)
+  competing with training for the machine's 2 cores, which other work shared during this run:
+  the writer only runs beside training for free where a core is idle.
+- **Start-up.** MLflow's import and the store's opening are off the path to the first step:
+  `train.py` starts the writer before it imports torch, and the run's creation overlaps the
+  building of the env and agent, so the default monitor's first step comes within about a
+  second of `monitor=none`'s. What remains beyond the import floor: creating torch's Adam
+  imports `torch._dynamo` (about 1 s here, 0.4x the floor; every torch optimizer does, at
+  creation or at its first step); Hydra composes the config twice (to find the run mode, then
+  to run; about 0.5 s); our own modules, the env and the agent.
+- **Launch to exit.** After training, the default run records a video of the final policy:
+  rendering a 500-step CartPole episode with pygame (10-20 ms a frame here) and encoding it
+  with ffmpeg take seconds, and dominate what comes after training + evaluation; the console
+  says "recording a video of the final policy" meanwhile. `monitor.video.enabled=false` (the
+  sweeps' default) skips it.
 """
 
 
@@ -296,8 +308,8 @@ def markdown(f: dict[str, Any], seeds: int) -> str:
 def log_to_mlflow(f: dict[str, Any], results: str) -> None:
     from mlflow import MlflowClient
 
-    from twrl_exp.paths import default_tracking_uri
     from twrl_exp.monitor.tracking import ensure_experiment
+    from twrl_exp.paths import default_tracking_uri
 
     uri = default_tracking_uri()
     client = MlflowClient(tracking_uri=uri)
