@@ -50,8 +50,6 @@ def run_sweep(work: Path, launcher: str, trials: int, steps: int) -> tuple[float
         f"hydra.sweeper.n_trials={trials}", f"train.max_env_steps={steps}",
         f"hydra.sweep.dir={work}/sweep",
     ]  # fmt: skip
-    if launcher == "joblib":
-        cmd.append(f"hydra.launcher.n_jobs={jobs}")
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TWRL_PROJECT_ROOT": str(work)}
     env.pop("TWRL_OPTUNA_STORAGE", None)
     start = time.perf_counter()
