@@ -9,6 +9,7 @@ it trains.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,11 +31,11 @@ class Agent:
         self.model, self.policy, self.update = model, policy, update
         self.rng = np.random.default_rng(seed)
         self.eval_rng = np.random.default_rng([seed, 1_000_003])
-        self._prev: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None
+        self._prev: tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]] | None = None
 
     def _decide(
         self, obs: np.ndarray, *, greedy: bool, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray]]:
         features = self.model.features(obs)
         outputs = self.model.outputs(features)
         actions, extras = self.policy.act(outputs, rng, greedy=greedy)
