@@ -9,6 +9,7 @@ it trains.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ class Agent:
         self.encode = getattr(model, "features_and_outputs", self._features_and_outputs)
         self.rng = np.random.default_rng(seed)
         self.eval_rng = np.random.default_rng([seed, 1_000_003])
-        self._prev: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None
+        self._prev: tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]] | None = None
 
     def _features_and_outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         features = self.model.features(obs)
@@ -40,7 +41,7 @@ class Agent:
 
     def _decide(
         self, obs: np.ndarray, *, greedy: bool, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray]]:
         features, outputs = self.encode(obs)
         actions, extras = self.policy.act(outputs, rng, greedy=greedy)
         return features, outputs, actions, extras

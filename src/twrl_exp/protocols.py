@@ -9,7 +9,7 @@ learning rule accepts or refuses a model or policy by what it can do, in one sen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,7 +40,7 @@ class Step:
     next_features: np.ndarray
     next_outputs: np.ndarray
     next_actions: np.ndarray
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class Model(Protocol):
@@ -66,7 +66,7 @@ class Policy(Protocol):
 
     def act(
         self, outputs: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """Actions ``[N, ...]`` and what learning needs of them (``log_prob``, ``pre_squash``)."""
         ...
 

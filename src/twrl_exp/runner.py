@@ -221,9 +221,9 @@ class Runner:
             h.env_steps += int(np.count_nonzero(live))
             actions, metrics = self.agent.step(obs, reward, terminated, truncated, episode_start)
             episode_start = terminated | truncated
-            if episode_start.any():
+            if np.count_nonzero(episode_start):  # (ndarray.any() costs several times more)
                 # Each episode ends at a distinct env-step count: envs are counted in order.
-                end_steps = steps_before + np.cumsum(live)[episode_start]
+                end_steps = steps_before + live.cumsum()[episode_start]
                 self._record_episodes(
                     ep_return[episode_start], ep_length[episode_start], end_steps, clock
                 )

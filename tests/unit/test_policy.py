@@ -31,6 +31,19 @@ def test_categorical_log_prob_and_entropy_match_torch() -> None:
     torch.testing.assert_close(policy.entropy(logits), dist.entropy())
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6, 9])
+def test_categorical_act_draws_what_sample_draws_with_its_log_prob(n: int) -> None:
+    """Bit for bit, whether act works on columns (a few actions) or on rows."""
+    policy = Categorical(action_space=spaces.Discrete(n))
+    logits = (np.random.default_rng(n).normal(size=(64, n)) * 3).astype(np.float32)
+    actions, extras = policy.act(logits, rng())
+    np.testing.assert_array_equal(actions, policy.sample(logits, rng()))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    assert list(extras) == ["log_prob"]
+    np.testing.assert_array_equal(extras["log_prob"], log_p[np.arange(64), actions])
+
+
 def test_categorical_respects_discrete_start() -> None:
     policy = Categorical(action_space=spaces.Discrete(3, start=-1))
     assert policy.env_actions(np.array([0, 2])).tolist() == [-1, 1]

@@ -40,6 +40,26 @@ def test_gamma_one_sums_rewards() -> None:
     assert discounted_returns(rewards, end, 1.0)[0, 0] == pytest.approx(15.0)
 
 
+@pytest.mark.parametrize(
+    ("steps", "envs", "p_end"),
+    [(0, 3, 0.1), (1, 2, 1.0), (7, 2, 0.3), (50, 5, 0.05), (401, 8, 0.01), (1000, 3, 0.0)],
+)
+def test_blocked_scan_equals_the_step_by_step_recurrence(steps, envs, p_end) -> None:
+    rng = np.random.default_rng(steps)
+    rewards = rng.normal(size=(steps, envs))
+    end = rng.random((steps, envs)) < p_end
+    bootstrap = rng.normal(size=(steps, envs))
+    for gamma in (0.0, 0.5, 0.99, 1.0):
+        for boot in (None, bootstrap):
+            expected, tail = np.zeros((steps, envs)), np.zeros(envs)
+            for t in reversed(range(steps)):
+                restart = 0.0 if boot is None else boot[t]
+                tail = rewards[t] + gamma * np.where(end[t], restart, tail)
+                expected[t] = tail
+            got = discounted_returns(rewards, end, gamma, boot)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_time_baseline_starts_at_batch_means_then_moves_by_decay() -> None:
     b, seen = update_time_baseline(
         np.zeros(0), np.zeros(0, bool), np.array([0, 0, 1]), np.array([2.0, 4.0, 6.0]), decay=0.75

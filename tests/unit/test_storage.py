@@ -1,4 +1,5 @@
-"""What is stored and when learning is due: rollouts and replay (n-step, truncation, phantom)."""
+"""What is stored and when learning is due: whole episodes, rollouts and replay (n-step,
+truncation, phantom)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import Step
-from twrl_exp.storage import ReplayStorage, RolloutStorage
+from twrl_exp.storage import EpisodeStorage, ReplayStorage, RolloutStorage
 
 
 def step(
@@ -153,3 +154,65 @@ def test_a_rollout_is_due_when_full_and_masks_the_autoreset_step() -> None:
     assert batch["next_obs"][2, :, 0].tolist() == [1.0, 3.0]  # bootstrap at the cut
     assert batch["log_prob"].tolist() == [[-0.5, -0.5]] * 3
     assert list(rollout.batches()) == []  # emptied
+
+
+def test_whole_episodes_are_handed_over_once_each_with_their_step_index() -> None:
+    """Episodes of 1 to 300 steps in 3 envs, over many batches (the buffer grows and moves its
+    rows): every step of every closed episode is handed over once, in one batch, with its index
+    in the episode, and no step of an episode in flight or of an autoreset step."""
+    rng = np.random.default_rng(0)
+    num_envs, steps = 3, 6000
+    storage = EpisodeStorage(
+        num_envs=num_envs, feature_dim=1, action_shape=(), action_dtype=np.int64, steps_per_batch=50
+    )
+    # The feature of a step is 1000 * episode number + index in the episode; the action its env.
+    lengths = [rng.integers(1, 300, 100).tolist() for _ in range(num_envs)]
+    episode, index = [0] * num_envs, [0] * num_envs
+    closed: list[tuple[int, int]] = []  # (env, episode) in the order they end
+    handed: list[tuple[int, float, int]] = []  # (env, feature, time_index) of the batches
+    closed_by_last_batch = 0
+    features = np.zeros((num_envs, 1), np.float32)
+    actions = np.arange(num_envs)
+    starting = np.zeros(num_envs, bool)
+    for _ in range(steps):
+        terminated = np.zeros(num_envs, bool)
+        for n in range(num_envs):
+            if starting[n]:  # autoreset step: a new episode's first observation
+                episode[n], index[n] = episode[n] + 1, 0
+            elif index[n] + 1 == lengths[n][episode[n]]:
+                terminated[n] = True
+                closed.append((n, episode[n]))
+            else:
+                index[n] += 1
+        following = np.array([[1000.0 * e + i] for e, i in zip(episode, index, strict=True)])
+        storage.add(
+            Step(
+                features=features,
+                actions=actions,
+                reward=np.ones(num_envs),
+                terminated=terminated,
+                truncated=np.zeros(num_envs, bool),
+                valid=~starting,
+                next_features=following.astype(np.float32),
+                next_outputs=np.zeros((num_envs, 2)),
+                next_actions=actions,
+            )
+        )
+        for batch in storage.batches():
+            assert batch["mask"].sum() == len(batch["obs"]) >= 50
+            handed += zip(
+                batch["actions"].tolist(),
+                batch["obs"][:, 0].tolist(),
+                batch["time_index"].tolist(),
+                strict=True,
+            )
+            closed_by_last_batch = len(closed)
+        features, starting = following.astype(np.float32), terminated
+    expected = [
+        (n, 1000.0 * e + i, i)
+        for n, e in closed[:closed_by_last_batch]
+        for i in range(lengths[n][e])
+    ]
+    assert closed_by_last_batch > 100
+    assert sorted(handed) == sorted(expected)
+    assert storage.buffer.capacity > 256  # the buffer grew, and moved its rows on the way

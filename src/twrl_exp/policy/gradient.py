@@ -6,7 +6,10 @@ Acting runs in numpy on outputs computed without gradients (one model call per v
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,35 @@ from torch import nn
 from twrl_exp.errors import ConfigError, describe_space
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+# Up to this many actions, acting works on columns (faster: a reduction over a short axis pays
+# one inner-loop call per row). numpy adds fewer than 8 numbers along an axis in order, so the
+# column sums equal its row reductions bit for bit.
+_COLUMNWISE_ACTIONS = 5
+
+
+class _LogProb(Mapping[str, np.ndarray]):
+    """``{"log_prob": log pi(a|s)}`` of a categorical draw, worked out when first read: it takes
+    several array operations every vector step, and a storage of whole episodes never reads it."""
+
+    __slots__ = ("_parts", "_value")
+
+    def __init__(self, shifted: np.ndarray, actions: np.ndarray, total: np.ndarray) -> None:
+        self._parts = (shifted, actions, total)  # logits - max, the actions, sum(exp(shifted))
+        self._value: np.ndarray | None = None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key != "log_prob":
+            raise KeyError(key)
+        if self._value is None:
+            shifted, actions, total = self._parts
+            self._value = shifted[np.arange(len(actions)), actions] - np.log(total)
+        return self._value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("log_prob",))
+
+    def __len__(self) -> int:
+        return 1
 
 
 class Categorical(nn.Module):
@@ -39,7 +71,10 @@ class Categorical(nn.Module):
 
     def sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Inverse-CDF sampling from ``softmax(logits)``: ``[N, n]`` -> ``[N]`` int64."""
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return self._draw(np.exp(logits - logits.max(axis=1, keepdims=True)), rng)
+
+    def _draw(self, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Inverse-CDF draw from unnormalised probabilities ``z``: ``[N, n]`` -> ``[N]``."""
         cdf = np.cumsum(z, axis=1)
         u = rng.random((len(z), 1)) * cdf[:, -1:]
         return np.minimum((cdf < u).sum(axis=1), self.num_outputs - 1)
@@ -50,12 +85,30 @@ class Categorical(nn.Module):
 
     def act(
         self, logits: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """Actions ``[N]`` and what learning needs of them: ``log_prob`` ``[N]``."""
-        actions = self.greedy(logits, rng) if greedy else self.sample(logits, rng)
+        if not greedy and self.num_outputs <= _COLUMNWISE_ACTIONS:
+            return self._act_by_columns(logits, rng)
         shifted = logits - logits.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return actions, {"log_prob": log_p[np.arange(len(actions)), actions]}
+        z = np.exp(shifted)  # once for the draw and the log-probability
+        actions = self.greedy(logits, rng) if greedy else self._draw(z, rng)
+        return actions, _LogProb(shifted, actions, z.sum(axis=1))
+
+    def _act_by_columns(
+        self, logits: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
+        """:meth:`act` for a few actions in operations on columns (it runs every vector step):
+        the same draws and log-probabilities as :meth:`sample` and :meth:`act`, bit for bit."""
+        top = functools.reduce(np.maximum, logits.T)
+        shifted = logits - top[:, None]
+        cdf = list(itertools.accumulate(np.exp(shifted).T, np.add))
+        u = rng.random(len(logits))
+        u *= cdf[-1]
+        # The count of cdf < u over all n columns, capped at n - 1.
+        actions = (cdf[0] < u).astype(np.int64)
+        for bound in cdf[1:-1]:
+            actions += bound < u
+        return actions, _LogProb(shifted, actions, cdf[-1])
 
     def advance(self, env_steps: int) -> None:
         del env_steps

@@ -3,6 +3,10 @@
 Rows are vector steps, columns envs. An episode is *closed* when it ends; closed episodes are
 handed to the update and forgotten, while episodes still in flight keep every row they have
 (so no sample is discarded when an update happens mid-episode).
+
+Every vector step pays for the bookkeeping here, so a step only writes its row and the episodes
+it ends; which steps are closed is worked out once per batch, and rows are moved only when the
+buffer is full.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ _MAX_ROWS = 2_000_000
 
 
 class EpisodeBuffer:
-    """Steps of ``num_envs`` parallel episodes, rows = vector steps, closed when episodes end."""
+    """Steps of ``num_envs`` parallel episodes, rows = vector steps, closed when episodes end.
+
+    Rows ``[base, row)`` hold steps with their rewards; row ``row`` holds the decisions awaiting
+    theirs.
+    """
 
     def __init__(self, num_envs: int, feature_dim: int, action_shape: tuple[int, ...], dtype: Any):
         self.num_envs = num_envs
@@ -27,55 +35,54 @@ class EpisodeBuffer:
         self.obs = np.zeros((self.capacity, n, feature_dim), np.float32)
         self.actions = np.zeros((self.capacity, n, *action_shape), dtype)
         self.rewards = np.zeros((self.capacity, n), np.float64)
-        self.time_index = np.zeros((self.capacity, n), np.int64)
+        self.time_index = np.zeros((self.capacity, n), np.int64)  # step of its episode, from 0
         self.end = np.zeros((self.capacity, n), bool)
         self.terminated = np.zeros((self.capacity, n), bool)
-        self.closed = np.zeros((self.capacity, n), bool)
+        # A decision of an episode (not the autoreset step after an end) not yet learnt from.
+        self.live = np.zeros((self.capacity, n), bool)
         self.final_obs = np.zeros((self.capacity, n, feature_dim), np.float32)
+        self.base = 0
         self.row = 0
         self.pending = np.zeros(n, bool)
-        self.episode_start = np.zeros(n, np.int64)
+        self.length = np.zeros(n, np.int64)  # steps of each env's episode in flight
+        # Row of each env's latest episode end: its live rows up to there are closed episodes.
+        self.last_end = np.full(n, -1, np.int64)
         self.ready_steps = 0
         self.opened = False
 
     def _arrays(self) -> list[str]:
-        return [
-            "obs",
-            "actions",
-            "rewards",
-            "time_index",
-            "end",
-            "terminated",
-            "closed",
-            "final_obs",
-        ]
+        return ["obs", "actions", "rewards", "time_index", "end", "terminated", "live", "final_obs"]
 
-    def _grow(self) -> None:
-        if self.capacity * 2 > _MAX_ROWS:
+    def _make_room(self) -> None:
+        """Move the rows still needed to the front, into arrays twice as long if they fill more
+        than half: each row is moved about once however often batches are taken."""
+        kept = self.row - self.base
+        capacity = self.capacity * 2 if kept > self.capacity // 2 else self.capacity
+        if capacity > _MAX_ROWS:
             raise RuntimeError(
                 "REINFORCE needs episodes that end: an episode ran past "
-                f"{self.capacity} steps; set env.max_episode_steps."
+                f"{kept} steps; set env.max_episode_steps."
             )
         for name in self._arrays():
             old = getattr(self, name)
-            new = np.zeros((self.capacity * 2, *old.shape[1:]), old.dtype)
-            new[: self.capacity] = old
+            new = np.zeros((capacity, *old.shape[1:]), old.dtype) if capacity > len(old) else old
+            new[:kept] = old[self.base : self.row].copy()
             setattr(self, name, new)
-        self.capacity *= 2
+        self.capacity = capacity
+        self.last_end -= self.base
+        self.row, self.base = kept, 0
 
-    def add_decisions(
-        self, features: np.ndarray, actions: np.ndarray, new_episode: np.ndarray, active: np.ndarray
-    ) -> None:
+    def add_decisions(self, features: np.ndarray, actions: np.ndarray, active: np.ndarray) -> None:
         """Open a row with the decisions ``(s_t, a_t)`` of the envs in ``active``."""
         if self.row >= self.capacity:
-            self._grow()
+            self._make_room()
         r = self.row
-        previous = self.time_index[r - 1] + 1 if r > 0 else np.zeros(self.num_envs, np.int64)
         self.obs[r] = features
         self.actions[r] = actions
-        self.time_index[r] = np.where(new_episode, 0, previous)
-        self.episode_start[new_episode & active] = r
-        self.pending = active.copy()
+        self.live[r] = active
+        self.length += active
+        np.subtract(self.length, 1, out=self.time_index[r])
+        self.pending = active  # a fresh array from the caller, never changed in place
 
     def add_rewards(
         self,
@@ -86,38 +93,54 @@ class EpisodeBuffer:
     ) -> np.ndarray:
         """Give the open row its rewards; close the episodes that ended. Returns ended mask."""
         r, live = self.row, self.pending
-        self.rewards[r] = np.where(live, reward, 0.0)
+        # Stored as given: the reward of an autoreset step (no live episode) is never part of
+        # a closed episode's return, since the return restarts at the end before it.
+        self.rewards[r] = reward
         ended = live & (terminated | truncated)
         self.end[r] = ended
-        self.terminated[r] = live & terminated
-        if ended.any():
+        if np.count_nonzero(ended):  # terminated and final_obs are read only where one ended
+            self.terminated[r] = terminated
             self.final_obs[r, ended] = final_features[ended]
-            for env in np.flatnonzero(ended):
-                start = self.episode_start[env]
-                self.closed[start : r + 1, env] = True
-                self.ready_steps += r + 1 - start
+            self.last_end[ended] = r
+            self.ready_steps += int(self.length[ended].sum())
+            self.length[ended] = 0
         self.row += 1
         return ended
 
     def take_closed(self) -> dict[str, np.ndarray]:
-        """Everything needed to learn from the closed episodes, then forget them."""
-        rows = slice(0, self.row)
-        batch = {name: getattr(self, name)[rows].copy() for name in self._arrays()}
-        mask = batch["closed"].copy()
-        self._compact(mask)
-        batch["mask"] = mask
-        return batch
+        """Everything needed to learn from the closed episodes, then forget them.
 
-    def _compact(self, consumed: np.ndarray) -> None:
-        self.closed[: self.row][consumed] = False
-        keep_from = int(self.episode_start[self.pending].min()) if self.pending.any() else self.row
-        keep = self.row - keep_from + 1
-        for name in self._arrays():
-            arr = getattr(self, name)
-            arr[:keep] = arr[keep_from : self.row + 1].copy()
-        self.episode_start -= keep_from
-        self.row -= keep_from
+        ``rewards``, ``end``, ``terminated``, ``final_obs`` and ``mask`` are ``[T, N, ...]``;
+        ``index`` numbers the closed steps of ``mask`` in the flattened ``[T * N]`` arrays, and
+        ``obs``, ``actions`` and ``time_index`` hold those steps only, in that order. The
+        ``[T, N]`` arrays are views of the buffer, valid until the next step is added.
+        """
+        rows = slice(self.base, self.row)
+        mask = self.live[rows] & (np.arange(self.base, self.row)[:, None] <= self.last_end)
+        index = np.flatnonzero(mask)  # (cheaper than selecting with the mask each time)
+
+        def closed(name: str) -> np.ndarray:
+            steps = getattr(self, name)[rows]
+            return steps.reshape(-1, *steps.shape[2:])[index]
+
+        batch = {
+            "rewards": self.rewards[rows],
+            "end": self.end[rows],
+            "terminated": self.terminated[rows],
+            "final_obs": self.final_obs[rows],
+            "mask": mask,
+            "index": index,
+            "obs": closed("obs"),
+            "actions": closed("actions"),
+            "time_index": closed("time_index"),
+        }
+        self.live[rows].reshape(-1)[index] = False
+        # Keep from the first step of the earliest episode in flight (the open row's decisions
+        # count in ``length``).
+        starts = self.row + 1 - self.length[self.pending]
+        self.base = int(starts.min()) if starts.size else self.row
         self.ready_steps = 0
+        return batch
 
 
 class EpisodeStorage:
@@ -141,17 +164,17 @@ class EpisodeStorage:
         buffer = self.buffer
         self.env_steps += len(step.reward)
         if not buffer.opened:
-            everyone = np.ones(len(step.reward), bool)
-            buffer.add_decisions(step.features, step.actions, everyone, everyone)
+            buffer.add_decisions(step.features, step.actions, np.ones(len(step.reward), bool))
             buffer.opened = True
         ended = buffer.add_rewards(step.reward, step.terminated, step.truncated, step.next_features)
-        buffer.add_decisions(step.next_features, step.next_actions, ~step.valid, ~ended)
+        buffer.add_decisions(step.next_features, step.next_actions, ~ended)
 
     def batches(self) -> Iterator[dict[str, Any]]:
-        if self.buffer.ready_steps >= self.steps_per_batch:
-            batch: dict[str, Any] = dict(self.buffer.take_closed())
-            batch["env_steps"], self.env_steps = self.env_steps, 0
-            yield batch
+        if self.buffer.ready_steps < self.steps_per_batch:
+            return iter(())  # (asked every vector step: cheaper than an empty generator)
+        batch: dict[str, Any] = dict(self.buffer.take_closed())
+        batch["env_steps"], self.env_steps = self.env_steps, 0
+        return iter((batch,))
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -101,13 +101,12 @@ class Reinforce:
         self.total_env_steps = total_env_steps or 0
         self.env_steps = 0
         self.updates = 0
-        params = list(model.parameters()) + list(policy.parameters())
+        self.params = list(model.parameters()) + list(policy.parameters())
+        kwargs = dict(optimizer_kwargs or {})
+        if not kwargs.get("fused"):  # one multi-tensor step, not one per parameter: same numbers
+            kwargs.setdefault("foreach", True)
         self.optimizer = make_optimizer(
-            str(getattr(optimizer, "value", optimizer)),
-            params,
-            lr,
-            weight_decay,
-            optimizer_kwargs or {},
+            str(getattr(optimizer, "value", optimizer)), self.params, lr, weight_decay, kwargs
         )
         self.time_baseline = np.zeros(0)
         self.time_seen = np.zeros(0, bool)
@@ -123,10 +122,14 @@ class Reinforce:
             )
             self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=value_lr)
 
-    def _bootstrap(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+    def _bootstrap(self, batch: dict[str, np.ndarray]) -> np.ndarray | None:
+        """``[T, N]`` values of the final observations of truncated episodes; None (zeros)
+        without a learned value baseline."""
+        if self.value_net is None:
+            return None
         boot = np.zeros(batch["rewards"].shape)
         truncated = batch["end"] & ~batch["terminated"] & batch["mask"]
-        if self.value_net is not None and truncated.any():
+        if truncated.any():
             with torch.no_grad():
                 values = self.value_net(torch.from_numpy(batch["final_obs"][truncated]))
             boot[truncated] = values.squeeze(1).numpy()
@@ -156,11 +159,9 @@ class Reinforce:
         self.time_baseline, self.time_seen = update_time_baseline(
             old, old_seen, time_index, returns, self.baseline_decay
         )
-        known = np.zeros(self.time_baseline.size, bool)
-        known[: old_seen.size] = old_seen
         prior = self.time_baseline.copy()
         prior[: old.size][old_seen] = old[old_seen]
-        return np.where(known, prior, self.time_baseline)[time_index]
+        return prior[time_index]
 
     def _fit_value(self, obs: torch.Tensor, returns: np.ndarray) -> float:
         assert self.value_net is not None
@@ -175,27 +176,29 @@ class Reinforce:
 
     def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One policy-gradient step on the closed episodes of ``batch``."""
-        mask = batch["mask"]
+        index = batch["index"]  # the closed steps in the flattened [T * N] arrays
         self.env_steps += int(batch["env_steps"])  # since the last batch, for lr decay
         all_returns = discounted_returns(
             batch["rewards"], batch["end"], self.gamma, self._bootstrap(batch)
         )
-        returns = all_returns[mask]
-        obs = torch.from_numpy(batch["obs"][mask])
-        actions = torch.from_numpy(batch["actions"][mask])
-        advantages, stats = self._advantages(returns, batch["time_index"][mask], obs)
+        returns = all_returns.reshape(-1)[index]
+        obs = torch.from_numpy(batch["obs"])  # the closed steps only, in index order
+        actions = torch.from_numpy(batch["actions"])
+        advantages, stats = self._advantages(returns, batch["time_index"], obs)
         self._set_lr()
         outputs = self.model(obs)
         log_prob = self.policy.log_prob(outputs, actions)
-        entropy = self.policy.entropy(outputs).mean()
         adv = torch.from_numpy(advantages).float()
-        loss = -(log_prob * adv).mean() - self.entropy_coef * entropy
-        self.optimizer.zero_grad(set_to_none=True)
+        loss = -(log_prob * adv).mean()
+        if self.entropy_coef:
+            entropy = self.policy.entropy(outputs).mean()
+            loss = loss - self.entropy_coef * entropy
+        else:  # only reported: no backward pass through it
+            entropy = self.policy.entropy(outputs.detach()).mean()
+        for param in self.params:  # zero_grad(set_to_none=True) without its profiler hook
+            param.grad = None
         loss.backward()
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grad_norm = nn.utils.clip_grad_norm_(
-            params, self.max_grad_norm if self.max_grad_norm is not None else float("inf")
-        )
+        grad_norm = self._grad_norm()
         self.optimizer.step()
         self.updates += 1
         return {
@@ -203,11 +206,18 @@ class Reinforce:
             "policy/entropy": entropy.item(),
             "grad_norm": float(grad_norm),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "batch/steps": float(mask.sum()),
-            "batch/episodes": float(batch["end"][mask].sum()),
+            "batch/steps": float(len(index)),
+            "batch/episodes": float(np.count_nonzero(batch["end"].reshape(-1)[index])),
             **stats,
             **self.policy.stats(),
         }
+
+    def _grad_norm(self) -> torch.Tensor:
+        """Total gradient norm, after clipping to ``max_grad_norm`` if set (only measured if not:
+        scaling by a clip coefficient of 1 would change nothing)."""
+        if self.max_grad_norm is not None:
+            return nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        return nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
 
     def _set_lr(self) -> None:
         if self.lr_decay != "linear":
