@@ -179,6 +179,34 @@ def test_kill_9_before_the_first_checkpoint_is_detected_and_resumable(
     assert old.data.tags["twrl.superseded_by"] == new.info.run_id
 
 
+def test_kill_9_of_the_training_process_alone_ends_its_writer_and_the_run_is_found_lost(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """kill -9 of the run's process only (an OOM killer, a job scheduler): its writer process
+    and the writer's curve drawer do what they were sent and exit instead of lingering, and the
+    run is found lost, not left RUNNING."""
+    import psutil
+
+    open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
+    proc = start(tmp_path, *LONG)
+    run = wait_for(
+        lambda: [r for r in all_runs(isolated_mlflow) if r.data.metrics.get("episode/return")],
+        what="the first episodes",
+        proc=proc,
+    )[0]
+    helpers = psutil.Process(proc.pid).children(recursive=True)
+    commands = [" ".join(p.cmdline()) for p in helpers]
+    assert any("twrl_exp.monitor.writer" in c for c in commands), commands
+    assert any("twrl_exp.monitor.curves" in c for c in commands), commands
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    _, lingering = psutil.wait_procs(helpers, timeout=60)
+    assert not lingering, [p.cmdline() for p in lingering]
+    lost = open_client(isolated_mlflow).get_run(run.info.run_id)
+    assert lost.info.status == "FAILED"
+    assert lost.data.tags["twrl.end_reason"].startswith("lost:")
+
+
 def kill_past_a_checkpoint(
     tmp_path: Path, uri: str, min_step: int, resume: str | None = None
 ) -> str:

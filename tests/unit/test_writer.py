@@ -88,6 +88,72 @@ def test_the_learning_curve_is_drawn_and_uploaded(isolated_mlflow: str, writer) 
     assert names == ["learning_curve.png"]
 
 
+CURVE = {
+    "returns": [1.0, 3.0, 2.0],
+    "end_steps": [10, 20, 30],
+    "trailing": [1.0, 2.0, 2.0],
+    "eval_steps": [30],
+    "eval_means": [2.5],
+    "eval_stds": [0.5],
+    "solved_step": None,
+}
+
+
+def drawer_pids(writer: Writer) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process(writer._proc.pid).children()]
+
+
+def test_a_curve_is_drawn_beside_the_next_jobs_and_in_before_the_run_ends(
+    isolated_mlflow: str, writer
+) -> None:
+    """The drawer (its own process) draws while the writer does the jobs after the curve; the
+    run's end still comes after the curve's upload."""
+    run_id = new_run(isolated_mlflow)
+    writer.rows(isolated_mlflow, run_id, [("x", 0.0, 0, 0)])
+    writer.sync(run_id)  # the writer (and its drawer) are up
+    assert len(drawer_pids(writer)) == 1
+    writer.curve(isolated_mlflow, run_id, CURVE, title="t", threshold=None, window=2)
+    writer.rows(isolated_mlflow, run_id, [("x", 1.0, 0, 1)])
+    writer.end(isolated_mlflow, run_id, "FINISHED", None)
+    writer.sync(run_id)
+    client = MlflowClient(isolated_mlflow)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["learning_curve.png"]
+    assert history(isolated_mlflow, run_id) == [0.0, 1.0]
+    from urllib.parse import urlparse
+
+    png = Path(urlparse(run.info.artifact_uri).path) / "learning_curve.png"
+    assert png.stat().st_mtime * 1000 <= run.info.end_time + 1  # uploaded, then ended
+
+
+def test_a_curve_that_cannot_be_drawn_fails_that_run_only(isolated_mlflow: str, writer) -> None:
+    bad, good = new_run(isolated_mlflow), new_run(isolated_mlflow)
+    broken = {**CURVE, "end_steps": [10, 20]}  # one x fewer than y: matplotlib refuses
+    writer.curve(isolated_mlflow, bad, broken, title="t", threshold=None, window=2)
+    writer.curve(isolated_mlflow, good, CURVE, title="t", threshold=None, window=2)
+    with pytest.raises(WriterError, match="learning curve could not be drawn"):
+        writer.sync(bad)
+    writer.sync(good)
+    names = [a.path for a in MlflowClient(isolated_mlflow).list_artifacts(good)]
+    assert names == ["learning_curve.png"]
+
+
+def test_if_the_drawer_dies_the_writer_draws_the_curve_itself(isolated_mlflow: str, writer) -> None:
+    run_id = new_run(isolated_mlflow)
+    writer.rows(isolated_mlflow, run_id, [("x", 0.0, 0, 0)])
+    writer.sync(run_id)
+    (pid,) = drawer_pids(writer)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(2):  # the first finds it dead on writing or on reading its answer
+        writer.curve(isolated_mlflow, run_id, CURVE, title="t", threshold=None, window=2)
+    writer.sync(run_id)
+    names = [a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run_id)]
+    assert names == ["learning_curve.png"]
+
+
 def test_a_killed_process_loses_none_of_the_rows_it_sent(
     tmp_path: Path, isolated_mlflow: str
 ) -> None:
@@ -272,3 +338,33 @@ def test_a_training_process_never_imports_mlflow(tmp_path: Path, isolated_mlflow
     assert run.data.metrics["env_steps"] >= 3000
     names = {a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run.info.run_id)}
     assert {"config.yaml", "learning_curve.png", "model", "checkpoints"} <= names
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "update.lr=1e-3,1e-2"],
+        ["--multirun", "+sweep=cartpole_reinforce"],
+        ["--help"],
+        ["--cfg", "job"],
+        ["-c", "job"],
+        ["--info"],
+    ],
+)
+def test_a_sweep_or_a_command_that_only_prints_starts_no_writer(monkeypatch, argv) -> None:
+    """A sweep's own process writes nothing (its trials start their writers when they run)."""
+    monkeypatch.setattr(writer_module, "_shared", None)
+    writer_module.prestart(argv)
+    assert writer_module._shared is None
+
+
+def test_a_run_starts_its_writer_first_thing(monkeypatch) -> None:
+    monkeypatch.setattr(writer_module, "_shared", None)
+    writer_module.prestart(["update.lr=0.1"])
+    started = writer_module._shared
+    assert started is not None
+    try:
+        assert started.alive
+        assert writer_module.shared() is started  # the run finds it ready
+    finally:
+        started.close()

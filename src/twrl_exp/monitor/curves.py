@@ -67,6 +67,43 @@ def plot_learning_curve(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    # Margins from the longest y tick label, not tight_layout, which lays the figure out by
+    # drawing it once more: a third of the drawing's time, and a run's end waits for the curve.
+    labels = ax.yaxis.get_major_formatter().format_ticks(ax.get_yticks())
+    left = min(0.3, (0.5 + 0.085 * max(map(len, labels), default=1)) / fig.get_figwidth())
+    fig.subplots_adjust(left=left, right=0.95, bottom=0.12, top=0.93)
     fig.savefig(path)
     return path
+
+
+def _serve() -> int:
+    """The writer's drawer (``python -m twrl_exp.monitor.curves``): draws each learning curve
+    it is sent (``(history, path, options)``) and answers ``None`` or what went wrong, so that
+    drawing one run's curve (tenths of a second of matplotlib) overlaps the writer's other jobs
+    (the model, the last rows) on another core instead of following them."""
+    import signal
+    import sys
+    from types import SimpleNamespace
+
+    from twrl_exp.monitor.writer import _receive, _send
+
+    # Ctrl-C goes to the whole process group: the run ends its record, which needs its curve.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    source, reply_to = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr
+    while True:
+        try:
+            history, path, options = _receive(source)
+        except (EOFError, OSError):
+            return 0
+        try:
+            plot_learning_curve(SimpleNamespace(**history), Path(path), **options)
+            answer = None
+        except Exception as exc:
+            answer = f"{type(exc).__name__}: {exc}"
+        _send(reply_to, answer)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_serve())

@@ -69,6 +69,7 @@ class MlflowMonitor(MonitorBase):
         self.params, self.tags, self.config_yaml = params, tags, config_yaml
         self.log_model, self.flush_every_s = log_model, flush_every_s
         self.curve = curve
+        self._curve_drawn: tuple[int, int] | None = None  # (episodes, evaluations) it showed
         self.resumed_from = resumed_from
         self.system_metrics = system_metrics
         self.client: Any = None
@@ -222,8 +223,8 @@ class MlflowMonitor(MonitorBase):
             now = _now_ms()
             self._pending += [(k, float(v), now, 0) for k, v in summary.items()]
             self._hand_over()
-            if self.curve:
-                self._log_curve(runner)
+            if self.curve and self._curve_drawn != _curve_points(runner):
+                self._log_curve(runner)  # not drawn when training ended, or there is more now
             if self.log_model and "model" not in self.logged and runner.parameters_finite():
                 self._log_agent(runner)  # not handed over when training ended (it did not)
             self.flush()  # every row, upload, the curve and the model are in the store
@@ -296,13 +297,17 @@ class MlflowMonitor(MonitorBase):
         ]
 
     def trained(self, runner: Runner) -> None:
-        """Hand the final model to the writer now: it is logged during the final evaluation
-        and video, not after them. A failure here fails the run when it finishes."""
-        if self.log_model:
-            try:
+        """Hand the learning curve and the final model to the writer now: they are drawn and
+        logged (on two cores) during the final evaluation and video, not after them; the curve
+        is drawn again at the end only if the final evaluation added to it. A failure here
+        fails the run when it finishes."""
+        try:
+            if self.curve:
+                self._log_curve(runner)
+            if self.log_model:
                 self._log_agent(runner)
-            except RecordingError as exc:
-                self._problems.append(str(exc))
+        except RecordingError as exc:
+            self._problems.append(str(exc))
 
     def tick(self, runner: Runner) -> None:
         if time.monotonic() - self._last_flush >= self.flush_every_s:
@@ -381,6 +386,7 @@ class MlflowMonitor(MonitorBase):
                 f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
             ) from exc
         self.logged["curve"] = "learning_curve.png"
+        self._curve_drawn = _curve_points(runner)
 
     def log_checkpoint(self, path: Path, env_steps: int) -> None:
         """Upload to the slot not named by ``twrl.checkpoint``, then point the tag at it: a
@@ -427,6 +433,10 @@ class MlflowMonitor(MonitorBase):
                 f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
             ) from exc
         self.logged["model"] = "model"
+
+
+def _curve_points(runner: Runner) -> tuple[int, int]:
+    return runner.history.episodes, len(runner.history.eval_steps)
 
 
 def _now_ms() -> int:

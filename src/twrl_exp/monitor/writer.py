@@ -346,6 +346,16 @@ class _Runs:
         self._heartbeats: dict[str, Any] = {}
         self.failed: set[str] = set()
         self.reply_to = reply_to
+        self._drawing: list[tuple[str, str, dict[str, Any], str, Any]] = []
+        self._drawer: subprocess.Popen[bytes] | None = None
+        try:  # started now, so that its matplotlib import overlaps the run's training
+            self._drawer = subprocess.Popen(
+                [sys.executable, "-m", "twrl_exp.monitor.curves"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+        except OSError:  # curves are drawn here, then
+            threading.Thread(target=_warm, daemon=True).start()
 
     def client(self, uri: str) -> Any:
         if uri not in self._clients:
@@ -452,16 +462,56 @@ class _Runs:
         _reply(self.reply_to, ("result", run_id, "model", model_uri))
 
     def curve(self, uri: str, run_id: str, history: dict[str, Any], options: Any) -> None:
+        """Have the drawer draw the curve while the next jobs are done (it is uploaded by
+        :meth:`settle`, before the run's end), or draw it here if there is no drawer."""
         import tempfile
+
+        path = str(Path(tempfile.mkdtemp(prefix="twrl-curve-")) / "learning_curve.png")
+        if self._drawer is not None:
+            try:
+                assert self._drawer.stdin is not None
+                _send(self._drawer.stdin, (history, path, options))
+                self._drawing.append((uri, run_id, history, path, options))
+                return
+            except (OSError, ValueError):
+                self._drawer = None
+        self._draw_here(uri, run_id, history, path, options)
+
+    def _draw_here(
+        self, uri: str, run_id: str, history: dict[str, Any], path: str, options: Any
+    ) -> None:
         from types import SimpleNamespace
 
         from twrl_exp.monitor.curves import plot_learning_curve
 
-        with tempfile.TemporaryDirectory(prefix="twrl-curve-") as tmp:
-            path = plot_learning_curve(
-                SimpleNamespace(**history), Path(tmp) / "learning_curve.png", **options
-            )
-            self.client(uri).log_artifact(run_id, str(path))
+        try:
+            plot_learning_curve(SimpleNamespace(**history), Path(path), **options)
+            self.client(uri).log_artifact(run_id, path)
+        finally:
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+    def settle(self) -> None:
+        """Upload every curve the drawer was given, in order (drawing here what it could not)."""
+        while self._drawing:
+            uri, run_id, history, path, options = self._drawing.pop(0)
+            try:
+                failed = None
+                if self._drawer is not None:
+                    assert self._drawer.stdout is not None
+                    try:
+                        failed = _receive(self._drawer.stdout)
+                    except (EOFError, OSError):
+                        self._drawer = None  # it died: draw this one and the rest here
+                if self._drawer is None:
+                    self._draw_here(uri, run_id, history, path, options)
+                elif failed is not None:
+                    raise RuntimeError(f"the learning curve could not be drawn ({failed})")
+                else:
+                    self.client(uri).log_artifact(run_id, path)
+            except Exception as exc:
+                self.fail(run_id, exc)
+            finally:
+                shutil.rmtree(Path(path).parent, ignore_errors=True)
 
     def system(self, uri: str, run_id: str, start: bool) -> None:
         if start and run_id not in self._samplers:
@@ -546,10 +596,13 @@ def _serve() -> int:
         message = inbox.get()
         if message is None:  # EOF: the process closed us, or died; everything it sent is done
             if runs is not None:
+                runs.settle()
                 runs.stop_all()
             sys.stdout.flush()
             os._exit(0)  # not waiting for an import no job needs
         kind = message[0]
+        if runs is not None and kind in ("sync", "end", "curve"):
+            runs.settle()  # a run's curve is in before it ends (or is synced, or redrawn)
         if kind == "sync":
             _reply(reply_to, ("synced", message[1], None))
             continue
@@ -561,7 +614,6 @@ def _serve() -> int:
             logging.getLogger("mlflow").setLevel(logging.CRITICAL)
             logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
             logging.getLogger("alembic").setLevel(logging.WARNING)
-            threading.Thread(target=_warm, daemon=True).start()
         if kind in ("open", "prepare"):
             getattr(runs, kind)(*message[1:] if kind == "open" else message[1:2])
             continue
