@@ -24,7 +24,7 @@ from twrl_exp.artifacts import env_settings, load_agent
 from twrl_exp.cli_errors import say
 from twrl_exp.env import make_render_env, make_vector_env
 from twrl_exp.errors import ConfigError
-from twrl_exp.monitor.video import record_episode, write_mp4
+from twrl_exp.monitor.video import record_mp4
 from twrl_exp.paths import default_tracking_uri
 from twrl_exp.runner import Runner
 
@@ -79,16 +79,16 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
         env.close()
     video = None
     if cfg.video:
-        frames, _ = record_episode(
+        video, _ = record_mp4(
             lambda: make_render_env(
                 id=logged.env.id,
                 kwargs=dict(logged.env.kwargs),
                 max_episode_steps=logged.env.max_episode_steps,
             ),
             agent,
+            Path(cfg.video_path or f"evaluate-{cfg.run_id}.mp4"),
             seed=seed + 31,
         )
-        video = write_mp4(frames, Path(cfg.video_path or f"evaluate-{cfg.run_id}.mp4"), fps=30)
     if cfg.log:
         _log(uri, cfg, returns, video)
     return EvaluateResult(returns=returns, video=video)

@@ -20,23 +20,31 @@ from twrl_exp.runner import MonitorBase, Runner
 
 
 def record_episode(
-    make_env: Callable[[], Any], agent: Agent, *, seed: int, max_frames: int = 1000
+    make_env: Callable[[], Any],
+    agent: Agent,
+    *,
+    seed: int,
+    max_frames: int = 1000,
+    sink: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[list[np.ndarray], float]:
-    """Frames and return of one greedy episode in a fresh ``rgb_array`` env."""
+    """Frames and return of one greedy episode in a fresh ``rgb_array`` env (each frame handed
+    to ``sink`` as it is rendered instead, if given: then no frames are kept)."""
     # Rendering needs no window or sound device (pygame complains on headless machines); set
     # when a video is recorded, not when this module is imported.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    frames: list[np.ndarray] = []
+    keep = frames.append if sink is None else sink
     env = make_env()
     try:
         obs, _ = env.reset(seed=seed)
-        frames = [env.render()]
+        keep(env.render())
         total = 0.0
         for _ in range(max_frames - 1):
             action = agent.act(np.asarray(obs)[None], greedy=True)[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
-            frames.append(env.render())
+            keep(env.render())
             if terminated or truncated:
                 break
         return frames, total
@@ -44,26 +52,56 @@ def record_episode(
         env.close()
 
 
-def write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> Path:
-    """Encode RGB frames as a browser-playable H.264 mp4."""
-    import imageio_ffmpeg
+class _Mp4:
+    """A browser-playable H.264 mp4 fed one RGB frame at a time: ffmpeg (its own process)
+    encodes each frame while the next is rendered, not after the last."""
 
-    height, width = frames[0].shape[:2]
-    even = (width - width % 2, height - height % 2)
-    writer = imageio_ffmpeg.write_frames(
-        str(path),
-        even,
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        output_params=["-movflags", "+faststart"],
-        macro_block_size=1,
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame[: even[1], : even[0], :3]))
-    writer.close()
-    return path
+    def __init__(self, path: Path, fps: int) -> None:
+        self.path, self.fps = Path(path), fps
+        self._encoder: Any = None
+        self._size = (0, 0)
+
+    def add(self, frame: np.ndarray) -> None:
+        if self._encoder is None:
+            import imageio_ffmpeg
+
+            height, width = frame.shape[:2]
+            self._size = (width - width % 2, height - height % 2)
+            self._encoder = imageio_ffmpeg.write_frames(
+                str(self.path),
+                self._size,
+                fps=self.fps,
+                codec="libx264",
+                pix_fmt_out="yuv420p",
+                output_params=["-movflags", "+faststart"],
+                macro_block_size=1,
+            )
+            self._encoder.send(None)
+        width, height = self._size
+        self._encoder.send(np.ascontiguousarray(frame[:height, :width, :3]))
+
+    def close(self) -> None:
+        if self._encoder is not None:
+            self._encoder.close()
+
+
+def record_mp4(
+    make_env: Callable[[], Any],
+    agent: Agent,
+    path: Path,
+    *,
+    seed: int,
+    max_frames: int = 1000,
+    fps: int = 30,
+) -> tuple[Path, float]:
+    """Record one greedy episode (see :func:`record_episode`) straight into an mp4 at ``path``,
+    encoding while rendering; the path and the episode's return."""
+    video = _Mp4(path, fps)
+    try:
+        _, total = record_episode(make_env, agent, seed=seed, max_frames=max_frames, sink=video.add)
+    finally:
+        video.close()
+    return path, total
 
 
 class VideoMonitor(MonitorBase):
@@ -89,11 +127,15 @@ class VideoMonitor(MonitorBase):
         self.evaluations = 0
 
     def _record(self, runner: Runner, name: str) -> None:
-        frames, _ = record_episode(
-            self.make_env, runner.agent, seed=self.seed + 31, max_frames=self.max_frames
-        )
         with tempfile.TemporaryDirectory(prefix="twrl-video-") as folder:
-            path = write_mp4(frames, Path(folder) / name, self.fps)
+            path, _ = record_mp4(
+                self.make_env,
+                runner.agent,
+                Path(folder) / name,
+                seed=self.seed + 31,
+                max_frames=self.max_frames,
+                fps=self.fps,
+            )
             self.upload(path, name)
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
