@@ -8,6 +8,7 @@ returns reward 0. A unit test checks step-for-step equality with Gymnasium's env
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,45 @@ class MountainCarVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         return self._obs(), {}
 
     def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self.num_envs == 1:
+            return self._step_one(actions)
+        return self._step_all(actions)
+
+    def _step_one(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One car in Python floats: numpy's cost per call, not the maths, bounded a one-car
+        step (65 us against gym.make's 36). The same operations in the same order as
+        :meth:`_step_all` and Gymnasium's env (``math.cos`` is Gymnasium's), so the same
+        numbers, and the same random draws."""
+        (action,) = np.asarray(actions).reshape(1).tolist()
+        position, velocity = self.position.item(), self.velocity.item()
+        velocity += (action - 1) * self.force + math.cos(3 * position) * (-self.gravity)
+        velocity = min(max(velocity, -self.max_speed), self.max_speed)
+        position = min(max(position + velocity, self.min_position), self.max_position)
+        if position == self.min_position and velocity < 0:
+            velocity = 0.0
+        terminated = position >= self.goal_position and velocity >= self.goal_velocity
+        steps = self.steps.item() + 1
+        truncated = steps >= self.max_episode_steps
+        reward = -1.0
+        if self.prev_done.item():
+            position = self.np_random.uniform(-0.6, -0.4, 1).item()
+            velocity, steps, reward, terminated, truncated = 0.0, 0, 0.0, False, False
+        self.position, self.velocity = np.array([position]), np.array([velocity])
+        self.steps[0] = steps
+        self.prev_done = np.array([terminated or truncated])
+        return (
+            np.array([[position, velocity]], dtype=np.float32),
+            np.array([reward]),
+            np.array([terminated]),
+            np.array([truncated]),
+            {},
+        )
+
+    def _step_all(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
