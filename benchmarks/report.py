@@ -50,7 +50,8 @@ def _check(ok: bool, text: str) -> str:
 
 
 # The issue's targets: share of the raw env's steps/s, per backend and num_envs. One env is
-# measured against gym.make("MountainCar-v0") (faster than our vector env with one car).
+# measured against gym.make("MountainCar-v0"), the issue's reference (our vector env steps one
+# car in Python floats, faster than gym.make's env with its wrappers).
 TD_GOALS = [("numba", 1, 0.5), ("numpy", 1, 0.25), ("numba", 64, 0.25), ("numpy", 64, 0.25)]
 
 
@@ -205,21 +206,23 @@ BOUNDS = """## What bounds each figure (profiled with cProfile; see benchmarks/R
   their action values, the epsilon-greedy choice, the learning step over sparse traces), so
   one env is bounded by the Python around them: the runner's per-step bookkeeping, the
   agent's `Step`, the generator draws, and numba's call overhead (a returned array costs
-  about a microsecond to box); and by the env itself: our numpy vector env with one car steps
-  slower than `gym.make`'s env, which the one-env target is measured against. At 64 envs the
+  about a microsecond to box). The env costs little: our vector env steps one car in Python
+  floats (the same numbers as Gymnasium's env), faster than `gym.make`'s env, which the one-env
+  target is measured against. At 64 envs the
   learning step itself (about 100 non-zero traces per env) and the env dominate. The rates
   are steady state: the first process on a machine compiles the kernels and later ones load
   them from numba's cache, at the cost the table gives (a run counts it in its training time).
 - **Monitoring.** The training process no longer writes to MLflow (nor imports it): a writer
   process creates the run and writes its rows, checkpoints, curve and model. What stays on the
   training process: building the rows and one pipe write a second; checkpoints (`torch.save`
-  and a SHA-256 of the state, about 0.1 s each, every 50,000 steps); the progress bar (about
-  3%); and at the end, waiting for the writer to finish the learning curve and the model (about
-  0.6 s; the model is handed over when training ends, so it is logged during the final
-  evaluation). The rest of the measured overhead is the writer's own CPU time (MLflow's
-  SQLAlchemy store at about 0.1 ms a row, SQLite commits, the system-metrics sampler)
-  competing with training for the machine's 2 cores, which other work shared during this run:
-  the writer only runs beside training for free where a core is idle.
+  of the state, its history as tensors, and a SHA-256: about 0.01 s each at 7,000 episodes,
+  every 50,000 steps); the progress bar (about 3%); and at the end, waiting for the learning
+  curve (drawn by the writer's drawer process while the writer logs the model; both handed
+  over when training ends, so they overlap the final evaluation and video where there is one):
+  about 0.25-0.35 s of matplotlib. The rest of the measured overhead is the writer's own CPU
+  time (MLflow's SQLAlchemy store at about 0.1 ms a row, SQLite commits, the system-metrics
+  sampler) competing with training for the machine's 2 cores: the writer only runs beside
+  training for free where a core is idle.
 - **Start-up.** MLflow's import and the store's opening are off the path to the first step:
   `train.py` starts the writer before it imports torch, and the run's creation overlaps the
   building of the env and agent, so the default monitor's first step comes within about a
@@ -227,11 +230,13 @@ BOUNDS = """## What bounds each figure (profiled with cProfile; see benchmarks/R
   imports `torch._dynamo` (about 1 s here, 0.4x the floor; every torch optimizer does, at
   creation or at its first step); Hydra composes the config twice (to find the run mode, then
   to run; about 0.5 s); our own modules, the env and the agent.
-- **Launch to exit.** After training, the default run records a video of the final policy:
-  rendering a 500-step CartPole episode with pygame (10-20 ms a frame here) and encoding it
-  with ffmpeg take seconds, and dominate what comes after training + evaluation; the console
-  says "recording a video of the final policy" meanwhile. `monitor.video.enabled=false` (the
-  sweeps' default) skips it.
+- **Launch to exit.** Start-up as above (a few seconds beyond the floor); after training, the
+  default run records a video of the final policy: Gymnasium renders each CartPole frame with
+  pygame and copies it out of the surface (5-20 ms a frame here, most of it that copy), and
+  ffmpeg encodes each frame in its own process while the next is rendered (the encoding no
+  longer follows the rendering); the console says "recording a video of the final policy"
+  meanwhile. Then Python's own exit (torch's teardown; about 0.5 s, also in the floor).
+  `monitor.video.enabled=false` (the sweeps' default) skips the video.
 """
 
 
