@@ -188,7 +188,7 @@ def test_kill_9_of_the_training_process_alone_ends_its_writer_and_the_run_is_fou
     import psutil
 
     open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
-    proc = start(tmp_path, *LONG)
+    proc = start(tmp_path, *LONG, "monitor.curve=true")  # so the writer has a drawer
     run = wait_for(
         lambda: [r for r in all_runs(isolated_mlflow) if r.data.metrics.get("episode/return")],
         what="the first episodes",

@@ -112,8 +112,7 @@ def test_a_curve_is_drawn_beside_the_next_jobs_and_in_before_the_run_ends(
     run's end still comes after the curve's upload."""
     run_id = new_run(isolated_mlflow)
     writer.rows(isolated_mlflow, run_id, [("x", 0.0, 0, 0)])
-    writer.sync(run_id)  # the writer (and its drawer) are up
-    assert len(drawer_pids(writer)) == 1
+    writer.sync(run_id)  # the writer is up; its drawer starts with the first curve
     writer.curve(isolated_mlflow, run_id, CURVE, title="t", threshold=None, window=2)
     writer.rows(isolated_mlflow, run_id, [("x", 1.0, 0, 1)])
     writer.end(isolated_mlflow, run_id, "FINISHED", None)
@@ -127,6 +126,7 @@ def test_a_curve_is_drawn_beside_the_next_jobs_and_in_before_the_run_ends(
 
     png = Path(urlparse(run.info.artifact_uri).path) / "learning_curve.png"
     assert png.stat().st_mtime * 1000 <= run.info.end_time + 1  # uploaded, then ended
+    assert len(drawer_pids(writer)) == 1  # drawn by the drawer, not by the writer
 
 
 def test_a_curve_that_cannot_be_drawn_fails_that_run_only(isolated_mlflow: str, writer) -> None:
@@ -143,7 +143,7 @@ def test_a_curve_that_cannot_be_drawn_fails_that_run_only(isolated_mlflow: str, 
 
 def test_if_the_drawer_dies_the_writer_draws_the_curve_itself(isolated_mlflow: str, writer) -> None:
     run_id = new_run(isolated_mlflow)
-    writer.rows(isolated_mlflow, run_id, [("x", 0.0, 0, 0)])
+    writer.curve(isolated_mlflow, run_id, CURVE, title="t", threshold=None, window=2)
     writer.sync(run_id)
     (pid,) = drawer_pids(writer)
     os.kill(pid, signal.SIGKILL)
@@ -368,3 +368,15 @@ def test_a_run_starts_its_writer_first_thing(monkeypatch) -> None:
         assert writer_module.shared() is started  # the run finds it ready
     finally:
         started.close()
+
+
+def test_the_drawer_starts_only_for_a_run_that_draws_a_curve(isolated_mlflow: str) -> None:
+    """A sweep's trials draw no curve (its presets say so): their writers start no drawer, whose
+    matplotlib import would compete with training for the cores."""
+    for curve, drawers in ((False, 0), (True, 1)):
+        w = Writer()
+        try:
+            assert open_run(w, isolated_mlflow, curve=curve)["error"] is None
+            assert len(drawer_pids(w)) == drawers
+        finally:
+            w.close()

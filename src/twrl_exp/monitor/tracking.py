@@ -155,6 +155,7 @@ class MlflowMonitor(MonitorBase):
                 params={k: _param_text(v) for k, v in self.params.items()},
                 config_yaml=self.config_yaml,
                 system_metrics=self.system_metrics,  # MLflow's sampler: the System metrics tab
+                curve=self.curve,
             )
         except writer.WriterError as exc:
             raise RecordingError(

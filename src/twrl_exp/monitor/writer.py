@@ -187,16 +187,18 @@ class Writer:
         params: dict[str, str],
         config_yaml: str,
         system_metrics: bool,
+        curve: bool = True,
     ) -> int:
-        """Ask for a run to be created (with its params, config, heartbeat and sampler); the
-        handle that :meth:`opened` waits on."""
+        """Ask for a run to be created (with its params, config, heartbeat and sampler; with
+        ``curve``, the drawer of its learning curve is started); the handle that
+        :meth:`opened` waits on."""
         with self._lock:
             self._token += 1
             handle = self._token
         # MLflow's settings as they are now (a launcher may set them after the writer started).
         settings = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
         message = ("open", uri, handle, experiment, run_name, tags, params, config_yaml)
-        self._post("", (*message, system_metrics, settings))
+        self._post("", (*message, system_metrics, settings, curve))
         return handle
 
     def prepare(self, uri: str) -> None:
@@ -348,7 +350,15 @@ class _Runs:
         self.reply_to = reply_to
         self._drawing: list[tuple[str, str, dict[str, Any], str, Any]] = []
         self._drawer: subprocess.Popen[bytes] | None = None
-        try:  # started now, so that its matplotlib import overlaps the run's training
+        self._drawer_started = False
+
+    def start_drawer(self) -> None:
+        """Start the curve drawer (once): when a run that draws a curve opens, so that its
+        matplotlib import overlaps the run's training."""
+        if self._drawer_started:
+            return
+        self._drawer_started = True
+        try:
             self._drawer = subprocess.Popen(
                 [sys.executable, "-m", "twrl_exp.monitor.curves"],
                 stdin=subprocess.PIPE,
@@ -385,10 +395,13 @@ class _Runs:
         config_yaml: str,
         system_metrics: bool,
         settings: dict[str, str],
+        curve: bool,
     ) -> None:
         from twrl_exp import store
         from twrl_exp.errors import ConfigError
 
+        if curve:
+            self.start_drawer()
         os.environ.update(settings)
 
         info: dict[str, Any] = {"run_id": None, "error": None, "config_error": False}
@@ -467,6 +480,7 @@ class _Runs:
         import tempfile
 
         path = str(Path(tempfile.mkdtemp(prefix="twrl-curve-")) / "learning_curve.png")
+        self.start_drawer()
         if self._drawer is not None:
             try:
                 assert self._drawer.stdin is not None
