@@ -380,3 +380,14 @@ def test_the_drawer_starts_only_for_a_run_that_draws_a_curve(isolated_mlflow: st
             assert len(drawer_pids(w)) == drawers
         finally:
             w.close()
+
+
+def test_the_writer_warms_what_a_first_model_log_would_wait_for() -> None:
+    """MLflow maps every installed package's modules on a process's first model log (a second,
+    which the first run's end waited for); the writer builds that map while the run trains. If
+    MLflow moves it, this fails (the warm-up itself would silently do nothing)."""
+    from mlflow.utils import requirements_utils
+
+    writer_module._warm_model()
+    assert requirements_utils._MODULES_TO_PACKAGES
+    assert "mlflow" in requirements_utils._MODULES_TO_PACKAGES

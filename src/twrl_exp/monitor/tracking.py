@@ -156,6 +156,7 @@ class MlflowMonitor(MonitorBase):
                 config_yaml=self.config_yaml,
                 system_metrics=self.system_metrics,  # MLflow's sampler: the System metrics tab
                 curve=self.curve,
+                model=self.log_model,
             )
         except writer.WriterError as exc:
             raise RecordingError(

@@ -188,17 +188,18 @@ class Writer:
         config_yaml: str,
         system_metrics: bool,
         curve: bool = True,
+        model: bool = True,
     ) -> int:
         """Ask for a run to be created (with its params, config, heartbeat and sampler; with
-        ``curve``, the drawer of its learning curve is started); the handle that
-        :meth:`opened` waits on."""
+        ``curve``, the drawer of its learning curve is started; with ``model``, what logging
+        its model needs is imported meanwhile); the handle that :meth:`opened` waits on."""
         with self._lock:
             self._token += 1
             handle = self._token
         # MLflow's settings as they are now (a launcher may set them after the writer started).
         settings = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
         message = ("open", uri, handle, experiment, run_name, tags, params, config_yaml)
-        self._post("", (*message, system_metrics, settings, curve))
+        self._post("", (*message, system_metrics, settings, curve, model))
         return handle
 
     def prepare(self, uri: str) -> None:
@@ -351,6 +352,7 @@ class _Runs:
         self._drawing: list[tuple[str, str, dict[str, Any], str, Any]] = []
         self._drawer: subprocess.Popen[bytes] | None = None
         self._drawer_started = False
+        self._model_warmed = False
 
     def start_drawer(self) -> None:
         """Start the curve drawer (once): when a run that draws a curve opens, so that its
@@ -396,12 +398,16 @@ class _Runs:
         system_metrics: bool,
         settings: dict[str, str],
         curve: bool,
+        model: bool,
     ) -> None:
         from twrl_exp import store
         from twrl_exp.errors import ConfigError
 
         if curve:
             self.start_drawer()
+        if model and not self._model_warmed:  # a second of MLflow's, once per process
+            self._model_warmed = True
+            threading.Thread(target=_warm_model, daemon=True).start()
         os.environ.update(settings)
 
         info: dict[str, Any] = {"run_id": None, "error": None, "config_error": False}
@@ -566,6 +572,17 @@ def _warm() -> None:
     """Import what a run's end needs (matplotlib) while the run trains, not when it ends."""
     with contextlib.suppress(Exception):
         import twrl_exp.monitor.curves  # noqa: F401
+
+
+def _warm_model() -> None:
+    """Do while the run trains what a process's first model log does once: MLflow maps every
+    installed package's modules (to check the model's pip requirements), a second here, which
+    the first run's end used to wait for. (A private MLflow cache: if it is gone, nothing is
+    warmed and nothing breaks.)"""
+    with contextlib.suppress(Exception):
+        from mlflow.utils import requirements_utils
+
+        requirements_utils._init_modules_to_packages_map()
 
 
 def _load_mlflow() -> None:
