@@ -3,11 +3,11 @@
     python benchmarks/sweeps.py [--trials 32] [--steps 150000]
 
 Runs ``python train.py -m +sweep=cartpole_reinforce`` (the preset: TPE, median pruning, video,
-curve and checkpoints off) twice on fresh stores: with the basic launcher (trials one after another in
-the sweep's process) and with joblib (2 worker processes, 2 trials at a time). For each: the
-wall time of the whole command, and the sum of the trials' own training + evaluation seconds
-(``train_time_s + eval_time_s`` of their MLflow runs). Against the import floor (``python -c
-"import torch, gymnasium"``, measured in the same run), the targets are
+curve and checkpoints off) twice on fresh stores: with the basic launcher (trials one after
+another in the sweep's process) and with joblib (2 worker processes, 2 trials at a time). For
+each: the wall time of the whole command, and the sum of the trials' own training + evaluation
+seconds (``train_time_s + eval_time_s`` of their MLflow runs). Against the import floor
+(``python -c "import torch, gymnasium"``, measured in the same run), the targets are
 
     basic:  wall <= floor + 1.3 x sum        joblib, 2 workers:  wall <= floor + 0.7 x sum
 
@@ -90,7 +90,8 @@ def main() -> int:
         f"`python benchmarks/sweeps.py --trials {args.trials} --steps {args.steps}` on "
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores. The sweep: "
         f"`python train.py -m +sweep=cartpole_reinforce` (TPE, median pruning, checkpoints, "
-        f"video and curve off), {args.trials} trials of at most {args.steps:,} env steps, fresh stores.",
+        f"video and curve off), {args.trials} trials of at most {args.steps:,} env steps, "
+        "fresh stores.",
         "",
         f'Import floor (`python -c "import torch, gymnasium"`, median of 3): {floor:.2f} s.',
         "",
