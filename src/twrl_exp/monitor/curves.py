@@ -69,7 +69,7 @@ def plot_learning_curve(
     ax.legend(fontsize=8, loc="best")
     # Margins from the longest y tick label, not tight_layout, which lays the figure out by
     # drawing it once more: a third of the drawing's time, and a run's end waits for the curve.
-    labels = ax.yaxis.get_major_formatter().format_ticks(ax.get_yticks())
+    labels = ax.yaxis.get_major_formatter().format_ticks(ax.get_yticks().tolist())
     left = min(0.3, (0.5 + 0.085 * max(map(len, labels), default=1)) / fig.get_figwidth())
     fig.subplots_adjust(left=left, right=0.95, bottom=0.12, top=0.93)
     fig.savefig(path)
