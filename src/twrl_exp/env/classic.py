@@ -90,9 +90,8 @@ class MountainCarVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         if self.prev_done.item():
             position = self.np_random.uniform(-0.6, -0.4, 1).item()
             velocity, steps, reward, terminated, truncated = 0.0, 0, 0.0, False, False
-        self.position, self.velocity = np.array([position]), np.array([velocity])
-        self.steps[0] = steps
-        self.prev_done = np.array([terminated or truncated])
+        self.position[0], self.velocity[0], self.steps[0] = position, velocity, steps
+        self.prev_done[0] = terminated or truncated
         return (
             np.array([[position, velocity]], dtype=np.float32),
             np.array([reward]),
