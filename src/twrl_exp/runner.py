@@ -82,6 +82,11 @@ class History:
     def episodes(self) -> int:
         return len(self.returns)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Its fields as they are, lists not copied (``dataclasses.asdict`` deep-copies them
+        number by number: at a million steps, most of a checkpoint's cost)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     def summary(self, window: int) -> dict[str, float]:
         """Leaderboard figures: best ``window``-episode mean, episodes/steps/time to solve."""
         full = self.trailing[window - 1 :] if self.episodes >= window else self.trailing[-1:]
@@ -376,10 +381,9 @@ class Runner:
 
     def state_dict(self) -> dict[str, Any]:
         """The history and the agent's whole state (weights, learner, storage, RNGs)."""
-        # Each list copied whole (dataclasses.asdict copies it number by number: at a million
-        # steps, most of a checkpoint's cost).
-        history = {f.name: getattr(self.history, f.name) for f in fields(self.history)}
-        history = {k: list(v) if isinstance(v, list) else v for k, v in history.items()}
+        history = {
+            k: list(v) if isinstance(v, list) else v for k, v in self.history.as_dict().items()
+        }
         return {"history": history, "agent": self.agent.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -79,7 +79,7 @@ def test_a_run_history_round_trips(tmp_path):
         trailing=rng.normal(size=500).tolist(),
         solved_episode=7,
     )
-    state = {f: getattr(history, f) for f in history.__dataclass_fields__}
+    state = history.as_dict()
     loaded = serialization.load(serialization.save(state, tmp_path / "h.pt"))
     assert History(**loaded) == history
 
@@ -101,3 +101,14 @@ def test_a_file_holding_code_is_refused(tmp_path):
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"x": Evil()}))
     with pytest.raises(ConfigError, match="nothing in it was run"):
         serialization.load(tmp_path / "evil.pt")
+
+
+@pytest.mark.parametrize(
+    "planted", [{"__numbers__": [1.0, 2.0]}, {"__numbers__": "1,2"}, {"__ndarray__": 3}]
+)
+def test_a_tampered_marker_is_refused_in_one_sentence(tmp_path, planted) -> None:
+    """A file whose tensor markers were edited to hold something else is refused like any
+    damaged checkpoint, not with a traceback from decoding it."""
+    torch.save({"history": {"returns": planted}}, tmp_path / "tampered.pt")
+    with pytest.raises(ConfigError, match="was refused: it is damaged"):
+        serialization.load(tmp_path / "tampered.pt")

@@ -71,23 +71,6 @@ def test_an_upload_lands_before_its_tag_and_the_staged_copy_is_removed(
     assert not staged.exists()
 
 
-def test_the_learning_curve_is_drawn_and_uploaded(isolated_mlflow: str, writer) -> None:
-    run_id = new_run(isolated_mlflow)
-    history_ = {
-        "returns": [1.0, 3.0, 2.0],
-        "end_steps": [10, 20, 30],
-        "trailing": [1.0, 2.0, 2.0],
-        "eval_steps": [30],
-        "eval_means": [2.5],
-        "eval_stds": [0.5],
-        "solved_step": None,
-    }
-    writer.curve(isolated_mlflow, run_id, history_, title="t", threshold=None, window=2)
-    writer.sync(run_id)
-    names = [a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run_id)]
-    assert names == ["learning_curve.png"]
-
-
 CURVE = {
     "returns": [1.0, 3.0, 2.0],
     "end_steps": [10, 20, 30],
@@ -97,6 +80,14 @@ CURVE = {
     "eval_stds": [0.5],
     "solved_step": None,
 }
+
+
+def test_the_learning_curve_is_drawn_and_uploaded(isolated_mlflow: str, writer) -> None:
+    run_id = new_run(isolated_mlflow)
+    writer.curve(isolated_mlflow, run_id, CURVE, title="t", threshold=None, window=2)
+    writer.sync(run_id)
+    names = [a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run_id)]
+    assert names == ["learning_curve.png"]
 
 
 def drawer_pids(writer: Writer) -> list[int]:
@@ -391,3 +382,16 @@ def test_the_writer_warms_what_a_first_model_log_would_wait_for() -> None:
     writer_module._warm_model()
     assert requirements_utils._MODULES_TO_PACKAGES
     assert "mlflow" in requirements_utils._MODULES_TO_PACKAGES
+
+
+def test_without_a_drawer_the_writer_draws_the_curve_at_once(isolated_mlflow: str) -> None:
+    """Where the drawer cannot be started, the writer's own process draws and uploads."""
+    import io
+
+    runs = writer_module._Runs(io.BytesIO())
+    runs._drawer_started = True  # as if starting it had failed: no drawer
+    run_id = new_run(isolated_mlflow)
+    runs.curve(isolated_mlflow, run_id, CURVE, {"title": "t", "threshold": None, "window": 2})
+    assert runs.failed == set()
+    names = [a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run_id)]
+    assert names == ["learning_curve.png"]

@@ -486,32 +486,19 @@ class _Runs:
         import tempfile
 
         path = str(Path(tempfile.mkdtemp(prefix="twrl-curve-")) / "learning_curve.png")
+        self._drawing.append((uri, run_id, history, path, options))
         self.start_drawer()
         if self._drawer is not None:
             try:
                 assert self._drawer.stdin is not None
                 _send(self._drawer.stdin, (history, path, options))
-                self._drawing.append((uri, run_id, history, path, options))
                 return
             except (OSError, ValueError):
                 self._drawer = None
-        self._draw_here(uri, run_id, history, path, options)
-
-    def _draw_here(
-        self, uri: str, run_id: str, history: dict[str, Any], path: str, options: Any
-    ) -> None:
-        from types import SimpleNamespace
-
-        from twrl_exp.monitor.curves import plot_learning_curve
-
-        try:
-            plot_learning_curve(SimpleNamespace(**history), Path(path), **options)
-            self.client(uri).log_artifact(run_id, path)
-        finally:
-            shutil.rmtree(Path(path).parent, ignore_errors=True)
+        self.settle()  # no drawer: drawn here, now
 
     def settle(self) -> None:
-        """Upload every curve the drawer was given, in order (drawing here what it could not)."""
+        """Upload every curve given to the drawer, in order (drawing here what it could not)."""
         while self._drawing:
             uri, run_id, history, path, options = self._drawing.pop(0)
             try:
@@ -523,11 +510,14 @@ class _Runs:
                     except (EOFError, OSError):
                         self._drawer = None  # it died: draw this one and the rest here
                 if self._drawer is None:
-                    self._draw_here(uri, run_id, history, path, options)
+                    from types import SimpleNamespace
+
+                    from twrl_exp.monitor.curves import plot_learning_curve
+
+                    plot_learning_curve(SimpleNamespace(**history), Path(path), **options)
                 elif failed is not None:
                     raise RuntimeError(f"the learning curve could not be drawn ({failed})")
-                else:
-                    self.client(uri).log_artifact(run_id, path)
+                self.client(uri).log_artifact(run_id, path)
             except Exception as exc:
                 self.fail(run_id, exc)
             finally:
