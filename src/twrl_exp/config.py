@@ -534,7 +534,10 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("twrl_project"):
         OmegaConf.register_new_resolver("twrl_project", lambda: str(paths.project_dir()))
     if not OmegaConf.has_resolver("twrl_pid"):
-        OmegaConf.register_new_resolver("twrl_pid", os.getpid)
+        # Cached like Hydra's own ${now:}: a launcher's workers get the sweep config with the
+        # resolver cache of the process that launched them (Hydra copies it into every job's
+        # config), so all of a sweep's jobs compute the sweep's folder, not one of their own.
+        OmegaConf.register_new_resolver("twrl_pid", os.getpid, use_cache=True)
     if not OmegaConf.has_resolver("twrl_groups"):
         OmegaConf.register_new_resolver("twrl_groups", groups_help)
     if not OmegaConf.has_resolver("twrl_cluster"):  # +cluster=local: the local services' URIs

@@ -70,6 +70,62 @@ def test_grid_sweep_nests_every_job_under_one_parent(tmp_path, isolated_mlflow) 
     assert f"best: {best.info.run_name}" in result.stdout
 
 
+def default_folder_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python train.py -m ARGS`` exactly as a user types it: no ``hydra.sweep.dir``, so the
+    sweep gets the default ``multirun/<date>/<time>-<pid>`` folder (under tmp_path, the project)."""
+    env = {**os.environ, "PYTHONPATH": str(project_root()), "TWRL_PROJECT_ROOT": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, str(project_root() / "train.py"), "-m", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def assert_nested_with_table(result, uri: str, jobs: int) -> list:
+    assert result.returncode == 0, result.stderr
+    _, runs = all_runs(uri)
+    (parent,), children = split(runs)
+    assert len(children) == jobs
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert parent.data.metrics["jobs_finished"] == jobs
+    assert f"sweep: {jobs} runs" in result.stdout
+    best = parent.data.tags["best.run_name"]
+    assert f"best: {best}" in result.stdout
+    return children
+
+
+def test_a_joblib_grid_in_the_default_sweep_folder_nests_its_jobs(tmp_path, isolated_mlflow):
+    result = default_folder_cli(
+        tmp_path,
+        "update.lr=1e-3,1e-2",
+        "train.max_env_steps=3000",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY[1:],
+    )
+    children = assert_nested_with_table(result, isolated_mlflow, 2)
+    # The jobs' names keep the value they were given (the parent file says what was swept).
+    assert {c.info.run_name.split()[0] for c in children} == {"lr=0.001", "lr=0.01"}
+    (folder,) = (tmp_path / "multirun").glob("*/*")  # one sweep folder, the jobs' inside it
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_the_default_optuna_sweep_in_the_default_folder_nests_its_trials(tmp_path, isolated_mlflow):
+    result = default_folder_cli(
+        tmp_path,
+        "+sweep=cartpole_reinforce",
+        "hydra.sweeper.n_trials=4",
+        "train.max_env_steps=3000",
+        "eval.every_steps=1500",
+        "eval.episodes=2",
+    )
+    assert_nested_with_table(result, isolated_mlflow, 4)
+    assert (tmp_path / "conf" / "experiment" / "cartpole_reinforce.yaml").is_file()
+
+
 def test_a_failing_grid_job_is_recorded_and_the_others_go_on(tmp_path, isolated_mlflow) -> None:
     result = sweep_cli(tmp_path, "update.lr=-1,1e-3", *TINY)
     assert result.returncode != 0
