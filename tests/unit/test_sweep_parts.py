@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -213,3 +214,106 @@ def test_the_cluster_preset_comes_last_so_its_launcher_wins() -> None:
 
     argv = ["+cluster=local", "+sweep=cartpole_reinforce", "seed=1"]
     assert _with_env_preset(argv) == ["+sweep=cartpole_reinforce", "seed=1", "+cluster=local"]
+
+
+def test_a_search_space_is_described_for_the_parent_runs_params() -> None:
+    describe = search_space.describe
+    assert describe(FloatDistribution(1e-5, 5e-2, log=True)) == "log-uniform[1e-05, 0.05]"
+    assert describe(FloatDistribution(0.9, 0.999)) == "uniform[0.9, 0.999]"
+    assert describe(FloatDistribution(0.0, 1.0, step=0.25)) == "uniform[0.0, 1.0] step 0.25"
+    assert describe(IntDistribution(2, 9)) == "int[2, 9]"
+    assert describe(IntDistribution(1000, 4000, step=1000)) == "int[1000, 4000] step 1000"
+    assert describe(IntDistribution(1, 64, log=True)) == "log-int[1, 64]"
+    assert describe(CategoricalDistribution([4, 8, "[64,64]"])) == "choice(4, 8, [64,64])"
+
+
+def test_a_changed_search_space_keeps_the_first_params_and_warns(caplog) -> None:
+    """MLflow params cannot change: a resumed study logs only keys its parent does not hold."""
+    from types import SimpleNamespace
+
+    from hydra_plugins.twrl_optuna_sweeper._results import log_search_space
+
+    logged: dict[str, str] = {"update.lr": "uniform[0.0, 1.0]"}
+    client = SimpleNamespace(
+        get_run=lambda run_id: SimpleNamespace(data=SimpleNamespace(params=dict(logged))),
+        log_batch=lambda run_id, params: logged.update({p.key: p.value for p in params}),
+    )
+    parent = SimpleNamespace(client=client, run_id="r")
+    space = {"update.lr": FloatDistribution(0.0, 0.5), "seed": IntDistribution(0, 3)}
+    log_search_space(parent, space)  # type: ignore[arg-type]
+    assert logged == {"update.lr": "uniform[0.0, 1.0]", "seed": "int[0, 3]"}
+    assert "update.lr is now uniform[0.0, 0.5]" in caplog.text
+
+
+def _best_study() -> object:
+    import optuna
+
+    study = optuna.create_study(study_name="portable", direction="maximize")
+    space = {"update.lr": FloatDistribution(1e-5, 5e-2, log=True)}
+    study.add_trial(create_trial(params={"update.lr": 3e-3}, distributions=space, value=1.0))
+    return study
+
+
+def test_a_saved_experiment_holds_no_machine_path_and_composes_in_another_checkout(
+    tmp_path, monkeypatch
+) -> None:
+    """No ``paths`` (the project's absolute folders); a value inside the project follows the
+    checkout as ``${paths.root}/...``; one outside is kept and flagged in the file."""
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.twrl_optuna_sweeper._results import experiment_yaml
+    from twrl_exp.paths import config_dir
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    overrides = ["update.lr=0.003", "seed=4", "+env.kwargs.map=${paths.root}/maps/a.txt"]
+
+    def composed(conf: Path, root: Path, *extra: str):
+        monkeypatch.setenv("TWRL_PROJECT_ROOT", str(root))
+        with initialize_config_dir(str(conf), version_base="1.3"):
+            return compose("config", list(extra), return_hydra_config=True)
+
+    best = composed(config_dir(), here, *overrides, "+env.kwargs.data=/data/b.txt")
+    text = experiment_yaml(best, _best_study())  # type: ignore[arg-type]
+    assert "paths:" not in text
+    assert str(here) not in text
+    assert "map: ${paths.root}/maps/a.txt" in text
+    assert "# env.kwargs.data is an absolute path outside the project" in text
+
+    shutil.copytree(config_dir(), elsewhere / "conf")
+    (elsewhere / "conf" / "experiment" / "portable.yaml").write_text(text)
+    again = composed(elsewhere / "conf", elsewhere, "+experiment=portable")
+    assert again.paths.root == str(elsewhere)
+    assert again.env.kwargs.map == f"{elsewhere}/maps/a.txt"
+    best.env.kwargs.map = again.env.kwargs.map  # the one value that follows the checkout
+    for key in ("env", "model", "policy", "update", "train", "eval", "seed", "torch_threads"):
+        expected, got = best[key], again[key]
+        if OmegaConf.is_config(expected):
+            expected, got = (OmegaConf.to_container(c, resolve=True) for c in (expected, got))
+        assert got == expected, key
+
+
+def test_optunas_plots_share_one_page_with_plotly_js_once() -> None:
+    import optuna
+
+    from hydra_plugins.twrl_optuna_sweeper._results import PLOTS, plots_page
+
+    study = optuna.create_study(study_name="plots", direction="maximize")
+    space = {"update.lr": FloatDistribution(1e-5, 5e-2, log=True), "seed": IntDistribution(0, 3)}
+    for number, lr in enumerate((1e-4, 1e-3, 1e-2)):
+        values = {1000 * (step + 1): lr * step for step in range(3)}
+        params = {"update.lr": lr, "seed": number}
+        trial = create_trial(
+            params=params, distributions=space, value=lr, intermediate_values=values
+        )
+        study.add_trial(trial)
+    page = plots_page(study)
+    assert len(page.encode()) < 5 * 2**20
+    assert page.count("Plotly.newPlot") == len(PLOTS)  # plotly.js defines no newPlot call ...
+    assert page.count("plotly.js v") == 1  # ... and its banner appears once
+    for name in PLOTS:
+        assert f'<div id="{name}" class="plotly-graph-div"' in page
+    for title in ("Optimization History Plot", "Parallel Coordinate Plot", "Slice Plot"):
+        assert title in page

@@ -113,3 +113,17 @@ def override_text(key: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{key}={value!r}"
     return f"{key}={value}"
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A distribution as one line for the parent run's params: ``log-uniform[1e-05, 0.05]``,
+    ``uniform[0.9, 0.999]``, ``int[2, 9]``, ``int[1000, 4000] step 1000``, ``choice(4, 8)``."""
+    if isinstance(dist, CategoricalDistribution):
+        return "choice(" + ", ".join(str(c) for c in dist.choices) + ")"
+    if isinstance(dist, FloatDistribution | IntDistribution):
+        floats = isinstance(dist, FloatDistribution)
+        text = f"{'log-' if dist.log else ''}{'uniform' if floats else 'int'}"
+        text += f"[{dist.low!r}, {dist.high!r}]"
+        plain = dist.step is None if floats else dist.step == 1
+        return text if plain else f"{text} step {dist.step!r}"
+    return repr(dist)

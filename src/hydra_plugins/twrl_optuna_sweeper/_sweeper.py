@@ -269,6 +269,7 @@ class OptunaSweeperImpl(Sweeper):
             swept_keys=list(self.space),
         )
         study.set_user_attr(PARENT_ATTR, parent.run_id)
+        results.log_search_space(parent, self.space)
         return parent
 
     def _overrides(
