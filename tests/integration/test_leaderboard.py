@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+import math
 import os
 import re
 import struct
 import subprocess
 import time
 import zlib
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from html import unescape
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
+from rich.console import Console
 
 from twrl_exp import leaderboard
-from twrl_exp.leaderboard import build_rows, load_runs, main, render_markdown
+from twrl_exp.leaderboard import Row, RunRecord, build_rows, load_runs, main, render_markdown
 from twrl_exp.monitor.tracking import ensure_experiment
 from twrl_exp.paths import config_dir
+from twrl_exp.stats import aggregate_curves, bootstrap_ci, iqm
 from twrl_exp.train import run
 
 QUIET = [
@@ -228,16 +234,23 @@ def test_runs_differing_in_learning_rate_are_different_rows(make_cfg, isolated_m
     rows = build_rows(load_runs(isolated_mlflow))
     assert len(rows) == 2
     assert sorted((r.agent["update.lr"], r.n_seeds) for r in rows) == [("0.005", 2), ("0.01", 1)]
-    assert sorted(r.label for r in rows) == [
-        "reinforce/categorical/mlp lr=0.005",
-        "reinforce/categorical/mlp lr=0.01",
+    assert sorted(r.label for r in rows) == [  # what differs first: the composition is shared
+        "lr=0.005 (reinforce/categorical/mlp)",
+        "lr=0.01 (reinforce/categorical/mlp)",
     ]
     assert all(r.best_iqm is None and r.best_ci is None for r in rows)  # < 3 seeds: mean only
 
 
-def _fake_run(client: MlflowClient, experiment_id: str, seed: int, best: float, **tags: str) -> str:
+def _fake_run(
+    client: MlflowClient,
+    experiment_id: str,
+    seed: int,
+    best: float,
+    start_ms: int | None = None,
+    **tags: str,
+) -> str:
     params = {"env.id": "Toy-v0", "update.name": "none", "seed": str(seed)}
-    found = client.create_run(experiment_id, tags={"env": "Toy-v0", **tags})
+    found = client.create_run(experiment_id, start_time=start_ms, tags={"env": "Toy-v0", **tags})
     run_id = found.info.run_id
     for key, value in params.items():
         client.log_param(run_id, key, value)
@@ -272,6 +285,168 @@ def test_sweep_parents_pruned_and_unfinished_runs_are_left_out_and_text_is_escap
     assert "&lt;b&gt;bold&lt;/b&gt;" in text
     assert f"href='http://x/#/experiments/{experiment_id}/runs/{kept}/model-metrics?" in text
     assert re.search(r"href='file://[^']*/videos/episode%20%3C0%3E\.mp4'", text)
+
+
+def test_a_seed_run_twice_is_one_seed_counted_at_its_latest_run(
+    isolated_mlflow: str, tmp_path: Path
+) -> None:
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    experiment_id = ensure_experiment(client, "Toy-v0", isolated_mlflow)
+    start = int(time.time() * 1000) - 60_000
+    earlier = _fake_run(client, experiment_id, 0, 10.0, start_ms=start)
+    latest = _fake_run(client, experiment_id, 0, 30.0, start_ms=start + 1000)
+    (row,) = build_rows(load_runs(isolated_mlflow))
+    assert (row.n_seeds, row.seeds_text) == (1, "1 (2 runs)")
+    assert [r.run_id for r in row.runs] == [latest]
+    assert [r.run_id for r in row.repeats] == [earlier]
+    assert row.best_mean == 30.0  # the latest run's value, not the mean of the copies
+    assert row.best_iqm is None  # no IQM nor interval over copies of one seed
+    assert row.best_ci is None
+
+    _fake_run(client, experiment_id, 1, 20.0, start_ms=start)
+    _fake_run(client, experiment_id, 2, 40.0, start_ms=start)
+    (row,) = build_rows(load_runs(isolated_mlflow))
+    assert (row.n_seeds, row.seeds_text) == (3, "3 (4 runs)")
+    assert row.best_iqm == iqm([30.0, 20.0, 40.0])
+    assert row.best_ci == bootstrap_ci([30.0, 20.0, 40.0], iqm, confidence=0.95, seed=0)
+    text = render_markdown([row])
+    assert "| 3 (4 runs) |" in text
+    assert leaderboard.SEEDS_RULE in text
+
+    html = tmp_path / "lb.html"
+    assert main(["--tracking-uri", isolated_mlflow, "--html", str(html)]) == 0
+    page = html.read_text()
+    counted, _, not_counted = page[page.index("<table") :].partition("not counted")
+    assert f"/runs/{latest}/" in counted
+    assert f"/runs/{earlier}/" in not_counted.split("</td>")[0]
+
+
+_RUN_NUMBER = itertools.count()
+
+
+def _record(
+    seed: int,
+    best: float,
+    agent: dict[str, str],
+    minute: int = 0,
+    composition: tuple[str, str, str] = ("reinforce", "categorical", "mlp"),
+) -> RunRecord:
+    """A finished CartPole run as the leaderboard reads it, without MLflow."""
+    number = next(_RUN_NUMBER)
+    groups = dict(zip(("update.name", "policy.name", "model.name"), composition, strict=True))
+    solved = 1234.0 if best >= 475 else math.nan
+    return RunRecord(
+        run_id=f"run{number:04d}",
+        run_name=f"run {number}",
+        experiment_id="1",
+        env="CartPole-v1",
+        seed=str(seed),
+        start_time=datetime(2025, 1, 1, 12, minute),
+        artifact_uri="",
+        params={"env.id": "CartPole-v1", **groups, "seed": str(seed), **agent},
+        metrics={
+            "best_mean_return": best,
+            "final_eval_mean_return": best - 1.5,
+            "episodes_to_solve": solved,
+        },
+        tags={},
+    )
+
+
+def test_repeats_of_a_seed_take_no_part_in_solved_counts_or_the_3_seed_mark() -> None:
+    agent = {"update.lr": "0.01"}
+    runs = [
+        _record(0, 500.0, agent, minute=1),  # solved, then rerun without solving
+        _record(0, 300.0, agent, minute=2),
+        _record(1, 480.0, agent, minute=1),
+    ]
+    (row,) = build_rows(runs)
+    assert (row.n_seeds, row.n_solved) == (2, 1)
+    assert row.best_mean == pytest.approx(390.0)
+    assert row.best_iqm is None  # 3 runs, but 2 seeds: '< 3 seeds'
+    assert "— (< 3 seeds)" in render_markdown([row])
+    assert re.search(r"\| 1,234 \(1/2\) \|", render_markdown([row]))
+
+
+def _many_rows() -> list[Row]:
+    """Four agents that differ in lr and steps_per_batch, 3 seeds each (so an IQM and a CI), and
+    the random agent with 1 seed."""
+    runs = [
+        _record(seed, 400.0 + 7.3 * i + 2.1 * seed, {"update.lr": lr, "update.steps_per_batch": n})
+        for i, (lr, n) in enumerate(itertools.product(("0.005", "0.01"), ("200", "1000")))
+        for seed in range(3)
+    ]
+    random = _record(0, 21.7, {}, composition=("none", "random", "none"))
+    return build_rows([*runs, random])
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 140, 200])
+def test_the_terminal_never_splits_a_number_or_a_key_value_over_lines(width: int) -> None:
+    rows = _many_rows()
+    out = io.StringIO()
+    leaderboard.render_terminal(rows, Console(file=out, width=width))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= width
+    whole = [word for row in rows for word in row.label.split()]
+    for row in rows:
+        whole += [f"{row.best_mean:,.1f}", f"{row.final_eval:,.1f}", row.seeds_text]
+        if row.best_ci is not None:
+            whole.append(f"[{row.best_ci[0]:,.1f}, {row.best_ci[1]:,.1f}]")
+    for word in whole:
+        assert re.search(rf"(?<!\S){re.escape(word)}(?!\S)", text), f"'{word}' split at {width}"
+    assert "steps_per_batch=200" in whole
+    assert leaderboard.SEEDS_RULE in " ".join(text.split())  # the footnote states the rule
+
+
+def test_labels_lead_with_what_differs_and_the_legend_sits_whole_under_the_chart() -> None:
+    rows = _many_rows()
+    for row in rows:
+        row.curve = aggregate_curves([([0, 1000, 2000], [10.0, row.best_mean / 2, row.best_mean])])
+    labels = {row.label for row in rows}
+    assert "lr=0.01, steps_per_batch=1000 (reinforce/categorical/mlp)" in labels
+    assert "lr=0.005, steps_per_batch=1000 (reinforce/categorical/mlp)" in labels
+    assert "none/random/none" in labels  # its own composition is what tells it apart
+    page = leaderboard.render_html(rows)
+    chart_end = page.index("</svg>")
+    legend = re.search(r"<ul class='legend'>(.*?)</ul>", page)
+    assert legend is not None
+    assert legend.start() > chart_end  # below the plot, over no curve
+    items = re.findall(r"</span>(#\d+ [^<]*)</li>", legend.group(1))
+    assert items == [f"#{row.rank} {row.label}" for row in rows]  # whole, not clipped
+    reinforce = [item.split(" ", 1)[1] for item in items if "reinforce" in item]
+    # They differ within their first 32 characters, before the composition they share.
+    assert len({item[:32] for item in reinforce}) == len(reinforce) == 4
+
+
+def test_twenty_five_agents_have_distinct_colours_then_dash_patterns() -> None:
+    runs = [_record(0, 100.0 + i, {"update.lr": f"0.{i + 1:03d}"}) for i in range(25)]
+    rows = build_rows(runs)
+    for row in rows:
+        row.curve = aggregate_curves([([0, 1000], [0.0, row.best_mean])])
+    page = leaderboard.render_html(rows)
+    curves = re.findall(
+        r"<polyline class='curve'[^>]* stroke='(#\w+)' stroke-width='2'(?: stroke-dasharray='"
+        r"([^']*)')?>",
+        page,
+    )
+    assert len(curves) == 25
+    assert len(set(curves)) == 25
+    assert len({color for color, _ in curves[:20]}) == 20  # bands have colour only
+    table = page[page.index("<table") :]
+    swatches = re.findall(r"class='sw' style='border-top:3px (\w+) (#\w+)'", table)
+    assert len(set(swatches)) == 25
+
+
+def test_the_page_explains_iqm_the_bootstrap_interval_the_band_and_the_seeds() -> None:
+    page = leaderboard.render_html(_many_rows())
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert "interquartile mean" in text
+    assert "drop the lowest and the highest quarter" in text
+    assert "percentile-bootstrap" in text
+    assert "resampled with replacement" in text
+    assert "shaded band" in text
+    assert "not a confidence interval" in text
+    assert leaderboard.SEEDS_RULE in text
 
 
 # --------------------------------------------------------------------------- headless Chromium

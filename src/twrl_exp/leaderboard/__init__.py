@@ -9,6 +9,9 @@ Which runs: FINISHED runs only, never a sweep's parent run, and no Optuna-pruned
 ``--include-pruned``. An *agent* is everything a run's params say except its seed and run
 bookkeeping (``monitor.*``, ``trial.*``, ``eval.*``, ``resume``, ``torch_threads``): runs that
 differ only in seed form one row, runs that differ in any hyperparameter or budget do not.
+Within a row, seeds are distinct (``SEEDS_RULE``): of several runs of one seed only the latest
+started counts in every figure (a rerun supersedes), shown as ``1 (2 runs)``; the earlier ones
+are kept in ``Row.repeats`` and linked on the page as not counted.
 
 Ranking, within each env (``RANKING_RULE``): rows in which at least one seed solved the env
 come first, more of their seeds solved first, then fewer episodes to solve (mean over the solved
@@ -16,10 +19,14 @@ seeds; the old Gym leaderboard's criterion); then every row by a higher score, t
 ``best_mean_return`` over seeds (the mean when a row has fewer than 3 seeds). With 3 or more
 seeds a 95% percentile-bootstrap interval of the IQM is shown (Agarwal et al. 2021).
 
-The terminal table is always printed; ``--markdown PATH`` (``-``: stdout) writes Markdown and the
-HTML page (default ``./leaderboard.html``; ``--no-html`` skips it) is one self-contained file
-(inline CSS and SVG, no script, no network) with learning curves, links to each run in the MLflow
-UI (``--ui-url``) and to its ``videos/`` artifacts. In a notebook::
+The terminal table is always printed, whole where it fits, else (80 columns, say) with each
+agent's label on lines of its own above its figures, so that no number is split over lines.
+``--markdown PATH`` (``-``: stdout) writes Markdown and the HTML page (default
+``./leaderboard.html``; ``--no-html`` skips it) is one self-contained file (inline CSS and SVG, no
+script, no network) with learning curves and their legend under them, what IQM, the bootstrap CI
+and the band mean, links to each run in the MLflow UI (``--ui-url``) and to its ``videos/``
+artifacts. Each agent's label leads with what tells it apart from the others on its env. In a
+notebook::
 
     rows = build_rows(load_runs(envs=["CartPole-v1"]))
     attach_curves_and_videos(rows)
@@ -38,6 +45,7 @@ from twrl_exp.leaderboard.records import (
     NOT_AGENT_KEYS,
     NOT_AGENT_PREFIXES,
     RANKING_RULE,
+    SEEDS_RULE,
     Curve,
     Row,
     RunRecord,
@@ -56,6 +64,7 @@ __all__ = [
     "NOT_AGENT_KEYS",
     "NOT_AGENT_PREFIXES",
     "RANKING_RULE",
+    "SEEDS_RULE",
     "Curve",
     "Row",
     "RunRecord",

@@ -15,6 +15,7 @@ from twrl_exp.leaderboard.ranking import build_rows
 from twrl_exp.leaderboard.records import (
     DEFAULT_HTML,
     RANKING_RULE,
+    SEEDS_RULE,
     _default_uri,
     attach_curves_and_videos,
     load_runs,
@@ -48,7 +49,8 @@ def _tag(text: str) -> tuple[str, str]:
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m twrl_exp.leaderboard",
-        description="Per env, a ranked table of agents from the MLflow store. " + RANKING_RULE,
+        description=f"Per env, a ranked table of agents from the MLflow store. {RANKING_RULE} "
+        f"{SEEDS_RULE}",
     )
     p.add_argument(
         "--env", action="append", default=[], metavar="ENV_ID", help="this env only (repeatable)"

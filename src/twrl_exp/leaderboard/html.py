@@ -1,5 +1,6 @@
-"""The leaderboard as one self-contained HTML page: per env, learning curves as inline SVG
-above the ranked table, with links to each run in the MLflow UI and to its videos."""
+"""The leaderboard as one self-contained HTML page: per env, learning curves as inline SVG with
+their legend under them, above the ranked table, with links to each run in the MLflow UI and to
+its videos; and how to read the statistics."""
 
 from __future__ import annotations
 
@@ -10,20 +11,51 @@ from collections.abc import Sequence
 import numpy as np
 
 from twrl_exp.leaderboard.ranking import reward_threshold
-from twrl_exp.leaderboard.records import RANKING_RULE, Row, RunRecord
+from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, Row, RunRecord
 from twrl_exp.leaderboard.text import HEADERS, _by_env, _cells, _env_title
 from twrl_exp.monitor.links import DEFAULT_UI_URL, run_url
 
-_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+# 20 colours before one repeats, then the same with dashes, then dotted: 60 distinct styles. The
+# bands are told apart by colour only, hence so many colours.
+_PALETTE = [
+    *("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"),
+    *("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"),
+    *("#000075", "#800000", "#469990", "#f032e6", "#556b2f"),
+    *("#e6ab02", "#4b0082", "#fa8072", "#2f4f4f", "#32cd32"),
+]
+_DASHES = {"": "solid", "7 4": "dashed", "2 3": "dotted"}  # SVG dasharray: CSS border style
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0 2.5em}
 th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top}
 th{background:#f4f4f4}td.agent,th.agent{text-align:left}
-.sw{display:inline-block;width:.9em;height:.9em;margin-right:.3em;border-radius:2px}
+.sw{display:inline-block;width:1.6em;height:0;margin:0 .4em .25em 0;vertical-align:middle}
 svg text{font:11px system-ui,sans-serif;fill:#444}.rule{color:#555}
+ul.legend{list-style:none;padding:0;margin:.3em 0 0;max-width:60em}
+ul.legend li{margin:.1em 0}
+dl.notes{max-width:60em;color:#333}dl.notes dt{font-weight:600}dl.notes dd{margin:0 0 .5em 1.5em}
 a{color:#0645ad}small{color:#666}
 """
+_NOTES = {
+    "seeds": "Distinct seeds. When one seed of an agent was run more than once (a rerun), only "
+    "its latest started run counts in every figure; the column then reads e.g. '1 (2 runs)' and "
+    "the earlier runs are listed under runs as not counted. Copies of one seed are not "
+    "independent samples, so counting them would make the interval below look surer than it is.",
+    "best-100 mean": "For each seed, the best mean return over 100 consecutive training "
+    "episodes; the column is the mean of those values over the seeds.",
+    "IQM": "The interquartile mean of the same per-seed values: sort them, drop the lowest and "
+    "the highest quarter (rounded down) and average the rest (Agarwal et al. 2021). One lucky or "
+    "failed seed moves it less than the mean, and it uses more of the seeds than the median. "
+    "With fewer than 3 seeds nothing would be dropped, so only the mean is given.",
+    "95% CI": "A percentile-bootstrap confidence interval of the IQM: the seeds are resampled "
+    "with replacement 2,000 times, the IQM is taken of each resample, and the interval spans "
+    "the middle 95% of those IQMs. It covers seed-to-seed variation only, and with a handful "
+    "of seeds it is rough and tends to be too narrow.",
+    "curves and band": "Each line is the mean over the agent's seeds of the mean return of the "
+    "last 100 episodes, against env steps; the shaded band around it spans the lowest to the "
+    "highest seed at each step (the range of the seeds, not a confidence interval). A seed that "
+    "stopped early, once solved, keeps its last value to the end.",
+}
 
 
 def render_html(rows: Sequence[Row], *, ui_url: str = DEFAULT_UI_URL, subtitle: str = "") -> str:
@@ -33,23 +65,26 @@ def render_html(rows: Sequence[Row], *, ui_url: str = DEFAULT_UI_URL, subtitle: 
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>twrl-exp leaderboard</title><style>{_CSS}</style></head><body>",
         "<h1>twrl-exp leaderboard</h1>",
-        f"<p class='rule'>{e(RANKING_RULE)}<br><small>{e(subtitle)}</small></p>",
+        f"<p class='rule'>{e(RANKING_RULE)} {e(SEEDS_RULE)}<br><small>{e(subtitle)}</small></p>",
+        "<details open><summary>How to read the figures</summary><dl class='notes'>",
+        *(f"<dt>{e(term)}</dt><dd>{e(text)}</dd>" for term, text in _NOTES.items()),
+        "</dl></details>",
     ]
     for env, members in _by_env(rows).items():
         parts.append(f"<section><h2>{e(_env_title(env, members))}</h2>")
         parts.append(_svg(members, reward_threshold(members[0])))
+        parts.append(_legend([row for row in members if row.curve is not None]))
         parts.append("<table><tr>")
         parts += [f"<th{_cls(i)}>{e(h)}</th>" for i, h in enumerate([*HEADERS, "runs", "videos"])]
         parts.append("</tr>")
         for row in members:
             cells = _cells(row)
-            swatch = f"<span class='sw' style='background:{_color(row)}'></span>"
-            parts.append(f"<tr><td>{swatch}{e(cells[0])}</td>")
+            parts.append(f"<tr><td>{_swatch(row)}{e(cells[0])}</td>")
             parts += [f"<td{_cls(i)}>{e(c)}</td>" for i, c in enumerate(cells[1:], 1)]
-            runs = " ".join(
-                f"<a href='{e(_run_url(ui_url, r))}' title='{e(r.run_name)}'>s{e(r.seed)}</a>"
-                for r in row.runs
-            )
+            runs = " ".join(_run_link(ui_url, r) for r in row.runs)
+            if row.repeats:
+                earlier = " ".join(_run_link(ui_url, r) for r in row.repeats)
+                runs += f"<br><small>not counted (an earlier run of a seed): {earlier}</small>"
             videos = "<br>".join(f"<a href='{e(u)}'>{e(label)}</a>" for label, u in row.videos)
             parts.append(f"<td class='agent'>{runs}</td><td class='agent'>{videos}</td></tr>")
         parts.append("</table></section>")
@@ -61,12 +96,28 @@ def _cls(column: int) -> str:
     return " class='agent'" if column == 1 else ""
 
 
-def _color(row: Row) -> str:
-    return _PALETTE[(row.rank - 1) % len(_PALETTE)]
+def _style(row: Row) -> tuple[str, str]:
+    """The row's colour and SVG dash pattern, by rank: distinct for the first 60 ranks."""
+    i = row.rank - 1
+    dashes = list(_DASHES)
+    return _PALETTE[i % len(_PALETTE)], dashes[i // len(_PALETTE) % len(dashes)]
 
 
-def _run_url(ui_url: str, run: RunRecord) -> str:
-    return run_url(ui_url, run.experiment_id, run.run_id)
+def _swatch(row: Row) -> str:
+    """A short line in the row's colour and dash pattern."""
+    color, dash = _style(row)
+    return f"<span class='sw' style='border-top:3px {_DASHES[dash]} {color}'></span>"
+
+
+def _run_link(ui_url: str, run: RunRecord) -> str:
+    url = html.escape(run_url(ui_url, run.experiment_id, run.run_id))
+    return f"<a href='{url}' title='{html.escape(run.run_name)}'>s{html.escape(run.seed)}</a>"
+
+
+def _legend(rows: list[Row]) -> str:
+    """Under the chart, never over a curve, and whole: each label leads with what differs."""
+    items = (f"<li>{_swatch(row)}#{row.rank} {html.escape(row.label)}</li>" for row in rows)
+    return f"<ul class='legend'>{''.join(items)}</ul>" if rows else ""
 
 
 def _svg(rows: Sequence[Row], threshold: float | None, w: int = 760, h: int = 340) -> str:
@@ -121,38 +172,16 @@ def _svg(rows: Sequence[Row], threshold: float | None, w: int = 760, h: int = 34
             f"text-anchor='end'>solved ({threshold:g})</text>"
         )
     for row, (grid, mean, low, high) in curves:
-        color, name = _color(row), html.escape(f"#{row.rank} {row.label}")
+        (color, dash), name = _style(row), html.escape(f"#{row.rank} {row.label}")
         band = points(grid, high) + " " + points(grid[::-1], low[::-1])
         out.append(f"<polygon points='{band}' fill='{color}' fill-opacity='0.15' stroke='none'/>")
+        dashes = f" stroke-dasharray='{dash}'" if dash else ""
         out.append(
             f"<polyline class='curve' points='{points(grid, mean)}' fill='none' "
-            f"stroke='{color}' stroke-width='2'><title>{name}</title></polyline>"
+            f"stroke='{color}' stroke-width='2'{dashes}><title>{name}</title></polyline>"
         )
-    # Bottom right: learning curves rise from bottom left to top right, leaving it empty.
-    out += _legend([row for row, _ in curves], w - right - 8, h - bottom - 8)
     out.append("</svg>")
     return "\n".join(out)
-
-
-def _legend(rows: list[Row], x_right: int, y_bottom: int) -> list[str]:
-    names = [_clip(f"#{row.rank} {row.label}", 70) for row in rows]
-    width = 30 + int(6.5 * max(len(n) for n in names))
-    x, y = x_right - width, y_bottom - 8 - 15 * len(rows)
-    out = [
-        f"<rect x='{x}' y='{y}' width='{width}' height='{8 + 15 * len(rows)}' fill='white' "
-        "fill-opacity='0.85' stroke='#ddd'/>"
-    ]
-    for i, (row, name) in enumerate(zip(rows, names, strict=True)):
-        ly = y + 12 + 15 * i
-        out.append(
-            f"<line x1='{x + 6}' x2='{x + 22}' y1='{ly}' y2='{ly}' stroke='{_color(row)}' "
-            f"stroke-width='3'/><text x='{x + 27}' y='{ly + 4}'>{html.escape(name)}</text>"
-        )
-    return out
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _step(lo: float, hi: float, n: int = 5) -> float:

@@ -24,8 +24,8 @@ def build_rows(runs: Iterable[RunRecord]) -> list[Row]:
         groups[run.env, tuple(sorted(run.agent.items()))].append(run)
     by_env: dict[str, list[Row]] = defaultdict(list)
     for (env, agent), members in groups.items():
-        members.sort(key=lambda r: (_seed_order(r.seed), r.run_id))
-        by_env[env].append(_summarize(env, dict(agent), members))
+        counted, repeats = _latest_per_seed(members)
+        by_env[env].append(_summarize(env, dict(agent), counted, repeats))
     rows: list[Row] = []
     for env in sorted(by_env):
         ranked = sorted(by_env[env], key=_rank_key)
@@ -36,11 +36,28 @@ def build_rows(runs: Iterable[RunRecord]) -> list[Row]:
     return rows
 
 
+def _latest_per_seed(runs: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+    """The latest started run of each seed, and the earlier ones, both in seed order.
+
+    A second run of a seed with the same config is a rerun (after a fix, or a crash), not a new
+    sample: the latest reflects the current code, and counting both would shrink the spread and
+    the bootstrap interval with copies. Runs of unknown seed (``?``) each count.
+    """
+    latest: dict[str, RunRecord] = {}
+    for run in sorted(runs, key=lambda r: (r.start_time, r.run_id)):
+        latest[run.run_id if run.seed == "?" else run.seed] = run
+    kept = {r.run_id for r in latest.values()}
+    order = sorted(runs, key=lambda r: (_seed_order(r.seed), r.start_time, r.run_id))
+    return [r for r in order if r.run_id in kept], [r for r in order if r.run_id not in kept]
+
+
 def _seed_order(seed: str) -> tuple[int, str]:
     return (int(seed), "") if seed.isdigit() else (1 << 62, seed)
 
 
-def _summarize(env: str, agent: dict[str, str], runs: list[RunRecord]) -> Row:
+def _summarize(
+    env: str, agent: dict[str, str], runs: list[RunRecord], repeats: list[RunRecord]
+) -> Row:
     best = _finite(r.metric("best_mean_return") for r in runs)
     solved = [r for r in runs if math.isfinite(r.metric("episodes_to_solve"))]
     many = best.size >= 3
@@ -49,6 +66,7 @@ def _summarize(env: str, agent: dict[str, str], runs: list[RunRecord]) -> Row:
         composition=runs[0].composition,
         agent=agent,
         runs=runs,
+        repeats=repeats,
         best_mean=_mean(best),
         best_iqm=iqm(best) if many else None,
         best_ci=bootstrap_ci(best, iqm, confidence=0.95, seed=0) if many else None,
@@ -89,6 +107,7 @@ def _set_differing(rows: list[Row]) -> None:
             if key not in COMPOSITION_KEYS and len({r.agent.get(key) for r in peers}) > 1:
                 shown[_short(key)] = value
         row.differing = shown
+        row.composition_shared = len(same) > 1
 
 
 def _prefix_rank(key: str) -> int:

@@ -21,6 +21,10 @@ RANKING_RULE = (
     "Ranked per env: rows with solved seeds first (more seeds solved, then fewer episodes to "
     "solve), then by IQM of best 100-episode mean return over seeds (mean when < 3 seeds)."
 )
+SEEDS_RULE = (
+    "'seeds' counts distinct seeds: when an agent ran one seed more than once, only the latest "
+    "started run of that seed counts, in every figure (the column then reads e.g. '1 (2 runs)')."
+)
 DEFAULT_HTML = "leaderboard.html"
 CURVE_METRIC = "episode/mean_return_100"
 NOT_AGENT_PREFIXES = ("monitor.", "trial.", "eval.")
@@ -68,7 +72,11 @@ _GROUPS = ("update", "policy", "model")
 
 @dataclass
 class Row:
-    """One agent on one env: its seeds' runs and their aggregates."""
+    """One agent on one env: one run per distinct seed and their aggregates (``SEEDS_RULE``).
+
+    ``runs`` are the counted runs, the latest of each seed; ``repeats`` the earlier runs of those
+    seeds, listed but in no figure, so copies of one seed never pass for independent samples.
+    """
 
     env: str
     composition: str
@@ -83,14 +91,23 @@ class Row:
     env_steps_to_solve: float
     time_to_solve_s: float
     train_time_s: float
+    repeats: list[RunRecord] = field(default_factory=list)
     rank: int = 0
     differing: dict[str, str] = field(default_factory=dict)
+    composition_shared: bool = False  # another row on the env has the same composition
     curve: Curve | None = None
     videos: list[tuple[str, str]] = field(default_factory=list)  # (label, file:// url)
 
     @property
     def n_seeds(self) -> int:
+        """Distinct seeds: the number of counted runs."""
         return len(self.runs)
+
+    @property
+    def seeds_text(self) -> str:
+        """``3``, or ``1 (2 runs)`` when a seed was run more than once."""
+        total = len(self.runs) + len(self.repeats)
+        return f"{self.n_seeds} ({total} runs)" if self.repeats else str(self.n_seeds)
 
     @property
     def score(self) -> float:
@@ -99,8 +116,12 @@ class Row:
 
     @property
     def label(self) -> str:
-        """The composition and the hyperparameters that tell this row apart from the others."""
+        """What tells this row apart from the others on its env, first: the hyperparameters that
+        differ when another row has the same composition (``lr=0.01 (reinforce/…)``), else the
+        composition (``none/random/none max_env_steps=…``)."""
         extras = ", ".join(f"{k}={v}" for k, v in self.differing.items())
+        if self.composition_shared and extras:
+            return f"{extras} ({self.composition})"
         return f"{self.composition} {extras}".strip()
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from twrl_exp.leaderboard.ranking import reward_threshold
-from twrl_exp.leaderboard.records import RANKING_RULE, Row
+from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, Row
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -24,7 +28,7 @@ def _cells(row: Row) -> list[str]:
     return [
         str(row.rank),
         row.label,
-        str(row.n_seeds),
+        row.seeds_text,
         solved,
         _fmt(row.best_mean),
         f"{_fmt(row.best_iqm)}{ci}" if row.best_iqm is not None else "— (< 3 seeds)",
@@ -62,50 +66,88 @@ def _env_title(env: str, rows: list[Row]) -> str:
     return f"{env} ({len(rows)} agent{'s' * (len(rows) != 1)}{solved_at})"
 
 
-# On a narrow terminal (< 140 columns): these columns, under short headers, numbers unbroken.
-NARROW = {
-    0: "#",
-    1: "agent",
-    2: "seeds",
-    3: "solved in",
-    4: "best-100",
-    5: "IQM [95% CI]",
-    6: "eval",
-}
-WIDE_ENOUGH = 140
+# Where the full table does not fit: these columns, each agent's label on lines of its own.
+STACKED = {2: "seeds", 3: "solved in", 4: "best-100", 5: "IQM [95% CI]", 6: "eval"}
+_INDENT = 4  # the rank, right-aligned in 2 columns, and 2 spaces
+_NOTE = re.compile(r" (?=[(\[])")  # before "(3/3)", "[lo, hi]", "(2 runs)", "(< 3 seeds)"
 
 
 def render_terminal(rows: Sequence[Row], console: Console | None = None) -> None:
-    """Print one rich table per env; on a narrow terminal, the columns that matter most."""
+    """Print one table per env and, under them, the ranking and seeds rules.
+
+    The full table is printed where it fits the terminal with the agent column as wide as the
+    longest word of a label; elsewhere (80 columns, say) each agent's label takes lines of its
+    own above its figures. Either way no number and no ``key=value`` is split over two lines.
+    """
     console = console or Console()
-    narrow = console.width < WIDE_ENOUGH
     for env, members in _by_env(rows).items():
-        table = Table(
-            title=_env_title(env, members),
-            caption=RANKING_RULE,
-            show_lines=False,
-            box=None if narrow else box.HEAVY_HEAD,
-            pad_edge=not narrow,
+        longest = max(len(word) for row in members for word in [*row.label.split(), "agent"])
+        needed = Measurement.get(
+            console, console.options.update_width(10_000), _table(env, members, longest)
+        ).maximum
+        if needed <= console.width:
+            console.print(_table(env, members, None))
+        else:
+            _print_stacked(console, env, members)
+    console.print(Text(f"{RANKING_RULE} {SEEDS_RULE}", style="dim"))
+
+
+def _table(env: str, members: list[Row], agent_width: int | None) -> Table:
+    """Every column; ``agent_width`` fixes the agent column's width (to measure the table)."""
+    table = Table(title=Text(_env_title(env, members), style="table.title"), box=box.HEAVY_HEAD)
+    cells = [_cells(row) for row in members]
+    for i, header in enumerate(HEADERS):
+        agent = i == 1
+        widest = max(10, *(len(row[i]) for row in cells))  # a header about as wide as its figures
+        table.add_column(
+            header if agent else "\n".join(textwrap.wrap(header, widest, break_long_words=False)),
+            justify="left" if agent else "right",
+            no_wrap=not agent,  # the agent's label wraps between words only: it has the room
+            width=agent_width if agent else None,
         )
-        columns = NARROW if narrow else dict(enumerate(HEADERS))
-        for i, header in columns.items():
-            agent = i == 1
-            table.add_column(
-                header,
-                justify="left" if agent else "right",
-                overflow="fold",
-                no_wrap=not agent,  # a number is never split over lines
-                ratio=1 if agent else None,
-            )
-        for row in members:
-            cells = _cells(row)
-            table.add_row(*(cells[i] for i in columns))
-        console.print(table)
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
+def _print_stacked(console: Console, env: str, members: list[Row]) -> None:
+    width = max(console.width - _INDENT, 20)
+    figures = [[_cells(row)[i] for i in STACKED] for row in members]
+    header, lines = _grid(list(STACKED.values()), figures, width)
+    out = [(_env_title(env, members), "bold"), (" #  agent", "bold")]
+    out.append((" " * _INDENT + header, "bold"))
+    for row, row_lines in zip(members, lines, strict=True):
+        label = textwrap.wrap(row.label, width, break_long_words=False, break_on_hyphens=False)
+        out += [(f"{row.rank:>2}  {label[0]}", "")]
+        out += [(" " * _INDENT + line, "") for line in label[1:] + row_lines]
+    for line, style in out:
+        console.print(Text(line, style=style), soft_wrap=True)  # laid out here: no re-wrapping
+
+
+def _grid(headers: list[str], rows: list[list[str]], width: int) -> tuple[str, list[list[str]]]:
+    """Right-aligned columns 2 spaces apart: the header line and each row's lines. Each cell's
+    note (``(3/3)``, ``[lo, hi]``) goes on a line below it if one line is wider than ``width``."""
+    for split in (False, True):
+        cells = [[_NOTE.split(c, maxsplit=1) if split else [c] for c in row] for row in rows]
+        widths = [
+            max([len(h), *(len(part) for row in cells for part in row[j])])
+            for j, h in enumerate(headers)
+        ]
+        if sum(widths) + 2 * (len(widths) - 1) <= width:
+            break
+
+    def line(parts: list[str]) -> str:
+        return "  ".join(p.rjust(w) for p, w in zip(parts, widths, strict=True)).rstrip()
+
+    return line(headers), [
+        [line([c[k] if k < len(c) else "" for c in row]) for k in range(max(map(len, row)))]
+        for row in cells
+    ]
 
 
 def render_markdown(rows: Sequence[Row]) -> str:
     """One Markdown table per env, under the ranking rule."""
-    lines = ["# Leaderboard", "", RANKING_RULE]
+    lines = ["# Leaderboard", "", RANKING_RULE, "", SEEDS_RULE]
     for env, members in _by_env(rows).items():
         lines += ["", f"## {_env_title(env, members)}", ""]
         lines.append("| " + " | ".join(HEADERS) + " |")
