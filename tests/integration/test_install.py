@@ -8,6 +8,7 @@ console scripts and where data goes, not the package index.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import sysconfig
@@ -140,3 +141,46 @@ def test_a_starter_repo_trains_its_own_rule_on_its_own_env_and_records_there(
     assert swept.returncode == 0, swept.stderr
     assert (repo / "optuna" / "corridor_my_rule.db").is_file()
     assert (repo / "conf" / "experiment" / "corridor_my_rule.yaml").is_file()
+
+
+def readme_commands(readme: Path) -> list[list[str]]:
+    """The commands of a README's first bash block, as a user copies them (comments dropped)."""
+    block = readme.read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
+
+
+def test_the_starter_readme_commands_work_verbatim(venv: Path, tmp_path: Path) -> None:
+    """What a new user does first: --init, then the starter README's commands exactly as written
+    (video on, the default budget, the whole sweep), then the experiment the sweep saved."""
+    bin_ = venv / "bin"
+    repo = tmp_path / "myproj"
+    assert run([str(bin_ / "twrl-train"), "--init", str(repo)], cwd=tmp_path).returncode == 0
+    commands = readme_commands(repo / "README.md")
+    assert [c[0] for c in commands] == ["twrl-train", "twrl-train", "mlflow"]
+    results = []
+    for command in commands[:2]:  # the third is `mlflow ui`, a server
+        result = run([str(bin_ / command[0]), *command[1:]], cwd=repo, timeout=600)
+        assert result.returncode == 0, result.stderr
+        results.append(result)
+    trained, swept = results
+    assert trained.stdout.count("FINISHED:") == 1
+    assert "no video: my_envs:Corridor-v0 cannot render frames" in trained.stderr
+    assert "Traceback" not in trained.stderr
+    # The sweep says how to re-run its best trial, in this repository's own words.
+    hint = next(line for line in swept.stdout.splitlines() if "+experiment=" in line)
+    assert "twrl-train" in hint
+    assert "python train.py" not in swept.stdout
+    again = run([str(bin_ / "twrl-train"), "-cd", "conf", "+experiment=corridor_my_rule"], cwd=repo)
+    assert again.returncode == 0, again.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    top = [
+        r for r in runs if "mlflow.parentRunId" not in r.data.tags and "sweep" not in r.data.tags
+    ]
+    assert len(top) == 2
+    for run_ in top:  # the first run and the saved experiment's
+        assert run_.info.status == "FINISHED"
+        assert run_.data.tags["twrl.video"].startswith("none: ")
+    ranked = run([str(bin_ / "twrl-leaderboard"), "--no-html"], cwd=repo)
+    assert ranked.returncode == 0, ranked.stderr
+    assert "Corridor-v0" in ranked.stdout

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
 from twrl_exp import store
+from twrl_exp.monitor.report import commands
 from twrl_exp.monitor.sweep import SweepParent
 from twrl_exp.monitor.sweep_summary import summarize
 
@@ -96,7 +97,7 @@ def experiment_yaml(job_cfg: DictConfig, study: optuna.Study) -> str:
     header = [
         "# @package _global_",
         f"# Best trial {best.number} of Optuna study '{study.study_name}': value {best.value:.6g}.",
-        f"# Run it: python train.py +experiment={study.study_name}",
+        f"# Run it: {commands()[0]} +experiment={study.study_name}",
         *[
             f"# {key} is an absolute path outside the project: check it on another machine."
             for key in outside
@@ -205,7 +206,7 @@ def report(
         for key, value in study.best_params.items():
             table.add_row(f"best {key}", str(value))
         saved = save_experiment(sweeper, study)
-        table.add_row("saved", f"{saved}  (python train.py +experiment={study.study_name})")
+        table.add_row("saved", f"{saved}  ({commands()[0]} +experiment={study.study_name})")
     else:
         table.add_row("best", "no trial completed")
     console.print(table)

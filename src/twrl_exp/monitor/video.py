@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,39 @@ import numpy as np
 
 from twrl_exp.agent import Agent
 from twrl_exp.runner import MonitorBase, Runner
+
+
+class CannotRender(Exception):
+    """The env cannot give ``rgb_array`` frames: its own limit, not a failure of the run."""
+
+
+def _frame(env: Any) -> np.ndarray:
+    """One rendered frame, or :class:`CannotRender` saying why the env gives none."""
+    try:
+        frame = env.render()
+    except NotImplementedError as exc:
+        raise CannotRender(f"render() is not implemented: {exc}".rstrip(": ")) from exc
+    except Exception as exc:  # the env's own rendering (or Gymnasium's check of it) refused
+        raise CannotRender(f"render() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] not in (3, 4):
+        kind = type(frame).__name__ if not isinstance(frame, np.ndarray) else f"shape {frame.shape}"
+        raise CannotRender(f"render() returned {kind}, not an RGB image [H, W, 3]")
+    return frame
+
+
+def _open(make_env: Callable[[], Any]) -> Any:
+    from gymnasium.error import DependencyNotInstalled
+
+    try:
+        with warnings.catch_warnings():  # an env without rgb_array is said once, below
+            warnings.filterwarnings("ignore", message=".*not in the possible render_modes")
+            return make_env()
+    except TypeError as exc:
+        if "render_mode" not in str(exc):
+            raise
+        raise CannotRender(str(exc.__cause__ or exc)) from exc
+    except DependencyNotInstalled as exc:
+        raise CannotRender(str(exc)) from exc
 
 
 def record_episode(
@@ -35,16 +69,16 @@ def record_episode(
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     frames: list[np.ndarray] = []
     keep = frames.append if sink is None else sink
-    env = make_env()
+    env = _open(make_env)
     try:
         obs, _ = env.reset(seed=seed)
-        keep(env.render())
+        keep(_frame(env))
         total = 0.0
         for _ in range(max_frames - 1):
             action = agent.act(np.asarray(obs)[None], greedy=True)[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
-            keep(env.render())
+            keep(_frame(env))
             if terminated or truncated:
                 break
         return frames, total
@@ -108,6 +142,9 @@ class VideoMonitor(MonitorBase):
     """Records the greedy policy every ``every_evals`` evaluations and at the end of the run.
 
     ``upload(path, name)`` stores a finished video (e.g. as an MLflow artifact under videos/).
+    An env that cannot render (no ``render_mode``, no ``render()``) makes no video: the monitor
+    says why once, through ``unavailable(reason)``, and the run goes on; any other error of a
+    recording fails the run as before.
     """
 
     def __init__(
@@ -120,22 +157,33 @@ class VideoMonitor(MonitorBase):
         final: bool = True,
         fps: int = 30,
         max_frames: int = 1000,
+        unavailable: Callable[[str], None] | None = None,
     ) -> None:
         self.make_env, self.upload, self.seed = make_env, upload, seed
         self.every_evals, self.final = every_evals, final
         self.fps, self.max_frames = fps, max_frames
+        self.unavailable = unavailable
         self.evaluations = 0
+        self.cannot_render: str | None = None
 
     def _record(self, runner: Runner, name: str) -> None:
+        if self.cannot_render is not None:
+            return
         with tempfile.TemporaryDirectory(prefix="twrl-video-") as folder:
-            path, _ = record_mp4(
-                self.make_env,
-                runner.agent,
-                Path(folder) / name,
-                seed=self.seed + 31,
-                max_frames=self.max_frames,
-                fps=self.fps,
-            )
+            try:
+                path, _ = record_mp4(
+                    self.make_env,
+                    runner.agent,
+                    Path(folder) / name,
+                    seed=self.seed + 31,
+                    max_frames=self.max_frames,
+                    fps=self.fps,
+                )
+            except CannotRender as exc:
+                self.cannot_render = str(exc)
+                if self.unavailable is not None:
+                    self.unavailable(self.cannot_render)
+                return
             self.upload(path, name)
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
@@ -145,9 +193,8 @@ class VideoMonitor(MonitorBase):
 
     def finishing(self, status: str) -> str | None:
         """What :meth:`finish` is about to do, for a user who waits on it."""
-        return (
-            "recording a video of the final policy" if self.final and status == "FINISHED" else None
-        )
+        wanted = self.final and status == "FINISHED" and self.cannot_render is None
+        return "recording a video of the final policy" if wanted else None
 
     def finish(self, runner: Runner, status: str) -> None:
         if self.final and status == "FINISHED":

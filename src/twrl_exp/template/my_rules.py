@@ -35,7 +35,7 @@ class MyopicGradient:
         loss.backward()
         self.optimizer.step()
         self.baseline += 0.01 * (float(reward.mean()) - self.baseline)
-        return {"loss": float(loss), "baseline": self.baseline}
+        return {"loss": float(loss.detach()), "baseline": self.baseline}
 
     def stats(self) -> dict[str, float]:
         return {}
