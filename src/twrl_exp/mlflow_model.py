@@ -1,8 +1,8 @@
 """The trained agent as an MLflow model, so the run page's Models tab, the model registry and
 ``mlflow.pyfunc.load_model`` work:
 
-    agent = mlflow.pyfunc.load_model(f"runs:/{run_id}/agent")   # or models:/<model id>
-    actions = agent.predict(observations)                       # [N, *obs_shape] -> [N, ...]
+    agent = mlflow.pyfunc.load_model(f"models:/{model_id}")   # printed at the end of the run
+    actions = agent.predict(observations)                    # [N, *obs_shape] -> [N, ...]
 
 The model is a pyfunc with ``loader_module=twrl_exp.mlflow_model``: loading it imports this
 module (twrl-exp must be installed) and reads ``config.yaml`` and ``agent.pt`` the way
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-AGENT_MODEL = "agent"  # the model's name under its run, and in the Models tab
+AGENT_MODEL = "agent"  # the default model name; runs name their model after themselves
 
 
 class AgentModel:
@@ -74,9 +74,12 @@ def log_agent_model(
     run_id: str,
     folder: Path,
     observation_shape: tuple[int, ...],
-) -> str:
-    """Log ``folder`` (config.yaml + agent.pt) as the pyfunc model ``agent`` of ``run_id``;
-    its model URI."""
+    *,
+    name: str = AGENT_MODEL,
+    params: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """Log ``folder`` (config.yaml + agent.pt) as the pyfunc model ``name`` of ``run_id``,
+    with the agent's ``params``; its model URI and model id."""
     import mlflow
     from mlflow.models import Model, ModelSignature
     from mlflow.types import Schema, TensorSpec
@@ -90,14 +93,17 @@ def log_agent_model(
     client = mlflow.MlflowClient(tracking_uri)
     # Created here, in the run's experiment (MLflow's fluent default would be experiment 0).
     model = client.create_logged_model(
-        experiment_id=experiment_id, name=AGENT_MODEL, source_run_id=run_id
+        experiment_id=experiment_id,
+        name=name,
+        source_run_id=run_id,
+        params={k: v[:6000] for k, v in (params or {}).items()},
     )
     with _tracking(tracking_uri), warnings.catch_warnings():
         # An input example would make MLflow load and run the model while logging it.
         warnings.filterwarnings("ignore", message=".*input example was not provided")
         info = Model.log(
             artifact_path=None,
-            name=AGENT_MODEL,
+            name=name,
             flavor=mlflow.pyfunc,
             run_id=run_id,
             model_id=model.model_id,
@@ -108,4 +114,4 @@ def log_agent_model(
         )
     if client.get_logged_model(model.model_id).status != LoggedModelStatus.READY:
         client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    return str(info.model_uri)
+    return str(info.model_uri), str(model.model_id)

@@ -60,8 +60,17 @@ def test_the_agent_is_an_mlflow_model_that_acts(make_cfg, isolated_mlflow: str) 
     client, exp, run = only_run(isolated_mlflow)
     (output,) = run.outputs.model_outputs  # the run page lists it under "Logged models"
     model = client.get_logged_model(output.model_id)
-    assert model.name == "agent"
+    assert model.name == "s0-reinforce-categorical-mlp-CartPole-v1"  # the run's name
     assert model.source_run_id == run.info.run_id
+    # Its params are the agent's (no seed, no bookkeeping); its metrics the run's summary.
+    assert model.params["update.lr"] == run.data.params["update.lr"]
+    assert "seed" not in model.params
+    assert not any(k.startswith(("monitor.", "paths.")) for k in model.params)
+    linked = {m.key: m.value for m in model.metrics}
+    assert linked["best_mean_return"] == run.data.metrics["best_mean_return"]
+    assert "final_mean_return" in linked
+    history = client.get_metric_history(run.info.run_id, "best_mean_return")
+    assert len(history) == 1  # linking the summary to the model does not repeat the run's rows
     assert model.experiment_id == exp.experiment_id  # listed in the experiment's Models tab
     assert model.status.name == "READY"
     agent = mlflow.pyfunc.load_model(f"models:/{output.model_id}")  # $MLFLOW_TRACKING_URI
@@ -120,3 +129,22 @@ def test_a_custom_env_id_gets_generic_defaults_not_cartpoles(
     _, _, run = only_run(isolated_mlflow, "twrl_test/Chain-v0")
     assert run.data.params["env.num_envs"] == "8"  # not CartPole's 16
     assert run.data.tags["twrl.choice.env"] == "custom"
+
+
+def test_runs_of_one_agent_share_an_agent_tag_across_seeds(make_cfg, isolated_mlflow: str) -> None:
+    """MLflow's Group by: runs that differ only in seed (and monitoring) form one group; a
+    different learning rate or budget is another agent."""
+    from twrl_exp.train import run as train_run
+
+    quick = ["train.max_env_steps=600", "monitor=quiet", "eval.final=false"]
+    quick += ["monitor.video.enabled=false", "monitor.mlflow.log_model=false"]
+    for extra in (["seed=0"], ["seed=1", "monitor.curve=false"], ["seed=0", "update.lr=0.02"]):
+        train_run(make_cfg(*quick, *extra))
+    train_run(make_cfg(*[q.replace("600", "800") for q in quick]))
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    exp = client.get_experiment_by_name("CartPole-v1")
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    tags = [r.data.tags["agent"] for r in runs]
+    assert tags[0] == tags[1]
+    assert len({tags[0], tags[2], tags[3]}) == 3
+    assert tags[0].startswith("reinforce/categorical/mlp ")

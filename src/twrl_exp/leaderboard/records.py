@@ -15,6 +15,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from twrl_exp import store
+from twrl_exp.identity import agent_params
 from twrl_exp.stats import aggregate_curves
 
 RANKING_RULE = (
@@ -27,8 +28,6 @@ SEEDS_RULE = (
 )
 DEFAULT_HTML = "leaderboard.html"
 CURVE_METRIC = "episode/mean_return_100"
-NOT_AGENT_PREFIXES = ("monitor.", "trial.", "eval.")
-NOT_AGENT_KEYS = frozenset({"seed", "resume", "torch_threads"})
 COMPOSITION_KEYS = frozenset({"update.name", "policy.name", "model.name", "env.id"})
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -56,12 +55,9 @@ class RunRecord:
 
     @property
     def agent(self) -> dict[str, str]:
-        """The params that define the agent: all but the seed and run bookkeeping."""
-        return {
-            k: v
-            for k, v in self.params.items()
-            if k not in NOT_AGENT_KEYS and not k.startswith(NOT_AGENT_PREFIXES)
-        }
+        """The params that define the agent: all but the seed and run bookkeeping (the rule
+        of the runs' ``agent`` tag, :mod:`twrl_exp.identity`)."""
+        return agent_params(self.params)
 
     def metric(self, key: str) -> float:
         return self.metrics.get(key, math.nan)

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from twrl_exp import store
+from twrl_exp.cli_errors import say
 from twrl_exp.env import make_render_env
+from twrl_exp.identity import AGENT_TAG, agent_tag
 from twrl_exp.monitor.checkpoint import CheckpointMonitor
 from twrl_exp.monitor.console import ConsoleMonitor
 from twrl_exp.monitor.video import VideoMonitor
@@ -93,6 +95,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
     uri = context.get("tracking_uri") or tracking_uri_of(cfg)
     commit = git_commit()
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    params = flatten(resolved)
     return MlflowMonitor(
         tracking_uri=uri,
         experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
@@ -101,7 +104,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
         # A password in a storage URL (trial.storage) is never recorded.
         params={
             k: store.redact(v) if isinstance(v, str) else v
-            for k, v in flatten(resolved).items()
+            for k, v in params.items()
             if not k.startswith("paths.")
         },
         tags={
@@ -112,6 +115,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
             "model": cfg.model.name,
             "update": cfg["update"].name,
             "seed": str(cfg.seed),
+            AGENT_TAG: agent_tag(params),  # the UI's Group by: one group per agent, over seeds
             **{k: v for k, v in context.items() if k not in _CONTEXT_ONLY},
             **cfg.monitor.mlflow.tags,
         },
@@ -136,6 +140,17 @@ def _video(cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None) -> Vid
 
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     assert isinstance(kwargs, dict)
+
+    def unavailable(reason: str) -> None:
+        say(
+            f"no video: {cfg.env.id} cannot render frames ({reason}); the run goes on without "
+            "one (monitor.video.enabled=false stops trying).",
+            style="bold yellow",
+            label="note",
+        )
+        if tracker is not None:
+            tracker.set_tag("twrl.video", f"none: {reason}"[:5000])
+
     return VideoMonitor(
         make_env=partial(
             make_render_env,
@@ -149,6 +164,7 @@ def _video(cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None) -> Vid
         final=v.final,
         fps=v.fps,
         max_frames=v.max_frames,
+        unavailable=unavailable,
     )
 
 

@@ -347,6 +347,11 @@ class _Runs:
         self._clients: dict[str, Any] = {}
         self._samplers: dict[str, Any] = {}
         self._heartbeats: dict[str, Any] = {}
+        # Per run: its name and params (for its model), its summary rows and its model's id
+        # (the summary is linked to the model when the run ends).
+        self._runs: dict[str, tuple[str, dict[str, str]]] = {}
+        self._summary: dict[str, dict[str, Row]] = {}
+        self._models: dict[str, str] = {}
         self.failed: set[str] = set()
         self.reply_to = reply_to
         self._drawing: list[tuple[str, str, dict[str, Any], str, Any]] = []
@@ -419,6 +424,7 @@ class _Runs:
             run_id = info["run_id"] = run.info.run_id
             info.update(experiment_id=experiment_id, artifact_uri=run.info.artifact_uri)
             self._heartbeats[run_id] = store.run_heartbeat(client, run_id)
+            self._runs[run_id] = (run_name, params)
             if system_metrics:
                 self.system(uri, run_id, True)
             from mlflow.entities import Param
@@ -438,6 +444,8 @@ class _Runs:
 
     def rows(self, uri: str, run_id: str, rows: list[Row]) -> None:
         client, metric = self.client(uri), self._metric
+        summary = self._summary.setdefault(run_id, {})
+        summary.update({row[0]: row for row in rows if "/" not in row[0]})
         for i in range(0, len(rows), _ROWS_PER_BATCH):
             chunk = [metric(k, v, ts, step) for k, v, ts, step in rows[i : i + _ROWS_PER_BATCH]]
             client.log_batch(run_id, metrics=chunk)
@@ -471,11 +479,21 @@ class _Runs:
         folder: str,
         observation_shape: tuple[int, ...],
     ) -> None:
+        from twrl_exp.identity import agent_params, model_name
         from twrl_exp.mlflow_model import log_agent_model
 
+        run_name, params = self._runs.get(run_id, ("agent", {}))
         try:
             self.client(uri).log_artifacts(run_id, folder, "model")
-            model_uri = log_agent_model(uri, experiment_id, run_id, Path(folder), observation_shape)
+            model_uri, self._models[run_id] = log_agent_model(
+                uri,
+                experiment_id,
+                run_id,
+                Path(folder),
+                observation_shape,
+                name=model_name(run_name),
+                params=agent_params(params),
+            )
         finally:
             shutil.rmtree(Path(folder).parent, ignore_errors=True)
         _reply(self.reply_to, ("result", run_id, "model", model_uri))
@@ -542,6 +560,15 @@ class _Runs:
 
         self.stop(run_id)
         client = self.client(uri)
+        self._runs.pop(run_id, None)
+        summary = self._summary.pop(run_id, {})
+        model_id = self._models.pop(run_id, None)
+        if model_id is not None and summary:  # the model's metrics: the run's summary figures
+            rows = [
+                self._metric(k, v, ts, step, model_id=model_id, run_id=run_id)
+                for k, v, ts, step in summary.values()
+            ]
+            client.log_batch(run_id, metrics=rows)  # the run's own rows are not repeated
         if reason:
             client.set_tag(run_id, END_REASON_TAG, reason[:5000])
         client.set_terminated(run_id, status)

@@ -1,0 +1,57 @@
+"""What makes two runs the same agent: every logged param but the seed and run bookkeeping.
+
+One rule, used where runs are grouped: the ``agent`` tag a run carries in MLflow (so the UI's
+*Group by* gives seed-aggregated curves) and the leaderboard's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# Not part of an agent: how it is observed and evaluated, what a sweep asks of it, where its
+# data goes, and what only tells its runs apart.
+NOT_AGENT_PREFIXES = ("monitor.", "trial.", "eval.", "paths.")
+NOT_AGENT_KEYS = frozenset({"seed", "resume", "rerun", "torch_threads"})
+AGENT_TAG = "agent"
+
+
+def agent_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """The flattened params that define the agent, as the text MLflow stores."""
+    return {
+        k: str(v)
+        for k, v in params.items()
+        if k not in NOT_AGENT_KEYS and not k.startswith(NOT_AGENT_PREFIXES)
+    }
+
+
+def agent_key(params: Mapping[str, Any]) -> str:
+    """A short, stable id of the agent: equal for runs that differ only in seed.
+
+    >>> agent_key({"update.lr": 0.01, "seed": 0}) == agent_key({"update.lr": "0.01", "seed": 3})
+    True
+    >>> agent_key({"update.lr": 0.01}) == agent_key({"update.lr": 0.02})
+    False
+    """
+    text = json.dumps(sorted(agent_params(params).items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def agent_tag(params: Mapping[str, Any]) -> str:
+    """``reinforce/categorical/mlp 3f2a9c1e0b``: readable in MLflow's *Group by* legend."""
+    parts = [str(params.get(f"{g}.name", "?")) for g in ("update", "policy", "model")]
+    return f"{'/'.join(parts)} {agent_key(params)}"
+
+
+def model_name(run_name: str) -> str:
+    """A run's name as an MLflow model name (which refuses ``/ : . % " '``).
+
+    >>> model_name("lr=0.01 s1 reinforce/categorical/mlp CartPole-v1")
+    'lr=0_01-s1-reinforce-categorical-mlp-CartPole-v1'
+    """
+    name = re.sub(r"[\s/]+", "-", run_name.strip())
+    name = re.sub(r"[.:]", "_", name)
+    return re.sub(r"[%\"']", "", name) or "agent"
