@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -322,30 +323,50 @@ def test_a_td_lambda_run_checkpointed_with_numba_resumes_where_numba_is_missing(
     assert_one_timeline(MlflowClient(tracking_uri=isolated_mlflow), new)
 
 
-def test_a_diverging_run_fails_and_keeps_its_last_finite_checkpoint(
+DIVERGING = [
+    "env=mountaincar",
+    "model=tilecoding",
+    "policy=egreedy",
+    "update=td_lambda",
+    "eval.every_steps=null",
+    "monitor.checkpoint.every_steps=500",
+    *QUIET,
+]
+DIVERGED = re.compile(
+    r"The run diverged (?:at|by) env step ([\d,]+): [^;]+; it is marked FAILED and (.+?) "
+    r"\(a smaller learning rate"
+)
+
+
+def divergence(stderr: str) -> tuple[int, str]:
+    """The env step at which the run was found diverged, and what it says it keeps."""
+    found = DIVERGED.search(stderr)
+    assert found, stderr
+    return int(found.group(1).replace(",", "")), found.group(2)
+
+
+def test_a_run_diverging_after_a_checkpoint_fails_and_keeps_its_last_finite_one(
     tmp_path: Path, isolated_mlflow: str
 ) -> None:
-    result = train(
-        tmp_path,
-        "env=mountaincar",
-        "model=tilecoding",
-        "policy=egreedy",
-        "update=td_lambda",
-        "update.alpha=5",  # diverges near env step 11,500 (seed 0)
-        "train.max_env_steps=100000",
-        "eval.every_steps=null",
-        "monitor.checkpoint.every_steps=500",
-        *QUIET,
-    )
-    assert result.returncode == 1
+    """Whatever the machine's speed, a checkpoint exists before it diverges: the run is resumed
+    from a finished 4,000-step run (a resumed run saves its state before its first step), and
+    update.alpha=5 diverges thousands of steps later (near 10,000 with seed 0)."""
+    first = train(tmp_path, *DIVERGING, "update.alpha=5", "train.max_env_steps=4000")
+    assert first.returncode == 0, first.stderr
+    (finished,) = all_runs(isolated_mlflow, "MountainCar-v0")
+    result = train(tmp_path, f"resume={finished.info.run_id}", "train.max_env_steps=100000", *QUIET)
+    assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "Warning" not in result.stderr
-    assert "diverged at env step" in result.stderr
+    step, kept = divergence(result.stderr)
     (run,) = all_runs(isolated_mlflow, "MountainCar-v0")
     assert run.info.status == "FAILED"
-    assert "diverged" in run.data.tags["twrl.end_reason"]
-    client = MlflowClient(tracking_uri=isolated_mlflow)
+    assert kept in run.data.tags["twrl.end_reason"]
     record = json.loads(run.data.tags["twrl.checkpoint"])
+    # More checkpoints may follow the resume's on a slow machine: it names the last one.
+    assert kept == f"keeps its last finite checkpoint, from env step {record['env_steps']:,}"
+    assert 4000 <= record["env_steps"] < step
+    client = MlflowClient(tracking_uri=isolated_mlflow)
     local = client.download_artifacts(run.info.run_id, record["path"], str(tmp_path / "dl"))
     state = serialization.load(Path(local))
     weights = state["agent"]["model"]["weights"]
@@ -353,6 +374,27 @@ def test_a_diverging_run_fails_and_keeps_its_last_finite_checkpoint(
     assert np.abs(weights).max() > 0  # it learned before it diverged
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "model" not in names  # no NaN model is published
+
+
+def test_a_run_diverging_before_its_first_checkpoint_fails_and_says_it_keeps_none(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """update.alpha=1e30 makes the weights infinite within 20 env steps. The parameter check
+    every 1,000 vector steps (num_envs=1 here) finds it before the run goes further, whatever
+    the machine's speed; a checkpoint due meanwhile is not written from a non-finite state."""
+    result = train(tmp_path, *DIVERGING, "update.alpha=1e30", "train.max_env_steps=100000")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Warning" not in result.stderr
+    step, kept = divergence(result.stderr)
+    assert step <= 1000
+    assert kept == "keeps no checkpoint, since none was saved before then"
+    (run,) = all_runs(isolated_mlflow, "MountainCar-v0")
+    assert run.info.status == "FAILED"
+    assert kept in run.data.tags["twrl.end_reason"]
+    assert "twrl.checkpoint" not in run.data.tags
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    assert "model" not in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_a_full_disk_ends_the_run_failed_with_a_nonzero_exit(tmp_path: Path) -> None:

@@ -21,22 +21,61 @@ from twrl_exp.runner import MonitorBase, Runner
 # Figures a summary shows as whole numbers.
 COUNTS = frozenset({"env_steps", "episodes", "episodes_to_solve", "env_steps_to_solve"})
 
+# Progress fits a terminal this wide (or a narrower one) whatever the figures' magnitudes.
+WIDTH = 80
+BAR_WIDTH = 16
+# The live line's columns before the status: "100%", the bar, and a space after each.
+LIVE_PREFIX = len("100%") + 1 + BAR_WIDTH + 1
+SUFFIXES = ("k", "M", "G", "T", "P", "E")
+
 
 def compact(n: float) -> str:
-    """``84000`` -> ``84.0k``, ``1200000`` -> ``1.20M``: short enough for an 80-column line."""
-    if n >= 1e6:
-        return f"{n / 1e6:.2f}M"
-    if n >= 1e4:
-        return f"{n / 1e3:.1f}k"
-    return f"{n:,.0f}"
+    """A figure in a few characters whatever its magnitude: ``9,999``, ``84.0k``, ``1.20M``,
+    ``-123.4G`` (at most 7 up to 1e21, then ``1.2e+21``)."""
+    if math.isnan(n):
+        return "?"
+    if n < 0:
+        return "-" + compact(-n)
+    if math.isinf(n):
+        return "inf"
+    if n < 1e4:
+        return f"{n:,.0f}"
+    for power, suffix in enumerate(SUFFIXES, 1):
+        scaled = n / 1000**power
+        text = f"{scaled:.2f}" if scaled < 9.995 else f"{scaled:.1f}"
+        if float(text) < 1000:  # 999.96k is 1.00M
+            return text + suffix
+    return f"{n:.1e}"
+
+
+def number(x: float, decimals: int = 1) -> str:
+    """A return: ``-123.4`` while it is short, ``-123.5k`` when it is not, ``n/a`` if NaN."""
+    if math.isnan(x):
+        return "n/a"
+    return f"{x:.{decimals}f}" if abs(x) < 1e4 else compact(x)
 
 
 def clock(seconds: float) -> str:
+    """``6:05``, ``2:06:05``, then ``3d04h`` past a day: at most 7 characters."""
     if not math.isfinite(seconds) or seconds < 0:
         return "--:--"
     minutes, secs = divmod(int(seconds + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
+    if hours >= 24:
+        days, hours = divmod(hours, 24)
+        return f"{days}d{hours:02d}h" if days < 1000 else ">999d"
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def fit(parts: list[str], width: int, gaps: tuple[str, ...] = ("  ", " ")) -> str:
+    """``parts`` (most important first) joined in at most ``width`` columns: ``gaps[0]``
+    apart, else the next gap, else without the last parts until they fit."""
+    for keep in range(len(parts), 0, -1):
+        for gap in gaps:
+            line = gap.join(parts[:keep])
+            if len(line) <= width:
+                return line
+    return parts[0][:width]
 
 
 def figure(key: str, value: float) -> str:
@@ -65,7 +104,7 @@ class ConsoleMonitor(MonitorBase):
         self._last_line = -math.inf
         self.progress = Progress(
             TextColumn("{task.percentage:>3.0f}%"),
-            BarColumn(bar_width=16),
+            BarColumn(bar_width=BAR_WIDTH),
             TextColumn("{task.fields[status]}"),
             console=self.console,
             transient=False,
@@ -79,8 +118,9 @@ class ConsoleMonitor(MonitorBase):
             return h.env_steps, runner.max_env_steps, "steps"
         return h.episodes, runner.max_episodes, "episodes"
 
-    def status(self, runner: Runner) -> str:
-        """``84.0k/200k 18.3k/s eta 0:06 return 123.4 eval 200.0``."""
+    def status(self, runner: Runner, width: int = WIDTH - LIVE_PREFIX) -> str:
+        """``84.0k/200.0k  18.3k/s  eta 0:06  return 123.4  eval 200.0`` in ``width`` columns
+        (the evaluation, then the return, left out where they do not fit)."""
         h = runner.history
         done, total, unit = self._done_total(runner)
         rate = h.env_steps / h.train_time if h.train_time > 0 else 0.0
@@ -95,10 +135,10 @@ class ConsoleMonitor(MonitorBase):
             f"eta {clock(eta)}",
         ]
         if h.trailing:
-            parts.append(f"return {h.trailing[-1]:.1f}")
+            parts.append(f"return {number(h.trailing[-1])}")
         if h.eval_means:
-            parts.append(f"eval {h.eval_means[-1]:.1f}")
-        return "  ".join(parts)
+            parts.append(f"eval {number(h.eval_means[-1])}")
+        return fit(parts, width)
 
     def start(self, runner: Runner) -> None:
         done, total, unit = self._done_total(runner)
@@ -117,7 +157,8 @@ class ConsoleMonitor(MonitorBase):
     def tick(self, runner: Runner) -> None:
         done, _, _ = self._done_total(runner)
         if self.live:
-            self.progress.update(self.task, completed=done, status=self.status(runner))
+            width = min(self.console.width, WIDTH) - LIVE_PREFIX
+            self.progress.update(self.task, completed=done, status=self.status(runner, width))
             return
         now = time.monotonic()
         if now - self._last_line >= self.interval_s:
@@ -126,15 +167,20 @@ class ConsoleMonitor(MonitorBase):
     def _line(self, runner: Runner) -> None:
         self._last_line = time.monotonic()
         done, total, _ = self._done_total(runner)
-        percent = f"{100 * done / total:3.0f}% " if total else ""
-        self.console.print(f"{percent}{self.status(runner)}", markup=False, highlight=False)
+        # One vector step can pass the budget: 2,012 of 2,000 steps is 100%, not 101%.
+        percent = f"{min(100 * done / total, 100):3.0f}% " if total else ""
+        status = self.status(runner, WIDTH - len(percent))
+        self.console.print(f"{percent}{status}", markup=False, highlight=False)
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
         h = runner.history
-        message = (
-            f"evaluation at {compact(h.env_steps)} steps: mean return {returns.mean():.2f} "
-            f"± {returns.std():.2f} over {len(returns)} episodes ({runner.eval_label})"
-        )
+        parts = [
+            f"evaluation at {compact(h.env_steps)} steps:",
+            f"return {number(returns.mean(), 2)} ± {number(returns.std(), 2)}",
+            f"over {len(returns)} episodes",
+            f"({runner.eval_label})",
+        ]
+        message = fit(parts, WIDTH, gaps=(" ",))
         if self.live:
             self.progress.console.print(message, markup=False, highlight=False, style="dim")
             self.tick(runner)
@@ -152,7 +198,10 @@ class ConsoleMonitor(MonitorBase):
         else:
             self._line(runner)
         summary = runner.history.summary(runner.solve_window)
-        table = Table(title=f"{status}: {self.title}", show_header=False, min_width=40)
+        # No status in its title: the run's report, printed last, leads with it (and says
+        # FAILED if closing the record fails after this table).
+        del status
+        table = Table(title="summary", show_header=False, min_width=40)
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         for key, value in summary.items():
