@@ -294,7 +294,20 @@ def test_grid_sweep_on_ray_records_every_run_under_one_parent_in_the_server(
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert all(c.info.status == "FINISHED" for c in children)
     assert all(c.data.tags.get("ray.node_id") for c in children)
-    assert "best:" in out
+    # Links open the server's UI, where the runs are (not `mlflow ui`'s default address).
+    server = cluster.state["uris"]["mlflow_uri"]
+    best = next(line for line in out.splitlines() if line.startswith("best:"))
+    assert f"{server}/#/experiments/{parent.info.experiment_id}/runs/" in best
+    assert ":5000" not in out
+    page = tmp_path / "leaderboard.html"
+    ranked = subprocess.run(
+        [sys.executable, "-m", "twrl_exp.leaderboard", "--tracking-uri", server,
+         "--experiment", "grid", "--html", str(page)],
+        cwd=tmp_path, env=clean_env(cluster.folder), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ranked.returncode == 0, ranked.stderr
+    assert f"{server}/#/experiments/{parent.info.experiment_id}/runs/" in page.read_text()
+    assert ":5000" not in page.read_text()
 
 
 def test_optuna_sweep_runs_on_both_nodes_into_postgres_and_the_server(

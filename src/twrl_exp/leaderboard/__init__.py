@@ -35,6 +35,7 @@ notebook::
 
 from __future__ import annotations
 
+from twrl_exp.identity import NOT_AGENT_KEYS, NOT_AGENT_PREFIXES
 from twrl_exp.leaderboard.cli import main
 from twrl_exp.leaderboard.html import render_html
 from twrl_exp.leaderboard.ranking import build_rows, reward_threshold
@@ -42,8 +43,6 @@ from twrl_exp.leaderboard.records import (
     COMPOSITION_KEYS,
     CURVE_METRIC,
     DEFAULT_HTML,
-    NOT_AGENT_KEYS,
-    NOT_AGENT_PREFIXES,
     RANKING_RULE,
     SEEDS_RULE,
     Curve,

@@ -21,7 +21,7 @@ from twrl_exp.leaderboard.records import (
     load_runs,
 )
 from twrl_exp.leaderboard.text import render_markdown, render_terminal
-from twrl_exp.monitor.links import DEFAULT_UI_URL
+from twrl_exp.monitor.links import DEFAULT_UI_URL, ui_base
 from twrl_exp.store import StoreError
 
 
@@ -83,7 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="PATH", help="write Markdown there ('-': stdout)")
     p.add_argument("--html", metavar="PATH", default=DEFAULT_HTML, help="default: ./%(default)s")
     p.add_argument("--no-html", action="store_true", help="write no HTML page")
-    p.add_argument("--ui-url", default=DEFAULT_UI_URL, metavar="URL", help="default: %(default)s")
+    p.add_argument(
+        "--ui-url",
+        default=None,
+        metavar="URL",
+        help=f"the MLflow UI to link to (default: the tracking server, else {DEFAULT_UI_URL})",
+    )
     return p
 
 
@@ -133,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             attach_curves_and_videos(rows, uri)
             page = Path(args.html).resolve()
             stamp = f"{uri} · {len(runs)} runs · {datetime.now():%Y-%m-%d %H:%M}"
-            page.write_text(render_html(rows, ui_url=args.ui_url, subtitle=stamp), "utf-8")
+            page.write_text(
+                render_html(rows, ui_url=ui_base(uri, args.ui_url), subtitle=stamp), "utf-8"
+            )
             print(f"HTML: {page.as_uri()}", file=sys.stderr if args.markdown == "-" else sys.stdout)
     except OSError as exc:
         print(f"leaderboard: error: cannot write {exc.filename}: {exc.strerror}.", file=sys.stderr)
