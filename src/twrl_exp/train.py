@@ -61,8 +61,10 @@ def _train_once(
     context: dict[str, str],
     checkpoint: dict[str, Any] | None = None,
     extra_monitors: list[Monitor] | None = None,
+    brief: bool = False,
 ) -> Runner:
-    """One seed of one configuration: build, record, train, and close everything.
+    """One seed of one configuration: build, record, train, and close everything (``brief``:
+    a sweep's job, which ends with one line; the sweep's table says the rest).
 
     Whatever happens, the run's record ends in a terminal state: FINISHED, KILLED on Ctrl-C,
     FAILED (with ``twrl.end_reason``) on any error, the recorder's own included.
@@ -71,7 +73,7 @@ def _train_once(
         with contextlib.suppress(Exception):  # anything wrong is said when the run is created
             writer.shared().prepare(_tracking_uri(cfg))
     built = build(cfg)
-    monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context)
+    monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context, brief=brief)
     monitors[:0] = extra_monitors or []
     runner = make_runner(cfg, built, monitors)
     opened = False
@@ -104,7 +106,8 @@ def _train_once(
     if opened:
         final = "FAILED" if problems and status == "FINISHED" else status
         why = reason or ("; ".join(problems) if problems else None)
-        _report(cfg, runner, tracker, run_dir, final, why, run_name(cfg, built.env_id, name_suffix))
+        name = run_name(cfg, built.env_id, name_suffix)
+        _report(cfg, runner, tracker, run_dir, final, why, name, brief=brief)
     if error is not None:
         raise error
     if problems:
@@ -162,8 +165,11 @@ def _report(
     status: str,
     reason: str | None,
     name: str,
+    *,
+    brief: bool = False,
 ) -> None:
-    """The run's last lines: status, run id, link, video and curve, what to type next."""
+    """The run's last lines: status, run id, link, video and curve, what to type next (only
+    the first, and why it failed, when ``brief``)."""
     if tracker is None and not cfg.monitor.console:
         return
     local = {
@@ -182,6 +188,8 @@ def _report(
         reason=reason,
         ui_url=cfg.monitor.mlflow.ui_url,
     )
+    if brief:
+        rows = [row for row in rows if row[0] in ("", "why")]
     report.print_report(Console(soft_wrap=True), rows, status)
 
 
@@ -251,8 +259,9 @@ def _run(
             }
         )
     _watch_sweep()
+    brief = sweep_dir is not None  # a sweep's job
     if cfg.trial.number is None:
-        return _seeds(cfg, run_dir, name_suffix, context, checkpoint, resumed, None)
+        return _seeds(cfg, run_dir, name_suffix, context, checkpoint, resumed, None, brief)
     from hydra_plugins.twrl_optuna_sweeper import _trial as optuna_trial
 
     job = optuna_trial.TrialJob.load(
@@ -260,7 +269,7 @@ def _run(
     )
     context.update({"optuna.study": cfg.trial.study_name, "optuna.trial": str(cfg.trial.number)})
     with job:
-        return _seeds(cfg, run_dir, name_suffix, context, checkpoint, resumed, job)
+        return _seeds(cfg, run_dir, name_suffix, context, checkpoint, resumed, job, brief)
 
 
 def _seeds(
@@ -271,6 +280,7 @@ def _seeds(
     checkpoint: dict[str, Any] | None,
     resumed: bool,
     job: Any,
+    brief: bool = False,
 ) -> float:
     """Every seed of a run (``cfg.trial.seeds``); their mean objective."""
     values: list[float] = []
@@ -295,6 +305,7 @@ def _seeds(
             context=context,
             checkpoint=checkpoint,
             extra_monitors=[reporter] if reporter is not None else None,
+            brief=brief,
         )
         values.append(_objective(cfg, runner))
         env_steps += runner.history.env_steps
@@ -476,7 +487,10 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     os.environ.setdefault(SWEEP_ENV, processes.identity())
     try:
-        _hydra_main()
+        try:
+            _hydra_main()
+        finally:
+            sweep.end_failed_sweep()  # a grid stopped by a failed job still gets its table
     except KeyboardInterrupt:
         interrupts.requested = True
     except tuple(_SENTENCE_ERRORS) as exc:

@@ -68,6 +68,11 @@ def test_grid_sweep_nests_every_job_under_one_parent(tmp_path, isolated_mlflow) 
     assert parent.data.metrics["best/best_mean_return"] == best.data.metrics["best_mean_return"]
     assert parent.data.metrics["jobs_finished"] == 4
     assert f"best: {best.info.run_name}" in result.stdout
+    # Each job ends with one line; the sweep's table at the end says the rest.
+    for child in children:
+        assert result.stdout.count(f"FINISHED: run {child.info.run_id}") == 1
+    assert "  view " not in result.stdout
+    assert "resume=" not in result.stdout
 
 
 def default_folder_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -136,6 +141,13 @@ def test_a_failing_grid_job_is_recorded_and_the_others_go_on(tmp_path, isolated_
     assert [s for s, _ in statuses] == ["FAILED", "FINISHED"]
     failed = next(c for c in children if c.info.status == "FAILED")
     assert "update.lr=-1.0 is invalid" in failed.data.tags["error"]
+    # Hydra stops before its end-of-sweep callback when a job fails: the table and the
+    # parent's summary are still made, and the parent ends FAILED.
+    (parent,), _ = split(runs)
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics["jobs_failed"] == 1
+    assert parent.data.metrics["jobs_finished"] == 1
+    assert "sweep: 2 runs" in result.stdout
 
 
 def test_parallel_jobs_on_one_sqlite_store_lose_no_runs_and_no_metrics(

@@ -173,6 +173,22 @@ def test_without_a_terminal_progress_comes_as_plain_lines() -> None:
     assert "\x1b[" not in text  # no terminal control codes in a log
 
 
+def test_a_sweeps_job_shows_progress_but_no_summary_or_notes() -> None:
+    for brief in (False, True):
+        out = io.StringIO()
+        console = Console(file=out, width=80)
+        monitor = ConsoleMonitor(title="run", console=console, interval_s=0.0, brief=brief)
+        runner = random_runner(monitor, steps=2_000)
+        runner.run()
+        monitor.note("writing the last metrics")
+        monitor.finish(runner, "FINISHED")
+        text = out.getvalue()
+        assert "100% " in text  # progress either way
+        assert ("summary" in text) is not brief
+        assert ("best_mean_return" in text) is not brief
+        assert ("... writing the last metrics" in text) is not brief
+
+
 def test_summary_counts_are_whole_numbers() -> None:
     assert figure("episodes", 1229.0) == "1,229"
     assert figure("env_steps", 200016.0) == "200,016"

@@ -96,8 +96,11 @@ class ConsoleMonitor(MonitorBase):
         console: Console | None = None,
         live: bool | None = None,
         interval_s: float = 10.0,
+        brief: bool = False,
     ) -> None:
-        self.title = title
+        """``brief``: a sweep's job, whose figures the sweep's table gives at its end: progress
+        only, no summary table and no notes."""
+        self.title, self.brief = title, brief
         self.console = console or Console(soft_wrap=True)
         self.live = self.console.is_terminal if live is None else live
         self.interval_s = interval_s
@@ -189,6 +192,8 @@ class ConsoleMonitor(MonitorBase):
 
     def note(self, text: str) -> None:
         """Say what slow post-training work is being done (a video, uploads)."""
+        if self.brief:
+            return
         self.console.print(f"... {text}", markup=False, highlight=False, style="dim")
 
     def finish(self, runner: Runner, status: str) -> None:
@@ -197,6 +202,8 @@ class ConsoleMonitor(MonitorBase):
             self.progress.stop()
         else:
             self._line(runner)
+        if self.brief:
+            return
         summary = runner.history.summary(runner.solve_window)
         # No status in its title: the run's report, printed last, leads with it (and says
         # FAILED if closing the record fails after this table).

@@ -180,19 +180,28 @@ class FirstStepMarker(MonitorBase):
 
 
 def make_monitors(
-    cfg: DictConfig, run_dir: Path, env_id: str, suffix: str, context: dict[str, str]
+    cfg: DictConfig,
+    run_dir: Path,
+    env_id: str,
+    suffix: str,
+    context: dict[str, str],
+    *,
+    brief: bool = False,
 ) -> tuple[list[Monitor], MlflowMonitor | None]:
     """The run's monitors, MLflow last (it closes the run after the others have written).
 
     ``context`` holds a sweep's ``experiment``, ``tracking_uri`` and ``mlflow.parentRunId``
-    (the job's run is nested there) and any extra tags.
+    (the job's run is nested there) and any extra tags; ``brief``: a sweep's job (its console
+    shows progress but no summary).
     """
     monitors: list[Monitor] = []
     tracker = _tracker(cfg, env_id, suffix, context) if cfg.monitor.mlflow.enabled else None
     if cfg.monitor.console:
         monitors.append(
             ConsoleMonitor(
-                title=run_name(cfg, env_id, suffix), interval_s=cfg.monitor.progress_every_s
+                title=run_name(cfg, env_id, suffix),
+                interval_s=cfg.monitor.progress_every_s,
+                brief=brief,
             )
         )
     if cfg.monitor.checkpoint.enabled:

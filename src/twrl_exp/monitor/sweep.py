@@ -168,8 +168,11 @@ def preflight_launcher(config: DictConfig) -> None:
 class MlflowSweepCallback(Callback):
     """Opens a grid sweep's parent run before its jobs start and closes it after they end."""
 
+    active: MlflowSweepCallback | None = None  # the sweep this process runs, until it ends
+
     def __init__(self) -> None:
         self.parent: SweepParent | None = None
+        self.config: DictConfig | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Launchers pickle Hydra's context (callbacks included) for their workers; the parent
@@ -183,8 +186,9 @@ class MlflowSweepCallback(Callback):
             _grid_previous_handler = interrupts.install()
         if not config.monitor.mlflow.enabled:
             return
-        if "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", "")):
+        if ours:
             return  # the Optuna sweeper opens (or reopens) its study's parent run itself
+        MlflowSweepCallback.active, self.config = self, config
         sweep_dir = Path(config.hydra.sweep.dir)
         task = list(config.hydra.overrides.task)
         swept = swept_overrides(task)
@@ -210,16 +214,28 @@ class MlflowSweepCallback(Callback):
         global _grid_previous_handler
         interrupts.restore(_grid_previous_handler)
         _grid_previous_handler = None
-        if self.parent is None:
+        self._end("KILLED" if interrupts.requested else "FINISHED")
+
+    def _end(self, status: str) -> None:
+        """Summarise the jobs on the parent and in the terminal, and end the parent."""
+        MlflowSweepCallback.active = None
+        if self.parent is None or self.parent.finished or self.config is None:
             return
         try:
             summarize(
                 self.parent.client,
                 self.parent.run_id,
                 self.parent.experiment_id,
-                tracking_uri=tracking_uri_of(config),
-                objective=str(config.trial.objective),
-                ui_url=config.monitor.mlflow.ui_url,
+                tracking_uri=tracking_uri_of(self.config),
+                objective=str(self.config.trial.objective),
+                ui_url=self.config.monitor.mlflow.ui_url,
             )
         finally:
-            self.parent.finish("KILLED" if interrupts.requested else "FINISHED")
+            self.parent.finish(status)
+
+
+def end_failed_sweep() -> None:
+    """A grid job failed: Hydra stops before its end-of-sweep callback, so the sweep's table
+    and the parent's summary are made here, and the parent ends FAILED."""
+    if MlflowSweepCallback.active is not None:
+        MlflowSweepCallback.active._end("KILLED" if interrupts.requested else "FAILED")
