@@ -46,6 +46,13 @@ def test_a_run_ends_saying_where_it_went(train_cli, isolated_mlflow: str) -> Non
         assert path.is_file()
     assert "... recording a video of the final policy" in out
     assert f"python train.py resume={run.info.run_id}" in out
+    # The README's sample of these lines has the same rows in the same order.
+    sample = (project_root() / "README.md").read_text().split("**Where did my run go?**")[1]
+    sample = sample.split("```\n", 2)[1]
+    labels = re.findall(r"^  (\w+) ", sample, re.M)
+    block = out[out.index("FINISHED: run") :]
+    assert re.findall(r"^  (\w+) ", block, re.M) == labels
+    assert sample.splitlines()[0].split()[3:] == block.splitlines()[0].split()[3:]
     readme = client.download_artifacts(run.info.run_id, "model/README.md")
     assert "twrl_exp.artifacts.load_agent(run_id)" in Path(readme).read_text()
 
