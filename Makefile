@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint ui leaderboard bench clean cluster-up cluster-down cluster-status
+.PHONY: help install train test test-fast lint ui leaderboard notebook bench clean cluster-up cluster-down cluster-status
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ lint: $(STAMP)  ## ruff, mypy and the import-layering contract
 
 ui: $(STAMP)  ## MLflow UI on the project's store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+notebook: $(STAMP)  ## JupyterLab on notebooks/analysis.ipynb (ARGS="--port=8889 ...")
+	$(BIN)/jupyter lab notebooks/analysis.ipynb $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 bench: $(STAMP)  ## Benchmarks vs the env's speed limit and SB3 -> benchmarks/RESULTS*.md (DEEP_ARGS="--only ppo,dqn")
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -298,6 +298,15 @@ def test_one_seed_has_no_band_and_no_seed_no_curve() -> None:
     assert helpers.aggregate_seeds([([], [])]) is None
 
 
+def test_seeds_with_no_step_in_common_are_each_drawn_alone_to_their_own_end() -> None:
+    band = helpers.aggregate_seeds([([0, 10], [1.0, 2.0]), ([20, 30], [3.0, 4.0])])
+    assert band.steps.size == 0
+    assert [(s.tolist(), v.tolist()) for s, v in band.tails] == [
+        ([0, 10], [1.0, 2.0]),
+        ([20, 30], [3.0, 4.0]),
+    ]
+
+
 def test_the_learning_curves_legend_sits_outside_the_axes_with_many_long_labels() -> None:
     agents = [
         (
