@@ -39,6 +39,7 @@ def load_agent(
     run = logged.find_run(client, uri, "run_id", run_id)
     with tempfile.TemporaryDirectory(prefix="twrl-agent-") as tmp:
         try:
+            logged.quiet_downloads()
             folder = Path(client.download_artifacts(run_id, "model", tmp))
         except (MlflowException, OSError) as exc:
             raise ConfigError(

@@ -69,10 +69,18 @@ def find_run(client: Any, uri: str, key: str, run_id: str) -> Any:
     return run
 
 
+def quiet_downloads() -> None:
+    """No download progress bars from MLflow: a run's terminal shows its own progress only."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def download_config(client: Any, run_id: str, path: str, source: str) -> DictConfig:
     """A logged YAML config, parsed safely (no YAML tags, no objects)."""
     from mlflow.exceptions import MlflowException
 
+    quiet_downloads()
     with tempfile.TemporaryDirectory(prefix="twrl-logged-") as tmp:
         try:
             local = client.download_artifacts(run_id, path, tmp)
@@ -99,6 +107,20 @@ def _code_keys(node: Any, prefix: str = "") -> list[str]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             found += _code_keys(value, f"{prefix}[{index}]")
+    return found
+
+
+def _interpolations(node: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """``(path, value)`` of every string holding an interpolation (``${...}``)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _interpolations(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _interpolations(value, f"{prefix}[{index}]")
+    elif isinstance(node, str) and "${" in node:
+        found.append((prefix, node))
     return found
 
 
@@ -143,6 +165,17 @@ def trusted_config(
             f"{source}: its logged config has the instantiation key {planted[0]}, which a store "
             "may not set; refusing it (nothing was run)."
         )
+    # A run's config is logged resolved, so an interpolation in it was put there by hand. Read
+    # back, ${oc.env:...} would copy this machine's environment into a shared store, and
+    # ${oc.decode:...} or any other resolver would run: none is evaluated.
+    values.pop("paths", None)  # where data goes is this machine's business, not the record's
+    planted_values = _interpolations(values)
+    if planted_values:
+        path, text = planted_values[0]
+        raise ConfigError(
+            f"{source}: its logged config has the interpolation {text[:80]!r} at {path}; a "
+            "logged config holds plain values only, so it is refused (nothing was run)."
+        )
     picked = dict(choices or {})
     for group in GROUPS:
         node = values.get(group)
@@ -178,7 +211,6 @@ def trusted_config(
         for key in _CODE_KEYS:
             node.pop(key, None)
     values.update(_RESET)
-    values.pop("paths", None)  # where data goes is this machine's business, not the record's
     if isinstance(values.get("trial"), dict):
         values["trial"].update(_TRIAL_RESET)
     kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "rerun")]
@@ -215,6 +247,7 @@ def download_checkpoint(client: Any, run: Any, source: str) -> dict[str, Any] | 
 
     from twrl_exp.monitor.tracking import CHECKPOINT_TAG
 
+    quiet_downloads()
     run_id = run.info.run_id
     record = run.data.tags.get(CHECKPOINT_TAG)
     wanted = json.loads(record) if record else {"path": "checkpoints/last.pt", "sha256": None}

@@ -525,3 +525,49 @@ def test_a_planted_target_in_a_logged_config_is_refused(
         assert "Traceback" not in result.stderr
     assert not marker.exists()
     assert len(all_runs(isolated_mlflow)) == 1  # nothing was recorded for the refused runs
+
+
+@pytest.mark.parametrize(
+    "planted",
+    ["${oc.env:TWRL_TEST_SECRET}", "${oc.decode:'{a: 1}'}", "${no_such_resolver:x}"],
+    ids=["oc-env", "oc-decode", "unknown"],
+)
+def test_an_interpolation_planted_in_a_logged_config_is_never_resolved(
+    tmp_path: Path, isolated_mlflow: str, finished_run, planted: str, monkeypatch
+) -> None:
+    """A shared store must not read a user's environment: a logged config is plain values."""
+    from omegaconf import OmegaConf
+
+    secret = "s3cr3t-value-of-the-victim"
+    monkeypatch.setenv("TWRL_TEST_SECRET", secret)
+    for path in ("config.yaml", "model/config.yaml"):
+        config = artifact_file(finished_run, path)
+        logged = OmegaConf.load(config)
+        logged.monitor.mlflow.run_name = planted
+        if "env" in planted:  # also where a value is typed: a float
+            logged["update"]["lr"] = planted
+        config.write_text(OmegaConf.to_yaml(logged))
+    run_id = finished_run.info.run_id
+    results = [train(tmp_path, f"{key}={run_id}", *QUIET) for key in ("rerun", "resume")]
+    results.append(
+        subprocess.run(
+            [sys.executable, "-m", "twrl_exp.evaluate", f"run_id={run_id}", "episodes=2"],
+            cwd=tmp_path,
+            env=env_vars(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    )
+    for result in results:
+        assert result.returncode == 2, result.stderr
+        assert "monitor.mlflow.run_name" in result.stderr or "update.lr" in result.stderr
+        assert "plain values only" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "Downloading artifacts" not in result.stderr  # one sentence, no progress bars
+        assert secret not in result.stdout + result.stderr
+    runs = all_runs(isolated_mlflow, view=ViewType.ALL)
+    assert len(runs) == 1  # nothing was recorded for the refused runs
+    (run,) = runs
+    recorded = [*run.data.params.values(), *run.data.tags.values(), run.info.run_name]
+    assert not any(secret in str(value) for value in recorded)
