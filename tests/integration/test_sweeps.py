@@ -131,6 +131,27 @@ def test_the_default_optuna_sweep_in_the_default_folder_nests_its_trials(tmp_pat
     assert (tmp_path / "conf" / "experiment" / "cartpole_reinforce.yaml").is_file()
 
 
+@pytest.mark.parametrize(
+    ("grid", "sentence"),
+    [
+        (["update.lr=0.01,abc"], "update.lr=abc is invalid: update.lr must be a number."),
+        (["update.nosuch=1,2"], "update.nosuch is not a key of update: valid keys are name,"),
+        (["seed=0,1", "update.baseline=none,bogus"], "update.baseline must be one of none,"),
+    ],
+    ids=["wrong-type", "unknown-key", "bad-choice"],
+)
+def test_a_grid_with_a_bad_value_is_refused_before_anything_is_recorded(
+    tmp_path, isolated_mlflow, grid, sentence
+) -> None:
+    result = default_folder_cli(tmp_path, *grid, "hydra/launcher=joblib")
+    assert result.returncode == 2, result.stderr
+    assert sentence in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("error:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, lock, sweep folder
+    assert not Path(isolated_mlflow.removeprefix("sqlite:///")).exists()
+
+
 def test_a_failing_grid_job_is_recorded_and_the_others_go_on(tmp_path, isolated_mlflow) -> None:
     result = sweep_cli(tmp_path, "update.lr=-1,1e-3", *TINY)
     assert result.returncode != 0

@@ -165,6 +165,43 @@ def preflight_launcher(config: DictConfig) -> None:
         check(config.hydra.launcher)
 
 
+def _representative_jobs(task_overrides: list[str]) -> list[list[str]]:
+    """A grid's first job, and one more for each other value of each swept key (the rest at
+    their first value): every value is composed once, without the whole product."""
+    lists: list[list[str]] = []
+    for override in OverridesParser.create().parse_overrides(task_overrides):
+        key = override.get_key_element()
+        if override.is_sweep_override() and override.is_discrete_sweep():
+            lists.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        elif not override.is_sweep_override():
+            lists.append([f"{key}={override.get_value_element_as_str()}"])
+    first = [values[0] for values in lists if values]
+    jobs = [first]
+    for index, values in enumerate(lists):
+        jobs += [[*first[:index], value, *first[index + 1 :]] for value in values[1:]]
+    return jobs
+
+
+def refuse_bad_grid(config: DictConfig) -> None:
+    """Compose the grid's jobs (each value once) before anything is recorded: a value of the
+    wrong type or an unknown key refuses the whole grid in one sentence (exit 2), and no parent
+    run, sweep folder or job is left behind."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from twrl_exp import cli_errors
+
+    loader = GlobalHydra.instance().config_loader()
+    for job in _representative_jobs(list(config.hydra.overrides.task)):
+        try:
+            loader.load_sweep_config(config, job)
+        except Exception as exc:
+            sentence = cli_errors.describe(exc)
+            if sentence is None:
+                raise
+            say(sentence)
+            sys.exit(2)
+
+
 class MlflowSweepCallback(Callback):
     """Opens a grid sweep's parent run before its jobs start and closes it after they end."""
 
@@ -182,7 +219,9 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _grid_previous_handler
         ours = "twrl_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
-        if not ours:  # between grid jobs, Ctrl-C waits for the next job's first step
+        if not ours:
+            refuse_bad_grid(config)
+            # Between grid jobs, Ctrl-C waits for the next job's first step.
             _grid_previous_handler = interrupts.install()
         if not config.monitor.mlflow.enabled:
             return
