@@ -61,6 +61,9 @@ def _nonfinite(node: Any, prefix: str = "") -> tuple[str, float] | None:
     return None
 
 
+MAX_SEED = 2**32 - 1
+
+
 def check_run_config(cfg: DictConfig) -> None:
     """Values that no schema type can rule out: ranges, and no NaN or infinity anywhere."""
     if cfg.resume and cfg.rerun:
@@ -73,7 +76,8 @@ def check_run_config(cfg: DictConfig) -> None:
         raise ConfigError(f"{found[0]}={found[1]} is invalid: it must be a finite number.")
     m = cfg.monitor
     checks = [
-        ("seed", cfg.seed, cfg.seed >= 0, ">= 0"),
+        # NumPy's and PyTorch's generators take seeds up to 2**32 - 1 comfortably everywhere.
+        ("seed", cfg.seed, 0 <= cfg.seed <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
         ("torch_threads", cfg.torch_threads, cfg.torch_threads >= 1, ">= 1"),
         ("eval.episodes", cfg.eval.episodes, cfg.eval.episodes >= 1, ">= 1"),
         ("eval.num_envs", cfg.eval.num_envs, cfg.eval.num_envs >= 1, ">= 1"),

@@ -74,6 +74,11 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
         (["monitor.checkpoint.every_steps=0"], "monitor.checkpoint.every_steps=0 is invalid"),
         (["env.max_episode_steps=0"], "env.max_episode_steps=0 is invalid"),
         (["resume=abc", "rerun=def"], "cannot be combined"),
+        (
+            ["seed=99999999999999999999"],
+            "seed=99999999999999999999 is invalid: it must be an integer from 0 to 4294967295.",
+        ),
+        (["seed=-1"], "seed=-1 is invalid: it must be an integer from 0 to 4294967295."),
         (["rerun=0123abcd"], "rerun=0123abcd names no run"),
         (
             [
