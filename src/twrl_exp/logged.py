@@ -38,6 +38,7 @@ class ResumeSource:
     run_id: str
     checkpoint: dict[str, Any] | None  # the run's state at its last checkpoint
     env_steps: int
+    status: str = "FAILED"  # how the resumed run ended
 
 
 def _first_line(exc: BaseException) -> str:
@@ -285,4 +286,10 @@ def resume_source(uri: str, run_id: str, overrides: list[str]) -> ResumeSource:
     config = trusted_config(logged, overrides, source=source, choices=logged_choices(run))
     checkpoint = download_checkpoint(client, run, source)
     steps = int(checkpoint["history"]["env_steps"]) if checkpoint is not None else 0
-    return ResumeSource(config=config, run_id=run_id, checkpoint=checkpoint, env_steps=steps)
+    return ResumeSource(
+        config=config,
+        run_id=run_id,
+        checkpoint=checkpoint,
+        env_steps=steps,
+        status=run.info.status,
+    )

@@ -200,6 +200,14 @@ def _sources(
     if cfg.resume:
         source = logged.resume_source(_tracking_uri(cfg), cfg.resume, overrides)
         context["resumed_from"] = source.run_id
+        if source.status == "FINISHED":
+            Console(stderr=True).print(
+                f"resume={source.run_id}: the run had FINISHED, so it is kept as it is; its "
+                "continuation is a new run of the same name (tagged twrl.resumed_from), which the "
+                "leaderboard counts in its place.",
+                markup=False,
+                highlight=False,
+            )
         if source.checkpoint is None:
             Console(stderr=True).print(
                 f"resume={source.run_id}: the run has no checkpoint, so it starts over from env "

@@ -571,3 +571,21 @@ def test_an_interpolation_planted_in_a_logged_config_is_never_resolved(
     (run,) = runs
     recorded = [*run.data.params.values(), *run.data.tags.values(), run.info.run_name]
     assert not any(secret in str(value) for value in recorded)
+
+
+def test_resuming_a_finished_run_keeps_it_and_says_so(
+    tmp_path: Path, isolated_mlflow: str, finished_run
+) -> None:
+    old_id = finished_run.info.run_id
+    resumed = train(tmp_path, f"resume={old_id}", "train.max_env_steps=8000", *QUIET)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resume={old_id}: the run had FINISHED, so it is kept" in resumed.stderr
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    old = client.get_run(old_id)
+    assert old.info.lifecycle_stage == "active"
+    assert old.info.status == "FINISHED"
+    new = next(r for r in all_runs(isolated_mlflow) if r.info.run_id != old_id)
+    assert old.data.tags["twrl.superseded_by"] == new.info.run_id
+    assert new.data.tags["twrl.resumed_from"] == old_id
+    assert new.data.metrics["env_steps"] >= 8000
+    assert_one_timeline(client, new)

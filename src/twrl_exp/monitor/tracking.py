@@ -95,7 +95,7 @@ class MlflowMonitor(MonitorBase):
         episodes and evaluations come from the checkpoint's history, other series are copied up
         to the checkpoint's env step, and the old run, whose record after the checkpoint belongs
         to a dead timeline, is tagged ``twrl.superseded_by`` and deleted (recoverable with
-        ``mlflow runs restore``).
+        ``mlflow runs restore``); a FINISHED run, a complete result, is tagged and kept.
         """
         self.request()
         assert self._handle is not None
@@ -184,7 +184,8 @@ class MlflowMonitor(MonitorBase):
         self.flush()
         self._copy_videos(old_id, h.env_steps)
         self.client.set_tag(old_id, SUPERSEDED_TAG, self.run_id)
-        self.client.delete_run(old_id)
+        if old.info.status != "FINISHED":  # a finished run is a result of its own: it stays
+            self.client.delete_run(old_id)
 
     def _copy_videos(self, old_id: str, until_step: int) -> None:
         from mlflow.exceptions import MlflowException
