@@ -29,6 +29,7 @@ _CODE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 _OPTION = re.compile(r"^[A-Za-z0-9_\-]+$")
 # A run started from a logged one is a plain run: no sweep trial, no further resume/rerun.
 _RESET = {"resume": None, "rerun": None}
+_OBSERVING_GROUPS = ("monitor",)
 _TRIAL_RESET = {"study_name": None, "storage": None, "number": None, "heartbeat_interval": None}
 
 
@@ -39,6 +40,7 @@ class ResumeSource:
     checkpoint: dict[str, Any] | None  # the run's state at its last checkpoint
     env_steps: int
     status: str = "FAILED"  # how the resumed run ended
+    choices: dict[str, str] | None = None  # its group options
 
 
 def _first_line(exc: BaseException) -> str:
@@ -125,6 +127,22 @@ def _interpolations(node: Any, prefix: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def group_options(
+    values: dict[Any, Any], choices: dict[str, str] | None, source: str
+) -> dict[str, str]:
+    """The logged run's group options: those recorded with it (tags), else each group's
+    logged ``name``."""
+    picked = dict(choices or {})
+    for group in GROUPS:
+        node = values.get(group)
+        if group not in picked and isinstance(node, dict) and isinstance(node.get("name"), str):
+            picked[group] = node["name"]
+    bad = [f"{g}={c}" for g, c in picked.items() if not _OPTION.match(c)]
+    if bad:
+        raise ConfigError(f"{source}: its logged group option {bad[0]} is not an option name.")
+    return picked
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """``config`` composed from the config search path (the app's, inside a Hydra app)."""
     from hydra import compose, initialize_config_dir
@@ -177,22 +195,22 @@ def trusted_config(
             f"{source}: its logged config has the interpolation {text[:80]!r} at {path}; a "
             "logged config holds plain values only, so it is refused (nothing was run)."
         )
-    picked = dict(choices or {})
-    for group in GROUPS:
-        node = values.get(group)
-        if group not in picked and isinstance(node, dict) and isinstance(node.get("name"), str):
-            picked[group] = node["name"]
-    bad = [f"{g}={c}" for g, c in picked.items() if not _OPTION.match(c)]
-    if bad:
-        raise ConfigError(f"{source}: its logged group option {bad[0]} is not an option name.")
+    picked = group_options(values, choices, source)
     changed = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
     if changed:
         raise ConfigError(
             f"{source} keeps the logged run's groups, so {changed[0]} cannot be given with it; "
             "start a new run for another composition."
         )
+    # monitor=quiet and the like choose anew how the run is observed: that group's logged
+    # values give way to the chosen option's.
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "rerun")]
+    chosen = [o for o in kept if o.split("=", 1)[0].lstrip("+~") in _OBSERVING_GROUPS]
+    kept = [o for o in kept if o not in chosen]
+    for override in chosen:
+        values.pop(override.split("=", 1)[0].lstrip("+~"), None)
     try:
-        composed = compose_config([f"{g}={c}" for g, c in picked.items()])
+        composed = compose_config([*(f"{g}={c}" for g, c in picked.items()), *chosen])
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(
             f"{source}: its groups {', '.join(f'{g}={c}' for g, c in picked.items())} do not "
@@ -214,17 +232,22 @@ def trusted_config(
     values.update(_RESET)
     if isinstance(values.get("trial"), dict):
         values["trial"].update(_TRIAL_RESET)
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "rerun")]
     try:
         merged = OmegaConf.merge(composed, values)
-        if kept:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(kept))
     except OmegaConfBaseException as exc:
         where = getattr(exc, "full_key", None)
         raise ConfigError(
             f"{source}: the logged config does not fit this version of twrl-exp "
             f"({_first_line(exc)}{f', at {where}' if where else ''})."
         ) from exc
+    for override in kept:  # the command line's values, each checked against the run's groups
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(
+                f"{override} does not apply to {source} (its groups are "
+                f"{', '.join(f'{g}={c}' for g, c in picked.items())}): {_first_line(exc)}."
+            ) from exc
     assert isinstance(merged, DictConfig)
     return merged
 
@@ -234,12 +257,20 @@ def logged_choices(run: Any) -> dict[str, str]:
     return {k.removeprefix(CHOICE_TAG): v for k, v in tags.items() if k.startswith(CHOICE_TAG)}
 
 
-def rerun_config(uri: str, run_id: str, overrides: list[str]) -> DictConfig:
+def rerun_config(uri: str, run_id: str, overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
+    """The logged run's config for a new run, and its group options (to record with it)."""
     client = store.open_client(uri)
     run = find_run(client, uri, "rerun", run_id)
     source = f"rerun={run_id}"
     logged = download_config(client, run_id, "config.yaml", source)
-    return trusted_config(logged, overrides, source=source, choices=logged_choices(run))
+    config = trusted_config(logged, overrides, source=source, choices=logged_choices(run))
+    return config, _recorded_options(logged, run, source)
+
+
+def _recorded_options(logged: DictConfig, run: Any, source: str) -> dict[str, str]:
+    values = OmegaConf.to_container(logged, resolve=False)
+    assert isinstance(values, dict)
+    return group_options(values, logged_choices(run), source)
 
 
 def download_checkpoint(client: Any, run: Any, source: str) -> dict[str, Any] | None:
@@ -292,4 +323,5 @@ def resume_source(uri: str, run_id: str, overrides: list[str]) -> ResumeSource:
         checkpoint=checkpoint,
         env_steps=steps,
         status=run.info.status,
+        choices=_recorded_options(logged, run, source),
     )

@@ -200,6 +200,7 @@ def _sources(
     if cfg.resume:
         source = logged.resume_source(_tracking_uri(cfg), cfg.resume, overrides)
         context["resumed_from"] = source.run_id
+        _record_options(context, source.choices or {})
         if source.status == "FINISHED":
             Console(stderr=True).print(
                 f"resume={source.run_id}: the run had FINISHED, so it is kept as it is; its "
@@ -218,8 +219,18 @@ def _sources(
         return source.config, source.checkpoint
     if cfg.rerun:
         context["rerun_of"] = cfg.rerun
-        return logged.rerun_config(_tracking_uri(cfg), cfg.rerun, overrides), None
+        config, options = logged.rerun_config(_tracking_uri(cfg), cfg.rerun, overrides)
+        _record_options(context, options)
+        return config, None
     return cfg, None
+
+
+def _record_options(context: dict[str, str], options: dict[str, str]) -> None:
+    """A run from a logged one records that run's group options, not the defaults Hydra
+    composed before the logged config was read."""
+    for key in [k for k in context if k.startswith(logged.CHOICE_TAG)]:
+        del context[key]
+    context.update({f"{logged.CHOICE_TAG}{g}": c for g, c in options.items()})
 
 
 def run(
@@ -362,7 +373,7 @@ def _hydra_main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     sweep_dir = Path(hc.sweep.dir) if multirun else None
-    overrides = list(hc.overrides.task)
+    overrides = list(hc.overrides.task) + _LOGGED_GROUP_OVERRIDES
     suffix = _job_suffix(cfg, overrides, read_parent(sweep_dir))
     note = _preset_note(cfg)
     if note and cfg.monitor.console and not multirun:
@@ -408,6 +419,20 @@ def _job_suffix(cfg: DictConfig, overrides: list[str], parent: dict[str, Any] | 
     keys = list(parent.get("swept_keys", []))
     swept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
     return " ".join(short_override(o, keys) for o in swept)
+
+
+# resume=/rerun= with values for the logged run's groups (update.alpha=0.1 for a TD(lambda)
+# run): Hydra would check them against the default groups (update=reinforce has no alpha), so
+# they are kept from Hydra and applied to the logged config, which has the run's own groups.
+_LOGGED_GROUP_OVERRIDES: list[str] = []
+
+
+def _defer_logged_group_values(argv: list[str]) -> list[str]:
+    if not any(re.match(r"^(resume|rerun)=.", a) for a in argv):
+        return argv
+    group_values = re.compile(rf"^({'|'.join(logged.GROUPS)})\.[^=]+=")
+    _LOGGED_GROUP_OVERRIDES[:] = [a for a in argv if group_values.match(a)]
+    return [a for a in argv if a not in _LOGGED_GROUP_OVERRIDES]
 
 
 def _with_env_preset(argv: list[str]) -> list[str]:
@@ -489,7 +514,7 @@ def cli() -> None:
 
 def main() -> None:
     """``python train.py``: user errors in one sentence (exit 2), Ctrl-C as exit 130."""
-    sys.argv[1:] = _with_env_preset(sys.argv[1:])
+    sys.argv[1:] = _with_env_preset(_defer_logged_group_values(sys.argv[1:]))
     # Composition errors reach us as exceptions (not Hydra's multi-line report), so they can be
     # told in one sentence; anything unexpected still shows its traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"

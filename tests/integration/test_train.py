@@ -195,3 +195,32 @@ def test_rerun_repeats_a_logged_run_exactly(make_cfg, train_cli, isolated_mlflow
         for r in (first, second)
     ]
     assert history[0] == history[1]
+
+
+def test_resume_and_rerun_take_values_of_the_runs_own_groups(
+    make_cfg, train_cli, isolated_mlflow: str
+) -> None:
+    """update.alpha exists for the logged TD(lambda) run, not for the default update=reinforce:
+    it is checked against the run's groups, and so is a bad value; monitor=quiet is taken."""
+    td = ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda"]
+    run(make_cfg(*td, "train.max_env_steps=2000", "monitor=quiet", "monitor.video.enabled=false"))
+    (first,) = runs(isolated_mlflow, "MountainCar-v0")
+    old = first.info.run_id
+    resumed = train_cli(
+        f"resume={old}", "update.alpha=0.2", "train.max_env_steps=4000", "monitor=quiet"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    (new,) = [r for r in runs(isolated_mlflow, "MountainCar-v0") if r.info.run_id != old]
+    assert new.data.params["update.alpha"] == "0.2"
+    assert new.data.params["monitor.console"] == "False"
+    assert new.data.tags["update"] == "td_lambda"
+    for bad, says in (
+        ("update.nosuch=1", "Key 'nosuch' not in 'TdLambdaConfig'"),
+        ("update.alpha=abc", "could not be converted to Float"),
+    ):
+        refused = train_cli(f"rerun={new.info.run_id}", bad)
+        assert refused.returncode == 2
+        assert f"error: {bad} does not apply to rerun={new.info.run_id}" in refused.stderr
+        assert says in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert len(runs(isolated_mlflow, "MountainCar-v0")) == 2
