@@ -128,7 +128,11 @@ def test_the_default_optuna_sweep_in_the_default_folder_nests_its_trials(tmp_pat
         "eval.episodes=2",
     )
     assert_nested_with_table(result, isolated_mlflow, 4)
-    assert (tmp_path / "conf" / "experiment" / "cartpole_reinforce.yaml").is_file()
+    saved = tmp_path / "conf" / "experiment" / "cartpole_reinforce.yaml"
+    assert saved.is_file()
+    # Where it went and how to re-run it, whole (not cut by the table at 80 columns).
+    assert f"\nsaved  {saved}\n" in result.stdout
+    assert "\nre-run python train.py +experiment=cartpole_reinforce\n" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -206,10 +206,15 @@ def report(
         for key, value in study.best_params.items():
             table.add_row(f"best {key}", str(value))
         saved = save_experiment(sweeper, study)
-        table.add_row("saved", f"{saved}  ({commands()[0]} +experiment={study.study_name})")
     else:
         table.add_row("best", "no trial completed")
     console.print(table)
+    if saved is not None:  # on lines of their own, whole, to be copied at any width
+        for label, text in (
+            ("saved", str(saved)),
+            ("re-run", f"{commands()[0]} +experiment={study.study_name}"),
+        ):
+            console.print(f"{label:<7}{text}", markup=False, highlight=False)
     if parent is None:
         return
     client, run_id = parent.client, parent.run_id
