@@ -25,8 +25,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from twrl_exp.build import build, make_runner, project_root
-from twrl_exp.config import register_configs
-from twrl_exp.env import make_vector_env
+from twrl_exp.config import make, register_configs
 from twrl_exp.paths import config_dir
 from twrl_exp.runner import MonitorBase, Runner
 from twrl_exp.update import td_fast
@@ -39,7 +38,7 @@ EVAL_EVERY, EVAL_EPISODES, THRESHOLD = 5_000, 20, 475.0
 BEST_REINFORCE = [
     "update.lr=0.0107",
     "update.baseline=average",
-    "update.entropy_coef=0.0056",
+    "update.ent_coef=0.0056",
     "model.hidden_sizes=[64]",
     "update.steps_per_batch=1000",
 ]
@@ -80,7 +79,7 @@ def raw_env_rate(num_envs: int, seed: int, steps: int = 400_000) -> float:
 
 def raw_mountaincar_rate(num_envs: int, seed: int, steps: int) -> float:
     """MountainCar-v0 as TD(lambda) trains on it (our numpy vector env), random actions."""
-    env = make_vector_env(id="MountainCar-v0", num_envs=num_envs)
+    env = make("env", id="MountainCar-v0", num_envs=num_envs)
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     vector_steps = steps // num_envs

@@ -1,91 +1,41 @@
-"""Structured-config schemas: every config group is type-checked against one of these.
+"""Structured-config schemas: every config group is type-checked against one of these, and they
+are the one home of every option's default.
 
-The YAML files under ``conf/`` hold values; these dataclasses hold the types, the defaults and the
-``_target_`` of the object each option builds. They are registered in Hydra's ConfigStore under
-``schema/<group>/<option>`` and pulled in by each YAML file's defaults list, so a misspelt key or a
-wrongly typed value is refused at composition time, before anything runs.
+Each dataclass holds the types, the default values and the ``_target_`` of the object an option
+builds. They are registered in Hydra's ConfigStore under ``schema/<group>/<option>`` and pulled in
+by each YAML file's defaults list (``conf/{model,policy,update}/<option>.yaml`` add no values of
+their own), so a misspelt key or a wrongly typed value is refused at composition time, before
+anything runs. The constructors they name take every option as a keyword argument without a
+default: :func:`make` builds an option from Python with these defaults, as the command line does.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import get_object
 from omegaconf import MISSING, OmegaConf
 
 from twrl_exp import paths
-
-
-class Vectorization(StrEnum):
-    auto = "auto"
-    native = "native"
-    sync = "sync"
-    async_ = "async"
-
-
-class Activation(StrEnum):
-    tanh = "tanh"
-    relu = "relu"
-    elu = "elu"
-    gelu = "gelu"
-    sigmoid = "sigmoid"
-
-
-class Baseline(StrEnum):
-    none = "none"
-    average = "average"
-    value = "value"
-
-
-class OptimizerName(StrEnum):
-    adam = "adam"
-    rmsprop = "rmsprop"
-    sgd = "sgd"
-
-
-class LrDecay(StrEnum):
-    none = "none"
-    linear = "linear"
-
-
-class TdTarget(StrEnum):
-    sarsa = "sarsa"
-    q_learning = "q_learning"
-    expected_sarsa = "expected_sarsa"
-
-
-class Objective(StrEnum):
-    best_mean_return = "best_mean_return"
-    final_eval_return = "final_eval_return"
-    auc = "auc"
-    neg_steps_to_solve = "neg_steps_to_solve"
-
-
-class Traces(StrEnum):
-    replacing = "replacing"
-    accumulating = "accumulating"
-
-
-class TdBackend(StrEnum):
-    auto = "auto"
-    numpy = "numpy"
-    numba = "numba"
-
-
-class Schedule(StrEnum):
-    constant = "constant"
-    linear = "linear"
-
-
-class QLoss(StrEnum):
-    huber = "huber"
-    mse = "mse"
-
+from twrl_exp.choices import (
+    Activation,
+    Baseline,
+    Objective,
+    OptimizerName,
+    QLoss,
+    Schedule,
+    TdBackend,
+    TdTarget,
+    Traces,
+    Vectorization,
+)
+from twrl_exp.errors import ConfigError
 
 # --------------------------------------------------------------------------- env
+# Each conf/env/<option>.yaml is a preset of this one schema (its id, num_envs, ...).
 
 
 @dataclass
@@ -94,11 +44,12 @@ class EnvConfig:
 
     _target_: str = "twrl_exp.env.make_vector_env"
     _partial_: bool = True
-    id: str = "CartPole-v1"
+    id: str = "CartPole-v1"  # any Gymnasium id, or my_pkg.envs:Foo-v0 (imports my_pkg.envs)
     num_envs: int = 8
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    max_episode_steps: int | None = None
-    reward_threshold: float | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make_vec
+    max_episode_steps: int | None = None  # null: the id's registered limit
+    reward_threshold: float | None = None  # null: the id's registered threshold
+    # auto: a native numpy vector env where there is one (CartPole, MountainCar), else sync
     vectorization: Vectorization = Vectorization.auto
 
 
@@ -107,29 +58,35 @@ class EnvConfig:
 
 @dataclass
 class MLPConfig:
+    """A multilayer perceptron (CleanRL's 64-64 tanh with orthogonal init)."""
+
     _target_: str = "twrl_exp.model.MLP"
     _partial_: bool = True
     name: str = "mlp"
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: Activation = Activation.tanh
-    critic_hidden_sizes: list[int] | None = None  # critics an update builds (null: hidden_sizes)
-    dueling: bool = False  # Q = V + A - mean(A) (update=dqn)
+    critic_hidden_sizes: list[int] | None = None  # critics (a2c, ppo, sac, td3): null: as above
+    dueling: bool = False  # dueling Q head, Q = V + A - mean(A) (update=dqn; Wang et al. 2016)
 
 
 @dataclass
 class TileCodingConfig:
+    """Tile coding: ``num_tilings`` offset grids over a Box (Sutton & Barto 2018, sec. 9.5.4)."""
+
     _target_: str = "twrl_exp.model.TileCoding"
     _partial_: bool = True
     name: str = "tilecoding"
     num_tilings: int = 8
     tiles_per_dim: int = 8
-    memory_size: int | None = None
-    ranges: list[Any] | None = None  # [[low, high], ...]; checked by the model
-    initial_value: float = 0.0
+    memory_size: int | None = None  # an int hashes tiles into that many weights (many dimensions)
+    ranges: list[Any] | None = None  # [[low, high], ...] per dimension; null: observation bounds
+    initial_value: float = 0.0  # initial weight; Q starts at num_tilings * initial_value
 
 
 @dataclass
 class TableConfig:
+    """One weight per (discrete state, action)."""
+
     _target_: str = "twrl_exp.model.Table"
     _partial_: bool = True
     name: str = "table"
@@ -155,24 +112,28 @@ class CategoricalConfig:
 
 @dataclass
 class NormalConfig:
+    """A diagonal Gaussian with a state-independent standard deviation."""
+
     _target_: str = "twrl_exp.policy.Normal"
     _partial_: bool = True
     name: str = "normal"
     init_std: float = 1.0
-    learn_std: bool = True
+    learn_std: bool = True  # false keeps the standard deviation fixed at init_std
     min_std: float = 1e-3
 
 
 @dataclass
 class EGreedyConfig:
+    """Epsilon-greedy; a constant 0.1 by default (Sutton & Barto 2018, ex. 6.6)."""
+
     _target_: str = "twrl_exp.policy.EGreedy"
     _partial_: bool = True
     name: str = "egreedy"
     epsilon: float = 0.1
-    decay: float = 1.0  # per finished episode ...
+    decay: float = 1.0  # epsilon * decay**episodes (per finished episode) ...
     min_epsilon: float = 0.0
-    exploration_fraction: float | None = None  # ... or linear per env step over this fraction
-    final_epsilon: float = 0.05  # of train.max_env_steps, from epsilon to final_epsilon
+    exploration_fraction: float | None = None  # ... or linear per env step, epsilon to
+    final_epsilon: float = 0.05  # final_epsilon over this fraction of train.max_env_steps (DQN)
 
 
 @dataclass
@@ -186,7 +147,7 @@ class TanhNormalConfig:
 
 @dataclass
 class DeterministicConfig:
-    """``tanh(model(s))`` explored with Gaussian noise (TD3)."""
+    """``tanh(model(s))`` explored with Gaussian noise (TD3; CleanRL's and the zoo's 0.1)."""
 
     _target_: str = "twrl_exp.policy.Deterministic"
     _partial_: bool = True
@@ -209,30 +170,36 @@ class RandomConfig:
 
 
 # --------------------------------------------------------------------------- update
+# Learning-rate schedules share one vocabulary: lr_schedule (constant | linear: from lr to
+# lr * lr_final_fraction at train.max_env_steps) and lr_final_fraction; an entropy bonus is
+# ent_coef. RENAMED below lists the spellings these replaced.
 
 
 @dataclass
 class ReinforceConfig:
-    """REINFORCE (Williams 1992) on whole episodes."""
+    """REINFORCE (Williams 1992) on whole episodes; our own defaults, which the tuned CartPole
+    and Pendulum presets (conf/tuned/*-reinforce.yaml) were validated with."""
 
     _target_: str = "twrl_exp.update.reinforce.reinforce"
     _partial_: bool = True
     name: str = "reinforce"
     gamma: float = 0.99
-    steps_per_batch: int = 2000
+    steps_per_batch: int = 2000  # env steps of whole episodes per gradient step
+    # none | average (time-dependent running mean return) | value (a learned state value)
     baseline: Baseline = Baseline.average
     baseline_decay: float = 0.9
-    value_lr: float = 1e-2
+    value_lr: float = 1e-2  # learned state-value baseline (baseline=value)
     value_epochs: int = 1
     normalize_advantages: bool = True
-    entropy_coef: float = 0.0
+    ent_coef: float = 0.0
     max_grad_norm: float | None = None
     optimizer: OptimizerName = OptimizerName.adam
     lr: float = 5e-3
     weight_decay: float = 0.0
+    # passed to the optimizer, e.g. {betas: [0.9, 0.999]}, {momentum: 0.9}, {alpha: 0.99}
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
-    lr_decay: LrDecay = LrDecay.none
-    final_lr_fraction: float = 0.0
+    lr_schedule: Schedule = Schedule.constant
+    lr_final_fraction: float = 0.0
 
 
 @dataclass
@@ -242,11 +209,13 @@ class TdLambdaConfig:
     _target_: str = "twrl_exp.update.td_lambda.td_lambda"
     _partial_: bool = True
     name: str = "td_lambda"
-    target: TdTarget = TdTarget.sarsa
+    target: TdTarget = TdTarget.sarsa  # sarsa | q_learning (Watkins) | expected_sarsa
     gamma: float = 1.0
     lam: float = 0.9
-    alpha: float = 0.5
+    alpha: float = 0.5  # step size of the whole function: alpha / num_tilings per tile
     traces: Traces = Traces.replacing
+    # numba (pip install "twrl-exp[fast]"): the same step compiled, identical results;
+    # auto: numba if installed, else numpy
     backend: TdBackend = TdBackend.auto
 
 
@@ -259,14 +228,15 @@ class NoUpdateConfig:
 
 @dataclass
 class A2CConfig:
-    """Advantage actor-critic (Mnih et al. 2016) on n-step rollouts; SB3's defaults."""
+    """Advantage actor-critic (Mnih et al. 2016) on n-step rollouts; SB3's A2C defaults
+    (RMSprop with alpha 0.99 and eps 1e-5, lr 7e-4, 5 steps, no entropy bonus)."""
 
     _target_: str = "twrl_exp.update.actor_critic.a2c"
     _partial_: bool = True
     name: str = "a2c"
-    n_steps: int = 5
+    n_steps: int = 5  # rollout length per env (a rollout is n_steps x env.num_envs)
     gamma: float = 0.99
-    gae_lambda: float = 1.0
+    gae_lambda: float = 1.0  # 1: n-step returns
     vf_coef: float = 0.5
     ent_coef: float = 0.0
     max_grad_norm: float | None = 0.5
@@ -274,54 +244,62 @@ class A2CConfig:
     lr: float = 7e-4
     optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"alpha": 0.99, "eps": 1e-5})
     lr_schedule: Schedule = Schedule.constant
+    lr_final_fraction: float = 0.0
     normalize_advantages: bool = False
 
 
 @dataclass
 class PPOConfig:
-    """Proximal policy optimisation (Schulman et al. 2017); CleanRL's ppo.py defaults."""
+    """Proximal policy optimisation (Schulman et al. 2017); CleanRL's ppo.py defaults (Adam with
+    eps 1e-5, lr 2.5e-4 annealed linearly to 0, entropy bonus 0.01)."""
 
     _target_: str = "twrl_exp.update.actor_critic.ppo"
     _partial_: bool = True
     name: str = "ppo"
-    n_steps: int = 128
+    n_steps: int = 128  # rollout length per env (a rollout is n_steps x env.num_envs)
     gamma: float = 0.99
     gae_lambda: float = 0.95
     update_epochs: int = 4
     num_minibatches: int = 4
     clip_coef: float = 0.2
-    clip_schedule: Schedule = Schedule.constant
+    clip_schedule: Schedule = Schedule.constant  # linear: to 0 at train.max_env_steps
     clip_vloss: bool = True
     vf_coef: float = 0.5
-    ent_coef: float = 0.0
+    ent_coef: float = 0.01
     max_grad_norm: float | None = 0.5
-    target_kl: float | None = None
+    target_kl: float | None = None  # stop an update's epochs once the approximate KL exceeds it
     optimizer: OptimizerName = OptimizerName.adam
     lr: float = 2.5e-4
-    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer_kwargs: dict[str, Any] = field(default_factory=lambda: {"eps": 1e-5})
     lr_schedule: Schedule = Schedule.linear
+    lr_final_fraction: float = 0.0
     normalize_advantages: bool = True
 
 
 @dataclass
 class DQNConfig:
-    """Deep Q-learning with replay, target network, Double DQN, n-step returns; CleanRL's."""
+    """Deep Q-learning (Mnih et al. 2015). CleanRL's dqn.py replay and target settings (buffer
+    1e4, batch 128, learning from 1e4 steps, every 10 steps, target copied every 500, lr 2.5e-4);
+    unlike dqn.py (squared loss, no clipping, max target) a Huber loss clipped at a gradient norm
+    of 10, as SB3, and Double DQN (van Hasselt et al. 2016). Exploration is the policy's:
+    policy=egreedy's constant 0.1 unless set (dqn.py anneals 1 to 0.05 over half the budget:
+    policy.epsilon=1 policy.exploration_fraction=0.5)."""
 
     _target_: str = "twrl_exp.update.dqn.dqn"
     _partial_: bool = True
     name: str = "dqn"
     buffer_size: int = 10_000
     batch_size: int = 128
-    learning_starts: int = 10_000
-    train_freq: int = 10
-    gradient_steps: int = 1
+    learning_starts: int = 10_000  # env steps before learning starts
+    train_freq: int = 10  # learn every N env steps ...
+    gradient_steps: int = 1  # ... this many batches (-1: as many as env steps since)
     n_step: int = 1
     gamma: float = 0.99
     lr: float = 2.5e-4
     optimizer: OptimizerName = OptimizerName.adam
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
-    target_update_interval: int = 500
-    tau: float = 1.0
+    target_update_interval: int = 500  # env steps between target updates ...
+    tau: float = 1.0  # ... by Polyak averaging with tau (1: a hard copy)
     double_q: bool = True
     loss: QLoss = QLoss.huber
     max_grad_norm: float | None = 10.0
@@ -329,7 +307,10 @@ class DQNConfig:
 
 @dataclass
 class SACConfig:
-    """Soft actor-critic with twin critics and automatic temperature (Haarnoja et al. 2018)."""
+    """Soft actor-critic with twin critics and automatic temperature (Haarnoja et al. 2018);
+    CleanRL's sac_continuous_action.py defaults (actor lr 3e-4; critics and temperature q_lr
+    1e-3; learning from 5e3 steps; batch 256; tau 0.005), except that the actor steps once per
+    critic step (policy_delay 1, as SB3) where CleanRL steps it twice every second one."""
 
     _target_: str = "twrl_exp.update.off_policy_ac.sac"
     _partial_: bool = True
@@ -341,9 +322,9 @@ class SACConfig:
     gradient_steps: int = 1
     gamma: float = 0.99
     tau: float = 0.005
-    lr: float = 3e-4
-    q_lr: float | None = 1e-3
-    ent_coef: str = "auto"  # auto (tuned to target_entropy) or a fixed number
+    lr: float = 3e-4  # actor
+    q_lr: float | None = 1e-3  # critics and temperature (null: lr)
+    ent_coef: str = "auto"  # auto (tuned to target_entropy) or a fixed temperature
     target_entropy: float | None = None  # null: -dim(actions)
     policy_delay: int = 1
     max_grad_norm: float | None = None
@@ -351,7 +332,10 @@ class SACConfig:
 
 @dataclass
 class TD3Config:
-    """Twin delayed DDPG (Fujimoto et al. 2018)."""
+    """Twin delayed DDPG (Fujimoto et al. 2018); CleanRL's td3_continuous_action.py defaults
+    (lr 3e-4 for actor and critics, learning from 25e3 steps, batch 256, target noise 0.2
+    clipped at 0.5, actor and targets every second step). SB3 and the zoo use lr 1e-3 (the
+    tuned Pendulum preset does)."""
 
     _target_: str = "twrl_exp.update.off_policy_ac.td3"
     _partial_: bool = True
@@ -363,9 +347,9 @@ class TD3Config:
     gradient_steps: int = 1
     gamma: float = 0.99
     tau: float = 0.005
-    lr: float = 3e-4
-    q_lr: float | None = None
-    policy_delay: int = 2
+    lr: float = 3e-4  # actor (and critics unless q_lr)
+    q_lr: float | None = None  # critics (null: lr)
+    policy_delay: int = 2  # critic updates per actor (and target) update
     target_policy_noise: float = 0.2
     target_noise_clip: float = 0.5
     max_grad_norm: float | None = None
@@ -502,6 +486,73 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "td3": TD3Config,
     },
 }
+
+
+# Old spellings of options, refused in one sentence naming the new key (cli_errors) and
+# translated, with the same meaning, in the logged configs of older runs (logged.py):
+# old key -> (new key, old value -> new value).
+RENAMED: dict[str, tuple[str, dict[str, str]]] = {
+    "update.entropy_coef": ("update.ent_coef", {}),
+    "update.lr_decay": ("update.lr_schedule", {"none": "constant", "linear": "linear"}),
+    "update.final_lr_fraction": ("update.lr_final_fraction", {}),
+}
+
+
+def renamed(key: str, value: str | None = None) -> str | None:
+    """One sentence refusing the old spelling ``key`` (with its ``value``, if given) that names
+    the new key, or None if ``key`` is not an old spelling."""
+    if key not in RENAMED:
+        return None
+    new, values = RENAMED[key]
+    if value is None:
+        return f"{key} was renamed {new}: write {new} instead."
+    return f"{key} was renamed {new}: write {new}={values.get(value, value)}."
+
+
+def upgrade_logged(values: dict[Any, Any]) -> None:
+    """Translate old spellings in a logged config (plain containers), in place, to their new
+    keys with the same meaning; a new key already there wins."""
+    for old, (new, spellings) in RENAMED.items():
+        group, key = old.split(".")
+        node = values.get(group)
+        if isinstance(node, dict) and key in node:
+            value = node.pop(key)
+            translated = spellings.get(value, value) if isinstance(value, str) else value
+            node.setdefault(new.split(".")[1], translated)
+
+
+_NOT_ARGUMENTS = ("_target_", "_partial_", "name")
+
+
+def schema(group: str, option: str | None = None) -> type:
+    """The dataclass of ``group=option``; every env option is a preset of :class:`EnvConfig`."""
+    if group == "env":
+        return EnvConfig
+    options = GROUP_SCHEMAS.get(group, {})
+    if option not in options:
+        valid = ", ".join(options) or "none"
+        raise ConfigError(f"{group}={option} is not an option: choose one of {valid}.")
+    return options[option]
+
+
+def defaults(group: str, option: str | None = None) -> dict[str, Any]:
+    """The defaults of ``group=option`` as its constructor's keyword arguments (fresh copies)."""
+    node = schema(group, option)()
+    return {f.name: getattr(node, f.name) for f in fields(node) if f.name not in _NOT_ARGUMENTS}
+
+
+def make(group: str, option: str | None = None, /, **kwargs: Any) -> Any:
+    """``group=option`` built from Python as the command line builds it: its constructor called
+    with the schema's defaults, ``kwargs`` replacing them and adding what is known only at run
+    time (spaces, the model, the policy, ``num_envs``, ...), e.g.
+    ``make("update", "reinforce", model=model, policy=policy, num_envs=8, lr=1e-2)``.
+    """
+    for key, value in kwargs.items():
+        refusal = renamed(f"{group}.{key}", value if isinstance(value, str) else None)
+        if refusal is not None:
+            raise ConfigError(refusal)
+    node: Any = schema(group, option)()
+    return get_object(node._target_)(**{**defaults(group, option), **kwargs})
 
 
 USER_GROUPS = ("env", "model", "policy", "update", "monitor")

@@ -162,7 +162,7 @@ def test_every_composition_builds_or_is_refused_in_one_sentence(make_cfg, env: s
         (["seed=-1"], "seed=-1"),
         (["train.max_env_steps=null"], "no budget"),
         (
-            ["update.lr_decay=linear", "train.max_env_steps=null", "train.max_episodes=5"],
+            ["update.lr_schedule=linear", "train.max_env_steps=null", "train.max_episodes=5"],
             "train.max_env_steps",
         ),
     ],

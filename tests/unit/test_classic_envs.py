@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from twrl_exp.env import make_vector_env
+from twrl_exp.config import make
 from twrl_exp.env.classic import MountainCarVectorEnv
 
 
@@ -46,10 +46,10 @@ def test_mountaincar_truncates_then_autoresets_next_step() -> None:
 
 
 def test_auto_vectorization_picks_our_native_env() -> None:
-    env = make_vector_env(id="MountainCar-v0", num_envs=3)
+    env = make("env", id="MountainCar-v0", num_envs=3)
     assert isinstance(env, MountainCarVectorEnv)
     assert env.max_episode_steps == 200
-    sync = make_vector_env(id="MountainCar-v0", num_envs=3, vectorization="sync")
+    sync = make("env", id="MountainCar-v0", num_envs=3, vectorization="sync")
     assert not isinstance(sync, MountainCarVectorEnv)
 
 

@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from twrl_exp.agent import Agent
-from twrl_exp.env import make_vector_env
+from twrl_exp.config import make
 from twrl_exp.model import NoModel
 from twrl_exp.monitor.console import ConsoleMonitor, clock, compact, figure, fit
 from twrl_exp.monitor.links import run_url
@@ -27,11 +27,11 @@ CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def random_runner(
     monitor: ConsoleMonitor, steps: int | None = 30_000, episodes: int | None = None
 ) -> Runner:
-    env = make_vector_env(id="CartPole-v1", num_envs=8)
+    env = make("env", id="CartPole-v1", num_envs=8)
     policy = RandomPolicy(action_space=env.single_action_space)
     model = NoModel(observation_space=env.single_observation_space, num_outputs=0)
     agent = Agent(model=model, policy=policy, update=no_update())
-    eval_env = make_vector_env(id="CartPole-v1", num_envs=2)
+    eval_env = make("env", id="CartPole-v1", num_envs=2)
     return Runner(
         env=env,
         agent=agent,

@@ -4,6 +4,7 @@ capability checks, evaluation randomness, and checkpoints that hold everything."
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,22 +13,23 @@ from gymnasium import spaces
 
 from twrl_exp import serialization
 from twrl_exp.build import build, make_runner
+from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
-from twrl_exp.model import MLP
-from twrl_exp.policy import Categorical, Deterministic, EGreedy, Normal, TanhNormal
+from twrl_exp.policy import Categorical, TanhNormal
 from twrl_exp.protocols import Step
-from twrl_exp.update.actor_critic import a2c, ppo
-from twrl_exp.update.dqn import DQN
-from twrl_exp.update.off_policy_ac import sac, td3
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 ONE = spaces.Box(-1.0, 1.0, (1,), np.float32)
 
 
 def mlp(**kwargs):
-    from functools import partial
+    """The model group's factory, as ``model=mlp model.hidden_sizes=[16]`` makes it."""
+    return partial(make, "model", "mlp", hidden_sizes=[16], **kwargs)
 
-    return partial(MLP, hidden_sizes=[16], activation="tanh", **kwargs)
+
+def update(option: str, **kwargs):
+    """``update=<option>`` with the schema's defaults, ``kwargs`` on top, and no step budget."""
+    return make("update", option, total_env_steps=None, seed=0, **kwargs)
 
 
 # ---------------------------------------------------------------------------- exact pieces
@@ -40,7 +42,9 @@ def test_the_log_prob_a_policy_records_is_the_one_learning_recomputes() -> None:
     actions, extras = cat.act(logits, rng)
     recomputed = cat.log_prob(torch.from_numpy(logits), torch.from_numpy(actions))
     np.testing.assert_allclose(extras["log_prob"], recomputed.numpy(), rtol=1e-5, atol=1e-6)
-    normal = Normal(action_space=spaces.Box(-1, 1, (2,), np.float32), init_std=0.6)
+    normal = make(
+        "policy", "normal", action_space=spaces.Box(-1, 1, (2,), np.float32), init_std=0.6
+    )
     means = rng.normal(size=(5, 2)).astype(np.float32)
     actions, extras = normal.act(means, rng)
     recomputed = normal.log_prob(torch.from_numpy(means), torch.from_numpy(actions))
@@ -79,16 +83,26 @@ def test_soft_update_is_polyak_averaging_and_tau_one_copies() -> None:
 def test_dqn_regresses_on_the_max_or_double_q_target(double_q: bool) -> None:
     torch.manual_seed(0)
     obs_space = spaces.Box(-1, 1, (3,), np.float32)
-    q = MLP(observation_space=obs_space, num_outputs=2, hidden_sizes=[8], output_gain=1.0)
-    learner = DQN(
+    q = make(
+        "model",
+        "mlp",
+        observation_space=obs_space,
+        num_outputs=2,
+        hidden_sizes=[8],
+        output_gain=1.0,
+    )
+    learner = update(
+        "dqn",
         model=q,
-        policy=EGreedy(action_space=spaces.Discrete(2)),
+        make_model=None,
+        policy=make("policy", "egreedy", action_space=spaces.Discrete(2)),
+        num_envs=1,
         lr=0.1,
         optimizer="sgd",
         double_q=double_q,
         loss="mse",
         max_grad_norm=None,
-    )
+    ).learner
     with torch.no_grad():  # make the online and target nets disagree
         for p in learner.target.parameters():
             p.add_(0.3)
@@ -133,37 +147,47 @@ def bandit_step(features, actions, extras, reward) -> Step:
     )
 
 
-@pytest.mark.parametrize("builder", [ppo, a2c])
-def test_actor_critics_learn_a_two_armed_bandit(builder) -> None:
+@pytest.mark.parametrize("option", ["ppo", "a2c"])
+def test_actor_critics_learn_a_two_armed_bandit(option: str) -> None:
     """One-step episodes: action 1 pays 1, action 0 pays 0; p(a=1) must rise."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     policy = Categorical(action_space=spaces.Discrete(2))
-    make = mlp()
-    model = make(observation_space=ONE, num_outputs=2)
-    update = builder(model=model, make_model=make, policy=policy, num_envs=8, n_steps=4, lr=0.01)
+    make_model = mlp()
+    model = make_model(observation_space=ONE, num_outputs=2)
+    rule = update(
+        option,
+        model=model,
+        make_model=make_model,
+        policy=policy,
+        num_envs=8,
+        n_steps=4,
+        lr=0.01,
+        lr_schedule="constant",  # the values this check was validated with
+        ent_coef=0.0,
+    )
     obs = np.zeros((8, 1), np.float32)
     for _ in range(150):
         actions, extras = policy.act(model.outputs(obs), rng)
-        update.storage.add(bandit_step(obs, actions, extras, (actions == 1).astype(float)))
-        for batch in update.storage.batches():
-            update.learner.learn(batch)
+        rule.storage.add(bandit_step(obs, actions, extras, (actions == 1).astype(float)))
+        for batch in rule.storage.batches():
+            rule.learner.learn(batch)
     p1 = torch.softmax(model(torch.zeros(1, 1)), 1)[0, 1].item()
     assert p1 > 0.9
 
 
-@pytest.mark.parametrize("builder", [sac, td3])
-def test_off_policy_actor_critics_find_the_best_continuous_action(builder) -> None:
+@pytest.mark.parametrize("option", ["sac", "td3"])
+def test_off_policy_actor_critics_find_the_best_continuous_action(option: str) -> None:
     """One-step episodes with reward -(a - 0.5)^2: the greedy action must approach 0.5."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    policy_cls = TanhNormal if builder is sac else Deterministic
-    policy = policy_cls(action_space=ONE)
-    make = mlp()
-    model = make(observation_space=ONE, num_outputs=policy.num_outputs)
-    update = builder(
+    policy = make("policy", "tanh_normal" if option == "sac" else "deterministic", action_space=ONE)
+    make_model = mlp()
+    model = make_model(observation_space=ONE, num_outputs=policy.num_outputs)
+    rule = update(
+        option,
         model=model,
-        make_model=make,
+        make_model=make_model,
         policy=policy,
         num_envs=4,
         buffer_size=2000,
@@ -172,15 +196,16 @@ def test_off_policy_actor_critics_find_the_best_continuous_action(builder) -> No
         train_freq=1,
         gradient_steps=1,
         lr=3e-3,
-        **({"target_policy_noise": 0.05, "policy_delay": 1} if builder is td3 else {}),
+        q_lr=None,  # critics at lr too, as this check was validated
+        **({"target_policy_noise": 0.05, "policy_delay": 1} if option == "td3" else {}),
     )
     obs = np.zeros((4, 1), np.float32)
     for _ in range(400):
         actions, extras = policy.act(model.outputs(obs), rng)
         reward = -((policy.env_actions(actions)[:, 0] - 0.5) ** 2)
-        update.storage.add(bandit_step(obs, actions, extras, reward))
-        for batch in update.storage.batches():
-            update.learner.learn(batch)
+        rule.storage.add(bandit_step(obs, actions, extras, reward))
+        for batch in rule.storage.batches():
+            rule.learner.learn(batch)
     greedy, _ = policy.act(model.outputs(obs[:1]), rng, greedy=True)
     assert abs(float(policy.env_actions(greedy)[0, 0]) - 0.5) < 0.15
 

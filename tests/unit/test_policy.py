@@ -7,8 +7,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
-from twrl_exp.policy import Categorical, EGreedy, Greedy, Normal, RandomPolicy
+from twrl_exp.policy import Categorical, Greedy, RandomPolicy
 
 
 def rng() -> np.random.Generator:
@@ -51,7 +52,7 @@ def test_categorical_respects_discrete_start() -> None:
 
 def test_normal_log_prob_and_entropy_match_torch() -> None:
     space = spaces.Box(-2.0, 2.0, (2,), np.float32)
-    policy = Normal(action_space=space, init_std=0.7)
+    policy = make("policy", "normal", action_space=space, init_std=0.7)
     means = torch.randn(5, 2)
     actions = torch.randn(5, 2) * 3
     dist = torch.distributions.Normal(means, torch.full((2,), 0.7))
@@ -61,7 +62,7 @@ def test_normal_log_prob_and_entropy_match_torch() -> None:
 
 def test_normal_samples_unclipped_and_env_actions_clipped() -> None:
     space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-    policy = Normal(action_space=space, init_std=2.0)
+    policy = make("policy", "normal", action_space=space, init_std=2.0)
     samples = policy.sample(np.zeros((10_000, 1), np.float32), rng())
     assert samples.std() == pytest.approx(2.0, rel=0.05)
     clipped = policy.env_actions(samples)
@@ -72,12 +73,20 @@ def test_normal_samples_unclipped_and_env_actions_clipped() -> None:
 
 def test_normal_std_is_learned_or_fixed() -> None:
     space = spaces.Box(-1.0, 1.0, (3,), np.float32)
-    assert len(list(Normal(action_space=space, learn_std=True).parameters())) == 1
-    assert len(list(Normal(action_space=space, learn_std=False).parameters())) == 0
+    for learn_std, learned in ((True, 1), (False, 0)):
+        policy = make("policy", "normal", action_space=space, learn_std=learn_std)
+        assert len(list(policy.parameters())) == learned
 
 
 def test_egreedy_probabilities_and_decay() -> None:
-    policy = EGreedy(action_space=spaces.Discrete(4), epsilon=0.2, decay=0.5, min_epsilon=0.04)
+    policy = make(
+        "policy",
+        "egreedy",
+        action_space=spaces.Discrete(4),
+        epsilon=0.2,
+        decay=0.5,
+        min_epsilon=0.04,
+    )
     q = np.array([[0.0, 1.0, 1.0, -1.0]])
     probs = policy.probabilities(q)
     np.testing.assert_allclose(probs, [[0.05, 0.45, 0.45, 0.05]])
@@ -88,7 +97,7 @@ def test_egreedy_probabilities_and_decay() -> None:
 
 
 def test_egreedy_sampling_frequencies_match_probabilities() -> None:
-    policy = EGreedy(action_space=spaces.Discrete(3), epsilon=0.3)
+    policy = make("policy", "egreedy", action_space=spaces.Discrete(3), epsilon=0.3)
     q = np.tile([0.0, 2.0, 1.0], (100_000, 1))
     freq = np.bincount(policy.sample(q, rng()), minlength=3) / 100_000
     np.testing.assert_allclose(freq, policy.probabilities(q[:1])[0], atol=0.01)
@@ -116,25 +125,25 @@ def test_random_policy_stays_in_the_space(space: spaces.Space) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cls", "space", "fragment"),
+    ("option", "space", "fragment"),
     [
-        (Categorical, spaces.Box(-1, 1, (1,)), "policy=normal"),
-        (Normal, spaces.Discrete(2), "policy=categorical"),
-        (EGreedy, spaces.Box(-1, 1, (1,)), "policy=normal"),
-        (RandomPolicy, spaces.Box(-np.inf, np.inf, (1,)), "bounded"),
+        ("categorical", spaces.Box(-1, 1, (1,)), "policy=normal"),
+        ("normal", spaces.Discrete(2), "policy=categorical"),
+        ("egreedy", spaces.Box(-1, 1, (1,)), "policy=normal"),
+        ("random", spaces.Box(-np.inf, np.inf, (1,)), "bounded"),
     ],
 )
-def test_wrong_action_space_is_refused_with_the_fix(cls, space, fragment) -> None:
+def test_wrong_action_space_is_refused_with_the_fix(option, space, fragment) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        cls(action_space=space)
+        make("policy", option, action_space=space)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "sigmoid", "gelu"])
 def test_mlp_acting_path_matches_torch_and_follows_updates(activation: str) -> None:
-    from twrl_exp.model import MLP
-
     torch.manual_seed(0)
-    model = MLP(
+    model = make(
+        "model",
+        "mlp",
         observation_space=spaces.Box(-1, 1, (5,)),
         num_outputs=3,
         activation=activation,
@@ -151,8 +160,12 @@ def test_mlp_acting_path_matches_torch_and_follows_updates(activation: str) -> N
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.outputs(x), expected, rtol=1e-5, atol=1e-6)
     model.load_state_dict(
-        MLP(
-            observation_space=spaces.Box(-1, 1, (5,)), num_outputs=3, activation=activation
+        make(
+            "model",
+            "mlp",
+            observation_space=spaces.Box(-1, 1, (5,)),
+            num_outputs=3,
+            activation=activation,
         ).state_dict()
     )
     with torch.no_grad():

@@ -9,11 +9,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
-from twrl_exp.model import MLP, Table
-from twrl_exp.policy import Categorical, EGreedy
+from twrl_exp.policy import Categorical
 from twrl_exp.protocols import Step
-from twrl_exp.update.reinforce import reinforce
 
 OBS = spaces.Box(-1.0, 1.0, (3,), np.float32)
 RNG = np.random.default_rng(0)
@@ -70,9 +69,17 @@ class Driver:
 def parts(num_envs: int = 1, **kwargs):
     torch.manual_seed(0)
     policy = Categorical(action_space=spaces.Discrete(2))
-    model = MLP(observation_space=OBS, num_outputs=2, hidden_sizes=[], output_gain=1.0)
-    update = reinforce(
-        model=model, policy=policy, num_envs=num_envs, total_env_steps=1000, **kwargs
+    model = make(
+        "model", "mlp", observation_space=OBS, num_outputs=2, hidden_sizes=[], output_gain=1.0
+    )
+    update = make(
+        "update",
+        "reinforce",
+        model=model,
+        policy=policy,
+        num_envs=num_envs,
+        total_env_steps=1000,
+        **kwargs,
     )
     return model, policy, Driver(update)
 
@@ -134,8 +141,8 @@ def test_episodes_in_flight_are_kept_whole_for_the_next_batch() -> None:
     assert second["batch/steps"] == 5  # all of env 1's episode
 
 
-def test_linear_lr_decay_reaches_the_final_fraction() -> None:
-    _, _, update = parts(steps_per_batch=1, lr=0.2, lr_decay="linear", final_lr_fraction=0.1)
+def test_linear_lr_schedule_reaches_the_final_fraction() -> None:
+    _, _, update = parts(steps_per_batch=1, lr=0.2, lr_schedule="linear", lr_final_fraction=0.1)
     update.env_steps = 1000
     update._set_lr()
     assert update.optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
@@ -173,11 +180,12 @@ def test_bad_values_are_refused(kwargs, fragment) -> None:
 
 
 def test_incompatible_model_or_policy_is_refused() -> None:
-    egreedy = EGreedy(action_space=spaces.Discrete(2))
-    mlp = MLP(observation_space=OBS, num_outputs=2)
+    egreedy = make("policy", "egreedy", action_space=spaces.Discrete(2))
+    mlp = make("model", "mlp", observation_space=OBS, num_outputs=2)
+    runtime = {"num_envs": 1, "total_env_steps": 10}
     with pytest.raises(ConfigError, match="policy=categorical or policy=normal"):
-        reinforce(model=mlp, policy=egreedy, num_envs=1, total_env_steps=10)
-    table = Table(observation_space=spaces.Discrete(3), num_outputs=2)
+        make("update", "reinforce", model=mlp, policy=egreedy, **runtime)
+    table = make("model", "table", observation_space=spaces.Discrete(3), num_outputs=2)
     cat = Categorical(action_space=spaces.Discrete(2))
     with pytest.raises(ConfigError, match="model=mlp"):
-        reinforce(model=table, policy=cat, num_envs=1, total_env_steps=10)
+        make("update", "reinforce", model=table, policy=cat, **runtime)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from twrl_exp.agent import Agent
-from twrl_exp.env import make_vector_env
+from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
-from twrl_exp.model import NoModel, Table
+from twrl_exp.model import NoModel
 from twrl_exp.policy import Greedy, RandomPolicy
 from twrl_exp.protocols import Step, Update
 from twrl_exp.runner import History, MonitorBase, Runner
@@ -41,7 +41,7 @@ class Recorder:
 
 def chain_agent(env, best_action: int) -> tuple[Agent, Recorder]:
     policy = Greedy(action_space=env.single_action_space)
-    model = Table(observation_space=env.single_observation_space, num_outputs=2)
+    model = make("model", "table", observation_space=env.single_observation_space, num_outputs=2)
     model.weights[:, best_action] = 1.0
     recorder = Recorder()
     update = Update(storage=recorder, learner=NoLearning())
@@ -49,7 +49,7 @@ def chain_agent(env, best_action: int) -> tuple[Agent, Recorder]:
 
 
 def test_episode_accounting_skips_the_autoreset_step() -> None:
-    env = make_vector_env(id=CHAIN, num_envs=2)
+    env = make("env", id=CHAIN, num_envs=2)
     agent, _ = chain_agent(env, best_action=1)
     runner = Runner(env=env, agent=agent, seed=0, max_episodes=6)
     summary = runner.run()
@@ -61,7 +61,7 @@ def test_episode_accounting_skips_the_autoreset_step() -> None:
 
 
 def test_update_sees_truncation_terminated_and_episode_start_flags() -> None:
-    env = make_vector_env(id=CHAIN, num_envs=1)
+    env = make("env", id=CHAIN, num_envs=1)
     agent, recorder = chain_agent(env, best_action=0)  # never moves: truncated at 20
     Runner(env=env, agent=agent, seed=0, max_env_steps=21).run()
     calls = recorder.calls
@@ -73,7 +73,7 @@ def test_update_sees_truncation_terminated_and_episode_start_flags() -> None:
 
 
 def test_solved_at_the_first_full_window_reaching_the_threshold() -> None:
-    env = make_vector_env(id=CHAIN, num_envs=1)
+    env = make("env", id=CHAIN, num_envs=1)
     agent, _ = chain_agent(env, best_action=1)
     runner = Runner(
         env=env,
@@ -91,8 +91,8 @@ def test_solved_at_the_first_full_window_reaching_the_threshold() -> None:
 
 
 def test_evaluation_runs_exactly_the_requested_episodes_greedily() -> None:
-    env = make_vector_env(id=CHAIN, num_envs=2)
-    eval_env = make_vector_env(id=CHAIN, num_envs=3)
+    env = make("env", id=CHAIN, num_envs=2)
+    eval_env = make("env", id=CHAIN, num_envs=3)
     agent, _ = chain_agent(env, best_action=1)
     runner = Runner(
         env=env,
@@ -111,7 +111,7 @@ def test_evaluation_runs_exactly_the_requested_episodes_greedily() -> None:
 
 def test_seeded_random_runs_repeat_exactly() -> None:
     def returns() -> list[float]:
-        env = make_vector_env(id="CartPole-v1", num_envs=4)
+        env = make("env", id="CartPole-v1", num_envs=4)
         policy = RandomPolicy(action_space=env.single_action_space)
         model = NoModel(observation_space=env.single_observation_space, num_outputs=0)
         agent = Agent(model=model, policy=policy, update=no_update(), seed=3)
@@ -125,7 +125,7 @@ def test_seeded_random_runs_repeat_exactly() -> None:
 
 
 def test_a_run_without_budget_is_refused() -> None:
-    env = make_vector_env(id=CHAIN, num_envs=1)
+    env = make("env", id=CHAIN, num_envs=1)
     agent, _ = chain_agent(env, best_action=1)
     with pytest.raises(ConfigError, match=r"train\.max_env_steps or train\.max_episodes"):
         Runner(env=env, agent=agent, seed=0)
@@ -138,7 +138,7 @@ def test_history_summary_uses_full_windows_once_available() -> None:
 
 
 def test_a_stop_request_ends_the_run_at_a_step_boundary() -> None:
-    env = make_vector_env(id=CHAIN, num_envs=1)
+    env = make("env", id=CHAIN, num_envs=1)
     agent, _ = chain_agent(env, best_action=1)
 
     class StopAfterTwoEpisodes(MonitorBase):

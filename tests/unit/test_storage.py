@@ -49,6 +49,7 @@ def replay(n_step: int = 1, **kwargs) -> ReplayStorage:
         "gradient_steps": 1,
         "gamma": 0.5,
         "n_step": n_step,
+        "seed": 0,
         **kwargs,
     }
     return ReplayStorage(**settings)

@@ -16,17 +16,14 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from twrl_exp import serialization
+from twrl_exp import config, serialization
 from twrl_exp.agent import Agent
 from twrl_exp.cli_errors import describe
-from twrl_exp.env import make_vector_env
 from twrl_exp.errors import ConfigError
-from twrl_exp.model import Table, TileCoding
 from twrl_exp.policy import EGreedy
 from twrl_exp.returns import tile_hash_primes, tile_indices
 from twrl_exp.runner import Runner
 from twrl_exp.update import TdLambda
-from twrl_exp.update.td_lambda import td_lambda
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +50,21 @@ class Spy:
         return counted
 
 
+def egreedy(space: spaces.Space[Any], **settings: Any) -> EGreedy:
+    return config.make("policy", "egreedy", action_space=space, **settings)
+
+
+def table() -> Any:
+    return config.make("model", "table", observation_space=spaces.Discrete(3), num_outputs=2)
+
+
+def learner_of(model: Any, policy: Any, num_envs: int, **settings: Any) -> TdLambda:
+    """``update=td_lambda``'s learner with the schema's defaults and ``settings``."""
+    return config.make(
+        "update", "td_lambda", model=model, policy=policy, num_envs=num_envs, **settings
+    ).learner
+
+
 LIMITS = {"MountainCar-v0": 300, "CliffWalking-v1": 50}  # goals as well as truncations
 
 
@@ -69,14 +81,20 @@ def make(
     backend: str, env_id: str, num_envs: int, steps: int, model_kwargs: dict[str, Any], **kw: Any
 ) -> tuple[Runner, TdLambda, Spy | None]:
     limit = LIMITS[env_id]
-    env = make_vector_env(id=env_id, num_envs=num_envs, max_episode_steps=limit)
-    make = Table if isinstance(env.single_observation_space, spaces.Discrete) else TileCoding
+    env = config.make("env", id=env_id, num_envs=num_envs, max_episode_steps=limit)
+    discrete = isinstance(env.single_observation_space, spaces.Discrete)
     num_actions = int(env.single_action_space.n)
-    model = make(
-        observation_space=env.single_observation_space, num_outputs=num_actions, **model_kwargs
+    model = config.make(
+        "model",
+        "table" if discrete else "tilecoding",
+        observation_space=env.single_observation_space,
+        num_outputs=num_actions,
+        **model_kwargs,
     )
-    policy = EGreedy(action_space=env.single_action_space, epsilon=0.2, decay=0.98)
-    update = td_lambda(model=model, policy=policy, num_envs=num_envs, backend=backend, **kw)
+    policy = egreedy(env.single_action_space, epsilon=0.2, decay=0.98)
+    update = config.make(
+        "update", "td_lambda", model=model, policy=policy, num_envs=num_envs, backend=backend, **kw
+    )
     learner = update.learner
     assert isinstance(learner, TdLambda)
     spy = None
@@ -167,8 +185,8 @@ def test_compiled_egreedy_draws_the_same_actions_and_numbers(
 ) -> None:
     space = spaces.Discrete(4)
     slow, fast = (
-        EGreedy(action_space=space, epsilon=epsilon),
-        EGreedy(action_space=space, epsilon=epsilon),
+        egreedy(space, epsilon=epsilon),
+        egreedy(space, epsilon=epsilon),
     )
     fast.use_kernels(kernels)
     rng_slow, rng_fast, values = (np.random.default_rng(5) for _ in range(3))
@@ -179,10 +197,10 @@ def test_compiled_egreedy_draws_the_same_actions_and_numbers(
 
 
 def test_a_bad_backend_is_refused_in_one_sentence(make_cfg: Any) -> None:
-    model = Table(observation_space=spaces.Discrete(3), num_outputs=2)
-    policy = EGreedy(action_space=spaces.Discrete(2))
+    model = table()
+    policy = egreedy(spaces.Discrete(2))
     with pytest.raises(ConfigError, match=r"^update.backend=gpu is invalid: it must be one of"):
-        TdLambda(model=model, policy=policy, num_envs=1, backend="gpu")
+        learner_of(model, policy, 1, backend="gpu")
     with pytest.raises(Exception) as info:  # noqa: PT011 - Hydra's exception, described below
         make_cfg("update=td_lambda", "update.backend=gpu")
     assert describe(info.value) == (
@@ -196,9 +214,9 @@ def test_without_numba_auto_falls_back_and_numba_says_what_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "numba", None)
     monkeypatch.setitem(sys.modules, "twrl_exp.update._td_kernels", None)
-    model = Table(observation_space=spaces.Discrete(3), num_outputs=2)
-    policy = EGreedy(action_space=spaces.Discrete(2))
-    learner = TdLambda(model=model, policy=policy, num_envs=1, backend="auto")
+    model = table()
+    policy = egreedy(spaces.Discrete(2))
+    learner = learner_of(model, policy, 1, backend="auto")
     assert (learner.backend, learner.kernels, model.kernels, policy.kernels) == (
         "numpy",
         None,
@@ -206,18 +224,18 @@ def test_without_numba_auto_falls_back_and_numba_says_what_to_install(
         None,
     )
     with pytest.raises(ConfigError, match=r'needs numba.*pip install "twrl-exp\[fast\]"') as info:
-        TdLambda(model=model, policy=policy, num_envs=1, backend="numba")
+        learner_of(model, policy, 1, backend="numba")
     assert str(info.value).count(". ") == 0  # one sentence
     assert str(info.value).endswith(".")
 
 
 def test_auto_compiles_when_numba_is_installed(kernels: ModuleType) -> None:
-    model = Table(observation_space=spaces.Discrete(3), num_outputs=2)
-    policy = EGreedy(action_space=spaces.Discrete(2))
-    learner = TdLambda(model=model, policy=policy, num_envs=2)
+    model = table()
+    policy = egreedy(spaces.Discrete(2))
+    learner = learner_of(model, policy, 2)
     assert learner.backend == "numba"
     assert learner.kernels is model.kernels is policy.kernels is kernels
-    assert TdLambda(model=model, policy=policy, num_envs=2, backend="numpy").kernels is None
+    assert learner_of(model, policy, 2, backend="numpy").kernels is None
     assert model.kernels is None  # numpy again for both
     assert policy.kernels is None
 

@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
-from twrl_exp.model import MLP, Table, TileCoding
-from twrl_exp.policy import EGreedy, Normal
 from twrl_exp.protocols import Step
-from twrl_exp.update import TdLambda
+
+
+def learner(model, policy, num_envs: int, **settings):
+    """The TdLambda learner of ``update=td_lambda`` with its defaults and ``settings``."""
+    return make(
+        "update", "td_lambda", model=model, policy=policy, num_envs=num_envs, **settings
+    ).learner
 
 
 class Driver:
@@ -25,11 +30,15 @@ class Driver:
         epsilon: float = 0.0,
         **kwargs,
     ) -> None:
-        self.model = Table(
-            observation_space=spaces.Discrete(states), num_outputs=2, initial_value=init
+        self.model = make(
+            "model",
+            "table",
+            observation_space=spaces.Discrete(states),
+            num_outputs=2,
+            initial_value=init,
         )
-        self.policy = EGreedy(action_space=spaces.Discrete(2), epsilon=epsilon)
-        self.update = TdLambda(model=self.model, policy=self.policy, num_envs=num_envs, **kwargs)
+        self.policy = make("policy", "egreedy", action_space=spaces.Discrete(2), epsilon=epsilon)
+        self.update = learner(self.model, self.policy, num_envs, **kwargs)
         self.num_envs = num_envs
         self.prev: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -170,9 +179,11 @@ def test_envs_keep_separate_traces() -> None:
 
 def test_tile_coding_step_size_is_divided_by_the_tilings() -> None:
     box = spaces.Box(np.array([0.0, 0.0]), np.array([1.0, 1.0]), dtype=np.float64)
-    model = TileCoding(observation_space=box, num_outputs=2, num_tilings=4, tiles_per_dim=4)
-    policy = EGreedy(action_space=spaces.Discrete(2), epsilon=0.0)
-    update = TdLambda(model=model, policy=policy, num_envs=1, lam=0.0, gamma=1.0, alpha=0.5)
+    model = make(
+        "model", "tilecoding", observation_space=box, num_outputs=2, num_tilings=4, tiles_per_dim=4
+    )
+    policy = make("policy", "egreedy", action_space=spaces.Discrete(2), epsilon=0.0)
+    update = learner(model, policy, 1, lam=0.0, gamma=1.0, alpha=0.5)
     s0, s1 = np.array([[0.2, 0.2]]), np.array([[0.9, 0.9]])
     f1 = model.features(s1)
     update.learn(
@@ -200,17 +211,11 @@ def test_tile_coding_step_size_is_divided_by_the_tilings() -> None:
 )
 def test_incompatible_parts_are_refused(model: str, policy: str, fragment: str) -> None:
     obs = spaces.Discrete(4)
-    if policy == "normal":
-        pol = Normal(action_space=spaces.Box(-1, 1, (1,)))
-    else:
-        pol = EGreedy(action_space=spaces.Discrete(2))
-    mod = (
-        MLP(observation_space=obs, num_outputs=2)
-        if model == "mlp"
-        else Table(observation_space=obs, num_outputs=2)
-    )
+    space = spaces.Box(-1, 1, (1,)) if policy == "normal" else spaces.Discrete(2)
+    pol = make("policy", policy, action_space=space)
+    mod = make("model", model, observation_space=obs, num_outputs=2)
     with pytest.raises(ConfigError, match=fragment):
-        TdLambda(model=mod, policy=pol, num_envs=1)
+        learner(mod, pol, 1)
 
 
 @pytest.mark.parametrize(("key", "value"), [("lam", 1.5), ("gamma", -0.1), ("alpha", 0.0)])

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from twrl_exp.choices import Vectorization, parse
 from twrl_exp.env.classic import NATIVE_VECTOR_ENVS, MountainCarVectorEnv
 from twrl_exp.errors import ConfigError
 
@@ -51,7 +52,7 @@ def resolve_spec(env_id: str, reward_threshold: float | None = None) -> EnvSpecI
 
 
 def make_render_env(
-    *, id: str, kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None
+    *, id: str, kwargs: dict[str, Any] | None, max_episode_steps: int | None
 ) -> gym.Env[Any, Any]:
     """One copy of the env that renders ``rgb_array`` frames (videos are recorded from it)."""
     spec_id = resolve_spec(id).id
@@ -79,10 +80,10 @@ def make_vector_env(
     *,
     id: str,
     num_envs: int,
-    kwargs: dict[str, Any] | None = None,
-    max_episode_steps: int | None = None,
-    reward_threshold: float | None = None,
-    vectorization: str = "auto",
+    kwargs: dict[str, Any] | None,
+    max_episode_steps: int | None,
+    reward_threshold: float | None,
+    vectorization: Vectorization | str,
     render_mode: str | None = None,
 ) -> VectorEnv:
     """Build ``num_envs`` copies of ``id`` that step together, in next-step autoreset mode.
@@ -90,14 +91,15 @@ def make_vector_env(
     ``vectorization="auto"`` uses a native numpy implementation when there is one (Gymnasium's
     for CartPole-v1, ours for MountainCar-v0: several times faster than stepping copies in a
     loop), else a SyncVectorEnv.
-    ``reward_threshold`` is not used here; it is part of the env config for the runner.
+    ``reward_threshold`` is not used here; it is part of the env config for the runner. The
+    defaults of the other settings live in :class:`twrl_exp.config.EnvConfig`.
     """
     del reward_threshold
     if num_envs < 1:
         raise ConfigError(f"env.num_envs={num_envs} is invalid: it must be at least 1.")
     info = resolve_spec(id)
     id = info.id
-    mode = str(getattr(vectorization, "value", vectorization))
+    mode = parse(Vectorization, "env.vectorization", vectorization).value
     ours = NATIVE_VECTOR_ENVS.get(id) if not info.has_native_vector else None
     if mode == "auto":
         native = info.has_native_vector or ours is not None

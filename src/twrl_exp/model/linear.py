@@ -61,11 +61,11 @@ class TileCoding(LinearModel):
         *,
         observation_space: spaces.Space[Any],
         num_outputs: int,
-        num_tilings: int = 8,
-        tiles_per_dim: int = 8,
-        memory_size: int | None = None,
-        ranges: list[list[float]] | None = None,
-        initial_value: float = 0.0,
+        num_tilings: int,
+        tiles_per_dim: int,
+        memory_size: int | None,
+        ranges: list[list[float]] | None,
+        initial_value: float,
     ) -> None:
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
             raise ConfigError(
@@ -141,7 +141,7 @@ class Table(LinearModel):
         *,
         observation_space: spaces.Space[Any],
         num_outputs: int,
-        initial_value: float = 0.0,
+        initial_value: float,
     ) -> None:
         if not isinstance(observation_space, spaces.Discrete):
             raise ConfigError(

@@ -9,6 +9,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from twrl_exp.choices import Activation, parse
 from twrl_exp.errors import ConfigError
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -55,14 +56,14 @@ class MLP(nn.Module):
         *,
         observation_space: spaces.Space[Any],
         num_outputs: int,
-        hidden_sizes: list[int] | tuple[int, ...] = (64, 64),
-        activation: str = "tanh",
+        hidden_sizes: list[int] | tuple[int, ...],
+        activation: Activation | str,
+        critic_hidden_sizes: list[int] | tuple[int, ...] | None,
+        dueling: bool,
         output_gain: float = 0.01,
-        critic_hidden_sizes: list[int] | tuple[int, ...] | None = None,
-        dueling: bool = False,
     ) -> None:
         super().__init__()
-        activation = str(getattr(activation, "value", activation))
+        activation = parse(Activation, "model.activation", activation).value
         if any(h < 1 for h in hidden_sizes):
             raise ConfigError(f"model.hidden_sizes={list(hidden_sizes)} must all be >= 1.")
         self.observation_space = observation_space

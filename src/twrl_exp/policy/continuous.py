@@ -116,7 +116,7 @@ class Deterministic(_Scaled, nn.Module):
         *,
         action_space: spaces.Space[Any],
         total_env_steps: int | None = None,
-        exploration_noise: float = 0.1,
+        exploration_noise: float,
     ) -> None:
         del total_env_steps
         nn.Module.__init__(self)

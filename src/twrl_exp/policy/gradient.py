@@ -149,9 +149,9 @@ class Normal(nn.Module):
         *,
         action_space: spaces.Space[Any],
         total_env_steps: int | None = None,
-        init_std: float = 1.0,
-        learn_std: bool = True,
-        min_std: float = 1e-3,
+        init_std: float,
+        learn_std: bool,
+        min_std: float,
     ) -> None:
         super().__init__()
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:

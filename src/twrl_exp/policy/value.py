@@ -29,11 +29,11 @@ class EGreedy:
         *,
         action_space: spaces.Space[Any],
         total_env_steps: int | None = None,
-        epsilon: float = 0.1,
-        decay: float = 1.0,
-        min_epsilon: float = 0.0,
-        exploration_fraction: float | None = None,
-        final_epsilon: float = 0.05,
+        epsilon: float,
+        decay: float,
+        min_epsilon: float,
+        exploration_fraction: float | None,
+        final_epsilon: float,
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise ConfigError(
@@ -136,7 +136,15 @@ class EGreedy:
 
 def Greedy(*, action_space: spaces.Space[Any], total_env_steps: int | None = None) -> EGreedy:
     """Always the best action by value: epsilon-greedy with epsilon = 0."""
-    return EGreedy(action_space=action_space, total_env_steps=total_env_steps, epsilon=0.0)
+    return EGreedy(
+        action_space=action_space,
+        total_env_steps=total_env_steps,
+        epsilon=0.0,
+        decay=1.0,
+        min_epsilon=0.0,
+        exploration_fraction=None,
+        final_epsilon=0.0,
+    )
 
 
 class RandomPolicy:

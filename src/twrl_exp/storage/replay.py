@@ -38,8 +38,8 @@ class ReplayStorage:
         train_freq: int,
         gradient_steps: int,
         gamma: float,
-        n_step: int = 1,
-        seed: int = 0,
+        n_step: int,
+        seed: int,
     ) -> None:
         for name, value, low in (
             ("buffer_size", buffer_size, 1),

@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from twrl_exp.choices import OptimizerName, Schedule, parse
+from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import LogProbPolicy, Update, require
 from twrl_exp.returns import gae
 from twrl_exp.storage import RolloutStorage
-from twrl_exp.update.checks import check_range, make_optimizer, require_differentiable
+from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, require_differentiable
 
 
 def _rollout(model: Any, policy: Any, num_envs: int, n_steps: int) -> RolloutStorage:
@@ -47,9 +49,9 @@ def ppo(
     make_model: Any,
     policy: Any,
     num_envs: int,
-    total_env_steps: int | None = None,
-    seed: int = 0,
-    n_steps: int = 128,
+    total_env_steps: int | None,
+    seed: int,
+    n_steps: int,
     **settings: Any,
 ) -> Update:
     """``update=ppo``: rollouts of ``n_steps`` x ``num_envs`` -> :class:`PPO`."""
@@ -72,9 +74,9 @@ def a2c(
     make_model: Any,
     policy: Any,
     num_envs: int,
-    total_env_steps: int | None = None,
-    seed: int = 0,
-    n_steps: int = 5,
+    total_env_steps: int | None,
+    seed: int,
+    n_steps: int,
     **settings: Any,
 ) -> Update:
     """``update=a2c``: rollouts of ``n_steps`` x ``num_envs`` -> :class:`A2C`."""
@@ -128,10 +130,11 @@ class _ActorCritic:
         vf_coef: float,
         ent_coef: float,
         max_grad_norm: float | None,
-        optimizer: str,
+        optimizer: OptimizerName | str,
         lr: float,
-        optimizer_kwargs: dict[str, Any] | None,
-        lr_schedule: str,
+        optimizer_kwargs: dict[str, Any],
+        lr_schedule: Schedule | str,
+        lr_final_fraction: float,
         normalize_advantages: bool,
     ) -> None:
         _check_parts(self.name, model, policy)
@@ -140,32 +143,26 @@ class _ActorCritic:
         check_range("update.vf_coef", vf_coef, 0.0, None)
         check_range("update.ent_coef", ent_coef, 0.0, None)
         check_range("update.lr", lr, 0.0, None, low_open=True)
+        check_range("update.lr_final_fraction", lr_final_fraction, 0.0, 1.0)
         if max_grad_norm is not None:
             check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
-        self.lr_schedule = str(getattr(lr_schedule, "value", lr_schedule))
-        if self.lr_schedule == "linear" and not total_env_steps:
-            from twrl_exp.errors import ConfigError
-
+        self.lr_schedule = parse(Schedule, "update.lr_schedule", lr_schedule)
+        if self.lr_schedule is Schedule.linear and not total_env_steps:
             raise ConfigError(
                 "update.lr_schedule=linear needs a step budget: set train.max_env_steps."
             )
         self.model, self.critic, self.policy = model, critic, policy
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.vf_coef, self.ent_coef, self.max_grad_norm = vf_coef, ent_coef, max_grad_norm
-        self.lr, self.normalize_advantages = lr, normalize_advantages
+        self.lr, self.lr_final_fraction = lr, lr_final_fraction
+        self.normalize_advantages = normalize_advantages
         self.total_env_steps = total_env_steps or 0
         self.params = [
             *model.parameters(),
             *policy.parameters(),
             *critic.parameters(),
         ]
-        self.optimizer = make_optimizer(
-            str(getattr(optimizer, "value", optimizer)),
-            self.params,
-            lr,
-            0.0,
-            optimizer_kwargs or {},
-        )
+        self.optimizer = make_optimizer(optimizer, self.params, lr, 0.0, optimizer_kwargs)
         self.env_steps = 0
         self.updates = 0
 
@@ -173,7 +170,9 @@ class _ActorCritic:
         return min(1.0, self.env_steps / self.total_env_steps) if self.total_env_steps else 0.0
 
     def _set_lr(self) -> float:
-        lr = self.lr * (1.0 - self.progress()) if self.lr_schedule == "linear" else self.lr
+        lr = self.lr
+        if self.lr_schedule is Schedule.linear:
+            lr = linear_lr(self.lr, self.lr_final_fraction, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -243,36 +242,9 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
 
 
 class A2C(_ActorCritic):
-    name = "a2c"
+    """One gradient step per rollout; every setting is :class:`_ActorCritic`'s."""
 
-    def __init__(
-        self,
-        *,
-        gamma: float = 0.99,
-        gae_lambda: float = 1.0,
-        vf_coef: float = 0.5,
-        ent_coef: float = 0.0,
-        max_grad_norm: float | None = 0.5,
-        optimizer: str = "rmsprop",
-        lr: float = 7e-4,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        lr_schedule: str = "constant",
-        normalize_advantages: bool = False,
-        **parts: Any,
-    ) -> None:
-        super().__init__(
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            vf_coef=vf_coef,
-            ent_coef=ent_coef,
-            max_grad_norm=max_grad_norm,
-            optimizer=optimizer,
-            lr=lr,
-            optimizer_kwargs=optimizer_kwargs,
-            lr_schedule=lr_schedule,
-            normalize_advantages=normalize_advantages,
-            **parts,
-        )
+    name = "a2c"
 
     def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float] | None:
         data = self._advantages(batch)
@@ -310,37 +282,15 @@ class PPO(_ActorCritic):
         self,
         *,
         batch_steps: int,
-        gamma: float = 0.99,
-        gae_lambda: float = 0.95,
-        update_epochs: int = 4,
-        num_minibatches: int = 4,
-        clip_coef: float = 0.2,
-        clip_schedule: str = "constant",
-        clip_vloss: bool = True,
-        vf_coef: float = 0.5,
-        ent_coef: float = 0.0,
-        max_grad_norm: float | None = 0.5,
-        target_kl: float | None = None,
-        optimizer: str = "adam",
-        lr: float = 3e-4,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        lr_schedule: str = "constant",
-        normalize_advantages: bool = True,
-        **parts: Any,
+        update_epochs: int,
+        num_minibatches: int,
+        clip_coef: float,
+        clip_schedule: Schedule | str,
+        clip_vloss: bool,
+        target_kl: float | None,
+        **shared: Any,
     ) -> None:
-        super().__init__(
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            vf_coef=vf_coef,
-            ent_coef=ent_coef,
-            max_grad_norm=max_grad_norm,
-            optimizer=optimizer,
-            lr=lr,
-            optimizer_kwargs={"eps": 1e-5, **(optimizer_kwargs or {})},
-            lr_schedule=lr_schedule,
-            normalize_advantages=normalize_advantages,
-            **parts,
-        )
+        super().__init__(**shared)
         check_range("update.update_epochs", update_epochs, 1, None)
         check_range("update.num_minibatches", num_minibatches, 1, batch_steps)
         check_range("update.clip_coef", clip_coef, 0.0, None, low_open=True)
@@ -348,14 +298,15 @@ class PPO(_ActorCritic):
             check_range("update.target_kl", target_kl, 0.0, None, low_open=True)
         self.update_epochs, self.num_minibatches = update_epochs, num_minibatches
         self.clip_coef, self.clip_vloss, self.target_kl = clip_coef, clip_vloss, target_kl
-        self.clip_schedule = str(getattr(clip_schedule, "value", clip_schedule))
+        self.clip_schedule = parse(Schedule, "update.clip_schedule", clip_schedule)
 
     def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float] | None:
         data = self._advantages(batch)
         size = len(data["obs"])
         if size == 0:
             return None
-        clip = self.clip_coef * (1.0 - self.progress() if self.clip_schedule == "linear" else 1.0)
+        linear = self.clip_schedule is Schedule.linear
+        clip = self.clip_coef * (1.0 - self.progress() if linear else 1.0)
         clip = max(clip, 1e-8)
         lr = self._set_lr()
         minibatch = max(1, size // self.num_minibatches)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from twrl_exp.choices import OptimizerName, parse
 from twrl_exp.errors import ConfigError
 
 _OPTIMIZERS: dict[str, Any] = {
@@ -42,7 +43,7 @@ def check_range(
 
 
 def make_optimizer(
-    name: str,
+    optimizer: OptimizerName | str,
     params: list[torch.nn.Parameter],
     lr: float,
     weight_decay: float,
@@ -50,6 +51,7 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """``torch.optim`` Adam / RMSprop / SGD, ``kwargs`` passed through (betas, momentum, ...)."""
     check_range("update.weight_decay", weight_decay, 0.0, None)
+    name = parse(OptimizerName, "update.optimizer", optimizer).value
     try:
         return _OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
     except TypeError as exc:
@@ -60,6 +62,15 @@ def make_optimizer(
         raise ConfigError(
             f"update.optimizer_kwargs={kwargs} are invalid for {name}: {exc}."
         ) from exc
+
+
+def linear_lr(lr: float, final_fraction: float, progress: float) -> float:
+    """``lr_schedule=linear``: from ``lr`` at ``progress`` 0 to ``lr * final_fraction`` at 1.
+
+    >>> linear_lr(1.0, 0.5, 0.5)
+    0.75
+    """
+    return lr * (1.0 - (1.0 - final_fraction) * progress)
 
 
 def require_differentiable(update: str, model: Any, hint: str = "") -> None:

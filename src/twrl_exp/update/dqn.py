@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from twrl_exp.choices import OptimizerName, QLoss, parse
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import ActionValuePolicy, Update, require
 from twrl_exp.storage import ReplayStorage
@@ -32,16 +33,16 @@ def dqn(
     model: Any,
     policy: Any,
     num_envs: int,
-    make_model: Any = None,
-    total_env_steps: int | None = None,
-    seed: int = 0,
-    buffer_size: int = 10_000,
-    batch_size: int = 128,
-    learning_starts: int = 10_000,
-    train_freq: int = 10,
-    gradient_steps: int = 1,
-    n_step: int = 1,
-    gamma: float = 0.99,
+    make_model: Any,
+    total_env_steps: int | None,
+    seed: int,
+    buffer_size: int,
+    batch_size: int,
+    learning_starts: int,
+    train_freq: int,
+    gradient_steps: int,
+    n_step: int,
+    gamma: float,
     **settings: Any,
 ) -> Update:
     """``update=dqn``: a replay buffer (:class:`ReplayStorage`) -> :class:`DQN`."""
@@ -75,15 +76,15 @@ class DQN:
         *,
         model: Any,
         policy: Any,
-        gamma: float = 0.99,
-        lr: float = 2.5e-4,
-        optimizer: str = "adam",
-        optimizer_kwargs: dict[str, Any] | None = None,
-        target_update_interval: int = 500,
-        tau: float = 1.0,
-        double_q: bool = True,
-        loss: str = "huber",
-        max_grad_norm: float | None = 10.0,
+        gamma: float,
+        lr: float,
+        optimizer: OptimizerName | str,
+        optimizer_kwargs: dict[str, Any],
+        target_update_interval: int,
+        tau: float,
+        double_q: bool,
+        loss: QLoss | str,
+        max_grad_norm: float | None,
     ) -> None:
         require_differentiable("dqn", model, " (use update=td_lambda for tile coding)")
         require(
@@ -98,20 +99,14 @@ class DQN:
         check_range("update.target_update_interval", target_update_interval, 1, None)
         if max_grad_norm is not None:
             check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
-        self.loss_name = str(getattr(loss, "value", loss))
-        if self.loss_name not in ("huber", "mse"):
-            raise ConfigError(f"update.loss={loss} is unknown: use huber or mse.")
+        self.loss = parse(QLoss, "update.loss", loss)
         self.q = model
         self.target = frozen_copy(model)
         self.gamma, self.tau, self.double_q = gamma, tau, double_q
         self.target_update_interval = target_update_interval
         self.max_grad_norm = max_grad_norm
         self.optimizer = make_optimizer(
-            str(getattr(optimizer, "value", optimizer)),
-            list(model.parameters()),
-            lr,
-            0.0,
-            optimizer_kwargs or {},
+            optimizer, list(model.parameters()), lr, 0.0, optimizer_kwargs
         )
         self.updates = 0
         self.env_steps_at_sync = 0
@@ -132,7 +127,7 @@ class DQN:
                 bootstrap = next_target.max(dim=1).values
             targets = rewards + discounts * bootstrap
         q_taken = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-        if self.loss_name == "huber":
+        if self.loss is QLoss.huber:
             loss = nn.functional.smooth_l1_loss(q_taken, targets)
         else:
             loss = nn.functional.mse_loss(q_taken, targets)

@@ -38,17 +38,17 @@ from twrl_exp.update.targets import frozen_copy, soft_update
 def _replay(
     model: Any, policy: Any, num_envs: int, seed: int, gamma: float, settings: dict[str, Any]
 ) -> ReplayStorage:
+    """The replay buffer, taking its settings out of ``settings`` (the rest are the learner's)."""
     keys = ("buffer_size", "batch_size", "learning_starts", "train_freq", "gradient_steps")
-    knobs = {key: settings.pop(key) for key in keys if key in settings}
     return ReplayStorage(
         num_envs=num_envs,
         feature_dim=model.in_features,
         action_shape=policy.action_shape,
         action_dtype=np.float32,
         gamma=gamma,
-        n_step=settings.pop("n_step", 1),
+        n_step=1,  # one-step targets: the critics bootstrap from the next state's action
         seed=seed,
-        **knobs,
+        **{key: settings.pop(key) for key in keys},
     )
 
 
@@ -90,9 +90,9 @@ def sac(
     make_model: Any,
     policy: Any,
     num_envs: int,
-    total_env_steps: int | None = None,
-    seed: int = 0,
-    gamma: float = 0.99,
+    total_env_steps: int | None,
+    seed: int,
+    gamma: float,
     **settings: Any,
 ) -> Update:
     """``update=sac``: a replay buffer -> :class:`SAC`."""
@@ -116,9 +116,9 @@ def td3(
     make_model: Any,
     policy: Any,
     num_envs: int,
-    total_env_steps: int | None = None,
-    seed: int = 0,
-    gamma: float = 0.99,
+    total_env_steps: int | None,
+    seed: int,
+    gamma: float,
     **settings: Any,
 ) -> Update:
     """``update=td3``: a replay buffer -> :class:`TD3`."""
@@ -231,14 +231,14 @@ class SAC(_TwinCritics):
         model: Any,
         critics: list[nn.Module],
         policy: Any,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        lr: float = 3e-4,
-        q_lr: float | None = None,
-        ent_coef: str | float = "auto",
-        target_entropy: float | None = None,
-        policy_delay: int = 1,
-        max_grad_norm: float | None = None,
+        gamma: float,
+        tau: float,
+        lr: float,
+        q_lr: float | None,
+        ent_coef: str | float,
+        target_entropy: float | None,
+        policy_delay: int,
+        max_grad_norm: float | None,
     ) -> None:
         require(policy, ReparameterizedPolicy, self.needs_policy(policy))
         check_range("update.lr", lr, 0.0, None, low_open=True)
@@ -338,14 +338,14 @@ class TD3(_TwinCritics):
         model: Any,
         critics: list[nn.Module],
         policy: Any,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        lr: float = 1e-3,
-        q_lr: float | None = None,
-        policy_delay: int = 2,
-        target_policy_noise: float = 0.2,
-        target_noise_clip: float = 0.5,
-        max_grad_norm: float | None = None,
+        gamma: float,
+        tau: float,
+        lr: float,
+        q_lr: float | None,
+        policy_delay: int,
+        target_policy_noise: float,
+        target_noise_clip: float,
+        max_grad_norm: float | None,
     ) -> None:
         require(policy, DeterministicPolicy, self.needs_policy(policy))
         check_range("update.lr", lr, 0.0, None, low_open=True)

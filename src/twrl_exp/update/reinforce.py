@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from twrl_exp.choices import Baseline, OptimizerName, Schedule, parse
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.mlp import MLP
 from twrl_exp.protocols import LogProbPolicy, Update, require
 from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
 from twrl_exp.storage import EpisodeStorage
-from twrl_exp.update.checks import check_range, make_optimizer, require_differentiable
+from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, require_differentiable
 
 
 def reinforce(
@@ -27,8 +28,8 @@ def reinforce(
     model: Any,
     policy: Any,
     num_envs: int,
-    total_env_steps: int | None = None,
-    steps_per_batch: int = 2000,
+    total_env_steps: int | None,
+    steps_per_batch: int,
     **settings: Any,
 ) -> Update:
     """``update=reinforce``: whole episodes (:class:`EpisodeStorage`) -> :class:`Reinforce`."""
@@ -55,20 +56,20 @@ class Reinforce:
         model: Any,
         policy: Any,
         total_env_steps: int | None,
-        gamma: float = 0.99,
-        baseline: str = "average",
-        baseline_decay: float = 0.9,
-        value_lr: float = 1e-2,
-        value_epochs: int = 1,
-        normalize_advantages: bool = True,
-        entropy_coef: float = 0.0,
-        max_grad_norm: float | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-2,
-        weight_decay: float = 0.0,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        lr_decay: str = "none",
-        final_lr_fraction: float = 0.0,
+        gamma: float,
+        baseline: Baseline | str,
+        baseline_decay: float,
+        value_lr: float,
+        value_epochs: int,
+        normalize_advantages: bool,
+        ent_coef: float,
+        max_grad_norm: float | None,
+        optimizer: OptimizerName | str,
+        lr: float,
+        weight_decay: float,
+        optimizer_kwargs: dict[str, Any],
+        lr_schedule: Schedule | str,
+        lr_final_fraction: float,
     ) -> None:
         require_differentiable("reinforce", model)
         require(
@@ -81,43 +82,43 @@ class Reinforce:
         check_range("update.lr", lr, 0.0, None, low_open=True)
         check_range("update.value_lr", value_lr, 0.0, None, low_open=True)
         check_range("update.baseline_decay", baseline_decay, 0.0, 1.0, high_open=True)
-        check_range("update.entropy_coef", entropy_coef, 0.0, None)
-        check_range("update.final_lr_fraction", final_lr_fraction, 0.0, 1.0)
+        check_range("update.ent_coef", ent_coef, 0.0, None)
+        check_range("update.lr_final_fraction", lr_final_fraction, 0.0, 1.0)
         check_range("update.value_epochs", value_epochs, 1, None)
         if max_grad_norm is not None:
             check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
-        self.lr_decay = str(getattr(lr_decay, "value", lr_decay))
-        if self.lr_decay == "linear" and not total_env_steps:
+        self.lr_schedule = parse(Schedule, "update.lr_schedule", lr_schedule)
+        if self.lr_schedule is Schedule.linear and not total_env_steps:
             raise ConfigError(
-                "update.lr_decay=linear needs a step budget: set train.max_env_steps."
+                "update.lr_schedule=linear needs a step budget: set train.max_env_steps."
             )
         self.model, self.policy = model, policy
         self.gamma = gamma
-        self.baseline = str(getattr(baseline, "value", baseline))
+        self.baseline = parse(Baseline, "update.baseline", baseline)
         self.baseline_decay = baseline_decay
         self.normalize_advantages = normalize_advantages
-        self.entropy_coef, self.max_grad_norm = entropy_coef, max_grad_norm
-        self.lr, self.final_lr_fraction = lr, final_lr_fraction
+        self.ent_coef, self.max_grad_norm = ent_coef, max_grad_norm
+        self.lr, self.lr_final_fraction = lr, lr_final_fraction
         self.total_env_steps = total_env_steps or 0
         self.env_steps = 0
         self.updates = 0
         self.params = list(model.parameters()) + list(policy.parameters())
-        kwargs = dict(optimizer_kwargs or {})
+        kwargs = dict(optimizer_kwargs)
         if not kwargs.get("fused"):  # one multi-tensor step, not one per parameter: same numbers
             kwargs.setdefault("foreach", True)
-        self.optimizer = make_optimizer(
-            str(getattr(optimizer, "value", optimizer)), self.params, lr, weight_decay, kwargs
-        )
+        self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay, kwargs)
         self.time_baseline = np.zeros(0)
         self.time_seen = np.zeros(0, bool)
         self.value_net: MLP | None = None
         self.value_epochs = value_epochs
-        if self.baseline == "value":
+        if self.baseline is Baseline.value:
             self.value_net = MLP(
                 observation_space=model.observation_space,
                 num_outputs=1,
                 hidden_sizes=model.hidden_sizes,
                 activation=model.activation,
+                critic_hidden_sizes=None,
+                dueling=False,
                 output_gain=1.0,
             )
             self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=value_lr)
@@ -139,7 +140,7 @@ class Reinforce:
         self, returns: np.ndarray, time_index: np.ndarray, obs: torch.Tensor
     ) -> tuple[np.ndarray, dict[str, float]]:
         stats: dict[str, float] = {}
-        if self.baseline == "average":
+        if self.baseline is Baseline.average:
             base = self._time_baseline(returns, time_index)
         elif self.value_net is not None:
             with torch.no_grad():
@@ -177,7 +178,7 @@ class Reinforce:
     def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One policy-gradient step on the closed episodes of ``batch``."""
         index = batch["index"]  # the closed steps in the flattened [T * N] arrays
-        self.env_steps += int(batch["env_steps"])  # since the last batch, for lr decay
+        self.env_steps += int(batch["env_steps"])  # since the last batch, for the lr schedule
         all_returns = discounted_returns(
             batch["rewards"], batch["end"], self.gamma, self._bootstrap(batch)
         )
@@ -190,9 +191,9 @@ class Reinforce:
         log_prob = self.policy.log_prob(outputs, actions)
         adv = torch.from_numpy(advantages).float()
         loss = -(log_prob * adv).mean()
-        if self.entropy_coef:
+        if self.ent_coef:
             entropy = self.policy.entropy(outputs).mean()
-            loss = loss - self.entropy_coef * entropy
+            loss = loss - self.ent_coef * entropy
         else:  # only reported: no backward pass through it
             entropy = self.policy.entropy(outputs.detach()).mean()
         for param in self.params:  # zero_grad(set_to_none=True) without its profiler hook
@@ -220,10 +221,10 @@ class Reinforce:
         return nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
 
     def _set_lr(self) -> None:
-        if self.lr_decay != "linear":
+        if self.lr_schedule is Schedule.constant:
             return
         progress = min(1.0, self.env_steps / self.total_env_steps)
-        lr = self.lr * (1.0 - (1.0 - self.final_lr_fraction) * progress)
+        lr = linear_lr(self.lr, self.lr_final_fraction, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

@@ -16,33 +16,28 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
+from twrl_exp.choices import TdBackend, TdTarget, parse
 from twrl_exp.errors import ConfigError
 
-BACKENDS = ("auto", "numpy", "numba")
-TARGETS = {"sarsa": 0, "q_learning": 1, "expected_sarsa": 2}
+TARGETS = {TdTarget.sarsa: 0, TdTarget.q_learning: 1, TdTarget.expected_sarsa: 2}
 
 
-def load_kernels(backend: Any) -> ModuleType | None:
+def load_kernels(backend: TdBackend | str) -> ModuleType | None:
     """The compiled kernels for ``backend``, or None for numpy.
 
     ``auto`` is numba if it can be imported, else numpy; ``numba`` without numba, or any other
     name, is refused in one sentence.
     """
-    name = str(getattr(backend, "value", backend))
-    if name not in BACKENDS:
-        raise ConfigError(
-            f"update.backend={name} is invalid: it must be one of {', '.join(BACKENDS)}."
-        )
-    if name == "numpy":
+    name = parse(TdBackend, "update.backend", backend)
+    if name is TdBackend.numpy:
         return None
     try:
         return importlib.import_module("twrl_exp.update._td_kernels")
     except ImportError as exc:
-        if name == "auto":
+        if name is TdBackend.auto:
             return None
         raise ConfigError(
             "update.backend=numba needs numba, which cannot be imported here "

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from twrl_exp.choices import TdBackend, TdTarget, Traces, parse
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.linear import LinearModel
 from twrl_exp.policy.value import EGreedy, greedy_mask
@@ -52,12 +53,12 @@ class TdLambda:
         model: Any,
         policy: Any,
         num_envs: int,
-        target: str = "sarsa",
-        gamma: float = 1.0,
-        lam: float = 0.9,
-        alpha: float = 0.5,
-        traces: str = "replacing",
-        backend: str = "auto",
+        target: TdTarget | str,
+        gamma: float,
+        lam: float,
+        alpha: float,
+        traces: Traces | str,
+        backend: TdBackend | str,
     ) -> None:
         require(
             model,
@@ -76,8 +77,8 @@ class TdLambda:
         check_range("update.gamma", gamma, 0.0, 1.0)
         check_range("update.lam", lam, 0.0, 1.0)
         check_range("update.alpha", alpha, 0.0, None, low_open=True)
-        self.target = str(getattr(target, "value", target))
-        self.replacing = str(getattr(traces, "value", traces)) == "replacing"
+        self.target = parse(TdTarget, "update.target", target)
+        self.replacing = parse(Traces, "update.traces", traces) is Traces.replacing
         self.kernels = td_fast.load_kernels(backend)
         self.backend = "numpy" if self.kernels is None else "numba"
         self.model, self.policy = model, policy
@@ -102,9 +103,9 @@ class TdLambda:
         self.params = np.array([self.gamma, self.lam, self.step_size, code, self.replacing])
 
     def _next_value(self, q_next: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        if self.target == "sarsa":
+        if self.target is TdTarget.sarsa:
             return q_next[self.env_ids, actions]
-        if self.target == "q_learning":
+        if self.target is TdTarget.q_learning:
             return np.maximum.reduce(q_next, axis=1)
         return np.add.reduce(self.policy.probabilities(q_next) * q_next, axis=1)
 
@@ -135,7 +136,7 @@ class TdLambda:
         weights += self.step_size * self._summed_update(delta).reshape(weights.shape)
         self.traces *= self.gamma * self.lam
         cut = step.terminated | step.truncated
-        if self.target == "q_learning":
+        if self.target is TdTarget.q_learning:
             cut = cut | ~greedy_mask(outputs)[self.env_ids, actions]
         self.traces[cut] = 0.0
         self.totals += (np.add.reduce(delta * delta), learned)  # delta is 0 where not learned
@@ -175,7 +176,9 @@ class TdLambda:
             step.valid,
             outputs,
             step.next_actions,
-            self.policy.probabilities(outputs) if self.target == "expected_sarsa" else outputs,
+            self.policy.probabilities(outputs)
+            if self.target is TdTarget.expected_sarsa
+            else outputs,
             self.params,
         )
 

@@ -1,0 +1,92 @@
+"""The closed sets of values that options take, shared by the schemas and the constructors.
+
+The schemas (:mod:`twrl_exp.config`) type options with these enums, so Hydra refuses a value
+outside them at composition time; the constructors take the same enums (or their strings, from
+Python) and read them with :func:`parse`, which refuses anything else in one sentence. This
+module imports nothing but the standard library, so algorithm code may use it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypeVar
+
+from twrl_exp.errors import ConfigError
+
+
+class Vectorization(StrEnum):
+    auto = "auto"
+    native = "native"
+    sync = "sync"
+    async_ = "async"
+
+
+class Activation(StrEnum):
+    tanh = "tanh"
+    relu = "relu"
+    elu = "elu"
+    gelu = "gelu"
+    sigmoid = "sigmoid"
+
+
+class Baseline(StrEnum):
+    none = "none"
+    average = "average"
+    value = "value"
+
+
+class OptimizerName(StrEnum):
+    adam = "adam"
+    rmsprop = "rmsprop"
+    sgd = "sgd"
+
+
+class Schedule(StrEnum):
+    constant = "constant"
+    linear = "linear"
+
+
+class TdTarget(StrEnum):
+    sarsa = "sarsa"
+    q_learning = "q_learning"
+    expected_sarsa = "expected_sarsa"
+
+
+class Traces(StrEnum):
+    replacing = "replacing"
+    accumulating = "accumulating"
+
+
+class TdBackend(StrEnum):
+    auto = "auto"
+    numpy = "numpy"
+    numba = "numba"
+
+
+class QLoss(StrEnum):
+    huber = "huber"
+    mse = "mse"
+
+
+class Objective(StrEnum):
+    best_mean_return = "best_mean_return"
+    final_eval_return = "final_eval_return"
+    auc = "auc"
+    neg_steps_to_solve = "neg_steps_to_solve"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse(kind: type[E], key: str, value: object) -> E:
+    """``value`` (a member of ``kind`` or its string) as a member, or a :class:`ConfigError`
+    naming ``key`` and the valid values.
+
+    >>> parse(Schedule, "update.lr_schedule", "linear") is Schedule.linear
+    True
+    """
+    try:
+        return kind(str(value))
+    except ValueError:
+        valid = ", ".join(member.value for member in kind)
+        raise ConfigError(f"{key}={value} is invalid: it must be one of {valid}.") from None
