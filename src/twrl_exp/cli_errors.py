@@ -88,6 +88,11 @@ def _unknown_key(exc: ConfigAttributeError | ConfigKeyError, override: str | Non
     text = str(exc)
     key = _field(text, "full_key") or "?"
     valid = _schema_keys(_field(text, "object_type"))
+    given = override.split("=", 1) if override else []
+    value = given[1] if len(given) == 2 and given[0].lstrip("+~") == key else None
+    old_spelling = schemas.renamed(key, value)
+    if old_spelling is not None and schemas.RENAMED[key][0].rpartition(".")[2] in valid:
+        return old_spelling
     group = key.rpartition(".")[0]
     where = f"a key of {group}" if group else "a top-level key"
     tail = f": valid keys are {', '.join(valid)}" if valid else ""
@@ -105,6 +110,10 @@ def describe(exc: BaseException) -> str | None:
         match = re.search(r"(?:override|Could not override) '?([^'\s]+=?[^'\s]*)'?", str(e))
         if match and isinstance(e, ConfigCompositionException):
             override = match.group(1)
+            # "Could not override 'k'" names the key only; its hint "use +k=v" has the value.
+            typed = re.search(r"use \+(\S+=\S*)", str(e))
+            if typed and "=" not in override:
+                override = typed.group(1)
             break
     for e in chain:
         if isinstance(e, MissingConfigException):

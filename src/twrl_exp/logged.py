@@ -175,8 +175,11 @@ def trusted_config(
     """
     from hydra.errors import HydraException
 
+    from twrl_exp.config import upgrade_logged
+
     values = OmegaConf.to_container(logged, resolve=False)
     assert isinstance(values, dict)
+    upgrade_logged(values)  # an older run's spellings (update.entropy_coef, ...) as today's
     roots = {f"{group}.{key}" for group in GROUPS for key in _CODE_KEYS}
     planted = [path for path in _code_keys(values) if path not in roots]
     if planted:
