@@ -544,8 +544,9 @@ def defaults(group: str, option: str | None = None) -> dict[str, Any]:
 def make(group: str, option: str | None = None, /, **kwargs: Any) -> Any:
     """``group=option`` built from Python as the command line builds it: its constructor called
     with the schema's defaults, ``kwargs`` replacing them and adding what is known only at run
-    time (spaces, the model, the policy, ``num_envs``, ...), e.g.
-    ``make("update", "reinforce", model=model, policy=policy, num_envs=8, lr=1e-2)``.
+    time, e.g. ``make("policy", "egreedy", action_space=space, epsilon=0.2)``. An update also
+    takes the parts :func:`twrl_exp.build.build_agent` gives it: ``model``, ``make_model``,
+    ``policy``, ``num_envs``, ``total_env_steps`` (``train.max_env_steps``) and ``seed``.
     """
     for key, value in kwargs.items():
         refusal = renamed(f"{group}.{key}", value if isinstance(value, str) else None)
