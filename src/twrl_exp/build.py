@@ -26,8 +26,33 @@ def project_root() -> Path:
 
 def _partial(node: DictConfig) -> Any:
     """Instantiate a ``_partial_`` group node, leaving out its descriptive ``name``."""
+    _check_keys(node)
     params = {k: node[k] for k in node if k != "name"}
     return instantiate(OmegaConf.create(params), _convert_="all")
+
+
+def _check_keys(node: DictConfig) -> None:
+    """A key added with ``+group.key=`` that the option's schema lacks is refused in one
+    sentence here, not as a TypeError when the option is built."""
+    from dataclasses import fields
+
+    from twrl_exp import config
+
+    group = str(node._key())
+    option = node.get("name") if group != "env" else None
+    try:
+        known = {f.name for f in fields(config.schema(group, option))}
+    except ConfigError:  # a user's own option: its constructor decides
+        return
+    extra = [str(k) for k in node if k not in known]
+    if extra:
+        key = f"{group}.{extra[0]}"
+        valid = ", ".join(k for k in sorted(known) if not k.startswith("_"))
+        raise ConfigError(
+            config.renamed(key)
+            or f"{key} is not a key of {group}{f' ({option})' if option else ''}: valid keys are "
+            f"{valid}."
+        )
 
 
 @dataclass

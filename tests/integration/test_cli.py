@@ -66,6 +66,8 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
         (["update.lr=fast"], "update.lr=fast is invalid: update.lr must be a number"),
         (["update.baseline=foo"], "update.baseline must be one of none, average, value"),
         (["update.lrr=0.1"], "update.lrr is not a key of update: valid keys are name, gamma"),
+        (["+update.lrr=0.1"], "update.lrr is not a key of update (reinforce): valid keys are"),
+        (["+model.width=8"], "model.width is not a key of model (mlp): valid keys are"),
         (["update.lr=("], "is not valid override syntax"),
         (["update.lr=-0.01"], "update.lr=-0.01 is invalid"),
         (["update.lr=inf"], "update.lr=inf is invalid: it must be a finite number"),
