@@ -90,3 +90,13 @@ def parse(kind: type[E], key: str, value: object) -> E:
     except ValueError:
         valid = ", ".join(member.value for member in kind)
         raise ConfigError(f"{key}={value} is invalid: it must be one of {valid}.") from None
+
+
+# Old option spellings and what replaced them (key, and the old values' new spellings): the
+# command line refuses them in one sentence, logged configs of older runs are translated, and
+# runs group by the new spelling (:mod:`twrl_exp.identity`).
+RENAMED: dict[str, tuple[str, dict[str, str]]] = {
+    "update.entropy_coef": ("update.ent_coef", {}),
+    "update.lr_decay": ("update.lr_schedule", {"none": "constant", "linear": "linear"}),
+    "update.final_lr_fraction": ("update.lr_final_fraction", {}),
+}

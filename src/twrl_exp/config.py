@@ -21,6 +21,7 @@ from omegaconf import MISSING, OmegaConf
 
 from twrl_exp import paths
 from twrl_exp.choices import (
+    RENAMED,
     Activation,
     Baseline,
     Objective,
@@ -491,11 +492,6 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 # Old spellings of options, refused in one sentence naming the new key (cli_errors) and
 # translated, with the same meaning, in the logged configs of older runs (logged.py):
 # old key -> (new key, old value -> new value).
-RENAMED: dict[str, tuple[str, dict[str, str]]] = {
-    "update.entropy_coef": ("update.ent_coef", {}),
-    "update.lr_decay": ("update.lr_schedule", {"none": "constant", "linear": "linear"}),
-    "update.final_lr_fraction": ("update.lr_final_fraction", {}),
-}
 
 
 def renamed(key: str, value: str | None = None) -> str | None:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from twrl_exp.choices import RENAMED
+
 # Not part of an agent: how it is observed and evaluated, what a sweep asks of it, where its
 # data goes, and what only tells its runs apart.
 NOT_AGENT_PREFIXES = ("monitor.", "trial.", "eval.", "paths.")
@@ -20,12 +22,15 @@ AGENT_TAG = "agent"
 
 
 def agent_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """The flattened params that define the agent, as the text MLflow stores."""
-    return {
-        k: str(v)
-        for k, v in params.items()
-        if k not in NOT_AGENT_KEYS and not k.startswith(NOT_AGENT_PREFIXES)
-    }
+    """The flattened params that define the agent, as the text MLflow stores, with old option
+    spellings (``update.entropy_coef``) read under their new keys."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if key in NOT_AGENT_KEYS or key.startswith(NOT_AGENT_PREFIXES):
+            continue
+        new, spellings = RENAMED.get(key, (key, {}))
+        out.setdefault(new, spellings.get(str(value), str(value)))
+    return out
 
 
 def agent_key(params: Mapping[str, Any]) -> str:
@@ -35,6 +40,8 @@ def agent_key(params: Mapping[str, Any]) -> str:
     True
     >>> agent_key({"update.lr": 0.01}) == agent_key({"update.lr": 0.02})
     False
+    >>> agent_key({"update.lr_decay": "none"}) == agent_key({"update.lr_schedule": "constant"})
+    True
     """
     text = json.dumps(sorted(agent_params(params).items()))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
