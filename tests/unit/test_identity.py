@@ -9,7 +9,7 @@ from twrl_exp import identity
 
 def test_the_examples_in_the_docstrings_hold() -> None:
     result = doctest.testmod(identity)
-    assert result.attempted >= 5
+    assert result.attempted >= 4
     assert result.failed == 0
 
 
