@@ -13,6 +13,12 @@ class RecordingError(RuntimeError):
     """The run could not be recorded completely (the store, a checkpoint, a video)."""
 
 
+class InfrastructureLost(RecordingError):
+    """A service a sweep depends on (its Optuna storage, the Ray head) was lost for longer than
+    the sweep waits for it: one sentence naming it and how to resume. The trials it interrupted
+    are failed as ``infrastructure`` and do not count toward ``n_trials``."""
+
+
 class JobLost(RuntimeError):
     """A sweep job that never finished for a reason outside it (its machine or worker process
     died): a launcher returns it as the job's error, and a sweep runs another trial instead of

@@ -135,7 +135,8 @@ def log_search_space(parent: SweepParent, space: dict[str, BaseDistribution]) ->
 
     logged = parent.client.get_run(parent.run_id).data.params
     new = []
-    for key, dist in space.items():
+    for swept, dist in space.items():
+        key = swept.lstrip("+")  # ++key / +key: MLflow's param names take no '+'
         text = search_space.describe(dist)[:6000]
         if key not in logged:
             new.append(Param(key, text))

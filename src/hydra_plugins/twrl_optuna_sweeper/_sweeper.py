@@ -4,10 +4,12 @@ study where it stopped, since ``n_trials`` is the study's total."""
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.twrl_optuna_sweeper import _results as results
 from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
+from hydra_plugins.twrl_optuna_sweeper import _space_check as space_check
+from hydra_plugins.twrl_optuna_sweeper._storage import WINDOW_ATTR, StorageUnavailable
 from hydra_plugins.twrl_optuna_sweeper._strategies import make_pruner, make_sampler
 from hydra_plugins.twrl_optuna_sweeper._trial import (
+    INFRASTRUCTURE_ATTR,
     PROCESS_ATTR,
     heartbeat_enabled,
     open_storage,
     quiet_optuna,
 )
 from twrl_exp import interrupts, processes, store
-from twrl_exp.errors import ConfigError, JobLost
+from twrl_exp.errors import ConfigError, InfrastructureLost, JobLost
 from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
 from twrl_exp.objectives import OBJECTIVES
 
@@ -38,6 +43,10 @@ log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
 SWEEP_ATTR = "twrl.sweep"  # the identity of the sweep process that asked for a trial
 PRUNER_ATTR = "pruner"
+# Trials that did not end by themselves: FAIL, and not counted toward n_trials.
+NOT_COUNTED = frozenset({"lost", "interrupted", INFRASTRUCTURE_ATTR})
+LAUNCH_ATTEMPTS = 3  # launches failing in a row before the sweep stops
+PARENT_END_TIMEOUT_S = 20.0  # how long a stopping sweep waits to close its parent run
 
 
 def counted(trials: list[FrozenTrial], live_running: bool) -> int:
@@ -50,7 +59,7 @@ def counted(trials: list[FrozenTrial], live_running: bool) -> int:
             or (
                 t.state == TrialState.FAIL
                 and "error" in t.user_attrs
-                and not ({"lost", "interrupted"} & t.user_attrs.keys())
+                and not (NOT_COUNTED & t.user_attrs.keys())
             )
             or (t.state == TrialState.RUNNING and live_running)
         ):
@@ -58,13 +67,14 @@ def counted(trials: list[FrozenTrial], live_running: bool) -> int:
     return total
 
 
-def fail_trial(study: optuna.Study, trial_id: int, why: str) -> bool:
-    """Mark a still-running trial FAIL with the user attribute ``why``; whether it was."""
+def fail_trial(study: optuna.Study, trial_id: int, why: str, value: Any = True) -> bool:
+    """Mark a still-running trial FAIL with the user attribute ``why`` (= ``value``); whether it
+    was."""
     storage = study._storage
     try:
         if storage.get_trial(trial_id).state != TrialState.RUNNING:
             return False
-        storage.set_trial_user_attr(trial_id, why, True)
+        storage.set_trial_user_attr(trial_id, why, value)
         return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
     except optuna.exceptions.UpdateFinishedTrialError:
         return False  # its job finished it meanwhile
@@ -80,8 +90,9 @@ def fail_lost_trials(
     others, when its heartbeat went stale. A trial no job ever picked up (its sweep died
     between asking and launching) belongs to the sweep that asked for it: lost when that
     process has ended, or, on another host, when it is older than ``grace_period`` seconds.
-    Lost trials do not count toward ``n_trials``. ``batch``: trials a failed launch started,
-    failed unless their process still runs."""
+    Lost trials do not count toward ``n_trials``. ``batch``: trials of a launch that failed,
+    lost unless a job took them up and its process still runs (or runs on another host, where
+    its heartbeat decides)."""
     if heartbeats:
         optuna.storages.fail_stale_trials(study)
     in_batch = {t.number for t in batch or []}
@@ -91,7 +102,10 @@ def fail_lost_trials(
         job = trial.user_attrs.get(PROCESS_ATTR)
         owner = job or trial.user_attrs.get(SWEEP_ATTR)
         # A job on another host cannot be checked from here: its heartbeat decides.
-        gone = processes.alive(owner) is False if owner else trial.number in in_batch
+        if trial.number in in_batch:  # its launch failed: only a job that took it up may live
+            gone = job is None or processes.alive(job) is False
+        else:
+            gone = processes.alive(owner) is False if owner else False
         if not job and not gone and trial.datetime_start is not None:
             gone = processes.alive(owner or "") is None and (
                 (now - trial.datetime_start).total_seconds() > grace_period
@@ -122,6 +136,7 @@ class OptunaSweeperImpl(Sweeper):
             ("n_trials", s.n_trials >= 1, ">= 1"),
             ("n_jobs", s.n_jobs >= 1, ">= 1"),
             ("seeds_per_trial", s.seeds_per_trial >= 1, ">= 1"),
+            ("storage_retry_s", s.storage_retry_s >= 0, ">= 0 (seconds)"),
             ("direction", s.direction in ("maximize", "minimize"), "maximize or minimize"),
             ("objective", s.objective in OBJECTIVES, " or ".join(OBJECTIVES)),
             (
@@ -148,6 +163,7 @@ class OptunaSweeperImpl(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None
+        assert self.hydra_context is not None
         self._check()
         s = self.settings
         space, fixed = search_space.parse(dict(s.params), list(arguments))
@@ -157,12 +173,40 @@ class OptunaSweeperImpl(Sweeper):
                 "The Optuna sweep has no search space: give hydra.sweeper.params "
                 "(e.g. update.lr: tag(log, interval(1e-4, 1e-1))) or a sweep on the command line."
             )
+        # A key the jobs could not compose: refused before a study, run or folder exists.
+        loader = self.hydra_context.config_loader
+        space_check.check(self.config, loader, dict(s.params), list(arguments), fixed)
         make_sampler(s.sampler, space)  # refuse a bad sampler or pruner before a study exists
         make_pruner(s.pruner)
         url = self.storage_url()
         if self.config.monitor.mlflow.enabled:  # an unreachable MLflow server: before any study
             store.open_client(tracking_uri_of(self.config))
         storage = self._open_storage(url)
+        parent: SweepParent | None = None
+        batch: list[optuna.Trial] = []
+        try:
+            study, parent, heartbeats = self._start(storage, space, url)
+            try:
+                with interrupts.deferred():
+                    self._run_trials(study, space, fixed, url, heartbeats, batch)
+            except KeyboardInterrupt:
+                for trial in batch:
+                    fail_trial(study, trial._trial_id, "interrupted")
+                if parent is not None:
+                    parent.finish("KILLED")
+                raise
+            results.report(study, self, parent, url)
+        except InfrastructureLost as exc:
+            raise self._stopped(exc, storage, batch, parent) from None
+        if parent is not None:
+            parent.finish("FINISHED")
+        return study
+
+    def _start(
+        self, storage: Any, space: dict[str, BaseDistribution], url: str
+    ) -> tuple[optuna.Study, SweepParent | None, bool]:
+        """The study (created or resumed, its lost trials failed) and the sweep's parent run."""
+        s = self.settings
         study = optuna.create_study(
             study_name=s.study_name,
             storage=storage,
@@ -174,28 +218,56 @@ class OptunaSweeperImpl(Sweeper):
         # moves on by the number of trials the study already holds.
         existing = len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(s.sampler, space, offset=existing)
-        # Jobs rebuild the pruner from here: Optuna stores no pruner with a study.
+        # Jobs rebuild the pruner from here (Optuna stores no pruner with a study), and learn
+        # how long to retry an unreachable storage.
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(s.pruner))
+        study.set_user_attr(WINDOW_ATTR, float(s.storage_retry_s))
         heartbeats = heartbeat_enabled(storage)
         fail_lost_trials(study, heartbeats, grace_period=float(s.grace_period))
         parent = self._open_parent(study, url)
         done = counted(study.get_trials(deepcopy=False), heartbeats)
         shown = store.redact(url)
         log.info(f"Study '{s.study_name}' in {shown}: {done} of {s.n_trials} trials done.")
-        batch: list[optuna.Trial] = []
-        try:
-            with interrupts.deferred():
-                self._run_trials(study, space, fixed, url, heartbeats, batch)
-        except KeyboardInterrupt:
-            for trial in batch:
-                fail_trial(study, trial._trial_id, "interrupted")
-            if parent is not None:
-                parent.finish("KILLED")
-            raise
-        results.report(study, self, parent, url)
+        return study, parent, heartbeats
+
+    def _stopped(
+        self,
+        exc: InfrastructureLost,
+        storage: Any,
+        batch: list[optuna.Trial],
+        parent: SweepParent | None,
+    ) -> InfrastructureLost:
+        """The sweep cannot go on: fail the trials in flight as ``infrastructure`` (one try
+        each: the storage may be what was lost; a trial left RUNNING is failed as lost when the
+        sweep resumes), end the parent FAILED with the reason, and say it in one sentence."""
+        what = getattr(exc, "what", str(exc).rstrip("."))
+        failed: list[int] = []
+        window = getattr(storage, "window_s", None)
+        if window is not None:
+            storage.window_s = 0.0
+        for trial in batch:
+            try:
+                if fail_trial(trial.study, trial._trial_id, INFRASTRUCTURE_ATTR, what):
+                    failed.append(trial.number)
+            except Exception:
+                continue
+        if window is not None:
+            storage.window_s = window
+        said = []
+        if failed:
+            numbers = ", ".join(str(n) for n in failed)
+            said.append(
+                f"trial(s) {numbers} failed as infrastructure (not counted toward n_trials)"
+            )
+        elif batch and isinstance(exc, StorageUnavailable):
+            said.append("its running trials are failed as lost when it resumes")
         if parent is not None:
-            parent.finish("FINISHED")
-        return study
+            _end_parent(parent, f"stopped: {what}")
+            said.append("its parent run is FAILED")
+        said.append("the study keeps every finished trial")
+        resume = getattr(exc, "resume", "run the same command again once it is back")
+        listed = ", ".join(said[:-1]) + (", and " if len(said) > 1 else "") + said[-1]
+        return InfrastructureLost(f"{what}, so the sweep stopped: {listed}; {resume}.")
 
     def _run_trials(
         self,
@@ -220,14 +292,21 @@ class OptunaSweeperImpl(Sweeper):
             assert self.launcher is not None
             try:
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except InfrastructureLost:
+                raise
             except Exception as exc:
                 if interrupts.requested:
                     raise KeyboardInterrupt from exc
                 failures += 1
                 lost = fail_lost_trials(study, heartbeats, batch, float(s.grace_period))
-                log.warning(f"The launcher failed ({exc}); {lost} trial(s) will run again.")
-                if failures >= 3:
-                    raise
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                reason = store.redact(lines[0] if lines else type(exc).__name__)[:200]
+                if failures >= LAUNCH_ATTEMPTS:
+                    batch.clear()
+                    raise LaunchFailed(
+                        f"The launcher failed {failures} times in a row ({reason})"
+                    ) from exc
+                log.warning(f"The launcher failed ({reason}); {lost} trial(s) will run again.")
                 continue
             failures = 0
             self.job_idx += len(batch)
@@ -241,7 +320,9 @@ class OptunaSweeperImpl(Sweeper):
         """The study's storage, or one sentence naming the URL (password hidden) and why not."""
         s = self.settings
         try:
-            return open_storage(url, s.heartbeat_interval, s.grace_period)
+            return open_storage(
+                url, s.heartbeat_interval, s.grace_period, window_s=float(s.storage_retry_s)
+            )
         except Exception as exc:
             reason = store.connection_reason(exc)
             raise ConfigError(
@@ -295,6 +376,11 @@ class OptunaSweeperImpl(Sweeper):
             return
         if ret.status == JobStatus.FAILED and isinstance(ret._return_value, KeyboardInterrupt):
             fail_trial(study, trial._trial_id, "interrupted")  # stopped by Ctrl-C: not counted
+        elif ret.status == JobStatus.FAILED and isinstance(ret._return_value, InfrastructureLost):
+            # Its storage did not answer in time: not its own result either.
+            error = ret._return_value
+            fail_trial(study, trial._trial_id, INFRASTRUCTURE_ATTR, str(error).rstrip("."))
+            log.warning(f"Trial {trial.number} stopped: {error}; another trial replaces it.")
         elif ret.status == JobStatus.FAILED and isinstance(ret._return_value, JobLost):
             # Not the trial's own result (its node or worker died): another trial replaces it.
             fail_trial(study, trial._trial_id, "lost")
@@ -306,3 +392,34 @@ class OptunaSweeperImpl(Sweeper):
             log.warning(f"Trial {trial.number} failed: {error}")
         else:
             study.tell(trial.number, float(ret.return_value), skip_if_finished=True)
+
+
+class LaunchFailed(InfrastructureLost):
+    """The launcher itself failed several launches in a row (not a job: the machinery)."""
+
+    resume = "fix the cause and run the same command again to resume the study"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(what)
+
+
+def _end_parent(parent: SweepParent, reason: str) -> None:
+    """End the parent run FAILED with ``reason``, waiting at most ``PARENT_END_TIMEOUT_S``: the
+    tracking server may be down with the storage (they share a database on a local cluster);
+    then the parent stays RUNNING until the next sweep or run finds its process gone."""
+    atexit.unregister(parent.finish)
+
+    def end() -> None:
+        parent.client.set_tag(parent.run_id, store.END_REASON_TAG, reason[:5000])
+        parent.finish("FAILED")
+
+    def quietly() -> None:
+        try:
+            end()
+        except Exception as exc:
+            log.warning(f"The sweep's parent run could not be closed: {store.root_cause(exc)}")
+
+    worker = threading.Thread(target=quietly, name="twrl-parent-end", daemon=True)
+    worker.start()
+    worker.join(PARENT_END_TIMEOUT_S)

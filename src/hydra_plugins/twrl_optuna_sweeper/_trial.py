@@ -13,21 +13,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
 from filelock import FileLock
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, _CachedStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from hydra_plugins.twrl_optuna_sweeper._storage import (
+    DEFAULT_WINDOW_S,
+    WINDOW_ATTR,
+    RetryingStorage,
+    retry,
+)
 from hydra_plugins.twrl_optuna_sweeper._strategies import make_pruner
 from twrl_exp import processes, store
+from twrl_exp.errors import InfrastructureLost
 from twrl_exp.objectives import objective_value
 from twrl_exp.runner import MonitorBase, Runner
 
 PROCESS_ATTR = "twrl.process"  # the identity of the process running a trial
+# A trial stopped by the sweep's infrastructure (its storage, the Ray head), not by itself: its
+# value says what was lost. Like "interrupted" and "lost", it does not count toward n_trials.
+INFRASTRUCTURE_ATTR = "infrastructure"
 
 
 @contextmanager
@@ -41,25 +51,41 @@ def quiet_optuna() -> Iterator[None]:
 
 
 def open_storage(
-    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
+    url: str,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    *,
+    window_s: float = DEFAULT_WINDOW_S,
+    retry_open: bool = False,
 ) -> BaseStorage:
-    """An Optuna storage from a URL: RDB (sqlite, postgresql, mysql) or a journal file."""
+    """An Optuna storage from a URL: RDB (sqlite, postgresql, mysql) or a journal file.
+
+    An RDB storage's calls are retried for ``window_s`` seconds while its database cannot be
+    reached (:class:`RetryingStorage`); ``retry_open``: opening it too (a job, whose sweep has
+    already reached it), rather than failing at once (a sweep given a wrong URL)."""
     if url.endswith((".log", ".jsonl")) and "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(url))
-    with quiet_optuna():
-        if not url.startswith("sqlite:///"):
-            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-        db = Path(url.removeprefix("sqlite:///"))
-        db.parent.mkdir(parents=True, exist_ok=True)
-        # Like MLflow's, Optuna's schema creation races when processes open a new file at once.
-        with FileLock(str(db) + ".lock", timeout=300):
-            return RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                engine_kwargs={"connect_args": {"timeout": 60}},
-            )
+
+    def connect() -> RDBStorage:
+        with quiet_optuna():
+            if not url.startswith("sqlite:///"):
+                return RDBStorage(
+                    url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+                )
+            db = Path(url.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            # Like MLflow's, Optuna's schema creation races when processes open a new file.
+            with FileLock(str(db) + ".lock", timeout=300):
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    engine_kwargs={"connect_args": {"timeout": 60}},
+                )
+
+    rdb = retry(connect, url, window_s, " to open it") if retry_open else connect()
+    return cast(BaseStorage, RetryingStorage(_CachedStorage(rdb), url, window_s))
 
 
 def heartbeat_enabled(storage: BaseStorage) -> bool:
@@ -71,8 +97,10 @@ def heartbeat_enabled(storage: BaseStorage) -> bool:
 def load_trial(
     study_name: str, storage: str, number: int, heartbeat_interval: int | None
 ) -> optuna.Trial:
-    store_ = open_storage(storage, heartbeat_interval, None)
+    store_ = open_storage(storage, heartbeat_interval, None, retry_open=True)
     study = optuna.load_study(study_name=study_name, storage=store_)
+    if isinstance(store_, RetryingStorage):  # the sweep's window, from here on
+        store_.window_s = float(study.user_attrs.get(WINDOW_ATTR, DEFAULT_WINDOW_S))
     pruner = study.user_attrs.get("pruner")
     if pruner is not None:  # the sweeper's pruner, so that should_prune() decides as it would
         study = optuna.load_study(
@@ -112,8 +140,10 @@ class TrialJob:
         if heartbeat_enabled(storage):
             trial_id = self.trial._trial_id
             storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            # Beats are not retried: a missed one is made up by the next.
+            raw: Any = getattr(storage, "backend", storage)
             self._heartbeat = store.Heartbeat(
-                lambda: storage.record_heartbeat(trial_id),  # type: ignore[attr-defined]
+                lambda: raw.record_heartbeat(trial_id),
                 float(storage.get_heartbeat_interval()),  # type: ignore[attr-defined]
             )
         return self
@@ -128,6 +158,9 @@ class TrialJob:
             self._heartbeat.stop()
         if exc is None:
             return
+        if isinstance(exc, InfrastructureLost):
+            self._fail_once(INFRASTRUCTURE_ATTR, str(exc))
+            return
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             # Ctrl-C, or the process told to exit (Ray ends the jobs of a driver that died):
             # not the trial's own result.
@@ -135,6 +168,22 @@ class TrialJob:
         else:
             self.trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
         self.trial.study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _fail_once(self, key: str, value: str) -> None:
+        """FAIL with ``key``, in one attempt: the storage has just been found unreachable, and a
+        trial left RUNNING is failed as lost by the next sweep anyway."""
+        storage = self.trial.storage
+        window = getattr(storage, "window_s", None)
+        try:
+            if window is not None:
+                storage.window_s = 0.0  # type: ignore[attr-defined]
+            self.trial.set_user_attr(key, value)
+            self.trial.study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        except Exception:
+            return
+        finally:
+            if window is not None:
+                storage.window_s = window  # type: ignore[attr-defined]
 
     def reporter(self, **settings: Any) -> TrialReporter:
         reporter = TrialReporter(trial=self.trial, job=self, **settings)

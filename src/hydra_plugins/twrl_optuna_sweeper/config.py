@@ -46,6 +46,11 @@ class TwrlOptunaSweeperConf:
     params: dict[str, str] = field(default_factory=dict)  # key: Hydra sweep syntax
     heartbeat_interval: int = 10  # s; RDB storages: a job silent for grace_period is stale
     grace_period: int = 60
+    # s; RDB storages: a database that does not answer (a restart) is waited for this long,
+    # by the sweep and by each job, before the sweep stops (one sentence) or the job's trial is
+    # failed as infrastructure (not counted). Keep it >= grace_period, so that a rerun finds
+    # the trials a stopped sweep left RUNNING stale.
+    storage_retry_s: int = 60
     experiment_dir: str | None = None  # where the best config is saved (null: conf/experiment)
     plots: bool = True  # Optuna's plots as artifacts of the sweep's parent MLflow run
 
