@@ -35,7 +35,7 @@ def load_agent(
     (a store never names code) and the weights are read as tensors only.
     """
     uri = tracking_uri or default_tracking_uri()
-    client = store.open_client(uri)
+    client = store.open_client(uri, read_only=True)  # evaluating only reads
     run = logged.find_run(client, uri, "run_id", run_id)
     with tempfile.TemporaryDirectory(prefix="twrl-agent-") as tmp:
         try:

@@ -5,6 +5,7 @@
 Rebuilds the agent from the run's logged config and ``model/agent.pt``, reports mean ± std
 return over ``episodes`` episodes, optionally records a video of one episode, and with
 ``log=true`` writes the result back to that run (metrics ``evaluate/*``, ``videos/evaluate.mp4``).
+Without ``log=true`` it only reads the store: a read-only one will do.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from twrl_exp import store
 from twrl_exp.artifacts import env_settings, load_agent
 from twrl_exp.cli_errors import say
 from twrl_exp.env import make_render_env, make_vector_env
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, RecordingError
 from twrl_exp.monitor.video import record_mp4
 from twrl_exp.paths import default_tracking_uri
 from twrl_exp.runner import Runner
@@ -62,7 +64,9 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     if cfg.episodes < 1 or cfg.num_envs < 1:
         raise ConfigError(f"episodes={cfg.episodes} and num_envs={cfg.num_envs} must be >= 1.")
     uri = cfg.tracking_uri or default_tracking_uri()
-    agent, logged = load_agent(cfg.run_id, uri)
+    if cfg.log:  # it writes to the run: refuse an unwritable store before evaluating
+        store.open_client(uri)
+    agent, logged = load_agent(cfg.run_id, uri)  # only reads: a read-only store will do
     env = make_vector_env(**env_settings(logged, min(cfg.num_envs, cfg.episodes)))
     seed = logged.seed if cfg.seed is None else cfg.seed
     try:
@@ -96,17 +100,26 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
 
 def _log(uri: str, cfg: EvaluateConfig, returns: np.ndarray, video: Path | None) -> None:
     client = MlflowClient(tracking_uri=uri)
-    for key, value in (
-        ("mean_return", returns.mean()),
-        ("std_return", returns.std()),
-        ("episodes", len(returns)),
-    ):
-        client.log_metric(cfg.run_id, f"evaluate/{key}", float(value))
-    if video is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            target = Path(tmp) / "evaluate.mp4"
-            target.write_bytes(video.read_bytes())
-            client.log_artifact(cfg.run_id, str(target), "videos")
+    try:
+        for key, value in (
+            ("mean_return", returns.mean()),
+            ("std_return", returns.std()),
+            ("episodes", len(returns)),
+        ):
+            client.log_metric(cfg.run_id, f"evaluate/{key}", float(value))
+        if video is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                target = Path(tmp) / "evaluate.mp4"
+                target.write_bytes(video.read_bytes())
+                client.log_artifact(cfg.run_id, str(target), "videos")
+    except Exception as exc:
+        db = store.sqlite_path(uri)
+        if store.is_disk_full(exc) and db is not None:
+            raise store.DiskFullError("the MLflow store", db) from exc
+        raise RecordingError(
+            f"the evaluation of run {cfg.run_id} could not be written to {store.redact(uri)} "
+            f"({store.root_cause(exc)})"
+        ) from exc
 
 
 USAGE = """usage: python -m twrl_exp.evaluate run_id=<id> [KEY=VALUE ...]   (or twrl-evaluate ...)
@@ -139,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         say(str(exc))
         return 2
+    except RecordingError as exc:  # log=true on a full disk
+        say(str(exc))
+        return 1
     except OmegaConfBaseException as exc:
         first = str(exc).splitlines()[0]
         say(

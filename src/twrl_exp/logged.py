@@ -55,6 +55,8 @@ def find_run(client: Any, uri: str, key: str, run_id: str) -> Any:
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # the store failed, e.g. it is damaged
+            raise store.store_error(uri, exc) from exc
         raise ConfigError(
             f"{key}={run_id} names no run in {uri}; give an MLflow run id from `mlflow ui` or "
             "the leaderboard."

@@ -1,21 +1,35 @@
-"""Opening the MLflow store safely, and keeping its run states true.
+"""Opening the MLflow store safely, keeping its run states true, and saying what is wrong with
+a disk a run writes to.
 
 - **Creation and migration under a lock.** A fresh SQLite store is created (MLflow runs its
   schema migrations) by the first process to open it, under a file lock beside the database, so
-  any number of processes can start at once; a store that is not a database, cannot be written,
-  or was left half-migrated is reported in one sentence with the fix.
+  any number of processes can start at once; a store that is a folder, is not a database, is
+  damaged, cannot be written, or was left half-migrated is reported at once in one sentence
+  with the fix (MLflow itself retries for minutes before it fails).
+- **Readers only read.** ``open_client(uri, read_only=True)`` (the leaderboard, ``evaluate``, a
+  notebook) creates, migrates, locks and writes nothing, so it works on a read-only store and on
+  a full disk; orphans are left to the next command that writes.
 - **Liveness.** Every run we open carries the host, pid and process start time of its process
-  and a heartbeat tag written from a background thread. Whenever anything of ours opens a store,
-  runs left RUNNING by a process that no longer exists (kill -9, OOM, a closed laptop) or whose
-  heartbeat stopped are marked FAILED, with the reason as a tag.
+  and a heartbeat tag written from a background thread. Whenever a run, a sweep or a resume
+  opens a store, runs left RUNNING by a process that no longer exists (kill -9, OOM, a closed
+  laptop) or whose heartbeat stopped are marked FAILED, with the reason as a tag; a run whose
+  tags are unreadable (a damaged store) is not left RUNNING for ever either.
+- **A full disk.** When MLflow cannot end a run (its transaction needs a journal file and new
+  pages), the end is written in place (:func:`end_in_place`), which a full disk usually still
+  allows; where even that fails, the reason goes into the run's heartbeat tag, which is written
+  padded so that it can be rewritten in place, and whoever reaps the run records it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import math
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -24,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twrl_exp import processes
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, RecordingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -38,10 +52,88 @@ END_REASON_TAG = "twrl.end_reason"
 RUN_TAGS_ENV = "TWRL_RUN_TAGS"
 HEARTBEAT_INTERVAL_S = 10.0
 STALE_AFTER_INTERVALS = 6  # a silent run on another host is stale after 6 missed heartbeats
+# A heartbeat is written padded to this width, so that the reason a run ended can replace it in
+# place (same size: no new page) when the disk is too full for anything else.
+HEARTBEAT_WIDTH = 240
 
 
 class StoreError(ConfigError):
     """The store cannot be used as it is: one sentence, with the fix."""
+
+
+class DiskFullError(RecordingError):
+    """A disk the run writes to is full: one sentence naming it, its free space and the fix.
+
+    ``end_reason`` is what the run's record says (``disk full: ...``); ``run_id``, once known,
+    makes the fix a resume of that run.
+    """
+
+    def __init__(self, what: str, path: str | Path) -> None:
+        self.what, self.path = what, Path(path)
+        self.free = free_bytes(self.path)
+        self.run_id: str | None = None
+        super().__init__(self.end_reason)
+
+    @property
+    def end_reason(self) -> str:
+        where = f"{self.what} {self.path}"
+        return f"disk full: the disk holding {where} is full ({self.free:,} bytes free)"
+
+    def __str__(self) -> str:
+        from twrl_exp.monitor.report import commands
+
+        if self.run_id:
+            fix = f"free some space, then `{commands()[0]} resume={self.run_id}` continues the run"
+        else:
+            fix = "free some space and run the command again"
+        return f"{self.end_reason}; {fix}."
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the disk holding ``path`` (or its nearest existing folder); 0 if unknown."""
+    for folder in (path, *path.parents):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free
+    return 0
+
+
+def is_disk_full(problem: BaseException | str) -> bool:
+    """Whether an error (or its text) says that a disk or a quota is full."""
+    if isinstance(problem, OSError) and problem.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(problem)
+    return any(s in text for s in ("disk is full", "No space left", "Disk quota exceeded"))
+
+
+def folder_error(
+    exc: OSError, what: str = "the run's output folder"
+) -> ConfigError | DiskFullError | None:
+    """One sentence for a folder that cannot be written (full, read-only, not ours), or None.
+
+    Hydra makes a run's output folder before any of our code runs: this is what the command line
+    says when that fails, instead of Hydra's traceback."""
+    path = Path(exc.filename).absolute() if exc.filename else _logging_folder()
+    if is_disk_full(exc):
+        return DiskFullError(what, path)
+    if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return None
+    folder = next((p for p in (path, *path.parents) if p.exists()), path)
+    why = "is read-only" if exc.errno == errno.EROFS else "cannot be written (permission denied)"
+    return ConfigError(
+        f"{folder} {why}, so {what} {path} cannot be made there; run from a writable folder, or "
+        "point hydra.run.dir (the output folder) and MLFLOW_TRACKING_URI (the MLflow store) at "
+        "writable places."
+    )
+
+
+def _logging_folder() -> Path:
+    """The folder of the run's log file (Hydra's output folder), else the working directory."""
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename).parent
+    return Path.cwd()
 
 
 def redact(text: str) -> str:
@@ -63,8 +155,15 @@ def sqlite_path(uri: str) -> Path | None:
 # ---------------------------------------------------------------------------- opening
 
 
-def open_client(uri: str) -> MlflowClient:
-    """An ``MlflowClient`` on ``uri`` whose store exists, is current, and has no orphans."""
+def open_client(uri: str, *, read_only: bool = False) -> MlflowClient:
+    """An ``MlflowClient`` on ``uri`` whose store exists, is current, and has no orphans.
+
+    ``read_only``: for commands that only read (the leaderboard, ``evaluate``): the store must
+    exist and be current already; nothing is created, migrated, locked or written (so a store
+    on a read-only folder or a full disk can be read), and orphans are left to the next writer.
+    """
+    if read_only:
+        return _open_read_only(uri)
     client = _open(uri)
     reap_orphans(client, uri)
     return client
@@ -86,6 +185,7 @@ def _open(uri: str) -> MlflowClient:
     db = sqlite_path(uri)
     if db is not None:
         _check_writable(db, uri)
+        _probe(db, uri)
     if is_server(uri):
         _check_server(uri)
         # MLflow prints "View run ... at" for every run a server ends; ours say where runs went.
@@ -100,7 +200,31 @@ def _open(uri: str) -> MlflowClient:
     except StoreError:
         raise
     except Exception as exc:
-        raise _store_error(uri, exc) from exc
+        if db is not None and is_disk_full(exc):
+            raise DiskFullError("the MLflow store", db) from exc
+        raise store_error(uri, exc) from exc
+
+
+@functools.cache
+def _open_read_only(uri: str) -> MlflowClient:
+    _quiet_migrations()
+    db = sqlite_path(uri)
+    if db is not None:
+        tables = _probe(db, uri)
+        if tables is None or not {"experiments", "runs", "tags"} <= tables:
+            what = "no MLflow store" if tables is None else "no MLflow store (no runs table)"
+            raise StoreError(
+                f"There is {what} at {uri}; point MLFLOW_TRACKING_URI (or --tracking-uri, "
+                "tracking_uri=) at the store your runs went to."
+            )
+    if is_server(uri):
+        _check_server(uri)
+    try:
+        return _touch_store(uri)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise store_error(uri, exc, read_only=True) from exc
 
 
 def _touch_store(uri: str) -> MlflowClient:
@@ -127,6 +251,29 @@ def _check_writable(db: Path, uri: str) -> None:
             f"The MLflow store {uri} is not writable ({target}); set MLFLOW_TRACKING_URI or "
             "monitor.mlflow.tracking_uri to a writable place."
         )
+
+
+def _probe(db: Path, uri: str) -> set[str] | None:
+    """The tables of the SQLite file ``db`` (None if there is no file), read without writing;
+    a path that is not a database file is refused at once (MLflow would retry for minutes)."""
+    import sqlite3
+
+    if not db.exists():
+        return None
+    if db.is_dir():
+        raise StoreError(
+            f"The MLflow store {uri} is a folder, not a database file; move the folder away, or "
+            "point MLFLOW_TRACKING_URI or monitor.mlflow.tracking_uri at a file "
+            "(sqlite:///path/to/mlflow.db)."
+        )
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+        ) as connection:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {name for (name,) in rows}
+    except sqlite3.Error as exc:
+        raise store_error(uri, exc, read_only=True) from exc
 
 
 def _check_server(uri: str) -> None:
@@ -179,52 +326,167 @@ def root_cause(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(inner).__name__)[:200]
 
 
-def _store_error(uri: str, exc: BaseException) -> StoreError:
+def store_error(uri: str, exc: BaseException, *, read_only: bool = False) -> StoreError:
+    """The store's failure ``exc`` as one sentence with its fix."""
     text = str(exc)
     first = root_cause(exc)
     if "file is not a database" in text or "not a database" in text:
         return StoreError(
             f"{uri} is not an MLflow store (SQLite says: file is not a database); "
-            "point MLFLOW_TRACKING_URI or monitor.mlflow.tracking_uri at an MLflow database."
+            "point MLFLOW_TRACKING_URI or monitor.mlflow.tracking_uri at an MLflow database (if "
+            "the file was one, it is damaged beyond repair: restore it from a backup)."
+        )
+    if "malformed" in text or "disk image" in text:
+        return StoreError(
+            f"The MLflow store {uri} is damaged (SQLite says: {first[:120]}); salvage what it "
+            f"holds with `python -m twrl_exp.store repair {uri}` (the damaged file is kept "
+            "beside it), or restore it from a backup."
         )
     if "_alembic_tmp" in text or "out-of-date database schema" in text or "alembic" in text:
         return StoreError(
             f"The MLflow store {uri} is half-migrated ({first[:160]}); back it up, then repair it "
             f"with `python -m twrl_exp.store repair {uri}`."
         )
+    if read_only and ("unable to open" in text or "readonly" in text):
+        return StoreError(
+            f"The MLflow store {uri} cannot be read ({first[:160]}); point MLFLOW_TRACKING_URI "
+            "at a store this user can read."
+        )
     if "readonly" in text or "read-only" in text or "unable to open" in text:
         return StoreError(
             f"The MLflow store {uri} cannot be written ({first[:160]}); set MLFLOW_TRACKING_URI "
             "or monitor.mlflow.tracking_uri to a writable place."
         )
-    if "disk is full" in text or "No space left" in text:
+    if is_disk_full(text):
         return StoreError(f"The MLflow store {uri} is on a full disk; free some space.")
     return StoreError(f"The MLflow store {redact(uri)} cannot be opened: {redact(first)[:200]}")
 
 
 def repair(uri: str) -> str:
-    """Finish a migration that an interrupted process left half-done (SQLite stores)."""
+    """Finish a migration that an interrupted process left half-done, or salvage a damaged
+    database (SQLite stores): what was done, in one sentence."""
     import sqlite3
 
+    db = sqlite_path(uri)
+    if db is None or not db.is_file():
+        what = "a folder" if db is not None and db.is_dir() else "not an existing file"
+        raise StoreError(
+            f"repair needs an existing sqlite:/// store file, and {uri} is {what}; give the "
+            "MLflow database's URI (sqlite:///path/to/mlflow.db)."
+        )
+    _quiet_migrations()
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as connection:
+            check = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        if "malformed" not in str(exc):
+            raise store_error(uri, exc) from exc
+        check = [str(exc)]
+    salvaged = "" if check == ["ok"] else _salvage(db, uri)
     from mlflow.store.db.utils import _upgrade_db, create_sqlalchemy_engine_with_retry
 
-    db = sqlite_path(uri)
-    if db is None or not db.exists():
-        raise StoreError(f"repair needs an existing sqlite:/// store, not {uri}.")
-    _quiet_migrations()
-    with sqlite3.connect(db) as connection:
-        leftovers = [
-            name
-            for (name,) in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE '_alembic_tmp_%'"
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        tables = {n for (n,) in connection.execute("SELECT name FROM sqlite_master")}
+        if "experiments" not in tables:
+            raise StoreError(
+                f"{uri} is an SQLite database but not an MLflow store (it has no experiments "
+                "table); give the MLflow database's URI."
             )
-        ]
+        leftovers = [name for name in tables if name.startswith("_alembic_tmp_")]
         for name in leftovers:
             connection.execute(f'DROP TABLE "{name}"')
-    _upgrade_db(create_sqlalchemy_engine_with_retry(uri))
+    engine = create_sqlalchemy_engine_with_retry(uri)
+    try:
+        _upgrade_db(engine)
+    finally:
+        engine.dispose()
+    _forget(uri)
+    client = _open(uri)
+    reaped = reap_orphans(
+        client, uri, note="; the store was damaged and salvaged" if salvaged else ""
+    )
+    done = [salvaged] if salvaged else []
+    done.append(f"dropped {len(leftovers)} leftover table(s), schema upgraded")
+    if reaped:
+        done.append(f"{len(reaped)} run(s) left RUNNING by ended processes marked FAILED")
+    return f"{uri} repaired ({'; '.join(done)})."
+
+
+def _forget(uri: str) -> None:
+    """Drop this process's clients of ``uri`` and MLflow's pooled connections to it (which still
+    read the file a salvage replaced)."""
     _open.cache_clear()
-    _open(uri)
-    return f"{uri} repaired (dropped {len(leftovers)} leftover table(s), schema upgraded)."
+    _open_read_only.cache_clear()
+    with contextlib.suppress(Exception):  # MLflow's engine cache: private, may change
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+
+
+def _salvage(db: Path, uri: str) -> str:
+    """Replace a damaged database by a copy of every row that can still be read (indexes are
+    rebuilt, a damaged page loses only its own rows), keeping the damaged file beside it; what
+    was done."""
+    import sqlite3
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = db.with_name(f"{db.name}.damaged-{stamp}")
+    fresh = db.with_name(f"{db.name}.salvaged-{stamp}")
+    try:
+        with contextlib.closing(sqlite3.connect(fresh.absolute().as_uri(), uri=True)) as new:
+            new.execute("ATTACH DATABASE ? AS damaged", (f"{db.absolute().as_uri()}?mode=ro",))
+            schema = new.execute(
+                "SELECT type, name, sql FROM damaged.sqlite_master WHERE sql IS NOT NULL "
+                "AND name NOT LIKE 'sqlite%' ORDER BY type = 'table' DESC"
+            ).fetchall()
+            lost = 0
+            for kind, name, sql in schema:
+                if kind == "table":
+                    new.execute(sql)
+                    lost += _copy_rows(new, name)
+                else:  # indexes are built anew from the rows
+                    with contextlib.suppress(sqlite3.Error):
+                        new.execute(sql)
+            with contextlib.suppress(sqlite3.Error):  # AUTOINCREMENT counters, if any
+                new.execute("INSERT INTO sqlite_sequence SELECT * FROM damaged.sqlite_sequence")
+            new.commit()
+    except sqlite3.Error as exc:
+        fresh.unlink(missing_ok=True)
+        raise StoreError(
+            f"The MLflow store {uri} is damaged beyond what can be read back ({exc}); restore it "
+            "from a backup."
+        ) from exc
+    os.replace(db, kept)
+    os.replace(fresh, db)
+    rows = f", {lost} block(s) of rows unreadable and lost" if lost else ""
+    return f"salvaged what the damaged file held{rows}; the damaged file is kept as {kept.name}"
+
+
+def _copy_rows(connection: Any, table: str) -> int:
+    """Copy ``table`` from ``damaged``; the number of 256-row blocks that could not be read."""
+    import sqlite3
+
+    info = connection.execute(f'PRAGMA damaged.table_xinfo("{table}")').fetchall()
+    columns = ", ".join(f'"{row[1]}"' for row in info if row[6] == 0)  # not generated ones
+    copy = f'INSERT INTO main."{table}" ({columns}) SELECT {columns} FROM damaged."{table}"'
+    try:
+        connection.execute(copy)
+        return 0
+    except sqlite3.DatabaseError:
+        connection.execute(f'DELETE FROM main."{table}"')
+    try:  # block by block along the rowids: a damaged page costs only its own rows
+        (last,) = connection.execute(f'SELECT max(rowid) FROM damaged."{table}"').fetchone()
+    except sqlite3.DatabaseError:
+        return 1
+    lost = 0
+    for first in range(0, (last or 0) + 1, 256):
+        try:
+            connection.execute(f"{copy} WHERE rowid BETWEEN ? AND ?", (first, first + 255))
+        except sqlite3.DatabaseError:
+            lost += 1
+    return lost
 
 
 # ---------------------------------------------------------------------------- liveness
@@ -237,10 +499,27 @@ def liveness_tags() -> dict[str, str]:
     return {
         HOST_TAG: socket.gethostname(),
         PID_TAG: processes.identity(),
-        HEARTBEAT_TAG: f"{time.time():.3f}",
+        HEARTBEAT_TAG: heartbeat_value(),
         INTERVAL_TAG: f"{HEARTBEAT_INTERVAL_S:g}",
         **{str(k): str(v) for k, v in launcher.items()},
     }
+
+
+def heartbeat_value(beat: float | None = None, note: str = "", width: int = HEARTBEAT_WIDTH) -> str:
+    """``<unix time> [<why the run ended>]``, padded (or cut) to ``width`` characters."""
+    text = f"{time.time() if beat is None else beat:.3f} {note}".rstrip()
+    return text[:width].ljust(width)
+
+
+def read_heartbeat(value: str) -> tuple[float, str] | None:
+    """The time and the note (why the run ended, if its process wrote one) of a heartbeat tag;
+    None if it is unreadable."""
+    first, _, note = value.strip().partition(" ")
+    try:
+        beat = float(first)
+    except ValueError:
+        return None
+    return (beat, note.strip()) if math.isfinite(beat) else None
 
 
 def lost_reason(tags: dict[str, str], now: float | None = None) -> str | None:
@@ -248,22 +527,36 @@ def lost_reason(tags: dict[str, str], now: float | None = None) -> str | None:
     if HEARTBEAT_TAG not in tags:
         return None  # not recorded by us: leave it alone
     now = time.time() if now is None else now
-    beat = float(tags[HEARTBEAT_TAG])
     host, pid = tags.get(HOST_TAG, "?"), tags.get(PID_TAG, "?")
+    heartbeat = read_heartbeat(tags[HEARTBEAT_TAG])
+    alive = processes.alive(pid)
+    if heartbeat is None:
+        if alive:
+            return None
+        shown = tags[HEARTBEAT_TAG].strip()[:40]
+        return f"lost: its heartbeat tag is unreadable ({shown!r}: a damaged store?), so it ended"
+    beat, note = heartbeat
+    if note:  # its process could not end the run (a full disk), but said why
+        return note
     seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(beat))
-    if processes.alive(pid) is False:
+    if alive is False:
         return (
             f"lost: its {processes.describe(pid)} ended without closing the run "
             f"(last heartbeat {seen})"
         )
-    interval = float(tags.get(INTERVAL_TAG, HEARTBEAT_INTERVAL_S))
+    try:
+        interval = float(tags.get(INTERVAL_TAG, HEARTBEAT_INTERVAL_S))
+    except ValueError:
+        interval = HEARTBEAT_INTERVAL_S
     if now - beat > STALE_AFTER_INTERVALS * interval:
         return f"lost: no heartbeat from its process on {host} since {seen}"
     return None
 
 
-def reap_orphans(client: MlflowClient, uri: str) -> list[str]:
-    """Mark runs whose process is gone FAILED (with ``twrl.end_reason``); their ids."""
+def reap_orphans(client: MlflowClient, uri: str, note: str = "") -> list[str]:
+    """Mark runs whose process is gone FAILED (with ``twrl.end_reason``, ``note`` added); their
+    ids. A run that cannot be marked now (a full disk, a locked store) is left to the next
+    opener: reaping never stops the command that opened the store."""
     try:
         experiments = [e.experiment_id for e in client.search_experiments()]
         running = (
@@ -272,18 +565,94 @@ def reap_orphans(client: MlflowClient, uri: str) -> list[str]:
             else []
         )
     except Exception as exc:
-        raise _store_error(uri, exc) from exc
+        raise store_error(uri, exc) from exc
     reaped = []
     now = time.time()
     for run in running:
         reason = lost_reason(run.data.tags, now)
         if reason is None:
             continue
-        end_ms = int(float(run.data.tags[HEARTBEAT_TAG]) * 1000)
-        client.set_tag(run.info.run_id, END_REASON_TAG, reason)
-        client.set_terminated(run.info.run_id, "FAILED", end_time=max(end_ms, run.info.start_time))
+        heartbeat = read_heartbeat(run.data.tags[HEARTBEAT_TAG])
+        end_ms = int((heartbeat[0] if heartbeat else now) * 1000)
+        try:
+            client.set_tag(run.info.run_id, END_REASON_TAG, (reason + note)[:5000])
+            start = run.info.start_time or 0
+            client.set_terminated(run.info.run_id, "FAILED", end_time=max(end_ms, start))
+        except Exception:
+            continue
         reaped.append(run.info.run_id)
     return reaped
+
+
+def end_in_place(uri: str, run_id: str, status: str, reason: str | None) -> str | None:
+    """End a run by writing its SQLite file directly, when MLflow could not (a full disk).
+
+    MLflow's transaction needs a journal file and new pages; overwriting a few rows in place with
+    the journal in memory needs neither. Returns ``"ended"`` (status and reason written),
+    ``"noted"`` (only the reason, into the run's heartbeat tag, same size: the run stays RUNNING
+    and whoever reaps it records that reason), or None (nothing could be written).
+    """
+    import sqlite3
+
+    db = sqlite_path(uri)
+    if db is None or not db.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(db, timeout=30, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    with contextlib.closing(connection):
+        try:
+            connection.execute("PRAGMA journal_mode=MEMORY")
+        except sqlite3.Error:
+            return None
+        set_tag = "UPDATE tags SET value = ? WHERE key = ? AND run_uuid = ?"
+        ended: list[tuple[str, tuple[Any, ...]]] = [
+            ("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", (status, _ms(), run_id))
+        ]
+        if reason:
+            ended += [
+                (set_tag, (reason[:5000], END_REASON_TAG, run_id)),
+                (
+                    "INSERT OR IGNORE INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                    (END_REASON_TAG, reason[:5000], run_id),
+                ),
+            ]
+        if _transaction(connection, ended):
+            return "ended"
+        if not reason:
+            return None
+        try:
+            found = connection.execute(
+                "SELECT value FROM tags WHERE key = ? AND run_uuid = ?", (HEARTBEAT_TAG, run_id)
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        heartbeat = read_heartbeat(found[0]) if found else None
+        if heartbeat is None:
+            return None
+        value = heartbeat_value(heartbeat[0], reason, width=max(len(found[0]), HEARTBEAT_WIDTH))
+        noted: list[tuple[str, tuple[Any, ...]]] = [(set_tag, (value, HEARTBEAT_TAG, run_id))]
+        return "noted" if _transaction(connection, noted) else None
+
+
+def _transaction(connection: Any, statements: list[tuple[str, tuple[Any, ...]]]) -> bool:
+    import sqlite3
+
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        for sql, args in statements:
+            connection.execute(sql, args)
+        connection.execute("COMMIT")
+    except sqlite3.Error:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        return False
+    return True
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
 
 
 class Heartbeat:
@@ -312,11 +681,12 @@ class Heartbeat:
 
 
 def run_heartbeat(client: MlflowClient, run_id: str) -> Heartbeat:
-    return Heartbeat(lambda: client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}"))
+    return Heartbeat(lambda: client.set_tag(run_id, HEARTBEAT_TAG, heartbeat_value()))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m twrl_exp.store repair <uri>``: finish an interrupted schema migration."""
+    """``python -m twrl_exp.store repair <uri>``: finish an interrupted schema migration, or
+    salvage a damaged database."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -328,6 +698,13 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # whatever else SQLite or the migrations say: one sentence
+        print(
+            f"error: {redact(args[1])} could not be repaired ({redact(root_cause(exc))}); "
+            "restore it from a backup.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from twrl_exp import cli_errors, interrupts, logged, processes
+from twrl_exp import cli_errors, interrupts, logged, processes, store
 from twrl_exp.build import build, check_run_config, make_runner
 from twrl_exp.cli_errors import say
 from twrl_exp.config import register_configs
@@ -94,7 +94,9 @@ def _train_once(
         error, status, reason = exc, "KILLED", "interrupted"
     except Exception as exc:
         error = exc
-        reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
+        reason = getattr(exc, "end_reason", None) or (  # a full disk says `disk full: ...`
+            str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
+        )
     if tracker is not None:
         tracker.objective = _objective(cfg, runner)
     problems: list[str] = []
@@ -109,6 +111,8 @@ def _train_once(
         name = run_name(cfg, built.env_id, name_suffix)
         _report(cfg, runner, tracker, run_dir, final, why, name, brief=brief)
     if error is not None:
+        if isinstance(error, store.DiskFullError) and tracker is not None:
+            error.run_id = error.run_id or tracker.run_id  # its fix: resume this run
         raise error
     if problems:
         raise RecordingError("; ".join(problems))
@@ -359,8 +363,13 @@ def _discard_output_dir() -> None:
     """A run refused for bad input leaves nothing behind, not even Hydra's output folder."""
     try:
         out = Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return
+    except Exception:  # Hydra failed before our task ran: its log file says where it is
+        import logging
+
+        logs = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+        if not logs:
+            return
+        out = Path(logs[0].baseFilename).parent
     if out.is_dir() and not (out / "checkpoints").exists():
         shutil.rmtree(out, ignore_errors=True)
         for parent in (out.parent, out.parent.parent):  # outputs/<date>/, outputs/, if empty
@@ -394,7 +403,7 @@ def _hydra_main(cfg: DictConfig) -> float:
             return float("nan")  # the run is KILLED; the sweep process reports the interrupt
         raise
     except tuple(_SENTENCE_ERRORS) as exc:
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, ConfigError | store.DiskFullError):
             _discard_output_dir()
         say(str(exc))
         exc.reported = True  # type: ignore[attr-defined]
@@ -530,6 +539,13 @@ def main() -> None:
         if not getattr(exc, "reported", False):  # a sweep's job already said it
             say(str(exc))
         sys.exit(_SENTENCE_ERRORS[_kind(exc)])
+    except OSError as exc:  # Hydra could not make the output folder: full, read-only
+        fault = store.folder_error(exc)
+        if fault is None:
+            raise
+        _discard_output_dir()
+        say(str(fault))
+        sys.exit(_SENTENCE_ERRORS[_kind(fault)])
     except Exception as exc:
         sentence = cli_errors.describe(exc)
         if sentence is None:

@@ -589,3 +589,229 @@ def test_resuming_a_finished_run_keeps_it_and_says_so(
     assert new.data.tags["twrl.resumed_from"] == old_id
     assert new.data.metrics["env_steps"] >= 8000
     assert_one_timeline(client, new)
+
+
+# --------------------------------------------------------------------------- full disks
+
+
+def quick_run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, TRAIN, "train.max_env_steps=500", "eval.every_steps=null", *QUIET, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def run_states(db: Path) -> list[tuple[str, str, str | None]]:
+    """(run id, status, end reason) of every run, read straight from the file (a full disk
+    allows reading)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+        return connection.execute(
+            "SELECT r.run_uuid, r.status, t.value FROM runs r LEFT JOIN tags t "
+            "ON t.run_uuid = r.run_uuid AND t.key = 'twrl.end_reason'"
+        ).fetchall()
+
+
+def one_sentence(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("left", [0, 40_000, 150_000], ids=["no-byte", "40kB", "150kB"])
+def test_a_full_store_disk_at_the_start_fails_the_run_at_once_with_its_true_reason(
+    tmp_path: Path, left: int
+) -> None:
+    """However little is left when a run starts (nothing: no run is created; a little: it is
+    created, then refused; more: it trains, then its rows are refused), the command says which
+    disk is full in one sentence, every run it created is FAILED with `disk full: ...` at once
+    (before any space is freed), and the leaderboard still reads the store."""
+    from tests.integration.disks import fill, tmpfs
+
+    with tmpfs(tmp_path / "small", "20m") as disk:
+        db = disk / "mlflow.db"
+        env = {**env_vars(), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+        first = quick_run(tmp_path, env)
+        assert first.returncode == 0, first.stderr
+        fill(disk, leave=left)
+        result = quick_run(tmp_path, env, "monitor.mlflow.flush_every_s=0.1")
+        assert result.returncode == 1, result.stderr
+        sentence = one_sentence(result.stderr)
+        assert f"disk full: the disk holding the MLflow store {db} is full (" in sentence
+        assert "bytes free); free some space" in sentence
+        states = run_states(db)
+        new = [s for s in states if s[1] != "FINISHED"]
+        for run_id, status, reason in new:
+            assert status == "FAILED", states
+            assert reason.startswith(f"disk full: the disk holding the MLflow store {db}")
+            assert f"resume={run_id}` continues the run." in sentence
+        if not new:
+            assert sentence.endswith("free some space and run the command again.")
+        board = subprocess.run(
+            [sys.executable, "-m", "twrl_exp.leaderboard", "--no-html"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert board.returncode == 0, board.stderr
+        assert "reinforce/categorical/mlp" in board.stdout
+        assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_a_full_output_disk_fails_in_one_sentence_and_leaves_no_temporary_file(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """The run's own folder on a full disk: when Hydra makes it (nothing left behind), and when
+    a checkpoint is due (the run is FAILED with `disk full: ...`, no last.pt.tmp is left, and
+    the sentence names the run to resume)."""
+    from tests.integration.disks import fill, tmpfs
+
+    with tmpfs(tmp_path / "small", "2m") as disk:
+        filler = fill(disk)
+        refused = quick_run(disk, env_vars())
+        assert refused.returncode == 1, refused.stderr
+        sentence = one_sentence(refused.stderr)
+        assert sentence.startswith("error: disk full: the disk holding the run's output folder")
+        assert sentence.endswith("free some space and run the command again.")
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no outputs/ left
+
+        filler.unlink()
+        fill(disk, leave=30_000)  # room for Hydra's files, not for a checkpoint
+        failed = subprocess.run(
+            [
+                sys.executable,
+                TRAIN,
+                "train.max_env_steps=30000",
+                "monitor.checkpoint.every_steps=1000",
+                "eval.every_steps=null",
+                *QUIET,
+            ],
+            cwd=disk,
+            env=env_vars(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert failed.returncode == 1, failed.stderr
+        sentence = one_sentence(failed.stderr)
+        assert sentence.startswith("error: disk full: the disk holding the run's checkpoints")
+        (run,) = all_runs(isolated_mlflow)
+        assert run.info.status == "FAILED"
+        reason = run.data.tags["twrl.end_reason"]
+        assert reason.startswith("disk full: the disk holding the run's checkpoints")
+        assert f"`python train.py resume={run.info.run_id}` continues the run." in sentence
+        assert not list(disk.rglob("*.tmp"))
+
+
+# --------------------------------------------------------------------------- damaged stores
+
+
+def killed_mid_run(tmp_path: Path, uri: str) -> str:
+    """A run killed with kill -9 while it recorded, left RUNNING; its id."""
+    open_client(uri)
+    proc = start(tmp_path, *LONG)
+    run = wait_for(
+        lambda: [
+            r
+            for r in all_runs(uri)
+            if r.info.status == "RUNNING" and r.data.metrics.get("episode/return")
+        ],
+        what="the first episodes",
+        proc=proc,
+    )[0]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return str(run.info.run_id)
+
+
+def test_a_run_whose_tags_were_garbled_is_reaped_with_that_reason(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """A store damaged in a dead run's liveness tags made every command that opens it fail (the
+    reaper could not read the heartbeat), so the run stayed RUNNING and nothing trained."""
+    import sqlite3
+
+    run_id = killed_mid_run(tmp_path, isolated_mlflow)
+    with sqlite3.connect(isolated_mlflow.removeprefix("sqlite:///")) as connection:
+        connection.execute(
+            "UPDATE tags SET value = ? WHERE key = 'twrl.heartbeat' AND run_uuid = ?",
+            ("\u00ff\u00fe1e\u0007", run_id),
+        )
+    result = quick_run(tmp_path, env_vars())
+    assert result.returncode == 0, result.stderr
+    lost = MlflowClient(tracking_uri=isolated_mlflow).get_run(run_id)
+    assert lost.info.status == "FAILED"
+    assert "its heartbeat tag is unreadable" in lost.data.tags["twrl.end_reason"]
+
+
+def damage_page(db: Path, index: str) -> None:
+    """Overwrite the root page of ``index`` with garbage, as a bad sector or a torn copy would."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        (page,) = connection.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)
+        ).fetchone()
+        (size,) = connection.execute("PRAGMA page_size").fetchone()
+    with db.open("r+b") as file:
+        file.seek((page - 1) * size)
+        file.write(b"\xff" * size)
+
+
+def test_a_damaged_store_is_refused_in_one_sentence_and_repair_salvages_it(
+    tmp_path: Path, isolated_mlflow: str, finished_run
+) -> None:
+    """The runs' index damaged while a run was RUNNING (killed): each command says the store is
+    damaged and names its repair, which salvages every row (the damaged file kept beside it),
+    and no run is left RUNNING."""
+    import sqlite3
+
+    db = Path(isolated_mlflow.removeprefix("sqlite:///"))
+    killed = killed_mid_run(tmp_path, isolated_mlflow)
+    damage_page(db, "sqlite_autoindex_runs_1")
+    repair = f"`python -m twrl_exp.store repair {isolated_mlflow}`"
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "twrl_exp.evaluate", f"run_id={finished_run.info.run_id}"],
+        cwd=tmp_path,
+        env=env_vars(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    trained = quick_run(tmp_path, env_vars())
+    for result in (evaluated, trained):
+        assert result.returncode in (1, 2), result.stderr
+        sentence = one_sentence(result.stderr)
+        assert "is damaged (SQLite says: database disk image is malformed)" in sentence
+        assert repair in sentence
+    repaired = subprocess.run(
+        [sys.executable, "-m", "twrl_exp.store", "repair", isolated_mlflow],
+        cwd=tmp_path,
+        env=env_vars(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert repaired.returncode == 0, repaired.stderr
+    assert "salvaged what the damaged file held; the damaged file is kept as" in repaired.stdout
+    states = {run_id: (status, reason) for run_id, status, reason in run_states(db)}
+    assert states[finished_run.info.run_id] == ("FINISHED", None)
+    assert states[killed][0] == "FAILED"
+    assert states[killed][1].startswith("lost: ")
+    assert not [s for s in states.values() if s[0] == "RUNNING"]
+    (damaged,) = db.parent.glob("mlflow.db.damaged-*")
+    counts = []
+    for file in (db, damaged):
+        with contextlib.closing(sqlite3.connect(file)) as connection:
+            counts.append(connection.execute("SELECT count(*) FROM metrics").fetchone()[0])
+    assert counts[0] == counts[1] > 0  # every metric row salvaged
+    again = quick_run(tmp_path, env_vars())
+    assert again.returncode == 0, again.stderr

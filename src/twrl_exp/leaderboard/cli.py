@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -93,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit status (0, or 2 for bad input)."""
+    """The command line; returns the exit status (0, or 2 for bad input). It only reads the
+    store (a read-only one, or one on a full disk, will do) and writes only its pages."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, or an error already explained on stderr
@@ -102,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("leaderboard: error: --since is after --until.", file=sys.stderr)
         return 2
     uri = args.tracking_uri or _default_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         print(f"No runs to rank: there is no MLflow store at {uri}.")
         return 0
     try:
@@ -132,20 +134,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.markdown == "-":
             sys.stdout.write(render_markdown(rows))
         elif args.markdown:
-            Path(args.markdown).write_text(render_markdown(rows), encoding="utf-8")
+            _write(Path(args.markdown), render_markdown(rows))
             print(f"Markdown: {Path(args.markdown).resolve()}")
         if not args.no_html:
             attach_curves_and_videos(rows, uri)
             page = Path(args.html).resolve()
             stamp = f"{uri} · {len(runs)} runs · {datetime.now():%Y-%m-%d %H:%M}"
-            page.write_text(
-                render_html(rows, ui_url=ui_base(uri, args.ui_url), subtitle=stamp), "utf-8"
-            )
+            _write(page, render_html(rows, ui_url=ui_base(uri, args.ui_url), subtitle=stamp))
             print(f"HTML: {page.as_uri()}", file=sys.stderr if args.markdown == "-" else sys.stdout)
     except OSError as exc:
-        print(f"leaderboard: error: cannot write {exc.filename}: {exc.strerror}.", file=sys.stderr)
+        print(
+            f"leaderboard: error: cannot write {exc.filename or 'the page'}: {exc.strerror}; give "
+            "--html (or --markdown) a writable path, or --no-html.",
+            file=sys.stderr,
+        )
         return 2
     return 0
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all (a full disk leaves no half page behind)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        exc.filename = str(path)
+        raise
 
 
 def cli() -> None:

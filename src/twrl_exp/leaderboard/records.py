@@ -135,7 +135,7 @@ def load_runs(
     include_pruned: bool = False,
 ) -> list[RunRecord]:
     """The FINISHED runs that match every filter (``until`` is inclusive; dates in local time)."""
-    client = store.open_client(tracking_uri or _default_uri())
+    client = store.open_client(tracking_uri or _default_uri(), read_only=True)
     wanted = set(experiments)
     names = {
         e.experiment_id: e.name
@@ -200,7 +200,7 @@ def attach_curves_and_videos(
 ) -> None:
     """Fill each row's ``curve`` (mean/min/max over seeds of the trailing-100 mean return vs env
     steps, on ``points`` steps) and ``videos`` (its runs' ``videos/`` artifacts on local disk)."""
-    client = store.open_client(tracking_uri or _default_uri())
+    client = store.open_client(tracking_uri or _default_uri(), read_only=True)
     for row in rows:
         curves = []
         for run in row.runs:

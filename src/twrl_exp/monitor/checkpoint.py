@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from twrl_exp import serialization
+from twrl_exp.errors import RecordingError
 from twrl_exp.runner import MonitorBase, Runner
+from twrl_exp.store import DiskFullError, free_bytes, is_disk_full
+
+# torch.save reports a full disk as "unexpected pos" (no errno): a disk with less than this
+# left when a save failed is taken to be full.
+_NEARLY_FULL = 1 << 20
 
 
 class CheckpointMonitor(MonitorBase):
@@ -16,9 +23,10 @@ class CheckpointMonitor(MonitorBase):
     resumed run starts, and when the run stops.
 
     Files are written under a temporary name and renamed (a crash never leaves a truncated
-    checkpoint) and hold tensors and plain data only. A state with a non-finite parameter is
-    never saved, so a diverged run keeps its last finite checkpoint. ``on_saved(path, env_steps)``
-    (e.g. an MLflow upload) is called after each save.
+    checkpoint; a failed save leaves no temporary file) and hold tensors and plain data only. A
+    full disk stops the run with :class:`DiskFullError` (one sentence). A state with a
+    non-finite parameter is never saved, so a diverged run keeps its last finite checkpoint.
+    ``on_saved(path, env_steps)`` (e.g. an MLflow upload) is called after each save.
     """
 
     def __init__(
@@ -42,11 +50,25 @@ class CheckpointMonitor(MonitorBase):
         self._last_time = time.monotonic()
         if not runner.parameters_finite():
             return None
-        serialization.save(runner.state_dict(), self.path)
+        self._write(runner)
         self.saved_step = runner.history.env_steps
         if self.on_saved is not None:
             self.on_saved(self.path, runner.history.env_steps)
         return self.path
+
+    def _write(self, runner: Runner) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")  # serialization.save's temporary
+        try:
+            serialization.save(runner.state_dict(), self.path)
+        except (OSError, RuntimeError) as exc:
+            full = is_disk_full(exc) or free_bytes(self.path.parent) < _NEARLY_FULL
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if full:
+                raise DiskFullError("the run's checkpoints", self.path.parent) from exc
+            raise RecordingError(
+                f"the checkpoint {self.path} could not be written ({exc})"
+            ) from exc
 
     def _schedule(self, runner: Runner) -> None:
         if self.every_steps:

@@ -20,6 +20,7 @@ import contextlib
 import getpass
 import json
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -77,6 +78,7 @@ class MlflowMonitor(MonitorBase):
         self._writer = writer.shared()
         self._handle: int | None = None
         self._problems: list[str] = []  # what failed before finish, said when it ends the run
+        self._disk_full: store.DiskFullError | None = None  # the first full disk it met
         self._last_flush = time.monotonic()
         self._slot = 0
         self.experiment_id = ""
@@ -102,17 +104,13 @@ class MlflowMonitor(MonitorBase):
         try:
             info = self._writer.opened(self._handle)
         except writer.WriterError as exc:
-            raise RecordingError(
-                f"MLflow could not create the run in {self._uri_text} ({exc})"
-            ) from exc
+            raise self._failure(exc, "create the run") from exc
         self._handle = None
         self.run_id = info["run_id"]
         if info["error"] is not None:
             if info["config_error"]:
                 raise ConfigError(info["error"])
-            raise RecordingError(
-                f"MLflow could not create the run in {self._uri_text} ({info['error']})"
-            )
+            raise self._failure(info["error"], "create the run")
         self.experiment_id, self.artifact_uri = info["experiment_id"], info["artifact_uri"]
         if self.resumed_from:
             self._continue_timeline(runner, self.resumed_from)
@@ -129,6 +127,32 @@ class MlflowMonitor(MonitorBase):
     @property
     def _uri_text(self) -> str:
         return store.redact(self.tracking_uri)
+
+    def _failure(self, problem: BaseException | str, doing: str = "") -> RecordingError:
+        """What a job the writer could not do means for the run: a full disk is said as such
+        (which disk, its free space, and the run to resume), anything else in the store's words."""
+        doing = doing or f"write to run {self.run_id}"
+        text = str(problem)
+        if store.is_disk_full(problem):
+            named = re.search(r"No space left on device: '([^']+)'", text)
+            db = store.sqlite_path(self.tracking_uri)
+            if named is not None:
+                error = store.DiskFullError("the MLflow artifacts", Path(named.group(1)).parent)
+            elif db is not None:
+                error = store.DiskFullError("the MLflow store", db)
+            else:
+                error = None
+            if error is not None:
+                error.run_id = self.run_id
+                self._disk_full = self._disk_full or error
+                return error
+        if "malformed" in text or "not a database" in text:  # damage: said with its repair
+            return RecordingError(
+                f"MLflow could not {doing}: the store {self._uri_text} is damaged (SQLite says: "
+                f"{text}); salvage it with `python -m twrl_exp.store repair {self._uri_text}` "
+                "or restore it from a backup"
+            )
+        return RecordingError(f"MLflow could not {doing} in {self._uri_text} ({text})")
 
     def request(self) -> None:
         """Ask the writer for the run now (:meth:`open` waits for it): call as soon as the run
@@ -158,9 +182,7 @@ class MlflowMonitor(MonitorBase):
                 model=self.log_model,
             )
         except writer.WriterError as exc:
-            raise RecordingError(
-                f"MLflow could not create the run in {self._uri_text} ({exc})"
-            ) from exc
+            raise self._failure(exc, "create the run") from exc
 
     def _continue_timeline(self, runner: Runner, old_id: str) -> None:
         assert self.run_id is not None
@@ -233,7 +255,7 @@ class MlflowMonitor(MonitorBase):
             if self.log_model and "model" in self.logged:
                 self.model_uri = self._writer.result(self.run_id, "model")
         except RecordingError as exc:
-            problems.append(str(exc))
+            problems.append(getattr(exc, "end_reason", str(exc)))
         if self.model_uri is None:
             self.logged.pop("model", None)
         if problems and reason and problems[0] in reason:  # the very error that ended the run
@@ -245,8 +267,13 @@ class MlflowMonitor(MonitorBase):
             self._writer.end(self.tracking_uri, self.run_id, status, reason)
             self._writer.sync(self.run_id)
         except writer.WriterError as exc:
+            failure = self._failure(exc)
             if not problems or not self._end_here(status, reason):
                 problems.append(f"its end could not be written ({exc})")
+            if isinstance(failure, store.DiskFullError):  # said as the full disk it is
+                raise failure from exc
+        if self._disk_full is not None and problems:
+            raise self._disk_full
         if problems:
             raise RecordingError(
                 f"MLflow run {self.run_id} in {self._uri_text} is incomplete: "
@@ -262,8 +289,8 @@ class MlflowMonitor(MonitorBase):
             if reason:
                 client.set_tag(self.run_id, store.END_REASON_TAG, reason[:5000])
             client.set_terminated(self.run_id, status)
-        except Exception:
-            return False
+        except Exception:  # a full disk: written in place, if at all
+            return store.end_in_place(self.tracking_uri, self.run_id, status, reason) == "ended"
         return True
 
     def set_tag(self, key: str, value: str) -> None:
@@ -271,9 +298,7 @@ class MlflowMonitor(MonitorBase):
         try:
             self._writer.set_tag(self.tracking_uri, self.run_id, key, value)
         except writer.WriterError as exc:
-            raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
-            ) from exc
+            raise self._failure(exc) from exc
 
     # ------------------------------------------------------------------ events
 
@@ -309,7 +334,7 @@ class MlflowMonitor(MonitorBase):
             if self.log_model:
                 self._log_agent(runner)
         except RecordingError as exc:
-            self._problems.append(str(exc))
+            self._problems.append(getattr(exc, "end_reason", str(exc)))
 
     def tick(self, runner: Runner) -> None:
         if time.monotonic() - self._last_flush >= self.flush_every_s:
@@ -336,9 +361,7 @@ class MlflowMonitor(MonitorBase):
             if wait:
                 self._writer.sync(self.run_id)
         except writer.WriterError as exc:
-            raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
-            ) from exc
+            raise self._failure(exc) from exc
         self._last_flush = time.monotonic()
 
     def flush(self) -> None:
@@ -351,16 +374,18 @@ class MlflowMonitor(MonitorBase):
         assert self.run_id is not None
         staged_dir = Path(tempfile.mkdtemp(prefix="twrl-upload-"))
         staged = staged_dir / path.name
-        shutil.copyfile(path, staged)
+        try:
+            shutil.copyfile(path, staged)
+        except OSError as exc:
+            shutil.rmtree(staged_dir, ignore_errors=True)
+            raise _temporary_failure(exc) from exc
         try:
             self._writer.upload(
                 self.tracking_uri, self.run_id, staged, artifact_dir, tag=tag, remove=staged_dir
             )
         except writer.WriterError as exc:
             shutil.rmtree(staged_dir, ignore_errors=True)
-            raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
-            ) from exc
+            raise self._failure(exc) from exc
 
     def log_video(self, path: Path, name: str) -> None:
         self._upload(path, "videos")
@@ -380,9 +405,7 @@ class MlflowMonitor(MonitorBase):
                 eval_label=runner.eval_label,
             )
         except writer.WriterError as exc:
-            raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
-            ) from exc
+            raise self._failure(exc) from exc
         self.logged["curve"] = "learning_curve.png"
         self._curve_drawn = _curve_points(runner)
 
@@ -394,7 +417,10 @@ class MlflowMonitor(MonitorBase):
         self._slot = 1 - self._slot
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / name
-            shutil.copyfile(path, staged)
+            try:
+                shutil.copyfile(path, staged)
+            except OSError as exc:
+                raise _temporary_failure(exc) from exc
             digest = serialization.sha256(staged)
             record = {"path": f"checkpoints/{name}", "sha256": digest, "env_steps": env_steps}
             # The writer uploads it, then points the tag at it.
@@ -405,17 +431,21 @@ class MlflowMonitor(MonitorBase):
         the pyfunc model ``agent`` (its URI comes back after the next sync)."""
         assert self.run_id is not None
         folder = Path(tempfile.mkdtemp(prefix="twrl-model-")) / "model"
-        folder.mkdir()
         agent_state = runner.agent.state_dict()
-        serialization.save(
-            {"model": agent_state["model"], "policy": agent_state["policy"]},
-            folder / "agent.pt",
-        )
-        (folder / "config.yaml").write_text(self.config_yaml)
-        (folder / "README.md").write_text(
-            "Trained agent: `twrl_exp.artifacts.load_agent(run_id)` rebuilds it from "
-            "config.yaml and agent.pt (model and policy weights; tensors only).\n"
-        )
+        try:
+            folder.mkdir()
+            serialization.save(
+                {"model": agent_state["model"], "policy": agent_state["policy"]},
+                folder / "agent.pt",
+            )
+            (folder / "config.yaml").write_text(self.config_yaml)
+            (folder / "README.md").write_text(
+                "Trained agent: `twrl_exp.artifacts.load_agent(run_id)` rebuilds it from "
+                "config.yaml and agent.pt (model and policy weights; tensors only).\n"
+            )
+        except (OSError, RuntimeError) as exc:  # torch.save says a full disk its own way
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            raise _temporary_failure(exc) from exc
         space = runner.env.single_observation_space
         try:
             self._writer.model(
@@ -427,10 +457,16 @@ class MlflowMonitor(MonitorBase):
             )
         except writer.WriterError as exc:
             shutil.rmtree(folder.parent, ignore_errors=True)
-            raise RecordingError(
-                f"MLflow could not write to run {self.run_id} in {self._uri_text} ({exc})"
-            ) from exc
+            raise self._failure(exc) from exc
         self.logged["model"] = "model"
+
+
+def _temporary_failure(exc: BaseException) -> RecordingError:
+    """A file staged for the writer in the temporary folder could not be written."""
+    folder = Path(tempfile.gettempdir())
+    if store.is_disk_full(exc) or store.free_bytes(folder) < 1 << 20:
+        return store.DiskFullError("the temporary folder", folder)
+    return RecordingError(f"a file for MLflow could not be staged in {folder} ({exc})")
 
 
 def _curve_points(runner: Runner) -> tuple[int, int]:

@@ -313,11 +313,16 @@ def default_artifact_root(tracking_uri: str) -> str | None:
 
 
 def ensure_experiment(client: Any, name: str, tracking_uri: str) -> str:
-    """The id of experiment ``name``, created (tolerating a concurrent creator) if missing."""
+    """The id of experiment ``name``, created (tolerating a concurrent creator) if missing.
+
+    A deleted one is refused (one sentence with the commands that restore it or record
+    elsewhere): the user deleted it on purpose, and restoring it would bring back its deleted
+    runs; MLflow keeps its name taken, so a new one of that name cannot be made either."""
     from mlflow.exceptions import MlflowException
 
     from twrl_exp.errors import ConfigError
     from twrl_exp.monitor.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from twrl_exp.store import redact
 
     found = client.get_experiment_by_name(name)
     if found is None:
@@ -330,8 +335,16 @@ def ensure_experiment(client: Any, name: str, tracking_uri: str) -> str:
         found = client.get_experiment_by_name(name)
         if found is None:
             raise ConfigError(f"The MLflow experiment {name!r} could not be created.")
-    if found.lifecycle_stage == "deleted":
-        client.restore_experiment(found.experiment_id)
+    if found.lifecycle_stage == "deleted":  # a user deleted it: not ours to bring back
+        restore = (
+            f"MLFLOW_TRACKING_URI={redact(tracking_uri)} mlflow experiments restore "
+            f"--experiment-id {found.experiment_id}"
+        )
+        raise ConfigError(
+            f"The MLflow experiment {name!r} (id {found.experiment_id}) was deleted; restore it "
+            f"with `{restore}` (its runs come back with it), or record into another experiment "
+            "with monitor.mlflow.experiment=<name>."
+        )
     if EXPERIMENT_KIND_TAG not in found.tags:  # stores made before: open as model training too
         client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return str(found.experiment_id)
@@ -547,7 +560,8 @@ class _Runs:
 
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+            # Its warnings are store errors the run reports itself, in one sentence.
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.CRITICAL)
             sampler = SystemMetricsMonitor(run_id, sampling_interval=10, tracking_uri=uri)
             sampler.start()
             self._samplers[run_id] = sampler
@@ -556,22 +570,31 @@ class _Runs:
                 self._samplers.pop(run_id).finish()
 
     def end(self, uri: str, run_id: str, status: str, reason: str | None) -> None:
-        from twrl_exp.store import END_REASON_TAG
+        """End the run; where MLflow cannot (a full disk), write its end in place, or at least
+        why it ended, for whoever reaps it (:func:`twrl_exp.store.end_in_place`)."""
+        from twrl_exp import store
 
         self.stop(run_id)
-        client = self.client(uri)
         self._runs.pop(run_id, None)
         summary = self._summary.pop(run_id, {})
         model_id = self._models.pop(run_id, None)
-        if model_id is not None and summary:  # the model's metrics: the run's summary figures
-            rows = [
-                self._metric(k, v, ts, step, model_id=model_id, run_id=run_id)
-                for k, v, ts, step in summary.values()
-            ]
-            client.log_batch(run_id, metrics=rows)  # the run's own rows are not repeated
-        if reason:
-            client.set_tag(run_id, END_REASON_TAG, reason[:5000])
-        client.set_terminated(run_id, status)
+        try:
+            client = self.client(uri)
+            if model_id is not None and summary:  # the model's metrics: the run's summary
+                rows = [
+                    self._metric(k, v, ts, step, model_id=model_id, run_id=run_id)
+                    for k, v, ts, step in summary.values()
+                ]
+                client.log_batch(run_id, metrics=rows)  # the run's own rows are not repeated
+            if reason:
+                client.set_tag(run_id, store.END_REASON_TAG, reason[:5000])
+            client.set_terminated(run_id, status)
+        except Exception as exc:
+            db = store.sqlite_path(uri)
+            if not reason and db is not None and store.is_disk_full(exc):
+                status, reason = "FAILED", store.DiskFullError("the MLflow store", db).end_reason
+            if store.end_in_place(uri, run_id, status, reason) != "ended":
+                raise
 
     def stop(self, run_id: str) -> None:
         """Stop the run's heartbeat and sampler."""
