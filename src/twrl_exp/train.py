@@ -509,21 +509,28 @@ def cli() -> None:
             sys.exit(2)
         sys.exit(init_project(sys.argv[2]))
     from twrl_exp.monitor.writer import prestart
-    from twrl_exp.paths import make_importable, user_config_dir
+    from twrl_exp.paths import make_importable
 
     prestart()
 
     make_importable()
-    user = user_config_dir()
-    given = any(a in ("-cd", "--config-dir") or a.startswith("--config-dir=") for a in sys.argv)
-    if user is not None and not given:  # the project's conf/, as `-cd conf` would add it
-        sys.argv[1:1] = ["--config-dir", str(user)]
     main()
+
+
+def _with_project_configs(argv: list[str]) -> list[str]:
+    """The project's ``conf/`` (its own options, the experiments its sweeps saved) on the config
+    search path, as ``-cd conf`` would put it, unless ``-cd`` names another."""
+    from twrl_exp.paths import user_config_dir
+
+    user = user_config_dir()
+    given = any(a in ("-cd", "--config-dir") or a.startswith("--config-dir=") for a in argv)
+    return ["--config-dir", str(user), *argv] if user is not None and not given else argv
 
 
 def main() -> None:
     """``python train.py``: user errors in one sentence (exit 2), Ctrl-C as exit 130."""
-    sys.argv[1:] = _with_env_preset(_defer_logged_group_values(sys.argv[1:]))
+    argv = _with_env_preset(_defer_logged_group_values(sys.argv[1:]))
+    sys.argv[1:] = _with_project_configs(argv)
     # Composition errors reach us as exceptions (not Hydra's multi-line report), so they can be
     # told in one sentence; anything unexpected still shows its traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
