@@ -546,15 +546,14 @@ def main() -> None:
         if not getattr(exc, "reported", False):  # a sweep's job already said it
             say(str(exc))
         sys.exit(_SENTENCE_ERRORS[_kind(exc)])
-    except OSError as exc:  # Hydra could not make the output folder: full, read-only
-        fault = store.folder_error(exc)
-        if fault is None:
-            raise
-        _discard_output_dir()
-        say(str(fault))
-        sys.exit(_SENTENCE_ERRORS[_kind(fault)])
     except Exception as exc:
+        # Hydra's MissingConfigException is an OSError too: a composition error first.
         sentence = cli_errors.describe(exc)
+        fault = store.folder_error(exc) if sentence is None and isinstance(exc, OSError) else None
+        if fault is not None:  # Hydra could not make the output folder: full, read-only
+            _discard_output_dir()
+            say(str(fault))
+            sys.exit(_SENTENCE_ERRORS[_kind(fault)])
         if sentence is None:
             raise
         say(sentence)
