@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,7 @@ def run(kind: str, uri: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("kind", ["train", "sweep", "evaluate", "leaderboard"])
-@pytest.mark.parametrize("store", ["not-a-database", "unwritable"])
+@pytest.mark.parametrize("store", ["not-a-database", "unwritable", "a-folder"])
 def test_a_bad_store_is_one_sentence_at_every_entry_point(
     tmp_path: Path, kind: str, store: str
 ) -> None:
@@ -45,21 +47,30 @@ def test_a_bad_store_is_one_sentence_at_every_entry_point(
         db = tmp_path / "notes.db"
         db.write_text("my notes, not a database\n" * 100)
         fragment = "is not an MLflow store"
-    else:
+    elif store == "unwritable":
         db = tmp_path / "afile" / "mlflow.db"  # a folder under a plain file cannot exist
         (tmp_path / "afile").write_text("x")
         fragment = "cannot be created"
+    else:  # MLflow alone retries such a path for minutes before it fails
+        db = tmp_path / "mlflow.db"
+        db.mkdir()
+        fragment = "is a folder, not a database file"
+    started = time.monotonic()
     result = run(kind, f"sqlite:///{db}", tmp_path)
+    assert time.monotonic() - started < 60
     if kind == "leaderboard" and store == "unwritable":  # it only reads: there is no store
         assert result.returncode == 0
         assert "there is no MLflow store" in result.stdout
         return
+    if kind == "evaluate" and store == "unwritable":  # it only reads: there is no store
+        fragment = "There is no MLflow store at"
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert fragment in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "outputs").exists()
     assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").rglob("*.pt"))
+    assert not list(tmp_path.glob("*.lock"))  # refused before anything was locked
 
 
 def make_half_migrated(db: Path) -> None:
@@ -100,3 +111,150 @@ def test_a_half_migrated_store_is_reported_with_its_repair(tmp_path: Path) -> No
     )
     assert repaired.returncode == 0, repaired.stderr
     assert run("train", uri, tmp_path).returncode == 0
+
+
+def repair_command(uri: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twrl_exp.store", "repair", uri],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(project_root())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_repair_refuses_what_is_not_a_store_in_one_sentence(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes, not a database\n" * 100)
+    folder = tmp_path / "folder.db"
+    folder.mkdir()
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE mine (x INTEGER)")
+    cases = {
+        notes: "is not an MLflow store (SQLite says: file is not a database)",
+        folder: "is a folder",
+        tmp_path / "missing.db": "is not an existing file",
+        other: "is an SQLite database but not an MLflow store",
+    }
+    for db, fragment in cases.items():
+        result = repair_command(f"sqlite:///{db}", tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert fragment in result.stderr
+    assert notes.read_text().startswith("my notes")  # untouched
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_deleted_experiment_is_refused_with_how_to_restore_it(tmp_path: Path) -> None:
+    """A user deleted the env's experiment in the UI: a new run neither brings it (and its
+    deleted runs) back behind their back nor records anything; the sentence says how to restore
+    it or record elsewhere, and the restore command it prints works."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert run("train", uri, tmp_path).returncode == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("CartPole-v1").experiment_id
+    client.delete_experiment(experiment)
+    folders = set((tmp_path / "outputs").rglob("*"))
+    refused = run("train", uri, tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    restore = f"MLFLOW_TRACKING_URI={uri} mlflow experiments restore --experiment-id {experiment}"
+    assert f"was deleted; restore it with `{restore}`" in refused.stderr
+    assert "monitor.mlflow.experiment=<name>" in refused.stderr
+    assert client.get_experiment(experiment).lifecycle_stage == "deleted"
+    runs = client.search_runs([experiment], run_view_type=ViewType.ALL)
+    assert [r.info.lifecycle_stage for r in runs] == ["deleted"]
+    assert set((tmp_path / "outputs").rglob("*")) == folders  # nothing left by the refused run
+    restored = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), *restore.split()[2:]],
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert client.get_experiment(experiment).lifecycle_stage == "active"
+    assert run("train", uri, tmp_path).returncode == 0
+
+
+def test_a_read_only_project_is_read_but_not_written(tmp_path: Path) -> None:
+    """The project (its store and output folders) on a read-only disk: the leaderboard and
+    evaluate work (they only read: no migration, no lock file, no reaping; on a writable store
+    they change no byte of it either), while train and evaluate log=true are refused in one
+    sentence each."""
+    from tests.integration.disks import remount_read_only, tmpfs
+
+    with tmpfs(tmp_path / "project", "64m") as project:
+        db = project / "mlflow.db"
+        uri = f"sqlite:///{db}"
+        assert run("train", uri, project).returncode == 0
+        with contextlib.closing(sqlite3.connect(db)) as connection:  # closed: no file held
+            ((run_id,),) = connection.execute("SELECT run_uuid FROM runs").fetchall()
+        (project / "mlflow.db.lock").unlink()
+        before = db.read_bytes()
+
+        def read(cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+            env = {**os.environ, "PYTHONPATH": str(project_root()), "MLFLOW_TRACKING_URI": uri}
+            commands = [
+                ["-m", "twrl_exp.leaderboard", "--html", str(tmp_path / "lb.html")],
+                ["-m", "twrl_exp.evaluate", f"run_id={run_id}", "episodes=2"],
+            ]
+            return [
+                subprocess.run(
+                    [sys.executable, *args],
+                    cwd=cwd,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                for args in commands
+            ]
+
+        for result in read(tmp_path):  # a writable store: readers write nothing to it
+            assert result.returncode == 0, result.stderr
+        assert db.read_bytes() == before
+        assert not (project / "mlflow.db.lock").exists()
+
+        remount_read_only(project)
+        board, evaluated = read(project)
+        assert board.returncode == 0, board.stderr
+        assert "reinforce/categorical/mlp" in board.stdout
+        assert evaluated.returncode == 0, evaluated.stderr
+        assert f"run {run_id}: mean return" in evaluated.stdout
+        refused = [
+            run("train", uri, project),
+            subprocess.run(
+                [sys.executable, "-m", "twrl_exp.evaluate", f"run_id={run_id}", "log=true"],
+                cwd=tmp_path,
+                env={**os.environ, "PYTHONPATH": str(project_root()), "MLFLOW_TRACKING_URI": uri},
+                capture_output=True,
+                text=True,
+                timeout=300,
+            ),
+        ]
+        for result in refused:
+            assert result.returncode == 2, result.stderr
+            assert "Traceback" not in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "is read-only, so the run's output folder" in refused[0].stderr
+        assert "hydra.run.dir" in refused[0].stderr
+        assert f"The MLflow store {uri} is not writable" in refused[1].stderr
+        page = subprocess.run(  # its page cannot go into the read-only project either
+            [sys.executable, "-m", "twrl_exp.leaderboard"],
+            cwd=project,
+            env={**os.environ, "PYTHONPATH": str(project_root()), "MLFLOW_TRACKING_URI": uri},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert page.returncode == 2
+        assert "Traceback" not in page.stderr
+        assert "give --html (or --markdown) a writable path, or --no-html." in page.stderr

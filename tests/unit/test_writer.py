@@ -395,3 +395,20 @@ def test_without_a_drawer_the_writer_draws_the_curve_at_once(isolated_mlflow: st
     assert runs.failed == set()
     names = [a.path for a in MlflowClient(isolated_mlflow).list_artifacts(run_id)]
     assert names == ["learning_curve.png"]
+
+
+def test_a_deleted_experiment_is_refused_not_restored(isolated_mlflow: str) -> None:
+    """The user deleted it: restoring it would bring back its deleted runs behind their back."""
+    from mlflow.entities import ViewType
+
+    from twrl_exp.errors import ConfigError
+
+    client = MlflowClient(isolated_mlflow)
+    experiment = writer_module.ensure_experiment(client, "gone", isolated_mlflow)
+    run_id = client.create_run(experiment).info.run_id
+    client.delete_experiment(experiment)
+    with pytest.raises(ConfigError, match="was deleted; restore it with `MLFLOW_TRACKING_URI="):
+        writer_module.ensure_experiment(client, "gone", isolated_mlflow)
+    assert client.get_experiment(experiment).lifecycle_stage == "deleted"
+    (run,) = client.search_runs([experiment], run_view_type=ViewType.ALL)
+    assert (run.info.run_id, run.info.lifecycle_stage) == (run_id, "deleted")
