@@ -12,10 +12,13 @@
 - a **Ray cluster**: a head node and ``--workers`` worker nodes (separate raylets on this
   machine, as on separate machines), each with ``--cpus`` CPUs.
 
-It is idempotent: whatever already runs is kept, whatever is missing (a killed worker node) is
-started. ``down`` stops every process ``up`` started (PostgreSQL with a clean shutdown) and
-keeps the folder, so the next ``up`` shows the same studies, runs and artifacts. ``env`` prints
-the URIs to export; ``+cluster=local`` reads them from ``cluster.json`` itself.
+It is idempotent: whatever already runs is kept, whatever is missing (a killed worker node, a
+head killed with its helpers still running) is started, after what is left of it is stopped.
+``down`` stops every process ``up`` started, Ray's helpers (log monitor, dashboard and runtime
+env agents) included, and PostgreSQL with a clean shutdown, and keeps the folder, so the next
+``up`` shows the same studies, runs and artifacts. ``env`` prints the URIs to export, the
+storage's as a ``$(python -m twrl_exp.cluster env --storage …)`` that reads the password from
+``cluster.json`` (no command prints it unasked); ``+cluster=local`` reads ``cluster.json`` itself.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -94,15 +99,48 @@ def uri(key: str) -> str:
 # ---------------------------------------------------------------------------- processes
 
 
-def _session_members(sid: int) -> list[int]:
+def _live(proc: Any) -> bool:
+    """A process that runs (an exited one its parent has yet to reap is not)."""
+    import psutil
+
+    try:
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _session_members(sid: int, exited: bool = False) -> list[int]:
+    """The live processes of session ``sid`` (``exited``: and those not yet reaped)."""
     import psutil
 
     members = []
     for proc in psutil.process_iter(["pid"]):
         with contextlib.suppress(OSError):
-            if os.getsid(proc.pid) == sid:
+            if os.getsid(proc.pid) == sid and (exited or _live(proc)):
                 members.append(proc.pid)
     return members
+
+
+def _cmdlines(pids: list[int]) -> list[str]:
+    import psutil
+
+    out = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            out.append(" ".join(psutil.Process(pid).cmdline()))
+    return out
+
+
+def _mentioning(text: str) -> list[int]:
+    """Live processes whose command line mentions ``text`` (a Ray session's folder)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if text in " ".join(proc.info["cmdline"] or ()) and _live(proc):
+                found.append(proc.pid)
+    return found
 
 
 def _session_alive(entry: dict[str, Any] | None) -> bool:
@@ -115,18 +153,28 @@ def _session_alive(entry: dict[str, Any] | None) -> bool:
 
 
 def _stop_session(sid: int, grace_s: float = 15.0) -> int:
-    """SIGTERM every process of session ``sid``, then SIGKILL what is left; how many there were."""
-    members = _session_members(sid)
-    for pid in members:
+    """SIGTERM every process of session ``sid``, then SIGKILL what is left, and wait (at most
+    ``grace_s``) until their parents have reaped them; how many there were."""
+    stopped = _stop(lambda: _session_members(sid), grace_s)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _session_members(sid, exited=True):
+        time.sleep(0.2)
+    return stopped
+
+
+def _stop(members: Any, grace_s: float = 15.0) -> int:
+    """SIGTERM the processes ``members()`` lists, then SIGKILL what is left; how many there were."""
+    first = members()
+    for pid in first:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _session_members(sid):
+    while time.monotonic() < deadline and members():
         time.sleep(0.2)
-    for pid in _session_members(sid):
+    for pid in members():
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    return len(members)
+    return len(first)
 
 
 def _spawn(
@@ -400,14 +448,17 @@ def _ray_start(folder: Path, state: dict[str, Any]) -> list[str]:
     sessions = state["sessions"]
     said = []
     head = sessions.get("ray_head")
-    if not _session_alive(head):
+    if not _node_alive(head, _GCS, _RAYLET):
+        # What is left of a head that died and of its worker nodes (their raylets exit a minute
+        # after losing the head, Ray's helpers such as log_monitor stay, and a raylet still
+        # looking for the old head makes `ray start --head` refuse the port): stopped first.
+        _ray_stop(state)
         if not _port_free(int(ports["ray"])):
             raise ClusterError(
                 f"Port {ports['ray']} is taken by another program (another Ray?), so the Ray "
                 "head cannot listen on it: stop it (ray stop) or choose another port "
                 "(python -m twrl_exp.cluster up --ray-port)."
             )
-        sessions["ray_workers"] = []  # workers of a dead head are gone with it
         _ray_token()
         args = _ray(
             "start",
@@ -429,8 +480,14 @@ def _ray_start(folder: Path, state: dict[str, Any]) -> list[str]:
             "--disable-usage-stats",
         )
         sessions["ray_head"] = _ray_node(folder, args, "ray-head.log", "the Ray head")
+        state["ray_session_dir"] = _session_dir(sessions["ray_head"])
         said.append("head started")
-    workers = [w for w in sessions.get("ray_workers", []) if _session_alive(w)]
+    workers = []
+    for worker in sessions.get("ray_workers", []):
+        if _node_alive(worker, _RAYLET):
+            workers.append(worker)
+        else:  # its raylet died (killed, or lost its head): its helpers go too
+            _stop_session(worker["sid"])
     for index in range(len(workers), int(state["workers"])):
         args = _ray(
             "start",
@@ -479,12 +536,40 @@ def _ray_node(folder: Path, args: list[str], log_name: str, what: str) -> dict[s
     return entry
 
 
+_GCS, _RAYLET = "gcs/gcs_server", "raylet/raylet"  # in the command lines of a node's processes
+_SESSION_DIR = re.compile(r"/\S*?/session_\d{4}-\d\d-\d\d_[\d_-]+\d")
+
+
+def _node_alive(entry: dict[str, Any] | None, *programs: str) -> bool:
+    """Whether a Ray node runs: its session holds a live process of each of ``programs`` (a
+    raylet; on the head, the GCS too), not just helpers that outlived them."""
+    if not entry:
+        return False
+    lines = _cmdlines(_session_members(entry["sid"]))
+    return all(any(program in line for line in lines) for program in programs)
+
+
+def _session_dir(entry: dict[str, Any]) -> str | None:
+    """The Ray session's folder (``/tmp/ray/session_<time>_<pid>``), from its head's processes:
+    every process Ray starts for this cluster on this machine names it."""
+    for line in _cmdlines(_session_members(entry["sid"])):
+        found = _SESSION_DIR.search(line)
+        if found:
+            return found.group(0)
+    return None
+
+
 def _ray_stop(state: dict[str, Any]) -> int:
+    """Stop the head and worker nodes: every process of their sessions, and any other process
+    that names this cluster's Ray session folder (a helper that left its node's session)."""
     sessions = state["sessions"]
     stopped = 0
     for entry in [*sessions.get("ray_workers", []), sessions.get("ray_head")]:
         if entry:
             stopped += _stop_session(entry["sid"]) > 0
+    session_dir = state.get("ray_session_dir")
+    if session_dir:
+        _stop(lambda: _mentioning(session_dir))
     sessions["ray_workers"], sessions["ray_head"] = [], None
     # Ray remembers the last cluster `ray start` made here; it is gone.
     current = Path(os.environ.get("TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
@@ -542,24 +627,29 @@ def status(folder: Path) -> dict[str, str]:
     if state is None:
         return {"cluster": f"nothing was started from {folder}"}
     sessions = state["sessions"]
-    workers = sum(_session_alive(w) for w in sessions.get("ray_workers", []))
+    workers = sum(_node_alive(w, _RAYLET) for w in sessions.get("ray_workers", []))
     return {
         "postgres": "running" if _pg_running(folder / "postgres", _pg_user()) else "stopped",
         "mlflow": "running" if _mlflow_healthy(int(state["ports"]["mlflow"])) else "stopped",
         "ray": (
             f"head and {workers} of {state['workers']} worker node(s) running"
-            if _session_alive(sessions.get("ray_head"))
+            if _node_alive(sessions.get("ray_head"), _GCS, _RAYLET)
             else "stopped"
         ),
     }
 
 
-def exports(state: dict[str, Any]) -> str:
+def exports(state: dict[str, Any], folder: Path) -> str:
+    """What to export in another shell, password not shown: the storage URL is read from the
+    folder's ``cluster.json`` (mode 0600) when the line runs, by the same Python."""
     uris = state["uris"]
+    storage = shlex.join(
+        [sys.executable, "-m", "twrl_exp.cluster", "env", "--storage", "--dir", str(folder)]
+    )
     return "\n".join(
         [
             f"export MLFLOW_TRACKING_URI={uris['mlflow_uri']}",
-            f"export TWRL_OPTUNA_STORAGE='{uris['optuna_storage']}'",
+            f'export TWRL_OPTUNA_STORAGE="$({storage})"',
             f"export RAY_ADDRESS={uris['ray_address']}",
             "export RAY_AUTH_MODE=token",
         ]
@@ -578,6 +668,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="the cluster folder (default: $TWRL_CLUSTER_DIR, else <project>/.cluster)",
+    )
+    parser.add_argument(
+        "--storage",
+        action="store_true",
+        help="env: print only the Optuna storage URL, password included (for $(...))",
     )
     parser.add_argument("--workers", type=int, default=1, help="Ray worker nodes (default 1)")
     parser.add_argument(
@@ -613,8 +708,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"dashboard {state['uris']['ray_dashboard']} (Ray), "
                 f"{state['uris']['mlflow_uri']} (MLflow)"
             )
-            print("Sweeps use these services with +cluster=local; to use them from any shell:")
-            print(exports(state))
+            print(
+                "Sweeps use these services with +cluster=local; to use them from any shell "
+                f"(the database password stays in {folder / STATE_FILE}, readable by you only):"
+            )
+            print(exports(state, folder))
         elif args.command == "down":
             for service, what in down(folder).items():
                 print(f"{service:9} {what}")
@@ -626,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
             found = read_state(folder)
             if found is None:
                 raise ClusterError(f"No cluster was started from {folder}: run `make cluster-up`.")
-            print(exports(found))
+            print(found["uris"]["optuna_storage"] if args.storage else exports(found, folder))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

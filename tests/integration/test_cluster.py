@@ -68,6 +68,7 @@ def clean_env(folder: Path, **extra: str) -> dict[str, str]:
 class Cluster:
     def __init__(self, folder: Path, ports: dict[str, int]) -> None:
         self.folder, self.ports = folder, ports
+        self.first_up: subprocess.CompletedProcess[str] | None = None
 
     @property
     def state(self) -> dict[str, Any]:
@@ -126,9 +127,29 @@ class Cluster:
         line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
         return json.loads(line.removeprefix("RESULT"))
 
+    def ray_gcs(self) -> str:
+        """The head's GCS address as Ray gives it (the node's address, port ``ray``)."""
+        address: str = self.ray("result = ray.get_runtime_context().gcs_address")
+        return address
+
     def sessions(self) -> list[int]:
         s = self.state["sessions"]
         return [e["sid"] for e in [s.get("mlflow"), s.get("ray_head"), *s["ray_workers"]] if e]
+
+
+def mentioning(*texts: str) -> list[str]:
+    """Live processes whose command line mentions any of ``texts``: ``pid cmdline``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or not running(int(entry)):
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(text in cmdline for text in texts):
+            found.append(f"{entry} {cmdline[:200]}")
+    return found
 
 
 def session_members(sid: int) -> list[int]:
@@ -158,7 +179,7 @@ def cluster() -> Iterator[Cluster]:
     folder.chmod(0o755)
     ports = {"pg": free_port(), "mlflow": free_port(), "ray": free_port(), "dashboard": free_port()}
     c = Cluster(folder / "cluster", ports)
-    started = c.up()
+    started = c.first_up = c.up()
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield c
@@ -248,6 +269,33 @@ def test_cluster_up_runs_the_services_as_promised(cluster: Cluster) -> None:
     assert "postgres  running" in again.stdout
     assert "mlflow    running" in again.stdout
     assert "ray       running" in again.stdout
+
+
+def test_no_command_prints_the_database_password_and_its_export_line_still_works(
+    cluster: Cluster,
+) -> None:
+    """`up` and `env` print the storage's export line without the password; run by a shell,
+    the line reads the password from cluster.json (0600) and gives the URL that works."""
+    password = cluster.state["password"]
+    assert cluster.first_up is not None
+    env = cluster_cli(cluster.folder, "env")
+    assert env.returncode == 0, env.stderr
+    for said in (cluster.first_up, cluster.up(), env):
+        assert password not in said.stdout + said.stderr
+        assert "export TWRL_OPTUNA_STORAGE=" in said.stdout
+    line = next(x for x in env.stdout.splitlines() if x.startswith("export TWRL_OPTUNA_STORAGE="))
+    shell = subprocess.run(
+        ["bash", "-c", f'{line}\nprintf %s "$TWRL_OPTUNA_STORAGE"'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(cluster.folder),
+        cwd="/",
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout == cluster.storage
+    assert password in shell.stdout
+    optuna.create_study(study_name="from_another_shell", storage=shell.stdout)
 
 
 def test_bad_addresses_are_one_sentence_before_anything_is_written(
@@ -489,6 +537,176 @@ def test_ctrl_c_stops_the_jobs_on_the_cluster_and_leaves_nothing_running(
     assert statuses == ["KILLED", "KILLED", "KILLED"]  # the parent and both trials' runs
 
 
+def training(c: Cluster, study: str) -> int:
+    """Trials whose job runs and has reported to the study (it is past its start)."""
+    return sum(
+        t.state == TrialState.RUNNING
+        and "twrl.process" in t.user_attrs
+        and bool(t.intermediate_values)
+        for t in study_trials(c, study)
+    )
+
+
+def postgres(c: Cluster, action: str) -> None:
+    """Stop (fast shutdown) or start the cluster's PostgreSQL with its pg_ctl, as `cluster
+    down` and `cluster up` do (as the postgres user)."""
+    from twrl_exp import cluster as services
+
+    if action == "stop":
+        assert services._pg_stop(c.folder) == "stopped"
+    else:
+        assert services._pg_start(c.folder, c.state) == "started"
+
+
+def test_a_postgresql_restart_mid_sweep_loses_no_trial(cluster: Cluster, tmp_path: Path) -> None:
+    """PostgreSQL (the study's database, and the tracking server's) stopped for 15 s while
+    both trials train: the jobs' and the sweep's storage calls wait for it (within
+    hydra.sweeper.storage_retry_s, 60 s by default), so the sweep goes on; no trial fails, every
+    run finishes with all its metrics, and a rerun finds the study complete at n_trials. (Before,
+    the sweep died with a traceback and the trial in flight was FAIL and counted.)"""
+    args = optuna_sweep(
+        "pg_restart", "pg_restart", 4, "hydra.sweeper.pruner.name=none",
+        "train.max_env_steps=200000", "eval.every_steps=2000",
+    )  # fmt: skip
+    proc = cluster.sweep(*args, project=tmp_path)
+    try:
+        wait_until(lambda: training(cluster, "pg_restart") >= 2, every=1.0)
+        postgres(cluster, "stop")
+        time.sleep(15)
+        postgres(cluster, "start")
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    trials = study_trials(cluster, "pg_restart")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, [t.user_attrs for t in trials]
+    parents, children = split(runs_of(cluster, "pg_restart"))
+    assert [r.info.status for r in parents] == ["FINISHED"]
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 4
+    for run in children:
+        history = cluster.mlflow.get_metric_history(run.info.run_id, "episode/return")
+        assert len(history) == run.data.metrics["episodes"]
+    code, _, err = cluster.run_sweep(*args, project=tmp_path)
+    assert code == 0, err
+    assert [t.state for t in study_trials(cluster, "pg_restart")] == [TrialState.COMPLETE] * 4
+
+
+def test_postgresql_down_past_the_retry_window_stops_the_sweep_in_one_sentence(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """PostgreSQL down for longer than hydra.sweeper.storage_retry_s (5 s here; the runs are
+    recorded in a local store, so that only the study's database is gone): each job gives up
+    on its trial, the sweep stops in one sentence (exit 1) naming the storage (password hidden)
+    and how to resume, its parent run FAILED with the reason; once the database is back, the
+    same command ends the study with exactly n_trials real results."""
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = optuna_sweep(
+        "pg_down", "pg_down", 2, "hydra.sweeper.pruner.name=none",
+        "train.max_env_steps=200000", "eval.every_steps=2000",
+        "hydra.sweeper.storage_retry_s=5", "hydra.sweeper.grace_period=5",
+        "hydra.sweeper.heartbeat_interval=1", f"paths.mlflow_uri={mlflow_uri}",
+    )  # fmt: skip
+    proc = cluster.sweep(*args, project=tmp_path)
+    try:
+        wait_until(lambda: training(cluster, "pg_down") >= 2, every=1.0)
+        postgres(cluster, "stop")
+        try:
+            _, err = proc.communicate(timeout=180)
+        finally:
+            postgres(cluster, "start")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    assert "The Optuna storage postgresql+psycopg://twrl:***@127.0.0.1:" in errors[0]
+    assert "did not answer for 5 s" in errors[0]
+    assert "run the same command again once the database answers" in errors[0]
+    assert cluster.state["password"] not in err
+    client = MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name("pg_down")
+    assert experiment is not None
+    (parent,), _ = split(client.search_runs([experiment.experiment_id]))
+    assert parent.info.status == "FAILED"
+    assert "did not answer for 5 s" in parent.data.tags["twrl.end_reason"]
+    code, _, err = cluster.run_sweep(*args, project=tmp_path)
+    assert code == 0, err
+    trials = study_trials(cluster, "pg_down")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert stopped  # the trials the outage stopped: not counted
+    assert all({"infrastructure", "lost"} & t.user_attrs.keys() for t in stopped), [
+        t.user_attrs for t in stopped
+    ]
+    parents, children = split(client.search_runs([experiment.experiment_id]))
+    assert [r.info.status for r in parents] == ["FINISHED"]
+    assert not [r for r in children if r.info.status == "RUNNING"]
+
+
+def test_killing_the_head_mid_sweep_ends_every_record_and_the_rerun_completes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """kill -9 of the head's every process while both trials train: within 30 s the sweep
+    stops in one sentence (exit 1) naming what was lost and how to resume, its trials FAIL with
+    ``infrastructure`` saying the head was lost (not counted), their runs and the parent run
+    FAILED with the reason. (Before: 75 s, Ray's "Failed to connect to GCS" only, everything
+    left RUNNING.) `cluster up` then starts a new head and worker, leaving nothing of the old
+    cluster running, and the same command completes the study."""
+    args = optuna_sweep(
+        "lose_the_head", "lose_the_head", 2, "hydra.sweeper.pruner.name=none",
+        "train.max_env_steps=300000", "eval.every_steps=2000",
+    )  # fmt: skip
+    old_session, gcs = cluster.state["ray_session_dir"], cluster.ray_gcs()
+    assert old_session
+    proc = cluster.sweep(*args, project=tmp_path)
+    try:
+        wait_until(lambda: training(cluster, "lose_the_head") >= 2, every=1.0)
+        for pid in session_members(cluster.state["sessions"]["ray_head"]["sid"]):
+            os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=300)
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    assert took < 30, f"the sweep took {took:.0f} s to stop"
+    assert "Traceback" not in err
+    assert "Failed to connect to GCS" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    assert f"The Ray head at {gcs} was lost" in errors[0]
+    assert "failed as infrastructure (not counted toward n_trials)" in errors[0]
+    assert "start the cluster again (`make cluster-up`" in errors[0]
+    assert "and run the same command." in errors[0]
+    trials = study_trials(cluster, "lose_the_head")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all("The Ray head at" in t.user_attrs["infrastructure"] for t in trials)
+    parents, children = split(runs_of(cluster, "lose_the_head"))
+    assert [r.info.status for r in parents] == ["FAILED"]
+    assert "The Ray head at" in parents[0].data.tags["twrl.end_reason"]
+    assert len(children) == 2
+    assert all(r.info.status == "FAILED" for r in children)
+    assert all("lost" in r.data.tags["twrl.end_reason"] for r in children)
+    again = cluster.up()
+    assert again.returncode == 0, again.stderr
+    assert "head started, worker 0 started" in again.stdout
+    assert cluster.state["ray_session_dir"] != old_session
+    assert mentioning(old_session) == []  # no helper of the old cluster outlives it
+    code, _, err = cluster.run_sweep(*args, project=tmp_path)
+    assert code == 0, err
+    trials = study_trials(cluster, "lose_the_head")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    parents, _ = split(runs_of(cluster, "lose_the_head"))
+    assert [r.info.status for r in parents] == ["FINISHED"]
+
+
 def test_cluster_down_stops_everything_and_up_brings_the_same_data_back(
     cluster: Cluster,
 ) -> None:
@@ -501,6 +719,7 @@ def test_cluster_down_stops_everything_and_up_brings_the_same_data_back(
     study.enqueue_trial({"x": 1.0})
     study.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=3)
     sessions = cluster.sessions()
+    ray_session = cluster.state["ray_session_dir"]
     postmaster = int((cluster.folder / "postgres" / "postmaster.pid").read_text().split()[0])
     runs_before = {r.info.run_id for r in runs_of(cluster, "kept")}
     assert runs_before == {run.info.run_id}
@@ -508,6 +727,8 @@ def test_cluster_down_stops_everything_and_up_brings_the_same_data_back(
     assert down.returncode == 0, down.stderr
     assert all(session_members(sid) == [] for sid in sessions)
     wait_until(lambda: not running(postmaster), timeout=30, every=0.2)
+    # Nothing `up` started is left: Ray's helpers (log monitor, agents) included.
+    assert mentioning(str(cluster.folder), ray_session) == []
     assert (cluster.folder / "postgres" / "PG_VERSION").exists()
     assert any((cluster.folder / "artifacts").rglob("kept.txt"))
     up = cluster.up()

@@ -317,3 +317,87 @@ def test_optunas_plots_share_one_page_with_plotly_js_once() -> None:
         assert f'<div id="{name}" class="plotly-graph-div"' in page
     for title in ("Optimization History Plot", "Parallel Coordinate Plot", "Slice Plot"):
         assert title in page
+
+
+def test_a_storage_that_does_not_answer_is_retried_for_its_window_then_said_in_one_sentence():
+    """A job's storage is retried while its database does not answer (a restart), for the
+    sweep's window, then one sentence (password hidden); a sweep opening a wrong URL is told at
+    once. Real connections to a port where nothing listens."""
+    import time
+
+    from hydra_plugins.twrl_optuna_sweeper._storage import StorageUnavailable
+    from hydra_plugins.twrl_optuna_sweeper._trial import open_storage
+
+    url = "postgresql+psycopg://twrl:s3cret@127.0.0.1:1/optuna"
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailable) as caught:
+        open_storage(url, retry_open=True, window_s=2)
+    assert 2 <= time.monotonic() - start < 10
+    assert str(caught.value) == (
+        "The Optuna storage postgresql+psycopg://twrl:***@127.0.0.1:1/optuna did not answer for "
+        "2 s (connection refused); run the same command again once the database answers "
+        "(hydra.sweeper.storage_retry_s sets how long a sweep waits for it)."
+    )
+    start = time.monotonic()
+    with pytest.raises(Exception, match="connection failed") as opened:
+        open_storage(url, window_s=60)
+    assert time.monotonic() - start < 5
+    assert not isinstance(opened.value, StorageUnavailable)
+
+
+def test_trials_stopped_by_infrastructure_do_not_count() -> None:
+    """A trial its storage or Ray head abandoned is FAIL ``infrastructure``: not its own result,
+    even when its job also recorded the error it died of."""
+    lost_head = "The Ray head at 10.0.0.1:6379 was lost (no answer for 10 s)"
+    trials = [
+        create_trial(state=TrialState.COMPLETE, value=1.0),
+        create_trial(state=TrialState.FAIL, user_attrs={"infrastructure": lost_head}),
+        create_trial(
+            state=TrialState.FAIL,
+            user_attrs={"infrastructure": "storage", "error": "StorageInternalError: commit"},
+        ),
+    ]
+    assert counted(trials, live_running=False) == 1
+
+
+def test_a_trial_of_a_failed_launch_that_no_job_took_up_is_lost(tmp_path) -> None:
+    """The launch failed as a whole (no job started): its trials belong to this very sweep,
+    which is alive, but no job will run them, so they are lost, not left RUNNING and counted."""
+    import optuna
+
+    from hydra_plugins.twrl_optuna_sweeper._sweeper import SWEEP_ATTR, fail_lost_trials
+    from hydra_plugins.twrl_optuna_sweeper._trial import open_storage, quiet_optuna
+    from twrl_exp import processes
+
+    with quiet_optuna():
+        study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+        launched, other = study.ask(), study.ask()
+        for trial in (launched, other):
+            trial.set_user_attr(SWEEP_ATTR, processes.identity())
+        assert fail_lost_trials(study, heartbeats=True, batch=[launched], grace_period=60) == 1
+        states = {t.number: t.state for t in study.get_trials()}
+        attrs = study.get_trials()[0].user_attrs
+    assert states == {0: TrialState.FAIL, 1: TrialState.RUNNING}
+    assert attrs["lost"] is True
+    assert counted(study.get_trials(), live_running=True) == 1  # only the other, still running
+
+
+def test_errors_a_job_returns_reach_its_sweep_whole() -> None:
+    """A job's error is pickled back to the sweep (Ray, joblib): each of ours must rebuild."""
+    import pickle
+
+    from hydra_plugins.twrl_optuna_sweeper._stopping import LaunchFailed
+    from hydra_plugins.twrl_optuna_sweeper._storage import StorageUnavailable
+    from hydra_plugins.twrl_optuna_sweeper._trial import TrialEnded
+    from hydra_plugins.twrl_ray_launcher._head import HeadLost
+
+    for error in (
+        StorageUnavailable("postgresql+psycopg://u:pw@db/optuna", 60, "connection refused"),
+        TrialEnded(3, "lost"),
+        HeadLost("10.0.0.1:6379", 10.2, 2),
+        LaunchFailed("The launcher failed 3 times in a row (boom)"),
+    ):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error)
+        assert str(again) == str(error)
+        assert "pw" not in str(again)

@@ -29,7 +29,12 @@ from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
 from twrl_exp.errors import ConfigError
 
 PARAMS = "hydra.sweeper.params"
-_ITEMS = {int: " of integers", float: " of numbers", str: " of strings", bool: " of booleans"}
+_ITEMS: dict[Any, str] = {
+    int: " of integers",
+    float: " of numbers",
+    str: " of strings",
+    bool: " of booleans",
+}
 COMMAND_LINE = "the command line"
 
 
@@ -201,7 +206,7 @@ def _describe(node: Any) -> str:
     if isinstance(node, StringNode) or isinstance(value, str):
         return "a string"
     if isinstance(node, ListConfig):
-        item = _ITEMS.get(getattr(node._metadata, "element_type", None), "")
+        item = _ITEMS.get(node._metadata.element_type, "")
         return f"a list{item}"
     if isinstance(node, DictConfig):
         return "a group of keys"

@@ -42,6 +42,9 @@ class StorageUnavailable(InfrastructureLost):
         self.what = f"The Optuna storage {self.url} did not answer for {window_s:g} s ({reason})"
         super().__init__(f"{self.what}; {self.resume}.")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # a job's error travels back to its sweep
+        return type(self), (self.url, self.window_s, self.reason)
+
 
 def unreachable(exc: BaseException, sqlite: bool = False) -> bool:
     """Whether ``exc`` says the database could not be reached (retrying may help), rather than

@@ -4,12 +4,10 @@ study where it stopped, since ``n_trials`` is the study's total."""
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import logging
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +23,13 @@ from optuna.trial import FrozenTrial, TrialState
 from hydra_plugins.twrl_optuna_sweeper import _results as results
 from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
 from hydra_plugins.twrl_optuna_sweeper import _space_check as space_check
-from hydra_plugins.twrl_optuna_sweeper._storage import WINDOW_ATTR, StorageUnavailable
+from hydra_plugins.twrl_optuna_sweeper._stopping import LaunchFailed, stopped
+from hydra_plugins.twrl_optuna_sweeper._storage import WINDOW_ATTR
 from hydra_plugins.twrl_optuna_sweeper._strategies import make_pruner, make_sampler
 from hydra_plugins.twrl_optuna_sweeper._trial import (
     INFRASTRUCTURE_ATTR,
     PROCESS_ATTR,
+    fail_trial,
     heartbeat_enabled,
     open_storage,
     quiet_optuna,
@@ -46,7 +46,6 @@ PRUNER_ATTR = "pruner"
 # Trials that did not end by themselves: FAIL, and not counted toward n_trials.
 NOT_COUNTED = frozenset({"lost", "interrupted", INFRASTRUCTURE_ATTR})
 LAUNCH_ATTEMPTS = 3  # launches failing in a row before the sweep stops
-PARENT_END_TIMEOUT_S = 20.0  # how long a stopping sweep waits to close its parent run
 
 
 def counted(trials: list[FrozenTrial], live_running: bool) -> int:
@@ -67,19 +66,6 @@ def counted(trials: list[FrozenTrial], live_running: bool) -> int:
     return total
 
 
-def fail_trial(study: optuna.Study, trial_id: int, why: str, value: Any = True) -> bool:
-    """Mark a still-running trial FAIL with the user attribute ``why`` (= ``value``); whether it
-    was."""
-    storage = study._storage
-    try:
-        if storage.get_trial(trial_id).state != TrialState.RUNNING:
-            return False
-        storage.set_trial_user_attr(trial_id, why, value)
-        return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False  # its job finished it meanwhile
-
-
 def fail_lost_trials(
     study: optuna.Study,
     heartbeats: bool,
@@ -93,11 +79,13 @@ def fail_lost_trials(
     Lost trials do not count toward ``n_trials``. ``batch``: trials of a launch that failed,
     lost unless a job took them up and its process still runs (or runs on another host, where
     its heartbeat decides)."""
-    if heartbeats:
-        optuna.storages.fail_stale_trials(study)
+    lost = 0
+    storage: Any = study._storage
+    if heartbeats and heartbeat_enabled(storage):  # as optuna's fail_stale_trials, saying why
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            lost += fail_trial(study, trial_id, "lost")
     in_batch = {t.number for t in batch or []}
     now = datetime.datetime.now()
-    lost = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         job = trial.user_attrs.get(PROCESS_ATTR)
         owner = job or trial.user_attrs.get(SWEEP_ATTR)
@@ -197,7 +185,7 @@ class OptunaSweeperImpl(Sweeper):
                 raise
             results.report(study, self, parent, url)
         except InfrastructureLost as exc:
-            raise self._stopped(exc, storage, batch, parent) from None
+            raise stopped(exc, storage, batch, parent) from None
         if parent is not None:
             parent.finish("FINISHED")
         return study
@@ -229,45 +217,6 @@ class OptunaSweeperImpl(Sweeper):
         shown = store.redact(url)
         log.info(f"Study '{s.study_name}' in {shown}: {done} of {s.n_trials} trials done.")
         return study, parent, heartbeats
-
-    def _stopped(
-        self,
-        exc: InfrastructureLost,
-        storage: Any,
-        batch: list[optuna.Trial],
-        parent: SweepParent | None,
-    ) -> InfrastructureLost:
-        """The sweep cannot go on: fail the trials in flight as ``infrastructure`` (one try
-        each: the storage may be what was lost; a trial left RUNNING is failed as lost when the
-        sweep resumes), end the parent FAILED with the reason, and say it in one sentence."""
-        what = getattr(exc, "what", str(exc).rstrip("."))
-        failed: list[int] = []
-        window = getattr(storage, "window_s", None)
-        if window is not None:
-            storage.window_s = 0.0
-        for trial in batch:
-            try:
-                if fail_trial(trial.study, trial._trial_id, INFRASTRUCTURE_ATTR, what):
-                    failed.append(trial.number)
-            except Exception:
-                continue
-        if window is not None:
-            storage.window_s = window
-        said = []
-        if failed:
-            numbers = ", ".join(str(n) for n in failed)
-            said.append(
-                f"trial(s) {numbers} failed as infrastructure (not counted toward n_trials)"
-            )
-        elif batch and isinstance(exc, StorageUnavailable):
-            said.append("its running trials are failed as lost when it resumes")
-        if parent is not None:
-            _end_parent(parent, f"stopped: {what}")
-            said.append("its parent run is FAILED")
-        said.append("the study keeps every finished trial")
-        resume = getattr(exc, "resume", "run the same command again once it is back")
-        listed = ", ".join(said[:-1]) + (", and " if len(said) > 1 else "") + said[-1]
-        return InfrastructureLost(f"{what}, so the sweep stopped: {listed}; {resume}.")
 
     def _run_trials(
         self,
@@ -392,34 +341,3 @@ class OptunaSweeperImpl(Sweeper):
             log.warning(f"Trial {trial.number} failed: {error}")
         else:
             study.tell(trial.number, float(ret.return_value), skip_if_finished=True)
-
-
-class LaunchFailed(InfrastructureLost):
-    """The launcher itself failed several launches in a row (not a job: the machinery)."""
-
-    resume = "fix the cause and run the same command again to resume the study"
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        super().__init__(what)
-
-
-def _end_parent(parent: SweepParent, reason: str) -> None:
-    """End the parent run FAILED with ``reason``, waiting at most ``PARENT_END_TIMEOUT_S``: the
-    tracking server may be down with the storage (they share a database on a local cluster);
-    then the parent stays RUNNING until the next sweep or run finds its process gone."""
-    atexit.unregister(parent.finish)
-
-    def end() -> None:
-        parent.client.set_tag(parent.run_id, store.END_REASON_TAG, reason[:5000])
-        parent.finish("FAILED")
-
-    def quietly() -> None:
-        try:
-            end()
-        except Exception as exc:
-            log.warning(f"The sweep's parent run could not be closed: {store.root_cause(exc)}")
-
-    worker = threading.Thread(target=quietly, name="twrl-parent-end", daemon=True)
-    worker.start()
-    worker.join(PARENT_END_TIMEOUT_S)

@@ -94,6 +94,19 @@ def heartbeat_enabled(storage: BaseStorage) -> bool:
     return interval is not None
 
 
+def fail_trial(study: optuna.Study, trial_id: int, why: str, value: Any = True) -> bool:
+    """Mark a still-running trial FAIL with the user attribute ``why`` (= ``value``); whether it
+    was."""
+    storage = study._storage
+    try:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return False
+        storage.set_trial_user_attr(trial_id, why, value)
+        return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # its job finished it meanwhile
+
+
 def load_trial(
     study_name: str, storage: str, number: int, heartbeat_interval: int | None
 ) -> optuna.Trial:
@@ -161,13 +174,16 @@ class TrialJob:
         if isinstance(exc, InfrastructureLost):
             self._fail_once(INFRASTRUCTURE_ATTR, str(exc))
             return
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            # Ctrl-C, or the process told to exit (Ray ends the jobs of a driver that died):
-            # not the trial's own result.
-            self.trial.set_user_attr("interrupted", True)
-        else:
-            self.trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
-        self.trial.study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        try:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                # Ctrl-C, or the process told to exit (Ray ends the jobs of a driver that died):
+                # not the trial's own result.
+                self.trial.set_user_attr("interrupted", True)
+            else:
+                self.trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            self.trial.study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # its sweep has ended the trial already (lost, infrastructure)
 
     def _fail_once(self, key: str, value: str) -> None:
         """FAIL with ``key``, in one attempt: the storage has just been found unreachable, and a
@@ -191,7 +207,10 @@ class TrialJob:
 
     def finish(self, value: float, *, env_steps: int, train_time: float) -> None:
         """Tell the study this trial's outcome (unless something already did)."""
-        self.trial.set_user_attr("env_steps", env_steps)
+        try:
+            self.trial.set_user_attr("env_steps", env_steps)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # its sweep ended the trial (lost, infrastructure): no outcome to tell
         self.trial.set_user_attr("train_time_s", train_time)
         study = self.trial.study
         if self.pruned:
@@ -201,6 +220,26 @@ class TrialJob:
             study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
         else:
             study.tell(self.trial.number, value, skip_if_finished=True)
+
+
+class TrialEnded(InfrastructureLost):
+    """The job's trial was ended while it ran, by its sweep (the Ray head or the job's node
+    lost) or by another (the job's heartbeat stale): the job stops, its result is not wanted."""
+
+    def __init__(self, number: int, why: str) -> None:
+        self.number, self.why = number, why
+        super().__init__(f"Trial {number} was ended while its job ran ({why}).")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a job's error travels back to its sweep
+        return type(self), (self.number, self.why)
+
+    @classmethod
+    def of(cls, trial: optuna.Trial) -> TrialEnded:
+        attrs = trial.storage.get_trial(trial._trial_id).user_attrs
+        why = attrs.get(INFRASTRUCTURE_ATTR) or next(
+            (key for key in ("lost", "interrupted") if attrs.get(key)), "no reason recorded"
+        )
+        return cls(trial.number, str(why))
 
 
 class TrialReporter(MonitorBase):
@@ -237,7 +276,10 @@ class TrialReporter(MonitorBase):
         if math.isnan(value):
             return
         nominal = round(h.env_steps / self.eval_every_steps) * self.eval_every_steps
-        self.trial.report(value, self.step_offset + nominal)
+        try:
+            self.trial.report(value, self.step_offset + nominal)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise TrialEnded.of(self.trial) from None
         if self.trial.should_prune():
             self.job.pruned = True
             runner.stop_reason = "pruned"

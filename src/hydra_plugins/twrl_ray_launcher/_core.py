@@ -16,7 +16,14 @@ the worker; and it pins ``cloudpickle<3`` and pulls in boto3 for its AWS launche
   hands each job what a worker on another machine cannot read from the driver's disk (the
   description of the sweep's parent MLflow run);
 - **records where each job ran**: the Ray node, task and job ids become tags of the job's
-  MLflow runs (``ray.node_id``, ``ray.task_id``) and user attributes of its Optuna trial.
+  MLflow runs (``ray.node_id``, ``ray.task_id``) and user attributes of its Optuna trial;
+- **notices a lost head**: Ray's driver waits a minute for a head that died, then kills its own
+  process, printing only Ray's "Failed to connect to GCS", with its runs left RUNNING. Here a
+  thread probes the head's GCS port every second; when it has refused connections for
+  ``HEAD_LOST_AFTER_S`` seconds, the launcher marks the runs of the jobs in flight FAILED with
+  the reason, tags the sweep's parent run, and raises ``HeadLost`` (one sentence, how to
+  resume), which an Optuna sweep turns into its trials failed as ``infrastructure``
+  (``_head.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.twrl_ray_launcher._head import HeadWatch
 from twrl_exp import interrupts, processes, store
 from twrl_exp.errors import ConfigError, JobLost
 from twrl_exp.monitor.sweep import PARENT_FILE, read_parent
@@ -55,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 JOB_KEY_TAG = "twrl.job_key"
 STOP_GRACE_S = 30.0  # how long cancelled jobs get to close their records before they are killed
+_watch: HeadWatch | None = None
 
 
 # ---------------------------------------------------------------------------- connecting
@@ -89,6 +98,8 @@ def connect(settings: DictConfig) -> None:
                 "cluster (`make cluster-up`, or `ray start --head` on its head node) or fix "
                 "hydra.launcher.address / RAY_ADDRESS."
             ) from exc
+        global _watch
+        _watch = HeadWatch(str(ray.get_runtime_context().gcs_address), _close_runs)
     _check_fits(settings)
 
 
@@ -152,6 +163,8 @@ def launch(
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     connect(launcher.settings)
+    if _watch is not None and _watch.lost:  # lost between two launches
+        raise _watch.stop([], read_parent(Path(str(config.hydra.sweep.dir)).absolute()))
     # Resolved here, once: ${now:} and ${twrl_pid:} would resolve differently in each worker.
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -214,9 +227,14 @@ def _gather(
     order = [idx for idx, _ in waiting]
     results: dict[int, JobReturn] = {}
     pending: dict[Any, _Job] = {}
+    if _watch is not None:  # what it closes if the sweep gets stuck after losing the head
+        _watch.in_flight = lambda: [job.key for job in pending.values()]
+        _watch.parent = parent
     queue = list(waiting)
     limit = n_jobs if n_jobs and n_jobs > 0 else len(queue)
     while queue or pending:
+        if _watch is not None and _watch.lost:
+            raise _watch.stop([job.key for job in pending.values()], parent)
         if interrupts.requested:
             _stop(pending, results, parent)
             for idx, overrides in queue:  # never started
