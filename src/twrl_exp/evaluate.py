@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from twrl_exp import store
+from twrl_exp import seeding, store
 from twrl_exp.artifacts import env_settings, load_agent
 from twrl_exp.cli_errors import say
 from twrl_exp.env import make_render_env, make_vector_env
@@ -91,7 +91,7 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
             ),
             agent,
             Path(cfg.video_path or f"evaluate-{cfg.run_id}.mp4"),
-            seed=seed + 31,
+            seed=seeding.integer(seed, seeding.Stream.VIDEO),
         )
     if cfg.log:
         _log(uri, cfg, returns, video)

@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from twrl_exp import cli_errors, interrupts, logged, processes, store
+from twrl_exp import cli_errors, interrupts, logged, processes, seeding, store
 from twrl_exp.build import build, check_run_config, make_runner
 from twrl_exp.cli_errors import say
 from twrl_exp.config import register_configs
@@ -310,7 +310,7 @@ def _seeds(
     env_steps, train_time = 0, 0.0
     for index in range(1 if resumed else cfg.trial.seeds):
         seed_cfg = cfg.copy()
-        seed_cfg.seed = cfg.seed + index
+        seed_cfg.seed = seeding.run_seeds(cfg.seed, cfg.trial.seeds)[index]
         suffix = name_suffix
         reporter = None
         if job is not None:

@@ -8,16 +8,18 @@ import optuna
 from optuna.distributions import BaseDistribution
 
 from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
+from twrl_exp import seeding
 from twrl_exp.errors import ConfigError
 
 
 def make_sampler(
     cfg: Any, space: dict[str, BaseDistribution], offset: int = 0
 ) -> optuna.samplers.BaseSampler:
-    """The sampler ``cfg.name``, seeded ``cfg.seed + offset`` (a resumed study passes the number
-    of trials it holds, so its sampler does not propose the first attempt's parameters again)."""
+    """The sampler ``cfg.name``, seeded from ``cfg.seed``'s ``SAMPLER`` stream keyed by
+    ``offset`` (a resumed study passes the number of trials it holds, so its sampler does not
+    propose the first attempt's parameters again)."""
     name = cfg.name
-    seed = None if cfg.seed is None else cfg.seed + offset
+    seed = None if cfg.seed is None else seeding.integer(cfg.seed, seeding.Stream.SAMPLER, offset)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
     if name == "random":

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from twrl_exp import seeding
 from twrl_exp.agent import Agent
 from twrl_exp.runner import MonitorBase, Runner
 
@@ -175,7 +176,7 @@ class VideoMonitor(MonitorBase):
                     self.make_env,
                     runner.agent,
                     Path(folder) / name,
-                    seed=self.seed + 31,
+                    seed=seeding.integer(self.seed, seeding.Stream.VIDEO),
                     max_frames=self.max_frames,
                     fps=self.fps,
                 )
