@@ -1,38 +1,46 @@
 """An agent is a model, a policy, a storage and a learner, composed; it holds no learning logic.
 
-Per vector step: one model call gives the outputs for the new observations, the policy acts on
-them, and the transition that led there becomes a :class:`~twrl_exp.protocols.Step` for the
-storage, which decides when the learner learns. Training draws from the agent's training RNG;
-evaluation and videos from a separate one, so how often a run is evaluated never changes what
-it trains.
+Per vector step: the agent's :class:`~twrl_exp.protocols.Clock` counts the env steps and
+episode ends that happened, one model call gives the outputs for the new observations, the
+policy acts on them, and the transition that led there becomes a
+:class:`~twrl_exp.protocols.Step` for the storage, which decides when the learner learns.
+Training draws from the agent's training RNG; evaluation and videos from a separate one
+(streams ``POLICY`` and ``EVALUATION`` of the run's seed, :mod:`twrl_exp.seeding`), so how often
+a run is evaluated never changes what it trains.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 
+from twrl_exp import seeding
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Model, Policy, Step, Update
+from twrl_exp.protocols import Clock, Metrics, Model, Policy, Step, Update
+
+BatchT = TypeVar("BatchT")
 
 
-class Agent:
+class Agent(Generic[BatchT]):
     """Acts with ``policy(model(obs))`` and feeds every transition to ``update``."""
 
-    def __init__(self, *, model: Model, policy: Policy, update: Update, seed: int = 0) -> None:
+    def __init__(
+        self, *, model: Model, policy: Policy, update: Update[BatchT], seed: int = 0
+    ) -> None:
         if getattr(policy, "needs_outputs", True) and not getattr(model, "produces_outputs", True):
             raise ConfigError(
                 f"policy={type(policy).__name__.lower()} acts on model outputs, but model=none "
                 "has none; use model=mlp, tilecoding or table, or policy=random."
             )
         self.model, self.policy, self.update = model, policy, update
+        self.clock = Clock()
         # A model may compute both stages in one call (a compiled linear model does).
         self.encode = getattr(model, "features_and_outputs", self._features_and_outputs)
-        self.rng = np.random.default_rng(seed)
-        self.eval_rng = np.random.default_rng([seed, 1_000_003])
+        self.rng = seeding.generator(seed, seeding.Stream.POLICY)
+        self.eval_rng = seeding.generator(seed, seeding.Stream.EVALUATION)
         self._prev: tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]] | None = None
 
     def _features_and_outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +51,7 @@ class Agent:
         self, obs: np.ndarray, *, greedy: bool, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray]]:
         features, outputs = self.encode(obs)
-        actions, extras = self.policy.act(outputs, rng, greedy=greedy)
+        actions, extras = self.policy.act(outputs, rng, self.clock, greedy=greedy)
         return features, outputs, actions, extras
 
     def start(self, obs: np.ndarray) -> np.ndarray:
@@ -59,33 +67,39 @@ class Agent:
         terminated: np.ndarray,
         truncated: np.ndarray,
         episode_start: np.ndarray,
-    ) -> tuple[np.ndarray, dict[str, float] | None]:
+    ) -> tuple[np.ndarray, Metrics | None]:
         """Learn from the step that produced ``obs`` and choose the next actions.
 
         ``episode_start[n]`` marks the autoreset step of env ``n``: its ``obs`` begins a new
-        episode and its reward and flags belong to no transition.
+        episode and its reward and flags belong to no transition, so no clock counts it.
+        Returns the env actions and the metrics of the last learner call that had any.
         """
         assert self._prev is not None, "start() first"
+        clock = self.clock
+        valid = ~episode_start
+        clock.env_steps += int(np.count_nonzero(valid))
+        # An autoreset step ends no episode (its flags are False), as the runner counts them.
+        clock.episodes += int(np.count_nonzero(terminated | truncated))
         features, outputs, actions, extras = self._decide(obs, greedy=False, rng=self.rng)
         prev_features, prev_actions, prev_extras = self._prev
-        valid = ~episode_start
-        self.policy.advance(int(np.count_nonzero(valid)))
-        step = Step(
-            features=prev_features,
-            actions=prev_actions,
-            extras=prev_extras,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            valid=valid,
-            next_features=features,
-            next_outputs=outputs,
-            next_actions=actions,
+        self.update.storage.add(
+            Step(
+                features=prev_features,
+                actions=prev_actions,
+                extras=prev_extras,
+                reward=reward,
+                terminated=terminated,
+                truncated=truncated,
+                valid=valid,
+                next_features=features,
+                next_outputs=outputs,
+                next_actions=actions,
+            )
         )
-        self.update.storage.add(step)
         metrics = None
         for batch in self.update.storage.batches():
-            learned = self.update.learner.learn(batch)
+            clock.updates += 1
+            learned = self.update.learner.learn(batch, clock)
             metrics = learned if learned is not None else metrics
         self._prev = (features, actions, extras)
         return self.policy.env_actions(actions), metrics
@@ -94,35 +108,41 @@ class Agent:
         """Actions without learning (evaluation, videos), drawn from the evaluation RNG."""
         return self.policy.env_actions(self._decide(obs, greedy=greedy, rng=self.eval_rng)[2])
 
-    def end_episodes(self, count: int) -> None:
-        self.policy.end_episodes(count)
-
-    def stats(self) -> dict[str, float]:
-        return {**self.update.learner.stats(), **self.policy.stats()}
+    def stats(self) -> Metrics:
+        return {**self.update.learner.stats(), **self.policy.stats(self.clock)}
 
     def learned_state(self) -> dict[str, Any]:
         """What learning changes (weights, optimisers, targets): checked for divergence."""
+        policy_state = getattr(self.policy, "state_dict", None)
         return {
             "model": self.model.state_dict(),
-            "policy": self.policy.state_dict() if hasattr(self.policy, "state_dict") else {},
+            "policy": policy_state() if policy_state is not None else {},
             "update": self.update.learner.state_dict(),
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs: weights, learner (optimisers, targets, schedules),
-        storage (a replay buffer), and the RNG states (numpy and torch)."""
+        """Everything a resumed run needs: weights, learner (optimisers, targets), storage (a
+        replay buffer), the clock (schedules) and the RNG states (numpy and torch)."""
         return {
             **self.learned_state(),
             "storage": self.update.storage.state_dict(),
+            "clock": self.clock.state_dict(),
             "rng": self.rng.bit_generator.state,
             "eval_rng": self.eval_rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any], *, weights_only: bool = False) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], *, weights_only: bool = False) -> None:
+        """Restore ``state``; with ``weights_only``, what acting needs (weights, the clock for
+        schedules), not the learner, storage or RNGs."""
         self.model.load_state_dict(state["model"])
-        if hasattr(self.policy, "load_state_dict") and state["policy"]:
-            self.policy.load_state_dict(state["policy"])
+        load_policy = getattr(self.policy, "load_state_dict", None)
+        if load_policy is not None and state["policy"]:
+            load_policy(state["policy"])
+        if "clock" in state:
+            self.clock.load_state_dict(state["clock"])
+        else:  # saved before the clock, when an epsilon-greedy policy counted for itself
+            self.clock.load_state_dict(state["policy"])
         if weights_only:
             return
         self.update.learner.load_state_dict(state["update"])

@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from twrl_exp import seeding
 from twrl_exp.agent import Agent
 from twrl_exp.env import resolve_spec
 from twrl_exp.errors import ConfigError
@@ -59,7 +60,7 @@ def _check_keys(node: DictConfig) -> None:
 class Built:
     env: Any
     eval_env: Any
-    agent: Agent
+    agent: Agent[Any]
     reward_threshold: float | None
     env_id: str
 
@@ -86,7 +87,7 @@ def _nonfinite(node: Any, prefix: str = "") -> tuple[str, float] | None:
     return None
 
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = seeding.MAX_SEED
 
 
 def check_run_config(cfg: DictConfig) -> None:
@@ -135,7 +136,7 @@ def build_agent(
     observation_space: Any,
     action_space: Any,
     num_envs: int,
-) -> Agent:
+) -> Agent[Any]:
     """policy(action space) -> model(observation space, policy's outputs) -> update(model, the
     model group's factory for critics, policy) -> agent."""
     policy = _partial(cfg.policy)(
@@ -155,10 +156,11 @@ def build_agent(
 
 
 def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
-    """Seed torch, build the training env, the evaluation env and the agent."""
+    """Seed torch (network initialisation and the learners' draws: the run's ``TORCH`` stream),
+    build the training env, the evaluation env and the agent."""
     check_run_config(cfg)
     torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seeding.integer(cfg.seed, seeding.Stream.TORCH))
     info = resolve_spec(cfg.env.id, cfg.env.reward_threshold)
     make_env = _partial(cfg.env)
     env = make_env()

@@ -2,7 +2,11 @@
 
 Gymnasium's next-step autoreset is handled here once: after env ``n`` ends an episode, its next
 step is a reset whose action is ignored and whose reward and flags are meaningless; the runner
-marks it ``episode_start`` so no update learns from that phantom transition.
+marks it ``episode_start`` so no update learns from that phantom transition and no clock counts
+it. The run's clock is the agent's (:class:`~twrl_exp.protocols.Clock`); :class:`History`
+mirrors its counts. The envs are seeded from the run's seed tree (:mod:`twrl_exp.seeding`):
+the training env at the start and at every resume, the evaluation env at its first evaluation
+after either.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from twrl_exp import seeding
 from twrl_exp.agent import Agent
 from twrl_exp.errors import ConfigError, DivergedError
 
@@ -62,7 +67,8 @@ class History:
     """Everything a run has measured so far; what a checkpoint saves besides the agent."""
 
     env_steps: int = 0
-    updates: int = 0
+    updates: int = 0  # learner calls
+    gradient_steps: int = 0
     train_time: float = 0.0
     eval_time: float = 0.0
     resumes: int = 0
@@ -158,7 +164,7 @@ class Runner:
         self,
         *,
         env: Any,
-        agent: Agent,
+        agent: Agent[Any],
         seed: int,
         monitors: list[Monitor] | None = None,
         eval_env: Any = None,
@@ -224,7 +230,7 @@ class Runner:
         h = self.history
         for monitor in self.monitors:
             monitor.start(self)
-        obs, _ = self.env.reset(seed=self.seed + 7919 * h.resumes)
+        obs, _ = self.env.reset(seed=seeding.integer(self.seed, seeding.Stream.ENV, h.resumes))
         # The first decision is training time too: it may compile kernels (update.backend=numba).
         last_tick = last_check = clock = time.perf_counter()
         actions = self.agent.start(obs)
@@ -233,6 +239,7 @@ class Runner:
         episode_start = np.zeros(self.num_envs, bool)
         next_eval = self._next_eval_step()
         next_check = self.finite_check_every
+        counts = self.agent.clock  # the run's clock; ``clock`` here is the wall clock
         while not self._budget_spent():
             if self.stop_requested:
                 h.train_time += time.perf_counter() - clock
@@ -242,8 +249,9 @@ class Runner:
             ep_return += reward * live
             ep_length += live
             steps_before = h.env_steps
-            h.env_steps += int(np.count_nonzero(live))
             actions, metrics = self.agent.step(obs, reward, terminated, truncated, episode_start)
+            h.env_steps, h.updates = counts.env_steps, counts.updates
+            h.gradient_steps = counts.gradient_steps
             episode_start = terminated | truncated
             if np.count_nonzero(episode_start):  # (ndarray.any() costs several times more)
                 # Each episode ends at a distinct env-step count: envs are counted in order.
@@ -254,7 +262,6 @@ class Runner:
                 ep_return[episode_start] = 0.0
                 ep_length[episode_start] = 0
             if metrics is not None:
-                h.updates += 1
                 self._check_metrics(metrics)
                 for monitor in self.monitors:
                     monitor.update(self, metrics)
@@ -367,7 +374,6 @@ class Runner:
                 and mean >= self.reward_threshold
             ):
                 h.solved_episode, h.solved_step, h.solved_time = k, step, elapsed
-        self.agent.end_episodes(len(returns))
         for monitor in self.monitors:
             monitor.episodes(self, first)
 
@@ -381,8 +387,10 @@ class Runner:
         n = env.num_envs
         quota = np.full(n, self.eval_episodes // n)
         quota[: self.eval_episodes % n] += 1
-        seed = None if self._eval_seeded else self.seed + 1_000_003
-        self._eval_seeded = True
+        seed = None  # after the first evaluation, the env's own generator goes on
+        if not self._eval_seeded:
+            seed = seeding.integer(self.seed, seeding.Stream.EVAL_ENV, self.history.resumes)
+            self._eval_seeded = True
         obs, _ = env.reset(seed=seed)
         done_count = np.zeros(n, np.int64)
         ep_return = np.zeros(n)
@@ -419,7 +427,10 @@ class Runner:
         return {"history": history, "agent": self.agent.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history = History(**state["history"])
-        self.history.resumes += 1
-        self._returns_cumsum = [0.0, *np.cumsum(self.history.returns).tolist()]
+        h = self.history = History(**state["history"])
+        h.resumes += 1
+        self._returns_cumsum = [0.0, *np.cumsum(h.returns).tolist()]
         self.agent.load_state_dict(state["agent"])
+        if "clock" not in state["agent"]:  # saved before the agent kept the clock
+            clock = self.agent.clock
+            clock.env_steps, clock.episodes, clock.updates = h.env_steps, h.episodes, h.updates

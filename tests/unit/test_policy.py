@@ -10,6 +10,7 @@ from gymnasium import spaces
 from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
 from twrl_exp.policy import Categorical, Greedy, RandomPolicy
+from twrl_exp.protocols import Clock
 
 
 def rng() -> np.random.Generator:
@@ -37,7 +38,7 @@ def test_categorical_act_draws_what_sample_draws_with_its_log_prob(n: int) -> No
     """Bit for bit, whether act works on columns (a few actions) or on rows."""
     policy = Categorical(action_space=spaces.Discrete(n))
     logits = (np.random.default_rng(n).normal(size=(64, n)) * 3).astype(np.float32)
-    actions, extras = policy.act(logits, rng())
+    actions, extras = policy.act(logits, rng(), Clock())
     np.testing.assert_array_equal(actions, policy.sample(logits, rng()))
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -88,24 +89,38 @@ def test_egreedy_probabilities_and_decay() -> None:
         min_epsilon=0.04,
     )
     q = np.array([[0.0, 1.0, 1.0, -1.0]])
-    probs = policy.probabilities(q)
+    probs = policy.probabilities(q, Clock())
     np.testing.assert_allclose(probs, [[0.05, 0.45, 0.45, 0.05]])
-    policy.end_episodes(1)
-    assert policy.epsilon == pytest.approx(0.1)
-    policy.end_episodes(5)
-    assert policy.epsilon == pytest.approx(0.04)
+    assert policy.epsilon(Clock(episodes=1)) == pytest.approx(0.1)
+    assert policy.epsilon(Clock(episodes=6)) == pytest.approx(0.04)
+
+
+def test_egreedy_per_step_schedule_reads_the_clocks_env_steps() -> None:
+    policy = make(
+        "policy",
+        "egreedy",
+        action_space=spaces.Discrete(2),
+        total_env_steps=1000,
+        epsilon=1.0,
+        exploration_fraction=0.5,
+        final_epsilon=0.1,
+    )
+    assert policy.epsilon(Clock()) == 1.0
+    assert policy.epsilon(Clock(env_steps=250, episodes=99)) == pytest.approx(0.55)
+    assert policy.epsilon(Clock(env_steps=800)) == pytest.approx(0.1)
+    assert policy.stats(Clock(env_steps=500)) == {"policy/epsilon": pytest.approx(0.1)}
 
 
 def test_egreedy_sampling_frequencies_match_probabilities() -> None:
     policy = make("policy", "egreedy", action_space=spaces.Discrete(3), epsilon=0.3)
     q = np.tile([0.0, 2.0, 1.0], (100_000, 1))
-    freq = np.bincount(policy.sample(q, rng()), minlength=3) / 100_000
-    np.testing.assert_allclose(freq, policy.probabilities(q[:1])[0], atol=0.01)
+    freq = np.bincount(policy.sample(q, rng(), 0.3), minlength=3) / 100_000
+    np.testing.assert_allclose(freq, policy.probabilities(q[:1], Clock())[0], atol=0.01)
 
 
 def test_greedy_breaks_ties_at_random() -> None:
     policy = Greedy(action_space=spaces.Discrete(3))
-    actions = policy.sample(np.tile([1.0, 0.0, 1.0], (10_000, 1)), rng())
+    actions, _ = policy.act(np.tile([1.0, 0.0, 1.0], (10_000, 1)), rng(), Clock())
     assert set(np.unique(actions).tolist()) == {0, 2}
     assert abs((actions == 0).mean() - 0.5) < 0.03
 

@@ -12,18 +12,19 @@ from gymnasium import spaces
 from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
 from twrl_exp.policy import Categorical
-from twrl_exp.protocols import Step
+from twrl_exp.protocols import Clock, Step
 
 OBS = spaces.Box(-1.0, 1.0, (3,), np.float32)
 RNG = np.random.default_rng(0)
 
 
 class Driver:
-    """Feeds hand-made vector steps through REINFORCE's storage to its learner, as an agent
-    does, and exposes the learner's schedule."""
+    """Feeds hand-made vector steps through REINFORCE's storage to its learner with a clock,
+    as an agent does."""
 
     def __init__(self, update) -> None:
         self.storage, self.learner = update.storage, update.learner
+        self.clock = Clock()
         self.prev: tuple[np.ndarray, np.ndarray] | None = None
 
     def start(self, features: np.ndarray, actions: np.ndarray) -> None:
@@ -31,6 +32,7 @@ class Driver:
 
     def observe(self, *, features, outputs, actions, reward, terminated, truncated, episode_start):
         assert self.prev is not None
+        self.clock.env_steps += int(np.count_nonzero(~episode_start))
         self.storage.add(
             Step(
                 features=self.prev[0],
@@ -47,23 +49,8 @@ class Driver:
         self.prev = (features, actions)
         metrics = None
         for batch in self.storage.batches():
-            metrics = self.learner.learn(batch)
+            metrics = self.learner.learn(batch, self.clock)
         return metrics
-
-    @property
-    def env_steps(self) -> int:
-        return self.learner.env_steps
-
-    @env_steps.setter
-    def env_steps(self, value: int) -> None:
-        self.learner.env_steps = value
-
-    def _set_lr(self) -> None:
-        self.learner._set_lr()
-
-    @property
-    def optimizer(self):
-        return self.learner.optimizer
 
 
 def parts(num_envs: int = 1, **kwargs):
@@ -143,9 +130,10 @@ def test_episodes_in_flight_are_kept_whole_for_the_next_batch() -> None:
 
 def test_linear_lr_schedule_reaches_the_final_fraction() -> None:
     _, _, update = parts(steps_per_batch=1, lr=0.2, lr_schedule="linear", lr_final_fraction=0.1)
-    update.env_steps = 1000
-    update._set_lr()
-    assert update.optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
+    update.learner._set_lr(Clock(env_steps=500))
+    assert update.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.11)
+    update.learner._set_lr(Clock(env_steps=1000))
+    assert update.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
 
 
 @pytest.mark.parametrize("baseline", ["none", "average", "value"])

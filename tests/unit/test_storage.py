@@ -41,7 +41,7 @@ def replay(n_step: int = 1, **kwargs) -> ReplayStorage:
         "num_envs": 1,
         "feature_dim": 1,
         "action_shape": (),
-        "action_dtype": np.int64,
+        "action_dtype": np.dtype(np.int64),
         "buffer_size": 100,
         "batch_size": 4,
         "learning_starts": 0,
@@ -104,13 +104,16 @@ def test_learning_is_due_every_train_freq_steps_after_learning_starts() -> None:
     due = []
     for k in range(12):
         buffer.add(step([float(k)], [0], [0.0], [float(k + 1)]))
-        due.append(len(list(buffer.batches())))
-    assert due == [0, 0, 0, 0, 0, 2, 0, 0, 2, 0, 0, 2]
+        due.append([batch.gradient_steps for batch in buffer.batches()])
+    assert due == [[], [], [], [], [], [2], [], [], [2], [], [], [2]]  # one batch of 2 minibatches
+    batch = buffer.sample(2)
+    assert batch.obs.shape == (2, 4, 1)
+    assert batch.actions.shape == batch.rewards.shape == batch.discounts.shape == (2, 4)
     every = replay(gradient_steps=-1, train_freq=4)
     counts = []
     for k in range(8):
         every.add(step([float(k)], [0], [0.0], [float(k + 1)]))
-        counts.append(len(list(every.batches())))
+        counts.append(sum(batch.gradient_steps for batch in every.batches()))
     assert counts == [0, 0, 0, 4, 0, 0, 0, 4]  # -1: as many as env steps since
 
 
@@ -122,7 +125,7 @@ def test_replay_state_round_trips_with_its_sampling_rng() -> None:
     copy.load_state_dict(buffer.state_dict())
     a, b = buffer.sample(), copy.sample()
     for key in ("obs", "actions", "rewards", "discounts", "next_obs"):
-        np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     assert sorted(copy.obs[:, 0].tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
 
 
@@ -141,19 +144,19 @@ def test_bad_replay_settings_are_refused(kwargs, fragment) -> None:
 
 def test_a_rollout_is_due_when_full_and_masks_the_autoreset_step() -> None:
     rollout = RolloutStorage(
-        n_steps=3, num_envs=2, feature_dim=1, action_shape=(), action_dtype=np.int64
+        n_steps=3, num_envs=2, feature_dim=1, action_shape=(), action_dtype=np.dtype(np.int64)
     )
     rollout.add(step([0.0, 0.0], [1, 0], [1.0, 1.0], [1.0, 1.0], terminated=[True, False]))
     assert list(rollout.batches()) == []
     rollout.add(step([1.0, 1.0], [0, 1], [5.0, 1.0], [0.0, 2.0], valid=[False, True]))
     rollout.add(step([0.0, 2.0], [1, 1], [1.0, 1.0], [1.0, 3.0], truncated=[False, True]))
     (batch,) = list(rollout.batches())
-    assert batch["valid"].tolist() == [[True, True], [False, True], [True, True]]
-    assert batch["rewards"][1].tolist() == [0.0, 1.0]  # the autoreset step's reward is dropped
-    assert batch["ends"].tolist() == [[True, False], [True, False], [False, True]]
-    assert batch["terminated"].tolist() == [[True, False], [False, False], [False, False]]
-    assert batch["next_obs"][2, :, 0].tolist() == [1.0, 3.0]  # bootstrap at the cut
-    assert batch["log_prob"].tolist() == [[-0.5, -0.5]] * 3
+    assert batch.valid.tolist() == [[True, True], [False, True], [True, True]]
+    assert batch.rewards[1].tolist() == [0.0, 1.0]  # the autoreset step's reward is dropped
+    assert batch.ends.tolist() == [[True, False], [True, False], [False, True]]
+    assert batch.terminated.tolist() == [[True, False], [False, False], [False, False]]
+    assert batch.next_obs[2, :, 0].tolist() == [1.0, 3.0]  # bootstrap at the cut
+    assert batch.log_prob.tolist() == [[-0.5, -0.5]] * 3
     assert list(rollout.batches()) == []  # emptied
 
 
@@ -164,7 +167,11 @@ def test_whole_episodes_are_handed_over_once_each_with_their_step_index() -> Non
     rng = np.random.default_rng(0)
     num_envs, steps = 3, 6000
     storage = EpisodeStorage(
-        num_envs=num_envs, feature_dim=1, action_shape=(), action_dtype=np.int64, steps_per_batch=50
+        num_envs=num_envs,
+        feature_dim=1,
+        action_shape=(),
+        action_dtype=np.dtype(np.int64),
+        steps_per_batch=50,
     )
     # The feature of a step is 1000 * episode number + index in the episode; the action its env.
     lengths = [rng.integers(1, 300, 100).tolist() for _ in range(num_envs)]
@@ -200,11 +207,11 @@ def test_whole_episodes_are_handed_over_once_each_with_their_step_index() -> Non
             )
         )
         for batch in storage.batches():
-            assert batch["mask"].sum() == len(batch["obs"]) >= 50
+            assert batch.mask.sum() == len(batch.obs) >= 50
             handed += zip(
-                batch["actions"].tolist(),
-                batch["obs"][:, 0].tolist(),
-                batch["time_index"].tolist(),
+                batch.actions.tolist(),
+                batch.obs[:, 0].tolist(),
+                batch.time_index.tolist(),
                 strict=True,
             )
             closed_by_last_batch = len(closed)

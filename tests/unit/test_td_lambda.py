@@ -8,7 +8,7 @@ from gymnasium import spaces
 
 from twrl_exp.config import make
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Step
+from twrl_exp.protocols import Clock, Step
 
 
 def learner(model, policy, num_envs: int, **settings):
@@ -69,7 +69,8 @@ class Driver:
                 next_features=features,
                 next_outputs=self.model.outputs(features),
                 next_actions=np.array(actions),
-            )
+            ),
+            Clock(),
         )
         self.prev = (features, np.array(actions))
 
@@ -197,7 +198,8 @@ def test_tile_coding_step_size_is_divided_by_the_tilings() -> None:
             next_features=f1,
             next_outputs=model.outputs(f1),
             next_actions=np.array([1]),
-        )
+        ),
+        Clock(),
     )
     assert model.outputs(model.features(s0))[0, 1] == pytest.approx(0.5)  # alpha * delta
 

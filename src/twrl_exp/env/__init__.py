@@ -69,7 +69,7 @@ def _our_vector_env(
     kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
 ) -> VectorEnv:
-    limit = max_episode_steps or info.spec.max_episode_steps
+    limit = max_episode_steps or info.spec.max_episode_steps or 200  # MountainCar-v0's
     try:
         return cls(num_envs=num_envs, max_episode_steps=limit, **(kwargs or {}))
     except TypeError as exc:

@@ -92,6 +92,7 @@ class TileCoding(LinearModel):
                 "set model.memory_size (for example 65536) to hash them into a fixed memory."
             )
         super().__init__(size, num_outputs, num_tilings, initial_value)
+        self.observation_space = observation_space
         self.span = self.high - self.low
         self.hash_primes = tile_hash_primes(dims)
         self.sizes = np.array([num_tilings, tiles_per_dim, memory_size or 0], dtype=np.int64)
@@ -151,6 +152,7 @@ class Table(LinearModel):
             )
         self.start = int(observation_space.start)
         super().__init__(int(observation_space.n), num_outputs, 1, initial_value)
+        self.observation_space = observation_space
 
     def features(self, obs: np.ndarray) -> np.ndarray:
         """``obs: [N]`` state ids -> ``[N, 1]`` row indices."""

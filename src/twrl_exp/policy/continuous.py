@@ -19,6 +19,7 @@ from gymnasium import spaces
 from torch import nn
 
 from twrl_exp.errors import ConfigError, describe_space
+from twrl_exp.protocols import Clock, Metrics
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL's and SB3's bounds for SAC's log-std
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -47,17 +48,15 @@ class _Scaled:
         self.high = space.high.astype(np.float64)
         self.action_dim = int(space.shape[0])
         self.action_shape = (self.action_dim,)
-        self.action_dtype = np.float32
+        self.action_dtype = np.dtype(np.float32)
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         unit = np.clip(actions, -1.0, 1.0)
         return (self.low + (unit + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
 
-    def end_episodes(self, count: int) -> None:
-        del count
-
-    def advance(self, env_steps: int) -> None:
-        del env_steps
+    def stats(self, clock: Clock) -> Metrics:
+        del clock
+        return {}
 
 
 class TanhNormal(_Scaled, nn.Module):
@@ -84,8 +83,9 @@ class TanhNormal(_Scaled, nn.Module):
         return np.tanh(self._split(outputs)[0])
 
     def act(
-        self, outputs: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+        self, outputs: np.ndarray, rng: np.random.Generator, clock: Clock, *, greedy: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        del clock
         mean, log_std = self._split(outputs)
         if greedy:
             return np.tanh(mean).astype(np.float32), {}
@@ -103,9 +103,6 @@ class TanhNormal(_Scaled, nn.Module):
         # log(1 - tanh(u)^2), written stably as 2 * (log 2 - u - softplus(-2u))
         correction = 2.0 * (math.log(2.0) - pre_squash - nn.functional.softplus(-2.0 * pre_squash))
         return action, log_prob - correction.sum(dim=1)
-
-    def stats(self) -> dict[str, float]:
-        return {}
 
 
 class Deterministic(_Scaled, nn.Module):
@@ -137,14 +134,12 @@ class Deterministic(_Scaled, nn.Module):
         return np.clip(np.tanh(outputs) + noise, -1.0, 1.0)
 
     def act(
-        self, outputs: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+        self, outputs: np.ndarray, rng: np.random.Generator, clock: Clock, *, greedy: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        del clock
         actions = self.greedy(outputs, rng) if greedy else self.sample(outputs, rng)
         return actions.astype(np.float32), {}
 
     def action(self, outputs: torch.Tensor) -> torch.Tensor:
         """The deterministic ``[B, A]`` action in ``[-1, 1]``, differentiable."""
         return torch.tanh(outputs)
-
-    def stats(self) -> dict[str, float]:
-        return {}

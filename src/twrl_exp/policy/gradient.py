@@ -18,6 +18,7 @@ from gymnasium import spaces
 from torch import nn
 
 from twrl_exp.errors import ConfigError, describe_space
+from twrl_exp.protocols import Clock, Metrics
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 # Up to this many actions, acting works on columns (faster: a reduction over a short axis pays
@@ -67,7 +68,7 @@ class Categorical(nn.Module):
         self.num_outputs = int(action_space.n)
         self.start = int(action_space.start)
         self.action_shape: tuple[int, ...] = ()
-        self.action_dtype = np.int64
+        self.action_dtype = np.dtype(np.int64)
 
     def sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Inverse-CDF sampling from ``softmax(logits)``: ``[N, n]`` -> ``[N]`` int64."""
@@ -84,9 +85,10 @@ class Categorical(nn.Module):
         return logits.argmax(axis=1)
 
     def act(
-        self, logits: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+        self, logits: np.ndarray, rng: np.random.Generator, clock: Clock, *, greedy: bool = False
     ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """Actions ``[N]`` and what learning needs of them: ``log_prob`` ``[N]``."""
+        del clock
         if not greedy and self.num_outputs <= _COLUMNWISE_ACTIONS:
             return self._act_by_columns(logits, rng)
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -110,11 +112,9 @@ class Categorical(nn.Module):
             actions += bound < u
         return actions, _LogProb(shifted, actions, cdf[-1])
 
-    def advance(self, env_steps: int) -> None:
-        del env_steps
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+    def probabilities(self, logits: np.ndarray, clock: Clock) -> np.ndarray:
         """``softmax(logits)``: ``[N, n]`` (Boltzmann action selection over action values)."""
+        del clock
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
@@ -130,10 +130,8 @@ class Categorical(nn.Module):
         log_p = torch.log_softmax(logits, dim=1)
         return -(log_p.exp() * log_p).sum(dim=1)
 
-    def end_episodes(self, count: int) -> None:
-        del count
-
-    def stats(self) -> dict[str, float]:
+    def stats(self, clock: Clock) -> Metrics:
+        del clock
         return {}
 
 
@@ -166,7 +164,7 @@ class Normal(nn.Module):
             )
         self.num_outputs = int(action_space.shape[0])
         self.action_shape = (self.num_outputs,)
-        self.action_dtype = np.float32
+        self.action_dtype = np.dtype(np.float32)
         self.low = action_space.low.astype(np.float64)
         self.high = action_space.high.astype(np.float64)
         self.min_std = min_std
@@ -189,17 +187,15 @@ class Normal(nn.Module):
         return means
 
     def act(
-        self, means: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+        self, means: np.ndarray, rng: np.random.Generator, clock: Clock, *, greedy: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Unclipped actions ``[N, A]`` (the env gets them clipped) and their ``log_prob``."""
+        del clock
         actions = self.greedy(means, rng) if greedy else self.sample(means, rng)
         std = self._std()
         z = (actions - means) / std
         log_prob = (-0.5 * z**2 - np.log(std) - _LOG_SQRT_2PI).sum(axis=1)
         return actions, {"log_prob": log_prob}
-
-    def advance(self, env_steps: int) -> None:
-        del env_steps
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         return np.clip(actions, self.low, self.high).astype(np.float32)
@@ -216,8 +212,6 @@ class Normal(nn.Module):
         per_dim = 0.5 + _LOG_SQRT_2PI + self._log_std()
         return per_dim.sum().expand(means.shape[0])
 
-    def end_episodes(self, count: int) -> None:
-        del count
-
-    def stats(self) -> dict[str, float]:
+    def stats(self, clock: Clock) -> Metrics:
+        del clock
         return {"policy/std": float(self._std().mean())}

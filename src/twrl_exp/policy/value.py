@@ -8,6 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from twrl_exp.errors import ConfigError, describe_space
+from twrl_exp.protocols import Clock, Metrics
 
 
 def greedy_mask(q_values: np.ndarray) -> np.ndarray:
@@ -18,10 +19,11 @@ def greedy_mask(q_values: np.ndarray) -> np.ndarray:
 class EGreedy:
     """Epsilon-greedy over action values, ties broken uniformly at random.
 
-    Two schedules: per finished episode, ``epsilon_k = max(min_epsilon, epsilon * decay**k)``
-    (Sutton & Barto's tabular setting); or, with ``exploration_fraction``, per env step, linear
-    from ``epsilon`` to ``final_epsilon`` over that fraction of ``total_env_steps`` (DQN, Mnih
-    et al. 2015; SB3 and CleanRL count it the same way).
+    Two schedules, read off the run's clock: per finished episode,
+    ``epsilon_k = max(min_epsilon, epsilon * decay**k)`` (Sutton & Barto's tabular setting);
+    or, with ``exploration_fraction``, per env step, linear from ``epsilon`` to
+    ``final_epsilon`` over that fraction of ``total_env_steps`` (DQN, Mnih et al. 2015; SB3 and
+    CleanRL count it the same way).
     """
 
     def __init__(
@@ -54,6 +56,8 @@ class EGreedy:
                 "(or use policy.decay, per episode, instead)."
             )
         self.num_outputs = int(action_space.n)
+        self.action_shape: tuple[int, ...] = ()
+        self.action_dtype = np.dtype(np.int64)
         self.start = int(action_space.start)
         self.initial_epsilon = epsilon
         self.decay = decay
@@ -64,8 +68,6 @@ class EGreedy:
             if exploration_fraction is None
             else max(1, int(exploration_fraction * (total_env_steps or 0)))
         )
-        self.episodes = 0
-        self.env_steps = 0
         self.kernels: Any = None
 
     def use_kernels(self, kernels: Any) -> None:
@@ -74,19 +76,19 @@ class EGreedy:
         identical."""
         self.kernels = kernels
 
-    @property
-    def epsilon(self) -> float:
+    def epsilon(self, clock: Clock) -> float:
+        """Epsilon at the time ``clock`` says."""
         if self.schedule_steps is not None:
-            progress = min(1.0, self.env_steps / self.schedule_steps)
+            progress = clock.progress(self.schedule_steps)
             return self.initial_epsilon + progress * (self.final_epsilon - self.initial_epsilon)
-        return max(self.min_epsilon, self.initial_epsilon * self.decay**self.episodes)
+        return max(self.min_epsilon, self.initial_epsilon * self.decay**clock.episodes)
 
     def greedy(self, q_values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ties = greedy_mask(q_values)
         return (rng.random(q_values.shape) * ties).argmax(axis=1)
 
-    def sample(self, q_values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        eps = self.epsilon
+    def sample(self, q_values: np.ndarray, rng: np.random.Generator, eps: float) -> np.ndarray:
+        """Epsilon-greedy actions with ``eps``."""
         if self.kernels is not None and eps > 0.0:
             # One draw of N * A + N uniforms is the same stream as the two draws below.
             uniforms = rng.random(q_values.size + len(q_values))
@@ -103,35 +105,23 @@ class EGreedy:
         return actions
 
     def act(
-        self, q_values: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+        self, q_values: np.ndarray, rng: np.random.Generator, clock: Clock, *, greedy: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        actions = self.greedy(q_values, rng) if greedy else self.sample(q_values, rng)
-        return actions, {}
+        if greedy:
+            return self.greedy(q_values, rng), {}
+        return self.sample(q_values, rng, self.epsilon(clock)), {}
 
-    def probabilities(self, q_values: np.ndarray) -> np.ndarray:
+    def probabilities(self, q_values: np.ndarray, clock: Clock) -> np.ndarray:
         """``pi(a|s)`` of every action: ``[N, n]``."""
         ties = greedy_mask(q_values)
-        eps = self.epsilon
+        eps = self.epsilon(clock)
         return eps / self.num_outputs + (1.0 - eps) * ties / ties.sum(axis=1, keepdims=True)
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         return actions + self.start if self.start else actions
 
-    def end_episodes(self, count: int) -> None:
-        self.episodes += count
-
-    def advance(self, env_steps: int) -> None:
-        self.env_steps += env_steps
-
-    def stats(self) -> dict[str, float]:
-        return {"policy/epsilon": self.epsilon}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"episodes": self.episodes, "env_steps": self.env_steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.episodes = int(state["episodes"])
-        self.env_steps = int(state.get("env_steps", 0))
+    def stats(self, clock: Clock) -> Metrics:
+        return {"policy/epsilon": self.epsilon(clock)}
 
 
 def Greedy(*, action_space: spaces.Space[Any], total_env_steps: int | None = None) -> EGreedy:
@@ -170,10 +160,12 @@ class RandomPolicy:
             raise ConfigError(f"policy=random cannot sample from {describe_space(action_space)}.")
         self.action_space = action_space
         self.num_outputs = int(action_space.n) if isinstance(action_space, spaces.Discrete) else 0
-        self.action_shape = tuple(action_space.shape or ())
+        self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
+        self.action_dtype = np.dtype(action_space.dtype or np.int64)
 
-    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+    def probabilities(self, outputs: np.ndarray, clock: Clock) -> np.ndarray:
         """Uniform ``pi(a|s)`` over a Discrete space: ``[N, n]``."""
+        del clock
         if not isinstance(self.action_space, spaces.Discrete):
             raise ConfigError("policy=random has action probabilities only for Discrete actions.")
         return np.full((len(outputs), self.num_outputs), 1.0 / self.num_outputs)
@@ -193,9 +185,9 @@ class RandomPolicy:
         return self.sample(outputs, rng)
 
     def act(
-        self, outputs: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+        self, outputs: np.ndarray, rng: np.random.Generator, clock: Clock, *, greedy: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        del greedy
+        del clock, greedy
         return self.sample(outputs, rng), {}
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -204,11 +196,6 @@ class RandomPolicy:
             return actions + space.start
         return actions
 
-    def end_episodes(self, count: int) -> None:
-        del count
-
-    def advance(self, env_steps: int) -> None:
-        del env_steps
-
-    def stats(self) -> dict[str, float]:
+    def stats(self, clock: Clock) -> Metrics:
+        del clock
         return {}

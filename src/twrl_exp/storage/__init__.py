@@ -1,9 +1,18 @@
 """What is kept between steps, and when learning is due: one online step, whole episodes, a
-fixed-length rollout, or a replay buffer."""
+fixed-length rollout, or a replay buffer; each hands its learner batches of one record type."""
 
-from twrl_exp.storage.episodes import EpisodeStorage
-from twrl_exp.storage.online import OnlineStorage
-from twrl_exp.storage.replay import ReplayStorage
-from twrl_exp.storage.rollout import RolloutStorage
+from twrl_exp.storage.episodes import EpisodeBatch, EpisodeStorage
+from twrl_exp.storage.online import NoStorage, OnlineStorage
+from twrl_exp.storage.replay import ReplayBatch, ReplayStorage
+from twrl_exp.storage.rollout import RolloutBatch, RolloutStorage
 
-__all__ = ["EpisodeStorage", "OnlineStorage", "ReplayStorage", "RolloutStorage"]
+__all__ = [
+    "EpisodeBatch",
+    "EpisodeStorage",
+    "NoStorage",
+    "OnlineStorage",
+    "ReplayBatch",
+    "ReplayStorage",
+    "RolloutBatch",
+    "RolloutStorage",
+]

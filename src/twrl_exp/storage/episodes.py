@@ -12,13 +12,42 @@ buffer is full.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from twrl_exp.protocols import Step
+from twrl_exp.protocols import State, Step
 
 _MAX_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class EpisodeBatch:
+    """The closed episodes of a batch: the rows they span, time-major, and their steps.
+
+    Rows are vector steps, columns envs; ``K`` is the number of closed steps.
+
+    Attributes:
+        rewards: ``[T, N]`` the reward that followed each step (meaningless outside ``mask``).
+        end: ``[T, N]`` the step ended its episode (terminated or truncated).
+        terminated: ``[T, N]`` the episode ended in a terminal state (read where ``end``).
+        final_obs: ``[T, N, F]`` the final observation's features (read where ``end``).
+        mask: ``[T, N]`` the step belongs to a closed episode handed over in this batch.
+        index: ``[K]`` the positions of ``mask`` in the flattened ``[T * N]`` arrays.
+        obs: ``[K, F]`` features of the closed steps, in ``index`` order.
+        actions: ``[K, ...]`` their actions.
+        time_index: ``[K]`` each step's index in its episode, from 0.
+    """
+
+    rewards: np.ndarray
+    end: np.ndarray
+    terminated: np.ndarray
+    final_obs: np.ndarray
+    mask: np.ndarray
+    index: np.ndarray
+    obs: np.ndarray
+    actions: np.ndarray
+    time_index: np.ndarray
 
 
 class EpisodeBuffer:
@@ -28,7 +57,9 @@ class EpisodeBuffer:
     theirs.
     """
 
-    def __init__(self, num_envs: int, feature_dim: int, action_shape: tuple[int, ...], dtype: Any):
+    def __init__(
+        self, num_envs: int, feature_dim: int, action_shape: tuple[int, ...], dtype: np.dtype
+    ) -> None:
         self.num_envs = num_envs
         self.capacity = 256
         n = num_envs
@@ -107,14 +138,9 @@ class EpisodeBuffer:
         self.row += 1
         return ended
 
-    def take_closed(self) -> dict[str, np.ndarray]:
-        """Everything needed to learn from the closed episodes, then forget them.
-
-        ``rewards``, ``end``, ``terminated``, ``final_obs`` and ``mask`` are ``[T, N, ...]``;
-        ``index`` numbers the closed steps of ``mask`` in the flattened ``[T * N]`` arrays, and
-        ``obs``, ``actions`` and ``time_index`` hold those steps only, in that order. The
-        ``[T, N]`` arrays are views of the buffer, valid until the next step is added.
-        """
+    def take_closed(self) -> EpisodeBatch:
+        """Everything needed to learn from the closed episodes, then forget them. The
+        ``[T, N]`` arrays are views of the buffer, valid until the next step is added."""
         rows = slice(self.base, self.row)
         mask = self.live[rows] & (np.arange(self.base, self.row)[:, None] <= self.last_end)
         index = np.flatnonzero(mask)  # (cheaper than selecting with the mask each time)
@@ -123,17 +149,17 @@ class EpisodeBuffer:
             steps = getattr(self, name)[rows]
             return steps.reshape(-1, *steps.shape[2:])[index]
 
-        batch = {
-            "rewards": self.rewards[rows],
-            "end": self.end[rows],
-            "terminated": self.terminated[rows],
-            "final_obs": self.final_obs[rows],
-            "mask": mask,
-            "index": index,
-            "obs": closed("obs"),
-            "actions": closed("actions"),
-            "time_index": closed("time_index"),
-        }
+        batch = EpisodeBatch(
+            rewards=self.rewards[rows],
+            end=self.end[rows],
+            terminated=self.terminated[rows],
+            final_obs=self.final_obs[rows],
+            mask=mask,
+            index=index,
+            obs=closed("obs"),
+            actions=closed("actions"),
+            time_index=closed("time_index"),
+        )
         self.live[rows].reshape(-1)[index] = False
         # Keep from the first step of the earliest episode in flight (the open row's decisions
         # count in ``length``).
@@ -153,31 +179,27 @@ class EpisodeStorage:
         num_envs: int,
         feature_dim: int,
         action_shape: tuple[int, ...],
-        action_dtype: Any,
+        action_dtype: np.dtype,
         steps_per_batch: int,
     ) -> None:
         self.steps_per_batch = steps_per_batch
         self.buffer = EpisodeBuffer(num_envs, feature_dim, action_shape, action_dtype)
-        self.env_steps = 0  # vector-step slots since the last batch (the lr schedule's clock)
 
     def add(self, step: Step) -> None:
         buffer = self.buffer
-        self.env_steps += len(step.reward)
         if not buffer.opened:
             buffer.add_decisions(step.features, step.actions, np.ones(len(step.reward), bool))
             buffer.opened = True
         ended = buffer.add_rewards(step.reward, step.terminated, step.truncated, step.next_features)
         buffer.add_decisions(step.next_features, step.next_actions, ~ended)
 
-    def batches(self) -> Iterator[dict[str, Any]]:
+    def batches(self) -> Iterator[EpisodeBatch]:
         if self.buffer.ready_steps < self.steps_per_batch:
             return iter(())  # (asked every vector step: cheaper than an empty generator)
-        batch: dict[str, Any] = dict(self.buffer.take_closed())
-        batch["env_steps"], self.env_steps = self.env_steps, 0
-        return iter((batch,))
+        return iter((self.buffer.take_closed(),))
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: State) -> None:
         del state

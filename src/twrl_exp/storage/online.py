@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-from twrl_exp.protocols import Step
+from twrl_exp.protocols import State, Step
 
 
 class OnlineStorage:
-    """Keeps the latest step and hands it to learning once."""
+    """Keeps the latest :class:`~twrl_exp.protocols.Step` and hands it to learning once."""
 
     def __init__(self) -> None:
         self.step: Step | None = None
@@ -17,13 +16,29 @@ class OnlineStorage:
     def add(self, step: Step) -> None:
         self.step = step
 
-    def batches(self) -> Iterator[Any]:
+    def batches(self) -> Iterator[Step]:
         if self.step is not None:
             step, self.step = self.step, None
             yield step
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: State) -> None:
+        del state
+
+
+class NoStorage:
+    """Keeps nothing and never asks to learn (``update=none``)."""
+
+    def add(self, step: Step) -> None:
+        del step
+
+    def batches(self) -> Iterator[Step]:
+        return iter(())
+
+    def state_dict(self) -> State:
+        return {}
+
+    def load_state_dict(self, state: State) -> None:
         del state

@@ -7,31 +7,59 @@ them. A truncated episode keeps ``d = gamma^m`` and ``s'`` its true final observ
 bootstraps; the autoreset step after an episode end is never stored.
 
 Learning is due every ``train_freq`` env steps once ``learning_starts`` have been collected:
-``gradient_steps`` batches of ``batch_size`` (``-1``: as many as env steps since the last
-time), as in Stable-Baselines3.
+one :class:`ReplayBatch` of ``gradient_steps`` minibatches of ``batch_size`` (``-1``: as many
+as env steps since the last time), as in Stable-Baselines3; sampled uniformly, with
+replacement, by the run's ``REPLAY`` stream (:mod:`twrl_exp.seeding`).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
+from twrl_exp import seeding
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Step
+from twrl_exp.protocols import State, Step, entry, integer
 from twrl_exp.returns import n_step_return
 
 
+@dataclass(frozen=True)
+class ReplayBatch:
+    """``G`` minibatches of ``B`` stored transitions ``(s, a, R, d, s')``, one per gradient step:
+    every array is ``[G, B, ...]``.
+
+    Attributes:
+        obs: features of ``s``; ``next_obs`` those of ``s'`` (a truncated episode's true
+            final observation).
+        actions: ``a`` as the policy made it.
+        rewards: ``R``, the discounted sum of the ``m <= n_step`` rewards that followed.
+        discounts: ``d``, the bootstrap's weight: ``gamma^m``, or 0 after termination.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    discounts: np.ndarray
+    next_obs: np.ndarray
+
+    @property
+    def gradient_steps(self) -> int:
+        return len(self.rewards)
+
+
 class ReplayStorage:
+    """A ring buffer of ``buffer_size`` transitions, sampled when learning is due."""
+
     def __init__(
         self,
         *,
         num_envs: int,
         feature_dim: int,
         action_shape: tuple[int, ...],
-        action_dtype: Any,
+        action_dtype: np.dtype,
         buffer_size: int,
         batch_size: int,
         learning_starts: int,
@@ -59,7 +87,7 @@ class ReplayStorage:
         self.batch_size, self.learning_starts = batch_size, learning_starts
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.gamma, self.n_step = gamma, n_step
-        self.rng = np.random.default_rng(seed + 17)
+        self.rng = seeding.generator(seed, seeding.Stream.REPLAY)
         c = buffer_size
         self.obs = np.zeros((c, feature_dim), np.float32)
         self.next_obs = np.zeros((c, feature_dim), np.float32)
@@ -135,32 +163,31 @@ class ReplayStorage:
 
     # ------------------------------------------------------------------ reading
 
-    def sample(self) -> dict[str, Any]:
-        index = self.rng.integers(0, self.size, self.batch_size)
-        return {
-            "obs": self.obs[index],
-            "actions": self.actions[index],
-            "rewards": self.rewards[index],
-            "discounts": self.discounts[index],
-            "next_obs": self.next_obs[index],
-            "env_steps": self.collected,  # the learner's clock (target updates, delays)
-        }
+    def sample(self, minibatches: int = 1) -> ReplayBatch:
+        """``minibatches`` minibatches of ``batch_size`` transitions."""
+        index = self.rng.integers(0, self.size, (minibatches, self.batch_size))
+        return ReplayBatch(
+            obs=self.obs[index],
+            actions=self.actions[index],
+            rewards=self.rewards[index],
+            discounts=self.discounts[index],
+            next_obs=self.next_obs[index],
+        )
 
-    def batches(self) -> Iterator[dict[str, Any]]:
+    def batches(self) -> Iterator[ReplayBatch]:
         if (
             self.collected < self.learning_starts
             or self.size < self.batch_size
             or self.since_learning < self.train_freq
         ):
-            return
+            return iter(())
         count = self.gradient_steps if self.gradient_steps > 0 else self.since_learning
         self.since_learning = 0
-        for _ in range(count):
-            yield self.sample()
+        return iter((self.sample(count),))
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         """The filled part of the buffer, its cursor and its sampling RNG (n-step sequences in
         flight are dropped: a resumed run restarts its episodes)."""
         filled = slice(0, self.size)
@@ -177,12 +204,13 @@ class ReplayStorage:
             "rng": self.rng.bit_generator.state,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        size = int(state["size"])
+    def load_state_dict(self, state: State) -> None:
+        size = integer(state, "size")
         for name in ("obs", "next_obs", "actions", "rewards", "discounts"):
             getattr(self, name)[:size] = state[name]
-        self.size, self.cursor = size, int(state["cursor"])
-        self.collected, self.since_learning = int(state["collected"]), int(state["since_learning"])
-        self.rng.bit_generator.state = state["rng"]
+        self.size, self.cursor = size, integer(state, "cursor")
+        self.collected = integer(state, "collected")
+        self.since_learning = integer(state, "since_learning")
+        self.rng.bit_generator.state = entry(state, "rng", dict)
         for queue in self.pending:
             queue.clear()

@@ -10,14 +10,41 @@ episode end is stored with ``valid = False`` and carries no weight in learning.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from twrl_exp.protocols import Step
+from twrl_exp.protocols import State, Step
+
+
+@dataclass(frozen=True)
+class RolloutBatch:
+    """A complete rollout, time-major: every array is ``[T, N, ...]`` (``T = n_steps``).
+
+    Attributes:
+        obs: features of ``s_t``; ``next_obs`` those of ``s_{t+1}`` (the true final
+            observation where an episode ended, the bootstrap at the cut in the last row).
+        actions: ``a_t``; ``log_prob``: ``log pi(a_t|s_t)`` when it was taken.
+        rewards: ``r_t``, 0 at autoreset steps.
+        terminated: ``s_{t+1}`` is terminal (no bootstrap); False at autoreset steps.
+        ends: the return stops accumulating after ``t`` (terminated, truncated, or an
+            autoreset step).
+        valid: the row is a transition (False at the autoreset step after an episode end).
+    """
+
+    obs: np.ndarray
+    next_obs: np.ndarray
+    actions: np.ndarray
+    log_prob: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    ends: np.ndarray
+    valid: np.ndarray
 
 
 class RolloutStorage:
+    """Rows of ``num_envs`` steps; when ``n_steps`` rows are full, one :class:`RolloutBatch`."""
+
     def __init__(
         self,
         *,
@@ -25,7 +52,7 @@ class RolloutStorage:
         num_envs: int,
         feature_dim: int,
         action_shape: tuple[int, ...],
-        action_dtype: Any,
+        action_dtype: np.dtype,
     ) -> None:
         t, n = n_steps, num_envs
         self.n_steps = n_steps
@@ -52,25 +79,25 @@ class RolloutStorage:
         self.valid[r] = step.valid
         self.row += 1
 
-    def batches(self) -> Iterator[dict[str, np.ndarray]]:
+    def batches(self) -> Iterator[RolloutBatch]:
         if self.row < self.n_steps:
             return
         self.row = 0
-        yield {
-            "obs": self.obs.copy(),
-            "next_obs": self.next_obs.copy(),
-            "actions": self.actions.copy(),
-            "log_prob": self.log_prob.copy(),
-            "rewards": self.rewards.copy(),
-            "terminated": self.terminated.copy(),
-            "ends": self.ends.copy(),
-            "valid": self.valid.copy(),
-        }
+        yield RolloutBatch(
+            obs=self.obs.copy(),
+            next_obs=self.next_obs.copy(),
+            actions=self.actions.copy(),
+            log_prob=self.log_prob.copy(),
+            rewards=self.rewards.copy(),
+            terminated=self.terminated.copy(),
+            ends=self.ends.copy(),
+            valid=self.valid.copy(),
+        )
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         # A rollout in flight at a checkpoint is not kept: a resumed run collects a fresh one.
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: State) -> None:
         del state
         self.row = 0

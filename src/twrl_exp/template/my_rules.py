@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from twrl_exp.protocols import Step, Update
+from twrl_exp.protocols import Clock, Step, Update
 from twrl_exp.storage import OnlineStorage
 
 
@@ -23,7 +23,8 @@ class MyopicGradient:
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
         self.baseline = 0.0
 
-    def learn(self, step: Step) -> dict[str, float] | None:
+    def learn(self, step: Step, clock: Clock) -> dict[str, float] | None:
+        """One gradient step on ``step`` (``clock``: the run's env steps, episodes, ...)."""
         if not step.valid.any():
             return None
         obs = torch.as_tensor(step.features[step.valid], dtype=torch.float32)
@@ -34,6 +35,7 @@ class MyopicGradient:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        clock.gradient_steps += 1
         self.baseline += 0.01 * (float(reward.mean()) - self.baseline)
         return {"loss": float(loss.detach()), "baseline": self.baseline}
 

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar, cast
 
 import numba
 import numpy as np
 
 _cache = {"usable": True}
+Function = TypeVar("Function", bound=Callable[..., object])
 
 
-def jit(function: Callable[..., Any]) -> Any:
+def jit(function: Function) -> Function:
     """``numba.njit(cache=True)``, or uncached (one warning) where no cache folder is writable."""
     if _cache["usable"]:
         try:
-            return numba.njit(cache=True)(function)
+            return cast(Function, numba.njit(cache=True)(function))
         except RuntimeError:  # numba: "cannot cache function ...: no locator available"
             _cache["usable"] = False
             warnings.warn(
@@ -38,7 +39,7 @@ def jit(function: Callable[..., Any]) -> Any:
                 RuntimeWarning,
                 stacklevel=2,
             )
-    return numba.njit(function)
+    return cast(Function, numba.njit(function))
 
 
 _BLOCK = 128  # numpy's pairwise-summation block (PW_BLOCKSIZE)

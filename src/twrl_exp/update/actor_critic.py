@@ -18,7 +18,8 @@ instead of one per step).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -26,13 +27,52 @@ from torch import nn
 
 from twrl_exp.choices import OptimizerName, Schedule, parse
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import LogProbPolicy, Update, require
+from twrl_exp.protocols import (
+    Clock,
+    Differentiable,
+    LogProbPolicy,
+    Metrics,
+    Model,
+    ModelFactory,
+    NetworkModel,
+    Policy,
+    State,
+    Update,
+    entry,
+)
 from twrl_exp.returns import gae
-from twrl_exp.storage import RolloutStorage
-from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, require_differentiable
+from twrl_exp.storage import RolloutBatch, RolloutStorage
+from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, network
 
 
-def _rollout(model: Any, policy: Any, num_envs: int, n_steps: int) -> RolloutStorage:
+class ActorCriticSettings(TypedDict):
+    """What A2C and PPO share (see their schemas for each)."""
+
+    gamma: float
+    gae_lambda: float
+    vf_coef: float
+    ent_coef: float
+    max_grad_norm: float | None
+    optimizer: OptimizerName | str
+    lr: float
+    optimizer_kwargs: Mapping[str, object]
+    lr_schedule: Schedule | str
+    lr_final_fraction: float
+    normalize_advantages: bool
+
+
+class PPOSettings(ActorCriticSettings):
+    """PPO's own settings, besides the shared ones."""
+
+    update_epochs: int
+    num_minibatches: int
+    clip_coef: float
+    clip_schedule: Schedule | str
+    clip_vloss: bool
+    target_kl: float | None
+
+
+def _rollout(model: NetworkModel, policy: Policy, num_envs: int, n_steps: int) -> RolloutStorage:
     check_range("update.n_steps", n_steps, 1, None)
     return RolloutStorage(
         n_steps=n_steps,
@@ -45,72 +85,72 @@ def _rollout(model: Any, policy: Any, num_envs: int, n_steps: int) -> RolloutSto
 
 def ppo(
     *,
-    model: Any,
-    make_model: Any,
-    policy: Any,
+    model: Model,
+    make_model: ModelFactory,
+    policy: Policy,
     num_envs: int,
     total_env_steps: int | None,
     seed: int,
     n_steps: int,
-    **settings: Any,
-) -> Update:
+    **settings: Unpack[PPOSettings],
+) -> Update[RolloutBatch]:
     """``update=ppo``: rollouts of ``n_steps`` x ``num_envs`` -> :class:`PPO`."""
     del seed
-    _check_parts("ppo", model, policy)
+    actor, actor_policy = _check_parts("ppo", model, policy)
     learner = PPO(
-        model=model,
-        critic=critic_for(model, make_model),
-        policy=policy,
+        model=actor,
+        critic=critic_for(actor, make_model),
+        policy=actor_policy,
         total_env_steps=total_env_steps,
         batch_steps=n_steps * num_envs,
         **settings,
     )
-    return Update(storage=_rollout(model, policy, num_envs, n_steps), learner=learner)
+    return Update(storage=_rollout(actor, actor_policy, num_envs, n_steps), learner=learner)
 
 
 def a2c(
     *,
-    model: Any,
-    make_model: Any,
-    policy: Any,
+    model: Model,
+    make_model: ModelFactory,
+    policy: Policy,
     num_envs: int,
     total_env_steps: int | None,
     seed: int,
     n_steps: int,
-    **settings: Any,
-) -> Update:
+    **settings: Unpack[ActorCriticSettings],
+) -> Update[RolloutBatch]:
     """``update=a2c``: rollouts of ``n_steps`` x ``num_envs`` -> :class:`A2C`."""
     del seed
-    _check_parts("a2c", model, policy)
+    actor, actor_policy = _check_parts("a2c", model, policy)
     learner = A2C(
-        model=model,
-        critic=critic_for(model, make_model),
-        policy=policy,
+        model=actor,
+        critic=critic_for(actor, make_model),
+        policy=actor_policy,
         total_env_steps=total_env_steps,
         **settings,
     )
-    return Update(storage=_rollout(model, policy, num_envs, n_steps), learner=learner)
+    return Update(storage=_rollout(actor, actor_policy, num_envs, n_steps), learner=learner)
 
 
-def critic_for(model: Any, make_model: Any) -> nn.Module:
+def critic_for(model: NetworkModel, make_model: ModelFactory) -> Differentiable:
     """``V(s)``: a network of the model group, with the model's critic sizes."""
-    sizes = getattr(model, "critic_hidden_sizes", None) or model.hidden_sizes
-    return make_model(
+    critic = make_model(
         observation_space=model.observation_space,
         num_outputs=1,
-        hidden_sizes=sizes,
+        hidden_sizes=model.critic_hidden_sizes or model.hidden_sizes,
         output_gain=1.0,
     )
+    return network("the critic of an actor-critic", critic)
 
 
-def _check_parts(name: str, model: Any, policy: Any) -> None:
-    require_differentiable(name, model)
-    require(
-        policy,
-        LogProbPolicy,
-        f"update={name} needs a stochastic policy with log-probabilities: policy=categorical "
-        f"(Discrete actions) or policy=normal (Box actions), not {type(policy).__name__}.",
-    )
+def _check_parts(name: str, model: Model, policy: Policy) -> tuple[NetworkModel, LogProbPolicy]:
+    actor = network(name, model)
+    if not isinstance(policy, LogProbPolicy):
+        raise ConfigError(
+            f"update={name} needs a stochastic policy with log-probabilities: policy=categorical "
+            f"(Discrete actions) or policy=normal (Box actions), not {type(policy).__name__}."
+        )
+    return actor, policy
 
 
 class _ActorCritic:
@@ -121,9 +161,9 @@ class _ActorCritic:
     def __init__(
         self,
         *,
-        model: Any,
-        critic: nn.Module,
-        policy: Any,
+        model: Model,
+        critic: Differentiable,
+        policy: Policy,
         total_env_steps: int | None,
         gamma: float,
         gae_lambda: float,
@@ -132,12 +172,12 @@ class _ActorCritic:
         max_grad_norm: float | None,
         optimizer: OptimizerName | str,
         lr: float,
-        optimizer_kwargs: dict[str, Any],
+        optimizer_kwargs: Mapping[str, object],
         lr_schedule: Schedule | str,
         lr_final_fraction: float,
         normalize_advantages: bool,
     ) -> None:
-        _check_parts(self.name, model, policy)
+        self.model, self.policy = _check_parts(self.name, model, policy)
         check_range("update.gamma", gamma, 0.0, 1.0)
         check_range("update.gae_lambda", gae_lambda, 0.0, 1.0)
         check_range("update.vf_coef", vf_coef, 0.0, None)
@@ -151,50 +191,44 @@ class _ActorCritic:
             raise ConfigError(
                 "update.lr_schedule=linear needs a step budget: set train.max_env_steps."
             )
-        self.model, self.critic, self.policy = model, critic, policy
+        self.critic = critic
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.vf_coef, self.ent_coef, self.max_grad_norm = vf_coef, ent_coef, max_grad_norm
         self.lr, self.lr_final_fraction = lr, lr_final_fraction
         self.normalize_advantages = normalize_advantages
-        self.total_env_steps = total_env_steps or 0
+        self.total_env_steps = total_env_steps
         self.params = [
-            *model.parameters(),
-            *policy.parameters(),
+            *self.model.parameters(),
+            *self.policy.parameters(),
             *critic.parameters(),
         ]
         self.optimizer = make_optimizer(optimizer, self.params, lr, 0.0, optimizer_kwargs)
-        self.env_steps = 0
-        self.updates = 0
 
-    def progress(self) -> float:
-        return min(1.0, self.env_steps / self.total_env_steps) if self.total_env_steps else 0.0
-
-    def _set_lr(self) -> float:
+    def _set_lr(self, clock: Clock) -> float:
         lr = self.lr
         if self.lr_schedule is Schedule.linear:
-            lr = linear_lr(self.lr, self.lr_final_fraction, self.progress())
+            lr = linear_lr(self.lr, self.lr_final_fraction, clock.progress(self.total_env_steps))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
 
-    def _advantages(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    def _advantages(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
         """The rollout flattened to its valid steps, with advantages, returns and old values."""
-        t, n = batch["rewards"].shape
+        t, n = batch.rewards.shape
         with torch.no_grad():
-            values = self.critic(torch.from_numpy(batch["obs"].reshape(t * n, -1)))
-            next_values = self.critic(torch.from_numpy(batch["next_obs"].reshape(t * n, -1)))
+            values = self.critic(torch.from_numpy(batch.obs.reshape(t * n, -1)))
+            next_values = self.critic(torch.from_numpy(batch.next_obs.reshape(t * n, -1)))
         values_np = values.view(t, n).double().numpy()
         advantages, returns = gae(
-            batch["rewards"],
+            batch.rewards,
             values_np,
             next_values.view(t, n).double().numpy(),
-            batch["terminated"],
-            batch["ends"],
+            batch.terminated,
+            batch.ends,
             self.gamma,
             self.gae_lambda,
         )
-        valid = batch["valid"].reshape(-1)
-        self.env_steps += int(valid.sum())
+        valid = batch.valid.reshape(-1)
 
         def flat(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(
@@ -202,9 +236,9 @@ class _ActorCritic:
             )
 
         return {
-            "obs": flat(batch["obs"]),
-            "actions": flat(batch["actions"]),
-            "log_prob": flat(batch["log_prob"]).float(),
+            "obs": flat(batch.obs),
+            "actions": flat(batch.actions),
+            "log_prob": flat(batch.log_prob).float(),
             "advantages": flat(advantages).float(),
             "returns": flat(returns).float(),
             "values": flat(values_np).float(),
@@ -218,21 +252,15 @@ class _ActorCritic:
         self.optimizer.step()
         return grad_norm
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> Metrics:
         return {}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "critic": self.critic.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-        }
+    def state_dict(self) -> State:
+        return {"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.critic.load_state_dict(state["critic"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+    def load_state_dict(self, state: State) -> None:
+        self.critic.load_state_dict(entry(state, "critic", dict))
+        self.optimizer.load_state_dict(entry(state, "optimizer", dict))
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
@@ -246,11 +274,11 @@ class A2C(_ActorCritic):
 
     name = "a2c"
 
-    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float] | None:
+    def learn(self, batch: RolloutBatch, clock: Clock) -> Metrics | None:
         data = self._advantages(batch)
         if len(data["obs"]) == 0:
             return None
-        lr = self._set_lr()
+        lr = self._set_lr(clock)
         advantages = data["advantages"]
         if self.normalize_advantages and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -262,7 +290,7 @@ class A2C(_ActorCritic):
         value_loss = 0.5 * (data["returns"] - values).pow(2).mean()
         loss = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
         grad_norm = self._step(loss)
-        self.updates += 1
+        clock.gradient_steps += 1
         return {
             "loss": loss.item(),
             "policy/loss": policy_loss.item(),
@@ -271,7 +299,7 @@ class A2C(_ActorCritic):
             "grad_norm": grad_norm,
             "lr": lr,
             "explained_variance": explained_variance(data["values"], data["returns"]),
-            **self.policy.stats(),
+            **self.policy.stats(clock),
         }
 
 
@@ -281,6 +309,10 @@ class PPO(_ActorCritic):
     def __init__(
         self,
         *,
+        model: Model,
+        critic: Differentiable,
+        policy: Policy,
+        total_env_steps: int | None,
         batch_steps: int,
         update_epochs: int,
         num_minibatches: int,
@@ -288,9 +320,11 @@ class PPO(_ActorCritic):
         clip_schedule: Schedule | str,
         clip_vloss: bool,
         target_kl: float | None,
-        **shared: Any,
+        **shared: Unpack[ActorCriticSettings],
     ) -> None:
-        super().__init__(**shared)
+        super().__init__(
+            model=model, critic=critic, policy=policy, total_env_steps=total_env_steps, **shared
+        )
         check_range("update.update_epochs", update_epochs, 1, None)
         check_range("update.num_minibatches", num_minibatches, 1, batch_steps)
         check_range("update.clip_coef", clip_coef, 0.0, None, low_open=True)
@@ -300,15 +334,15 @@ class PPO(_ActorCritic):
         self.clip_coef, self.clip_vloss, self.target_kl = clip_coef, clip_vloss, target_kl
         self.clip_schedule = parse(Schedule, "update.clip_schedule", clip_schedule)
 
-    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float] | None:
+    def learn(self, batch: RolloutBatch, clock: Clock) -> Metrics | None:
         data = self._advantages(batch)
         size = len(data["obs"])
         if size == 0:
             return None
         linear = self.clip_schedule is Schedule.linear
-        clip = self.clip_coef * (1.0 - self.progress() if linear else 1.0)
+        clip = self.clip_coef * (1.0 - clock.progress(self.total_env_steps) if linear else 1.0)
         clip = max(clip, 1e-8)
-        lr = self._set_lr()
+        lr = self._set_lr(clock)
         minibatch = max(1, size // self.num_minibatches)
         totals: dict[str, list[float]] = {}
         stopped_early = 0.0
@@ -316,12 +350,12 @@ class PPO(_ActorCritic):
             order = torch.randperm(size)
             for start in range(0, size - minibatch + 1, minibatch):
                 figures = self._minibatch(data, order[start : start + minibatch], clip)
+                clock.gradient_steps += 1
                 for key, value in figures.items():
                     totals.setdefault(key, []).append(value)
             if self.target_kl is not None and totals["approx_kl"][-1] > self.target_kl:
                 stopped_early = 1.0
                 break
-        self.updates += 1
         metrics = {key: float(np.mean(values)) for key, values in totals.items()}
         metrics.update(
             {
@@ -329,7 +363,7 @@ class PPO(_ActorCritic):
                 "clip_coef": clip,
                 "early_stop": stopped_early,
                 "explained_variance": explained_variance(data["values"], data["returns"]),
-                **self.policy.stats(),
+                **self.policy.stats(clock),
             }
         )
         return metrics

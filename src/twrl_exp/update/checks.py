@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import torch
 
 from twrl_exp.choices import OptimizerName, parse
 from twrl_exp.errors import ConfigError
+from twrl_exp.protocols import NetworkModel
 
-_OPTIMIZERS: dict[str, Any] = {
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "rmsprop": torch.optim.RMSprop,
     "sgd": torch.optim.SGD,
@@ -47,7 +48,7 @@ def make_optimizer(
     params: list[torch.nn.Parameter],
     lr: float,
     weight_decay: float,
-    kwargs: dict[str, Any],
+    kwargs: Mapping[str, object],
 ) -> torch.optim.Optimizer:
     """``torch.optim`` Adam / RMSprop / SGD, ``kwargs`` passed through (betas, momentum, ...)."""
     check_range("update.weight_decay", weight_decay, 0.0, None)
@@ -73,13 +74,11 @@ def linear_lr(lr: float, final_fraction: float, progress: float) -> float:
     return lr * (1.0 - (1.0 - final_fraction) * progress)
 
 
-def require_differentiable(update: str, model: Any, hint: str = "") -> None:
-    """Refuse a model without gradients, in one sentence naming the fix."""
-    from twrl_exp.protocols import Differentiable, require
-
-    require(
-        model,
-        Differentiable,
-        f"update={update} needs a differentiable model (model=mlp); "
-        f"{type(model).__name__} has no gradients{hint}.",
-    )
+def network(update: str, model: object, hint: str = "") -> NetworkModel:
+    """``model`` as a network, or refused in one sentence naming the fix."""
+    if not isinstance(model, NetworkModel):
+        raise ConfigError(
+            f"update={update} needs a differentiable model (model=mlp); "
+            f"{type(model).__name__} has no gradients{hint}."
+        )
+    return model

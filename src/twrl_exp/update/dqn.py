@@ -14,7 +14,8 @@ epsilon linear per env step with ``policy.exploration_fraction``).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -22,18 +23,42 @@ from torch import nn
 
 from twrl_exp.choices import OptimizerName, QLoss, parse
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import ActionValuePolicy, Update, require
-from twrl_exp.storage import ReplayStorage
-from twrl_exp.update.checks import check_range, make_optimizer, require_differentiable
+from twrl_exp.protocols import (
+    ActionValuePolicy,
+    Clock,
+    Metrics,
+    Model,
+    ModelFactory,
+    Policy,
+    State,
+    Update,
+    entry,
+    integer,
+)
+from twrl_exp.storage import ReplayBatch, ReplayStorage
+from twrl_exp.update.checks import check_range, make_optimizer, network
 from twrl_exp.update.targets import frozen_copy, soft_update
+
+
+class DQNSettings(TypedDict):
+    """:class:`DQN`'s settings (see ``update=dqn``'s schema for each)."""
+
+    lr: float
+    optimizer: OptimizerName | str
+    optimizer_kwargs: Mapping[str, object]
+    target_update_interval: int
+    tau: float
+    double_q: bool
+    loss: QLoss | str
+    max_grad_norm: float | None
 
 
 def dqn(
     *,
-    model: Any,
-    policy: Any,
+    model: Model,
+    policy: Policy,
     num_envs: int,
-    make_model: Any,
+    make_model: ModelFactory,
     total_env_steps: int | None,
     seed: int,
     buffer_size: int,
@@ -43,11 +68,11 @@ def dqn(
     gradient_steps: int,
     n_step: int,
     gamma: float,
-    **settings: Any,
-) -> Update:
+    **settings: Unpack[DQNSettings],
+) -> Update[ReplayBatch]:
     """``update=dqn``: a replay buffer (:class:`ReplayStorage`) -> :class:`DQN`."""
     del make_model, total_env_steps
-    if getattr(policy, "action_shape", ()) != () or not getattr(policy, "num_outputs", 0):
+    if policy.action_shape != () or not policy.num_outputs:
         raise ConfigError(
             "update=dqn needs Discrete actions (one Q-value per action); for Box actions use "
             "update=sac or update=td3."
@@ -55,9 +80,9 @@ def dqn(
     learner = DQN(model=model, policy=policy, gamma=gamma, **settings)
     storage = ReplayStorage(
         num_envs=num_envs,
-        feature_dim=model.in_features,
+        feature_dim=learner.q.in_features,
         action_shape=(),
-        action_dtype=np.int64,
+        action_dtype=np.dtype(np.int64),
         buffer_size=buffer_size,
         batch_size=batch_size,
         learning_starts=learning_starts,
@@ -71,28 +96,29 @@ def dqn(
 
 
 class DQN:
+    """Q-learning on replayed minibatches, one gradient step per minibatch of a batch."""
+
     def __init__(
         self,
         *,
-        model: Any,
-        policy: Any,
+        model: Model,
+        policy: Policy,
         gamma: float,
         lr: float,
         optimizer: OptimizerName | str,
-        optimizer_kwargs: dict[str, Any],
+        optimizer_kwargs: Mapping[str, object],
         target_update_interval: int,
         tau: float,
         double_q: bool,
         loss: QLoss | str,
         max_grad_norm: float | None,
     ) -> None:
-        require_differentiable("dqn", model, " (use update=td_lambda for tile coding)")
-        require(
-            policy,
-            ActionValuePolicy,
-            "update=dqn learns action values: use policy=egreedy (or greedy, categorical), "
-            f"not {type(policy).__name__}.",
-        )
+        self.q = network("dqn", model, " (use update=td_lambda for tile coding)")
+        if not isinstance(policy, ActionValuePolicy):
+            raise ConfigError(
+                "update=dqn learns action values: use policy=egreedy (or greedy, categorical), "
+                f"not {type(policy).__name__}."
+            )
         check_range("update.gamma", gamma, 0.0, 1.0)
         check_range("update.lr", lr, 0.0, None, low_open=True)
         check_range("update.tau", tau, 0.0, 1.0, low_open=True)
@@ -100,24 +126,39 @@ class DQN:
         if max_grad_norm is not None:
             check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
         self.loss = parse(QLoss, "update.loss", loss)
-        self.q = model
-        self.target = frozen_copy(model)
+        self.target = frozen_copy(self.q)
         self.gamma, self.tau, self.double_q = gamma, tau, double_q
         self.target_update_interval = target_update_interval
         self.max_grad_norm = max_grad_norm
         self.optimizer = make_optimizer(
-            optimizer, list(model.parameters()), lr, 0.0, optimizer_kwargs
+            optimizer, list(self.q.parameters()), lr, 0.0, optimizer_kwargs
         )
-        self.updates = 0
         self.env_steps_at_sync = 0
-        self.env_steps = 0
 
-    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        obs = torch.from_numpy(batch["obs"])
-        actions = torch.from_numpy(batch["actions"]).long()
-        rewards = torch.from_numpy(batch["rewards"])
-        discounts = torch.from_numpy(batch["discounts"])
-        next_obs = torch.from_numpy(batch["next_obs"])
+    def learn(self, batch: ReplayBatch, clock: Clock) -> Metrics:
+        """One gradient step per minibatch of ``batch``; the last one's figures."""
+        metrics: Metrics = {}
+        for g in range(batch.gradient_steps):
+            metrics = self._gradient_step(
+                torch.from_numpy(batch.obs[g]),
+                torch.from_numpy(batch.actions[g]).long(),
+                torch.from_numpy(batch.rewards[g]),
+                torch.from_numpy(batch.discounts[g]),
+                torch.from_numpy(batch.next_obs[g]),
+            )
+            clock.gradient_steps += 1
+            self._maybe_sync(clock)
+        metrics["target/syncs"] = float(clock.env_steps // self.target_update_interval)
+        return metrics
+
+    def _gradient_step(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        discounts: torch.Tensor,
+        next_obs: torch.Tensor,
+    ) -> Metrics:
         with torch.no_grad():
             next_target = self.target(next_obs)
             if self.double_q:
@@ -136,36 +177,25 @@ class DQN:
         limit = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = float(nn.utils.clip_grad_norm_(self.q.parameters(), limit))
         self.optimizer.step()
-        self.updates += 1
-        self._maybe_sync(int(batch.get("env_steps", 0)))
-        return {
-            "loss": loss.item(),
-            "q/mean": q_taken.mean().item(),
-            "grad_norm": grad_norm,
-            "target/syncs": float(self.env_steps // self.target_update_interval),
-        }
+        return {"loss": loss.item(), "q/mean": q_taken.mean().item(), "grad_norm": grad_norm}
 
-    def _maybe_sync(self, env_steps: int) -> None:
+    def _maybe_sync(self, clock: Clock) -> None:
         """Refresh the target every ``target_update_interval`` env steps (``tau``: how much)."""
-        self.env_steps = max(self.env_steps, env_steps)
-        if self.env_steps - self.env_steps_at_sync >= self.target_update_interval:
+        if clock.env_steps - self.env_steps_at_sync >= self.target_update_interval:
             soft_update(self.target, self.q, self.tau)
-            self.env_steps_at_sync = self.env_steps
+            self.env_steps_at_sync = clock.env_steps
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> Metrics:
         return {}
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         return {
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "updates": self.updates,
-            "env_steps": self.env_steps,
             "env_steps_at_sync": self.env_steps_at_sync,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.target.load_state_dict(state["target"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates, self.env_steps = int(state["updates"]), int(state["env_steps"])
-        self.env_steps_at_sync = int(state["env_steps_at_sync"])
+    def load_state_dict(self, state: State) -> None:
+        self.target.load_state_dict(entry(state, "target", dict))
+        self.optimizer.load_state_dict(entry(state, "optimizer", dict))
+        self.env_steps_at_sync = integer(state, "env_steps_at_sync")

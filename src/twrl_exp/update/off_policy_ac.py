@@ -16,168 +16,248 @@ Both keep twin critics ``Q1, Q2(s, a)`` (networks of the model group over ``[fea
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import nn
 
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import (
+    Clock,
     DeterministicPolicy,
+    Differentiable,
+    Metrics,
+    Model,
+    ModelFactory,
+    NetworkModel,
+    Policy,
     ReparameterizedPolicy,
+    State,
     Update,
-    require,
+    entry,
 )
-from twrl_exp.storage import ReplayStorage
-from twrl_exp.update.checks import check_range, require_differentiable
+from twrl_exp.storage import ReplayBatch, ReplayStorage
+from twrl_exp.update.checks import check_range, network
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 
+class SACSettings(TypedDict):
+    """``update=sac``'s settings for :class:`SAC`."""
+
+    tau: float
+    lr: float
+    q_lr: float | None
+    ent_coef: str | float
+    target_entropy: float | None
+    policy_delay: int
+    max_grad_norm: float | None
+
+
+class TD3Settings(TypedDict):
+    """``update=td3``'s settings for :class:`TD3`."""
+
+    tau: float
+    lr: float
+    q_lr: float | None
+    policy_delay: int
+    target_policy_noise: float
+    target_noise_clip: float
+    max_grad_norm: float | None
+
+
+class ReplaySettings(TypedDict):
+    """The replay buffer's settings (see :class:`ReplayStorage`)."""
+
+    buffer_size: int
+    batch_size: int
+    learning_starts: int
+    train_freq: int
+    gradient_steps: int
+
+
 def _replay(
-    model: Any, policy: Any, num_envs: int, seed: int, gamma: float, settings: dict[str, Any]
-) -> ReplayStorage:
-    """The replay buffer, taking its settings out of ``settings`` (the rest are the learner's)."""
-    keys = ("buffer_size", "batch_size", "learning_starts", "train_freq", "gradient_steps")
-    return ReplayStorage(
-        num_envs=num_envs,
-        feature_dim=model.in_features,
-        action_shape=policy.action_shape,
-        action_dtype=np.float32,
-        gamma=gamma,
-        n_step=1,  # one-step targets: the critics bootstrap from the next state's action
-        seed=seed,
-        **{key: settings.pop(key) for key in keys},
-    )
-
-
-def twin_critics(model: Any, make_model: Any, action_dim: int) -> list[nn.Module]:
-    """``Q1, Q2(s, a)``: networks of the model group over ``[features, action]``."""
-    sizes = getattr(model, "critic_hidden_sizes", None) or model.hidden_sizes
-    space = spaces.Box(-np.inf, np.inf, (model.in_features + action_dim,), np.float32)
-    return [
-        make_model(observation_space=space, num_outputs=1, hidden_sizes=sizes, output_gain=1.0)
-        for _ in range(2)
-    ]
-
-
-def _twin_critic_update(
-    learner: Any,  # SAC or TD3
-    capability: type,
-    *,
-    model: Any,
-    make_model: Any,
-    policy: Any,
+    actor: NetworkModel,
+    policy: Policy,
     num_envs: int,
     seed: int,
     gamma: float,
-    settings: dict[str, Any],
-) -> Update:
-    require(policy, capability, learner.needs_policy(policy))
-    require_differentiable(learner.name, model)
-    storage = _replay(model, policy, num_envs, seed, gamma, settings)
-    critics = twin_critics(model, make_model, policy.action_dim)
-    return Update(
-        storage=storage,
-        learner=learner(model=model, critics=critics, policy=policy, gamma=gamma, **settings),
+    settings: ReplaySettings,
+) -> ReplayStorage:
+    return ReplayStorage(
+        num_envs=num_envs,
+        feature_dim=actor.in_features,
+        action_shape=policy.action_shape,
+        action_dtype=np.dtype(np.float32),
+        gamma=gamma,
+        n_step=1,  # one-step targets: the critics bootstrap from the next state's action
+        seed=seed,
+        **settings,
     )
+
+
+def twin_critics(
+    model: NetworkModel, make_model: ModelFactory, action_dim: int
+) -> list[Differentiable]:
+    """``Q1, Q2(s, a)``: networks of the model group over ``[features, action]``."""
+    space = spaces.Box(-np.inf, np.inf, (model.in_features + action_dim,), np.float32)
+    critics = [
+        make_model(
+            observation_space=space,
+            num_outputs=1,
+            hidden_sizes=model.critic_hidden_sizes or model.hidden_sizes,
+            output_gain=1.0,
+        )
+        for _ in range(2)
+    ]
+    return [network("the critics of an off-policy actor-critic", q) for q in critics]
 
 
 def sac(
     *,
-    model: Any,
-    make_model: Any,
-    policy: Any,
+    model: Model,
+    make_model: ModelFactory,
+    policy: Policy,
     num_envs: int,
     total_env_steps: int | None,
     seed: int,
     gamma: float,
-    **settings: Any,
-) -> Update:
+    buffer_size: int,
+    batch_size: int,
+    learning_starts: int,
+    train_freq: int,
+    gradient_steps: int,
+    **settings: Unpack[SACSettings],
+) -> Update[ReplayBatch]:
     """``update=sac``: a replay buffer -> :class:`SAC`."""
     del total_env_steps
-    return _twin_critic_update(
-        SAC,
-        ReparameterizedPolicy,
-        model=model,
-        make_model=make_model,
-        policy=policy,
-        num_envs=num_envs,
-        seed=seed,
-        gamma=gamma,
-        settings=settings,
+    actor = network(SAC.name, model)
+    if not isinstance(policy, ReparameterizedPolicy):
+        raise ConfigError(SAC.needs_policy(policy))
+    critics = twin_critics(actor, make_model, policy.action_shape[0])
+    learner = SAC(model=actor, critics=critics, policy=policy, gamma=gamma, **settings)
+    replay = _replay(
+        actor,
+        policy,
+        num_envs,
+        seed,
+        gamma,
+        ReplaySettings(
+            buffer_size=buffer_size,
+            batch_size=batch_size,
+            learning_starts=learning_starts,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+        ),
     )
+    return Update(storage=replay, learner=learner)
 
 
 def td3(
     *,
-    model: Any,
-    make_model: Any,
-    policy: Any,
+    model: Model,
+    make_model: ModelFactory,
+    policy: Policy,
     num_envs: int,
     total_env_steps: int | None,
     seed: int,
     gamma: float,
-    **settings: Any,
-) -> Update:
+    buffer_size: int,
+    batch_size: int,
+    learning_starts: int,
+    train_freq: int,
+    gradient_steps: int,
+    **settings: Unpack[TD3Settings],
+) -> Update[ReplayBatch]:
     """``update=td3``: a replay buffer -> :class:`TD3`."""
     del total_env_steps
-    return _twin_critic_update(
-        TD3,
-        DeterministicPolicy,
-        model=model,
-        make_model=make_model,
-        policy=policy,
-        num_envs=num_envs,
-        seed=seed,
-        gamma=gamma,
-        settings=settings,
+    actor = network(TD3.name, model)
+    if not isinstance(policy, DeterministicPolicy):
+        raise ConfigError(TD3.needs_policy(policy))
+    critics = twin_critics(actor, make_model, policy.action_shape[0])
+    learner = TD3(model=actor, critics=critics, policy=policy, gamma=gamma, **settings)
+    replay = _replay(
+        actor,
+        policy,
+        num_envs,
+        seed,
+        gamma,
+        ReplaySettings(
+            buffer_size=buffer_size,
+            batch_size=batch_size,
+            learning_starts=learning_starts,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+        ),
     )
+    return Update(storage=replay, learner=learner)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class _TwinCritics:
-    """Twin critics, their targets and optimiser, shared by SAC and TD3."""
+    """Twin critics, their targets and optimiser, shared by SAC and TD3: one gradient step per
+    minibatch of a :class:`ReplayBatch`."""
 
     name = "off-policy actor-critic"
 
     def __init__(
         self,
         *,
-        model: Any,
-        critics: list[nn.Module],
+        model: Model,
+        critics: list[Differentiable],
         gamma: float,
         tau: float,
         q_lr: float,
         max_grad_norm: float | None,
     ) -> None:
-        require_differentiable(self.name, model)
+        self.actor = network(self.name, model)
         check_range("update.gamma", gamma, 0.0, 1.0)
         check_range("update.tau", tau, 0.0, 1.0, low_open=True)
         check_range("update.q_lr", q_lr, 0.0, None, low_open=True)
-        self.actor = model
         self.critics = critics
         self.critic_targets = [frozen_copy(q) for q in critics]
         self.gamma, self.tau, self.max_grad_norm = gamma, tau, max_grad_norm
         self.q_params = [p for q in critics for p in q.parameters()]
         self.q_optimizer = torch.optim.Adam(self.q_params, lr=q_lr)
-        self.updates = 0
+
+    def learn(self, batch: ReplayBatch, clock: Clock) -> Metrics:
+        """One gradient step per minibatch of ``batch``; the last one's figures."""
+        metrics: Metrics = {}
+        for g in range(batch.gradient_steps):
+            minibatch = (
+                torch.from_numpy(batch.obs[g]),
+                torch.from_numpy(batch.actions[g]).float(),
+                torch.from_numpy(batch.rewards[g]),
+                torch.from_numpy(batch.discounts[g]),
+                torch.from_numpy(batch.next_obs[g]),
+            )
+            clock.gradient_steps += 1
+            metrics = self._gradient_step(minibatch, clock.gradient_steps)
+        return metrics
+
+    def _gradient_step(self, minibatch: Batch, step: int) -> Metrics:
+        """Step number ``step`` (from 1) on one minibatch ``(s, a, R, d, s')``."""
+        raise NotImplementedError
 
     @staticmethod
-    def q_values(nets: list[nn.Module], obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def q_values(
+        nets: list[Differentiable], obs: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
         """``[2, B]`` values of ``(obs, action)`` under each net."""
         x = torch.cat([obs, action], dim=1)
         return torch.stack([net(x).squeeze(1) for net in nets])
 
     def _critic_step(
         self, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor
-    ) -> dict[str, float]:
+    ) -> Metrics:
         q = self.q_values(self.critics, obs, actions)
         loss = (q - targets.unsqueeze(0)).pow(2).mean(dim=1).sum() * 0.5
         self.q_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.q_params, self.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.q_params, self.max_grad_norm)
         self.q_optimizer.step()
         return {"value/loss": loss.item(), "q/mean": q.mean().item()}
 
@@ -185,41 +265,31 @@ class _TwinCritics:
         for target, critic in zip(self.critic_targets, self.critics, strict=True):
             soft_update(target, critic, self.tau)
 
-    @staticmethod
-    def _tensors(batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
-        return (
-            torch.from_numpy(batch["obs"]),
-            torch.from_numpy(batch["actions"]).float(),
-            torch.from_numpy(batch["rewards"]),
-            torch.from_numpy(batch["discounts"]),
-            torch.from_numpy(batch["next_obs"]),
-        )
-
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> Metrics:
         return {}
 
-    def _critic_state(self) -> dict[str, Any]:
+    def _critic_state(self) -> State:
         return {
             "critics": [q.state_dict() for q in self.critics],
             "critic_targets": [q.state_dict() for q in self.critic_targets],
             "q_optimizer": self.q_optimizer.state_dict(),
-            "updates": self.updates,
         }
 
-    def _load_critic_state(self, state: dict[str, Any]) -> None:
-        for net, saved in zip(self.critics, state["critics"], strict=True):
+    def _load_critic_state(self, state: State) -> None:
+        for net, saved in zip(self.critics, entry(state, "critics", list), strict=True):
             net.load_state_dict(saved)
-        for net, saved in zip(self.critic_targets, state["critic_targets"], strict=True):
+        for net, saved in zip(
+            self.critic_targets, entry(state, "critic_targets", list), strict=True
+        ):
             net.load_state_dict(saved)
-        self.q_optimizer.load_state_dict(state["q_optimizer"])
-        self.updates = int(state["updates"])
+        self.q_optimizer.load_state_dict(entry(state, "q_optimizer", dict))
 
 
 class SAC(_TwinCritics):
     name = "sac"
 
     @staticmethod
-    def needs_policy(policy: Any) -> str:
+    def needs_policy(policy: object) -> str:
         return (
             "update=sac needs a reparameterisable squashed policy on Box actions: "
             f"policy=tanh_normal (its default), not {type(policy).__name__.lower()}."
@@ -228,9 +298,9 @@ class SAC(_TwinCritics):
     def __init__(
         self,
         *,
-        model: Any,
-        critics: list[nn.Module],
-        policy: Any,
+        model: Model,
+        critics: list[Differentiable],
+        policy: Policy,
         gamma: float,
         tau: float,
         lr: float,
@@ -240,7 +310,8 @@ class SAC(_TwinCritics):
         policy_delay: int,
         max_grad_norm: float | None,
     ) -> None:
-        require(policy, ReparameterizedPolicy, self.needs_policy(policy))
+        if not isinstance(policy, ReparameterizedPolicy):
+            raise ConfigError(self.needs_policy(policy))
         check_range("update.lr", lr, 0.0, None, low_open=True)
         check_range("update.policy_delay", policy_delay, 1, None)
         super().__init__(
@@ -252,9 +323,10 @@ class SAC(_TwinCritics):
             max_grad_norm=max_grad_norm,
         )
         self.policy, self.policy_delay = policy, policy_delay
-        self.actor_optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        action_dim = int(np.prod(policy.action_shape))
         self.target_entropy = (
-            float(-policy.action_dim) if target_entropy is None else float(target_entropy)
+            float(-action_dim) if target_entropy is None else float(target_entropy)
         )
         self.auto_alpha = str(ent_coef) == "auto"
         if not self.auto_alpha:
@@ -275,22 +347,21 @@ class SAC(_TwinCritics):
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())
 
-    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        obs, actions, rewards, discounts, next_obs = self._tensors(batch)
+    def _gradient_step(self, minibatch: Batch, step: int) -> Metrics:
+        obs, actions, rewards, discounts, next_obs = minibatch
         alpha = self.log_alpha.exp().detach()
         with torch.no_grad():
             next_actions, next_log_prob = self.policy.rsample(self.actor(next_obs))
             next_q = self.q_values(self.critic_targets, next_obs, next_actions).min(dim=0).values
             targets = rewards + discounts * (next_q - alpha * next_log_prob)
         metrics = self._critic_step(obs, actions, targets)
-        self.updates += 1
-        if self.updates % self.policy_delay == 0:
+        if step % self.policy_delay == 0:
             metrics.update(self._actor_step(obs, alpha))
         self._move_targets()
         metrics["alpha"] = self.alpha
         return metrics
 
-    def _actor_step(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, float]:
+    def _actor_step(self, obs: torch.Tensor, alpha: torch.Tensor) -> Metrics:
         new_actions, log_prob = self.policy.rsample(self.actor(obs))
         q = self.q_values(self.critics, obs, new_actions).min(dim=0).values
         loss = (alpha * log_prob - q).mean()
@@ -306,7 +377,7 @@ class SAC(_TwinCritics):
             figures["alpha/loss"] = alpha_loss.item()
         return figures
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         return {
             **self._critic_state(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
@@ -314,19 +385,19 @@ class SAC(_TwinCritics):
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: State) -> None:
         self._load_critic_state(state)
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.actor_optimizer.load_state_dict(entry(state, "actor_optimizer", dict))
         with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+            self.log_alpha.copy_(entry(state, "log_alpha", torch.Tensor))
+        self.alpha_optimizer.load_state_dict(entry(state, "alpha_optimizer", dict))
 
 
 class TD3(_TwinCritics):
     name = "td3"
 
     @staticmethod
-    def needs_policy(policy: Any) -> str:
+    def needs_policy(policy: object) -> str:
         return (
             "update=td3 needs a deterministic policy on Box actions: policy=deterministic "
             f"(its default), not {type(policy).__name__.lower()}."
@@ -335,9 +406,9 @@ class TD3(_TwinCritics):
     def __init__(
         self,
         *,
-        model: Any,
-        critics: list[nn.Module],
-        policy: Any,
+        model: Model,
+        critics: list[Differentiable],
+        policy: Policy,
         gamma: float,
         tau: float,
         lr: float,
@@ -347,7 +418,8 @@ class TD3(_TwinCritics):
         target_noise_clip: float,
         max_grad_norm: float | None,
     ) -> None:
-        require(policy, DeterministicPolicy, self.needs_policy(policy))
+        if not isinstance(policy, DeterministicPolicy):
+            raise ConfigError(self.needs_policy(policy))
         check_range("update.lr", lr, 0.0, None, low_open=True)
         check_range("update.policy_delay", policy_delay, 1, None)
         check_range("update.target_policy_noise", target_policy_noise, 0.0, None)
@@ -361,12 +433,12 @@ class TD3(_TwinCritics):
             max_grad_norm=max_grad_norm,
         )
         self.policy, self.policy_delay = policy, policy_delay
-        self.actor_target = frozen_copy(model)
-        self.actor_optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.actor_target = frozen_copy(self.actor)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
         self.noise, self.noise_clip = target_policy_noise, target_noise_clip
 
-    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        obs, actions, rewards, discounts, next_obs = self._tensors(batch)
+    def _gradient_step(self, minibatch: Batch, step: int) -> Metrics:
+        obs, actions, rewards, discounts, next_obs = minibatch
         with torch.no_grad():
             target_action = self.policy.action(self.actor_target(next_obs))
             noise = (torch.randn_like(target_action) * self.noise).clamp(
@@ -376,8 +448,7 @@ class TD3(_TwinCritics):
             next_q = self.q_values(self.critic_targets, next_obs, next_actions).min(dim=0).values
             targets = rewards + discounts * next_q
         metrics = self._critic_step(obs, actions, targets)
-        self.updates += 1
-        if self.updates % self.policy_delay == 0:
+        if step % self.policy_delay == 0:
             action = self.policy.action(self.actor(obs))
             loss = -self.q_values(self.critics[:1], obs, action)[0].mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
@@ -388,14 +459,14 @@ class TD3(_TwinCritics):
             soft_update(self.actor_target, self.actor, self.tau)
         return metrics
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         return {
             **self._critic_state(),
             "actor_target": self.actor_target.state_dict(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: State) -> None:
         self._load_critic_state(state)
-        self.actor_target.load_state_dict(state["actor_target"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.actor_target.load_state_dict(entry(state, "actor_target", dict))
+        self.actor_optimizer.load_state_dict(entry(state, "actor_optimizer", dict))

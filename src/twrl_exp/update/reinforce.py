@@ -8,7 +8,8 @@ an update happens is kept whole and used by the next one, so no sample is discar
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -17,31 +18,61 @@ from torch import nn
 from twrl_exp.choices import Baseline, OptimizerName, Schedule, parse
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.mlp import MLP
-from twrl_exp.protocols import LogProbPolicy, Update, require
+from twrl_exp.protocols import (
+    Clock,
+    LogProbPolicy,
+    Metrics,
+    Model,
+    ModelFactory,
+    Policy,
+    State,
+    Update,
+    entry,
+)
 from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
-from twrl_exp.storage import EpisodeStorage
-from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, require_differentiable
+from twrl_exp.storage import EpisodeBatch, EpisodeStorage
+from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, network
+
+
+class ReinforceSettings(TypedDict):
+    """``update=reinforce``'s settings for :class:`Reinforce` (see its schema for each)."""
+
+    gamma: float
+    baseline: Baseline | str
+    baseline_decay: float
+    value_lr: float
+    value_epochs: int
+    normalize_advantages: bool
+    ent_coef: float
+    max_grad_norm: float | None
+    optimizer: OptimizerName | str
+    lr: float
+    weight_decay: float
+    optimizer_kwargs: Mapping[str, object]
+    lr_schedule: Schedule | str
+    lr_final_fraction: float
 
 
 def reinforce(
     *,
-    model: Any,
-    policy: Any,
+    model: Model,
+    policy: Policy,
     num_envs: int,
     total_env_steps: int | None,
     steps_per_batch: int,
-    **settings: Any,
-) -> Update:
+    make_model: ModelFactory | None = None,
+    seed: int = 0,
+    **settings: Unpack[ReinforceSettings],
+) -> Update[EpisodeBatch]:
     """``update=reinforce``: whole episodes (:class:`EpisodeStorage`) -> :class:`Reinforce`."""
-    settings.pop("make_model", None)
-    settings.pop("seed", None)
+    del make_model, seed
     check_range("update.steps_per_batch", steps_per_batch, 1, None)
     learner = Reinforce(model=model, policy=policy, total_env_steps=total_env_steps, **settings)
     storage = EpisodeStorage(
         num_envs=num_envs,
-        feature_dim=model.in_features,
-        action_shape=policy.action_shape,
-        action_dtype=policy.action_dtype,
+        feature_dim=learner.model.in_features,
+        action_shape=learner.policy.action_shape,
+        action_dtype=learner.policy.action_dtype,
         steps_per_batch=steps_per_batch,
     )
     return Update(storage=storage, learner=learner)
@@ -53,8 +84,8 @@ class Reinforce:
     def __init__(
         self,
         *,
-        model: Any,
-        policy: Any,
+        model: Model,
+        policy: Policy,
         total_env_steps: int | None,
         gamma: float,
         baseline: Baseline | str,
@@ -67,17 +98,17 @@ class Reinforce:
         optimizer: OptimizerName | str,
         lr: float,
         weight_decay: float,
-        optimizer_kwargs: dict[str, Any],
+        optimizer_kwargs: Mapping[str, object],
         lr_schedule: Schedule | str,
         lr_final_fraction: float,
     ) -> None:
-        require_differentiable("reinforce", model)
-        require(
-            policy,
-            LogProbPolicy,
-            "update=reinforce needs a stochastic policy with log-probabilities "
-            f"(policy=categorical or policy=normal), not {type(policy).__name__}.",
-        )
+        self.model = network("reinforce", model)
+        if not isinstance(policy, LogProbPolicy):
+            raise ConfigError(
+                "update=reinforce needs a stochastic policy with log-probabilities "
+                f"(policy=categorical or policy=normal), not {type(policy).__name__}."
+            )
+        self.policy = policy
         check_range("update.gamma", gamma, 0.0, 1.0)
         check_range("update.lr", lr, 0.0, None, low_open=True)
         check_range("update.value_lr", value_lr, 0.0, None, low_open=True)
@@ -92,17 +123,14 @@ class Reinforce:
             raise ConfigError(
                 "update.lr_schedule=linear needs a step budget: set train.max_env_steps."
             )
-        self.model, self.policy = model, policy
         self.gamma = gamma
         self.baseline = parse(Baseline, "update.baseline", baseline)
         self.baseline_decay = baseline_decay
         self.normalize_advantages = normalize_advantages
         self.ent_coef, self.max_grad_norm = ent_coef, max_grad_norm
         self.lr, self.lr_final_fraction = lr, lr_final_fraction
-        self.total_env_steps = total_env_steps or 0
-        self.env_steps = 0
-        self.updates = 0
-        self.params = list(model.parameters()) + list(policy.parameters())
+        self.total_env_steps = total_env_steps
+        self.params = list(self.model.parameters()) + list(policy.parameters())
         kwargs = dict(optimizer_kwargs)
         if not kwargs.get("fused"):  # one multi-tensor step, not one per parameter: same numbers
             kwargs.setdefault("foreach", True)
@@ -113,26 +141,26 @@ class Reinforce:
         self.value_epochs = value_epochs
         if self.baseline is Baseline.value:
             self.value_net = MLP(
-                observation_space=model.observation_space,
+                observation_space=self.model.observation_space,
                 num_outputs=1,
-                hidden_sizes=model.hidden_sizes,
-                activation=model.activation,
+                hidden_sizes=self.model.hidden_sizes,
+                activation=self.model.activation,
                 critic_hidden_sizes=None,
                 dueling=False,
                 output_gain=1.0,
             )
             self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=value_lr)
 
-    def _bootstrap(self, batch: dict[str, np.ndarray]) -> np.ndarray | None:
+    def _bootstrap(self, batch: EpisodeBatch) -> np.ndarray | None:
         """``[T, N]`` values of the final observations of truncated episodes; None (zeros)
         without a learned value baseline."""
         if self.value_net is None:
             return None
-        boot = np.zeros(batch["rewards"].shape)
-        truncated = batch["end"] & ~batch["terminated"] & batch["mask"]
+        boot = np.zeros(batch.rewards.shape)
+        truncated = batch.end & ~batch.terminated & batch.mask
         if truncated.any():
             with torch.no_grad():
-                values = self.value_net(torch.from_numpy(batch["final_obs"][truncated]))
+                values = self.value_net(torch.from_numpy(batch.final_obs[truncated]))
             boot[truncated] = values.squeeze(1).numpy()
         return boot
 
@@ -175,18 +203,17 @@ class Reinforce:
             self.value_optimizer.step()
         return loss.item()
 
-    def learn(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+    def learn(self, batch: EpisodeBatch, clock: Clock) -> Metrics:
         """One policy-gradient step on the closed episodes of ``batch``."""
-        index = batch["index"]  # the closed steps in the flattened [T * N] arrays
-        self.env_steps += int(batch["env_steps"])  # since the last batch, for the lr schedule
+        index = batch.index  # the closed steps in the flattened [T * N] arrays
         all_returns = discounted_returns(
-            batch["rewards"], batch["end"], self.gamma, self._bootstrap(batch)
+            batch.rewards, batch.end, self.gamma, self._bootstrap(batch)
         )
         returns = all_returns.reshape(-1)[index]
-        obs = torch.from_numpy(batch["obs"])  # the closed steps only, in index order
-        actions = torch.from_numpy(batch["actions"])
-        advantages, stats = self._advantages(returns, batch["time_index"], obs)
-        self._set_lr()
+        obs = torch.from_numpy(batch.obs)  # the closed steps only, in index order
+        actions = torch.from_numpy(batch.actions)
+        advantages, stats = self._advantages(returns, batch.time_index, obs)
+        self._set_lr(clock)
         outputs = self.model(obs)
         log_prob = self.policy.log_prob(outputs, actions)
         adv = torch.from_numpy(advantages).float()
@@ -201,16 +228,16 @@ class Reinforce:
         loss.backward()
         grad_norm = self._grad_norm()
         self.optimizer.step()
-        self.updates += 1
+        clock.gradient_steps += 1
         return {
             "loss": loss.item(),
             "policy/entropy": entropy.item(),
             "grad_norm": float(grad_norm),
             "lr": self.optimizer.param_groups[0]["lr"],
             "batch/steps": float(len(index)),
-            "batch/episodes": float(np.count_nonzero(batch["end"].reshape(-1)[index])),
+            "batch/episodes": float(np.count_nonzero(batch.end.reshape(-1)[index])),
             **stats,
-            **self.policy.stats(),
+            **self.policy.stats(clock),
         }
 
     def _grad_norm(self) -> torch.Tensor:
@@ -220,34 +247,31 @@ class Reinforce:
             return nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         return nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
 
-    def _set_lr(self) -> None:
+    def _set_lr(self, clock: Clock) -> None:
         if self.lr_schedule is Schedule.constant:
             return
-        progress = min(1.0, self.env_steps / self.total_env_steps)
-        lr = linear_lr(self.lr, self.lr_final_fraction, progress)
+        lr = linear_lr(self.lr, self.lr_final_fraction, clock.progress(self.total_env_steps))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> Metrics:
         return {}
 
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
+    def state_dict(self) -> State:
+        state: State = {
             "optimizer": self.optimizer.state_dict(),
             "time_baseline": self.time_baseline,
             "time_seen": self.time_seen,
-            "env_steps": self.env_steps,
-            "updates": self.updates,
         }
         if self.value_net is not None:
             state["value_net"] = self.value_net.state_dict()
             state["value_optimizer"] = self.value_optimizer.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.time_baseline, self.time_seen = state["time_baseline"], state["time_seen"]
-        self.env_steps, self.updates = state["env_steps"], state["updates"]
+    def load_state_dict(self, state: State) -> None:
+        self.optimizer.load_state_dict(entry(state, "optimizer", dict))
+        self.time_baseline = entry(state, "time_baseline", np.ndarray)
+        self.time_seen = entry(state, "time_seen", np.ndarray)
         if self.value_net is not None:
-            self.value_net.load_state_dict(state["value_net"])
-            self.value_optimizer.load_state_dict(state["value_optimizer"])
+            self.value_net.load_state_dict(entry(state, "value_net", dict))
+            self.value_optimizer.load_state_dict(entry(state, "value_optimizer", dict))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
-from torch import nn
+
+from twrl_exp.protocols import Differentiable
+
+Net = TypeVar("Net", bound=Differentiable)
 
 
-def frozen_copy(net: nn.Module) -> nn.Module:
+def frozen_copy(net: Net) -> Net:
     """A copy of ``net`` that takes no gradients."""
     target = copy.deepcopy(net)
     for parameter in target.parameters():
@@ -17,7 +21,7 @@ def frozen_copy(net: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+def soft_update(target: Differentiable, source: Differentiable, tau: float) -> None:
     """``theta' <- tau * theta + (1 - tau) * theta'`` in place (``tau = 1``: a hard copy), so
     views of the target's parameters (the numpy acting path) stay current."""
     for t, s in zip(target.parameters(), source.parameters(), strict=True):

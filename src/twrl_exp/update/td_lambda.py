@@ -22,7 +22,7 @@ with identical results: :mod:`twrl_exp.update.td_fast`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -30,16 +30,46 @@ from twrl_exp.choices import TdBackend, TdTarget, Traces, parse
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.linear import LinearModel
 from twrl_exp.policy.value import EGreedy, greedy_mask
-from twrl_exp.protocols import ActionValuePolicy, LinearValues, Step, Update, require
+from twrl_exp.protocols import (
+    ActionValuePolicy,
+    Clock,
+    LinearValues,
+    Metrics,
+    Model,
+    ModelFactory,
+    Policy,
+    State,
+    Step,
+    Update,
+)
 from twrl_exp.storage import OnlineStorage
 from twrl_exp.update import td_fast
 from twrl_exp.update.checks import check_range
 
 
-def td_lambda(*, model: Any, policy: Any, num_envs: int, **settings: Any) -> Update:
+class TdLambdaSettings(TypedDict):
+    """``update=td_lambda``'s settings for :class:`TdLambda`."""
+
+    target: TdTarget | str
+    gamma: float
+    lam: float
+    alpha: float
+    traces: Traces | str
+    backend: TdBackend | str
+
+
+def td_lambda(
+    *,
+    model: Model,
+    policy: Policy,
+    num_envs: int,
+    make_model: ModelFactory | None = None,
+    total_env_steps: int | None = None,
+    seed: int = 0,
+    **settings: Unpack[TdLambdaSettings],
+) -> Update[Step]:
     """``update=td_lambda``: every step (:class:`OnlineStorage`) -> :class:`TdLambda`."""
-    for unused in ("make_model", "seed", "total_env_steps"):
-        settings.pop(unused, None)
+    del make_model, total_env_steps, seed
     learner = TdLambda(model=model, policy=policy, num_envs=num_envs, **settings)
     return Update(storage=OnlineStorage(), learner=learner)
 
@@ -50,8 +80,8 @@ class TdLambda:
     def __init__(
         self,
         *,
-        model: Any,
-        policy: Any,
+        model: Model,
+        policy: Policy,
         num_envs: int,
         target: TdTarget | str,
         gamma: float,
@@ -60,18 +90,16 @@ class TdLambda:
         traces: Traces | str,
         backend: TdBackend | str,
     ) -> None:
-        require(
-            model,
-            LinearValues,
-            "update=td_lambda needs a linear model over binary features "
-            f"(model=tilecoding or model=table), not {type(model).__name__}.",
-        )
-        require(
-            policy,
-            ActionValuePolicy,
-            "update=td_lambda learns action values for discrete actions; use "
-            f"policy=egreedy (or greedy, categorical, random), not {type(policy).__name__}.",
-        )
+        if not isinstance(model, LinearValues):
+            raise ConfigError(
+                "update=td_lambda needs a linear model over binary features "
+                f"(model=tilecoding or model=table), not {type(model).__name__}."
+            )
+        if not isinstance(policy, ActionValuePolicy):
+            raise ConfigError(
+                "update=td_lambda learns action values for discrete actions; use "
+                f"policy=egreedy (or greedy, categorical, random), not {type(policy).__name__}."
+            )
         if model.weights.shape[1] < 1:
             raise ConfigError("update=td_lambda needs a Discrete action space.")
         check_range("update.gamma", gamma, 0.0, 1.0)
@@ -102,28 +130,30 @@ class TdLambda:
         code = td_fast.TARGETS[self.target]
         self.params = np.array([self.gamma, self.lam, self.step_size, code, self.replacing])
 
-    def _next_value(self, q_next: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    def _next_value(self, q_next: np.ndarray, actions: np.ndarray, clock: Clock) -> np.ndarray:
         if self.target is TdTarget.sarsa:
             return q_next[self.env_ids, actions]
         if self.target is TdTarget.q_learning:
             return np.maximum.reduce(q_next, axis=1)
-        return np.add.reduce(self.policy.probabilities(q_next) * q_next, axis=1)
+        return np.add.reduce(self.policy.probabilities(q_next, clock) * q_next, axis=1)
 
-    def learn(self, step: Step) -> None:
-        """Learn from ``(s, a, r, s', a')`` in every env that has a real transition."""
+    def learn(self, step: Step, clock: Clock) -> None:
+        """Learn from ``(s, a, r, s', a')`` in every env that has a real transition: one
+        semi-gradient step for all envs."""
         if self.kernels is not None:
-            self._learn_compiled(step)
+            self._learn_compiled(step, clock)
         else:
-            self._learn_numpy(step)
+            self._learn_numpy(step, clock)
+        clock.gradient_steps += 1
 
-    def _learn_numpy(self, step: Step) -> None:
+    def _learn_numpy(self, step: Step, clock: Clock) -> None:
         actions = np.asarray(step.next_actions, np.int64)
         features, prev_actions = step.features, np.asarray(step.actions, np.int64)
         outputs, learn = step.next_outputs, step.valid
         weights = self.model.weights
         learned = np.count_nonzero(learn)
         q_prev = np.add.reduce(weights[features, prev_actions[:, None]], axis=1)
-        future = np.where(step.terminated, 0.0, self._next_value(outputs, actions))
+        future = np.where(step.terminated, 0.0, self._next_value(outputs, actions, clock))
         delta = step.reward + self.gamma * future - q_prev
         marked = (self.env_ids[:, None], features, prev_actions[:, None])
         if learned < len(delta):  # an autoreset step belongs to no transition
@@ -157,9 +187,10 @@ class TdLambda:
         shared = np.maximum(np.bincount(entries, np.minimum(z, 1.0), size), 1.0)
         return np.bincount(entries, delta[envs] * z, size) / shared
 
-    def _learn_compiled(self, step: Step) -> None:
-        outputs, sparse = step.next_outputs, self.sparse
-        self.kernels.learn_step(
+    def _learn_compiled(self, step: Step, clock: Clock) -> None:
+        outputs, sparse, kernels = step.next_outputs, self.sparse, self.kernels
+        assert kernels is not None
+        kernels.learn_step(
             self.model.weights,
             sparse.entry,
             sparse.value,
@@ -176,13 +207,13 @@ class TdLambda:
             step.valid,
             outputs,
             step.next_actions,
-            self.policy.probabilities(outputs)
+            self.policy.probabilities(outputs, clock)
             if self.target is TdTarget.expected_sarsa
             else outputs,
             self.params,
         )
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> Metrics:
         """Mean squared TD error since the last call."""
         squares, count = self.totals
         if count == 0:
@@ -190,11 +221,11 @@ class TdLambda:
         self.totals[...] = 0.0
         return {"td_error_rms": float(np.sqrt(squares / count))}
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         # Traces belong to episodes in flight; a resumed run restarts its episodes.
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: State) -> None:
         del state
         if self.kernels is not None:
             self.sparse.clear()
