@@ -159,3 +159,11 @@ def test_jobs_that_cannot_start_stop_the_sweep_and_count_for_nothing(
     (parent,) = client.search_runs([experiment.experiment_id])
     assert parent.info.status == "FAILED"
     assert parent.data.tags["twrl.end_reason"].startswith("stopped: The launcher failed 3 times")
+
+
+def test_a_negative_storage_retry_window_is_refused(tmp_path, isolated_mlflow) -> None:
+    project = tmp_path / "project"
+    result = user_sweep(project, "+sweep=cartpole_reinforce", "hydra.sweeper.storage_retry_s=-1")
+    assert_refused(
+        result, "hydra.sweeper.storage_retry_s=-1 is invalid: it must be >= 0 (seconds).", project
+    )
