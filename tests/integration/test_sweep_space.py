@@ -81,6 +81,11 @@ def assert_refused(result: subprocess.CompletedProcess[str], sentence: str, proj
             ["update=choice(reinforce,nosuch)"],
             "nosuch is not an option of update; valid: a2c, dqn, none, ppo, reinforce,",
         ),
+        (
+            ["update.optimizer_kwargs.momentum=interval(0.1,0.9)"],
+            "update.optimizer_kwargs.momentum is not a key of update.optimizer_kwargs; it has no "
+            "keys yet (a free-form group: add the key with +update.optimizer_kwargs.momentum=...).",
+        ),
         (  # the sweep file's update.baseline exists for reinforce, not for ppo
             ["update=choice(reinforce,ppo)"],
             "hydra.sweeper.params: update.baseline is not a key of update (ppo); valid: name,",
@@ -95,6 +100,7 @@ def assert_refused(result: subprocess.CompletedProcess[str], sentence: str, proj
         "bad-choice-value",
         "bad-list-choice",
         "unknown-group-option",
+        "unknown-key-of-a-free-form-group",
         "key-missing-in-one-option",
     ],
 )

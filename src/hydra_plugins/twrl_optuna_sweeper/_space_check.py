@@ -136,12 +136,14 @@ def _check_key(origin: str, override: Override, config: DictConfig, top_label: s
                 f"{origin}: {line} is invalid: {where} is {_describe(node)}, not a group of keys."
             )
         if part not in node:
-            if override.is_add() and not dataclasses.is_dataclass(OmegaConf.get_type(node)):
+            free_form = not dataclasses.is_dataclass(OmegaConf.get_type(node))
+            if override.is_add() and free_form:
                 return  # +key adds it to a free-form group (an option's schema has no room)
             valid = [str(k) for k in node if not str(k).startswith("_") and k != "hydra"]
+            known = f"valid: {', '.join(valid)}" if valid else "it has no keys yet"
+            add = f" (a free-form group: add the key with +{key}=...)" if free_form else ""
             raise ConfigError(
-                f"{origin}: {'.'.join(parts[: depth + 1])} is not a key of {where}; "
-                f"valid: {', '.join(valid)}."
+                f"{origin}: {'.'.join(parts[: depth + 1])} is not a key of {where}; {known}{add}."
             )
         node = node._get_node(part)
     if override.is_add():
