@@ -123,7 +123,13 @@ def test_dqn_solves_cartpole_within_50k_steps(make_cfg) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("update", "extra"), [("sac", []), ("td3", ["update.learning_starts=1000"])]
+    ("update", "extra"),
+    [
+        ("sac", []),
+        # 6k steps was the edge for TD3 (best evaluations -185 to -711 over seeds 0-4, before
+        # the seed tree as after); by 8k every seed is above -210.
+        ("td3", ["update.learning_starts=1000", "train.max_env_steps=8000"]),
+    ],
 )
 def test_off_policy_actor_critics_swing_pendulum_up(make_cfg, update: str, extra) -> None:
     evals = best_eval(
@@ -137,4 +143,4 @@ def test_off_policy_actor_critics_swing_pendulum_up(make_cfg, update: str, extra
         every=1_000,
     )
     assert evals[0] < -700, evals  # starts near the random agent (about -1200) ...
-    assert max(evals) > -300, evals  # ... and swings up and balances within 6k steps
+    assert max(evals) > -300, evals  # ... and swings up and balances within 6k (8k) steps
