@@ -19,8 +19,9 @@ Time is one :class:`Clock`, owned and advanced by the agent, passed to whatever 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Generic, NamedTuple, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -95,11 +96,15 @@ class Clock:
             setattr(self, name, integer(state, name) if name in state else 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+_NO_EXTRAS: Mapping[str, np.ndarray] = MappingProxyType({})
+
+
+class Step(NamedTuple):
     """One vector step of ``N`` envs, as learning sees it; every array is ``[N, ...]``.
 
-    The agent makes one per vector step, for every rule (online rules learn from it as it is).
+    The agent makes one per vector step, for every rule (online rules learn from it as it is):
+    an immutable record, a named tuple because that is the cheapest to make (a frozen dataclass
+    costs a microsecond more, 1-2% of a fast vector step).
 
     Attributes:
         features: the model's encoding of the observation ``s`` the decision was taken in.
@@ -125,7 +130,7 @@ class Step:
     next_features: np.ndarray
     next_outputs: np.ndarray
     next_actions: np.ndarray
-    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+    extras: Mapping[str, np.ndarray] = _NO_EXTRAS
 
 
 # ---------------------------------------------------------------------------- parts
