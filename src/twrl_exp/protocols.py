@@ -27,8 +27,6 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from twrl_exp.errors import ConfigError
-
 State: TypeAlias = dict[str, object]
 """What ``state_dict()`` returns: plain values, arrays, tensors and nested states."""
 
@@ -308,9 +306,3 @@ class DeterministicPolicy(Policy, Protocol):
     """A differentiable deterministic action in ``[-1, 1]`` (TD3, DDPG)."""
 
     def action(self, outputs: torch.Tensor) -> torch.Tensor: ...
-
-
-def require(part: object, capability: type, sentence: str) -> None:
-    """Refuse a composition whose ``part`` lacks ``capability``, in one sentence."""
-    if not isinstance(part, capability):
-        raise ConfigError(sentence)
