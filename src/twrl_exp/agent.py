@@ -97,7 +97,7 @@ class Agent(Generic[BatchT]):
             )
         )
         metrics = None
-        for batch in self.update.storage.batches():
+        for batch in self.update.storage.batches(clock):
             clock.updates += 1
             learned = self.update.learner.learn(batch, clock)
             metrics = learned if learned is not None else metrics

@@ -190,8 +190,8 @@ class Storage(Protocol[BatchT_co]):
 
     def add(self, step: Step) -> None: ...
 
-    def batches(self) -> Iterator[BatchT_co]:
-        """The batches due now (usually none or one)."""
+    def batches(self, clock: Clock) -> Iterator[BatchT_co]:
+        """The batches due now, by the run's ``clock`` (usually none or one)."""
         ...
 
     def state_dict(self) -> State: ...

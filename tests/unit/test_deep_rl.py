@@ -175,7 +175,8 @@ def test_actor_critics_learn_a_two_armed_bandit(option: str) -> None:
     for _ in range(150):
         actions, extras = policy.act(model.outputs(obs), rng, clock)
         rule.storage.add(bandit_step(obs, actions, extras, (actions == 1).astype(float)))
-        for batch in rule.storage.batches():
+        clock.env_steps += len(obs)  # as the agent counts them
+        for batch in rule.storage.batches(clock):
             rule.learner.learn(batch, clock)
     p1 = torch.softmax(model(torch.zeros(1, 1)), 1)[0, 1].item()
     assert p1 > 0.9
@@ -210,7 +211,8 @@ def test_off_policy_actor_critics_find_the_best_continuous_action(option: str) -
         actions, extras = policy.act(model.outputs(obs), rng, clock)
         reward = -((policy.env_actions(actions)[:, 0] - 0.5) ** 2)
         rule.storage.add(bandit_step(obs, actions, extras, reward))
-        for batch in rule.storage.batches():
+        clock.env_steps += len(obs)  # as the agent counts them
+        for batch in rule.storage.batches(clock):
             rule.learner.learn(batch, clock)
     greedy, _ = policy.act(model.outputs(obs[:1]), rng, clock, greedy=True)
     # SAC's entropy bonus keeps its greedy action off 0.5 (0.14 to 0.20 over seeds 0-5, before

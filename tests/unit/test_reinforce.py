@@ -48,7 +48,7 @@ class Driver:
         )
         self.prev = (features, actions)
         metrics = None
-        for batch in self.storage.batches():
+        for batch in self.storage.batches(self.clock):
             metrics = self.learner.learn(batch, self.clock)
         return metrics
 

@@ -32,7 +32,7 @@ class Recorder:
             }
         )
 
-    def batches(self):
+    def batches(self, clock):
         return iter(())
 
     def state_dict(self) -> dict:

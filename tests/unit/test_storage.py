@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Step
+from twrl_exp.protocols import Clock, Step
 from twrl_exp.storage import EpisodeStorage, ReplayStorage, RolloutStorage
 
 
@@ -104,7 +104,7 @@ def test_learning_is_due_every_train_freq_steps_after_learning_starts() -> None:
     due = []
     for k in range(12):
         buffer.add(step([float(k)], [0], [0.0], [float(k + 1)]))
-        due.append([batch.gradient_steps for batch in buffer.batches()])
+        due.append([batch.gradient_steps for batch in buffer.batches(Clock(env_steps=k + 1))])
     assert due == [[], [], [], [], [], [2], [], [], [2], [], [], [2]]  # one batch of 2 minibatches
     batch = buffer.sample(2)
     assert batch.obs.shape == (2, 4, 1)
@@ -113,7 +113,7 @@ def test_learning_is_due_every_train_freq_steps_after_learning_starts() -> None:
     counts = []
     for k in range(8):
         every.add(step([float(k)], [0], [0.0], [float(k + 1)]))
-        counts.append(sum(batch.gradient_steps for batch in every.batches()))
+        counts.append(sum(b.gradient_steps for b in every.batches(Clock(env_steps=k + 1))))
     assert counts == [0, 0, 0, 4, 0, 0, 0, 4]  # -1: as many as env steps since
 
 
@@ -147,17 +147,17 @@ def test_a_rollout_is_due_when_full_and_masks_the_autoreset_step() -> None:
         n_steps=3, num_envs=2, feature_dim=1, action_shape=(), action_dtype=np.dtype(np.int64)
     )
     rollout.add(step([0.0, 0.0], [1, 0], [1.0, 1.0], [1.0, 1.0], terminated=[True, False]))
-    assert list(rollout.batches()) == []
+    assert list(rollout.batches(Clock())) == []
     rollout.add(step([1.0, 1.0], [0, 1], [5.0, 1.0], [0.0, 2.0], valid=[False, True]))
     rollout.add(step([0.0, 2.0], [1, 1], [1.0, 1.0], [1.0, 3.0], truncated=[False, True]))
-    (batch,) = list(rollout.batches())
+    (batch,) = list(rollout.batches(Clock()))
     assert batch.valid.tolist() == [[True, True], [False, True], [True, True]]
     assert batch.rewards[1].tolist() == [0.0, 1.0]  # the autoreset step's reward is dropped
     assert batch.ends.tolist() == [[True, False], [True, False], [False, True]]
     assert batch.terminated.tolist() == [[True, False], [False, False], [False, False]]
     assert batch.next_obs[2, :, 0].tolist() == [1.0, 3.0]  # bootstrap at the cut
     assert batch.log_prob.tolist() == [[-0.5, -0.5]] * 3
-    assert list(rollout.batches()) == []  # emptied
+    assert list(rollout.batches(Clock())) == []  # emptied
 
 
 def test_whole_episodes_are_handed_over_once_each_with_their_step_index() -> None:
@@ -206,7 +206,7 @@ def test_whole_episodes_are_handed_over_once_each_with_their_step_index() -> Non
                 next_actions=actions,
             )
         )
-        for batch in storage.batches():
+        for batch in storage.batches(Clock()):
             assert batch.mask.sum() == len(batch.obs) >= 50
             handed += zip(
                 batch.actions.tolist(),

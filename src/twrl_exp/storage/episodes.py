@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twrl_exp.protocols import State, Step
+from twrl_exp.protocols import Clock, State, Step
 
 _MAX_ROWS = 2_000_000
 
@@ -193,7 +193,8 @@ class EpisodeStorage:
         ended = buffer.add_rewards(step.reward, step.terminated, step.truncated, step.next_features)
         buffer.add_decisions(step.next_features, step.next_actions, ~ended)
 
-    def batches(self) -> Iterator[EpisodeBatch]:
+    def batches(self, clock: Clock) -> Iterator[EpisodeBatch]:
+        del clock
         if self.buffer.ready_steps < self.steps_per_batch:
             return iter(())  # (asked every vector step: cheaper than an empty generator)
         return iter((self.buffer.take_closed(),))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from twrl_exp.protocols import State, Step
+from twrl_exp.protocols import Clock, State, Step
 
 
 class OnlineStorage:
@@ -16,7 +16,8 @@ class OnlineStorage:
     def add(self, step: Step) -> None:
         self.step = step
 
-    def batches(self) -> Iterator[Step]:
+    def batches(self, clock: Clock) -> Iterator[Step]:
+        del clock
         if self.step is not None:
             step, self.step = self.step, None
             yield step
@@ -34,7 +35,8 @@ class NoStorage:
     def add(self, step: Step) -> None:
         del step
 
-    def batches(self) -> Iterator[Step]:
+    def batches(self, clock: Clock) -> Iterator[Step]:
+        del clock
         return iter(())
 
     def state_dict(self) -> State:

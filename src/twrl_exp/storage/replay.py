@@ -6,7 +6,8 @@ Each stored transition is ``(s, a, R, d, s')`` with ``R = sum_{k<m} gamma^k r_k`
 them. A truncated episode keeps ``d = gamma^m`` and ``s'`` its true final observation, so it
 bootstraps; the autoreset step after an episode end is never stored.
 
-Learning is due every ``train_freq`` env steps once ``learning_starts`` have been collected:
+Learning is due every ``train_freq`` env steps of the run's clock once it has taken
+``learning_starts``:
 one :class:`ReplayBatch` of ``gradient_steps`` minibatches of ``batch_size`` (``-1``: as many
 as env steps since the last time), as in Stable-Baselines3; sampled uniformly, with
 replacement, by the run's ``REPLAY`` stream (:mod:`twrl_exp.seeding`).
@@ -22,7 +23,7 @@ import numpy as np
 
 from twrl_exp import seeding
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import State, Step, entry, integer
+from twrl_exp.protocols import Clock, State, Step, entry, integer
 from twrl_exp.returns import n_step_return
 
 
@@ -96,8 +97,7 @@ class ReplayStorage:
         self.discounts = np.zeros(c, np.float32)
         self.size = 0
         self.cursor = 0
-        self.collected = 0  # env steps (transitions) seen
-        self.since_learning = 0
+        self.learned_at = 0  # the clock's env steps when learning was last due
         self.pending: list[deque[tuple[np.ndarray, np.ndarray, float]]] = [
             deque() for _ in range(num_envs)
         ]
@@ -122,9 +122,6 @@ class ReplayStorage:
 
     def add(self, step: Step) -> None:
         valid = step.valid
-        count = int(np.count_nonzero(valid))
-        self.collected += count
-        self.since_learning += count
         if self.n_step == 1:
             ended = step.terminated[valid]
             self._put(
@@ -174,16 +171,16 @@ class ReplayStorage:
             next_obs=self.next_obs[index],
         )
 
-    def batches(self) -> Iterator[ReplayBatch]:
+    def batches(self, clock: Clock) -> Iterator[ReplayBatch]:
+        since = clock.env_steps - self.learned_at
         if (
-            self.collected < self.learning_starts
+            clock.env_steps < self.learning_starts
             or self.size < self.batch_size
-            or self.since_learning < self.train_freq
+            or since < self.train_freq
         ):
             return iter(())
-        count = self.gradient_steps if self.gradient_steps > 0 else self.since_learning
-        self.since_learning = 0
-        return iter((self.sample(count),))
+        self.learned_at = clock.env_steps
+        return iter((self.sample(self.gradient_steps if self.gradient_steps > 0 else since),))
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -199,8 +196,7 @@ class ReplayStorage:
             "discounts": self.discounts[filled].copy(),
             "size": self.size,
             "cursor": self.cursor,
-            "collected": self.collected,
-            "since_learning": self.since_learning,
+            "learned_at": self.learned_at,
             "rng": self.rng.bit_generator.state,
         }
 
@@ -209,8 +205,10 @@ class ReplayStorage:
         for name in ("obs", "next_obs", "actions", "rewards", "discounts"):
             getattr(self, name)[:size] = state[name]
         self.size, self.cursor = size, integer(state, "cursor")
-        self.collected = integer(state, "collected")
-        self.since_learning = integer(state, "since_learning")
+        if "learned_at" in state:
+            self.learned_at = integer(state, "learned_at")
+        else:  # saved before the run's clock told a replay buffer when learning is due
+            self.learned_at = integer(state, "collected") - integer(state, "since_learning")
         self.rng.bit_generator.state = entry(state, "rng", dict)
         for queue in self.pending:
             queue.clear()

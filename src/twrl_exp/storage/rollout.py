@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twrl_exp.protocols import State, Step
+from twrl_exp.protocols import Clock, State, Step
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ class RolloutStorage:
         self.valid[r] = step.valid
         self.row += 1
 
-    def batches(self) -> Iterator[RolloutBatch]:
+    def batches(self, clock: Clock) -> Iterator[RolloutBatch]:
+        del clock
         if self.row < self.n_steps:
             return
         self.row = 0
