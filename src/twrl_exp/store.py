@@ -3,9 +3,10 @@ a disk a run writes to.
 
 - **Creation and migration under a lock.** A fresh SQLite store is created (MLflow runs its
   schema migrations) by the first process to open it, under a file lock beside the database, so
-  any number of processes can start at once; a store that is a folder, is not a database, is
-  damaged, cannot be written, or was left half-migrated is reported at once in one sentence
-  with the fix (MLflow itself retries for minutes before it fails).
+  any number of processes can start at once; a creator that takes no lock (``mlflow ui``, a
+  notebook's client) is waited out. A store that is a folder, is not a database, is damaged,
+  cannot be written, or was left half-migrated is reported in seconds in one sentence with the
+  fix (MLflow itself retries for minutes before it fails).
 - **Readers only read.** ``open_client(uri, read_only=True)`` (the leaderboard, ``evaluate``, a
   notebook) creates, migrates, locks and writes nothing, so it works on a read-only store and on
   a full disk; orphans are left to the next command that writes.
@@ -196,7 +197,7 @@ def _open(uri: str) -> MlflowClient:
         from filelock import FileLock
 
         with FileLock(str(db) + ".lock", timeout=300):
-            return _touch_store(uri)
+            return _touch_sqlite_store(db, uri)
     except StoreError:
         raise
     except Exception as exc:
@@ -225,6 +226,46 @@ def _open_read_only(uri: str) -> MlflowClient:
         raise
     except Exception as exc:
         raise store_error(uri, exc, read_only=True) from exc
+
+
+# An outside creator (``mlflow ui``, a notebook's client) takes no lock: it may be migrating a new
+# store while we do. We retry once it has stopped writing for QUIET_S, a few times.
+CREATION_ATTEMPTS = 4
+QUIET_S = 2.0
+
+
+def _touch_sqlite_store(db: Path, uri: str) -> MlflowClient:
+    """:func:`_touch_store` on a SQLite store, riding out a concurrent creator that takes no
+    lock: its half-made schema fails our attempt (``table experiments already exists``, a
+    half-migrated version row); once the file has been quiet for a moment, we try again. A store
+    that fails the same way on a quiet file is reported (after a few seconds, not minutes)."""
+    for attempt in range(CREATION_ATTEMPTS):
+        try:
+            return _touch_store(uri)
+        except Exception as exc:
+            if attempt == CREATION_ATTEMPTS - 1 or is_disk_full(exc) or _is_damaged(exc):
+                raise
+            _wait_until_quiet(db)
+    raise AssertionError("unreachable")
+
+
+def _is_damaged(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("not a database", "malformed", "disk image", "readonly"))
+
+
+def _wait_until_quiet(db: Path, limit_s: float = 120.0) -> None:
+    """Until nobody has written ``db`` (or its journal) for QUIET_S, at most ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        written = max(
+            (p.stat().st_mtime for p in (db, Path(f"{db}-journal"), Path(f"{db}-wal"))
+             if p.exists()),
+            default=0.0,
+        )  # fmt: skip
+        if time.time() - written >= QUIET_S:
+            return
+        time.sleep(0.25)
 
 
 def _touch_store(uri: str) -> MlflowClient:

@@ -150,12 +150,14 @@ def test_parallel_runs_on_a_fresh_store_all_finish_with_every_row(
 def test_kill_9_before_the_first_checkpoint_is_detected_and_resumable(
     tmp_path: Path, isolated_mlflow: str
 ) -> None:
+    open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
     proc = start(
         tmp_path, *LONG, "monitor.checkpoint.every_steps=null", "monitor.checkpoint.every_s=null"
     )
     run = wait_for(
         lambda: [r for r in all_runs(isolated_mlflow) if r.data.metrics.get("episode/return")],
         what="the first episodes",
+        proc=proc,
     )[0]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -268,12 +270,14 @@ def test_kill_9_mid_run_then_again_resumes_to_one_timeline_and_the_exact_budget(
 def test_ctrl_c_marks_the_run_killed_and_resume_continues_it(
     tmp_path: Path, isolated_mlflow: str
 ) -> None:
+    open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
     proc = start(tmp_path, *LONG, "monitor.checkpoint.every_steps=5000")
     run = wait_for(
         lambda: [
             r for r in all_runs(isolated_mlflow) if checkpoint_step(isolated_mlflow, r.info.run_id)
         ],
         what="a checkpoint",
+        proc=proc,
     )[0]
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

@@ -73,9 +73,9 @@ def test_a_bad_store_is_one_sentence_at_every_entry_point(
     assert not list(tmp_path.glob("*.lock"))  # refused before anything was locked
 
 
-def make_half_migrated(db: Path) -> None:
-    """A store at an old schema with the temporary table an interrupted batch migration
-    leaves behind: what two processes migrating one new store at once used to produce."""
+def migrate(db: Path, revision: str | None = None) -> None:
+    """Create MLflow's schema in ``db`` and migrate it to ``revision`` (the second oldest if
+    None: a store still being migrated, or left at an old schema)."""
     import sqlalchemy
     from alembic import command as alembic
     from alembic.script import ScriptDirectory
@@ -88,7 +88,14 @@ def make_half_migrated(db: Path) -> None:
     InitialBase.metadata.create_all(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        alembic.upgrade(config, revisions[-2])
+        alembic.upgrade(config, revisions[-2] if revision is None else revision)
+    engine.dispose()
+
+
+def make_half_migrated(db: Path) -> None:
+    """A store at an old schema with the temporary table an interrupted batch migration
+    leaves behind: what two processes migrating one new store at once used to produce."""
+    migrate(db)
     with sqlite3.connect(db) as connection:
         connection.execute("CREATE TABLE _alembic_tmp_tags (id INTEGER)")
 
@@ -111,6 +118,60 @@ def test_a_half_migrated_store_is_reported_with_its_repair(tmp_path: Path) -> No
     )
     assert repaired.returncode == 0, repaired.stderr
     assert run("train", uri, tmp_path).returncode == 0
+
+
+OUTSIDE_CREATOR = """
+import sys, time
+from pathlib import Path
+from mlflow import MlflowClient
+import mlflow.store.tracking.sqlalchemy_store
+print("ready", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+MlflowClient(tracking_uri=sys.argv[1]).search_experiments()
+"""
+
+OUR_OPENER = """
+import sys, time
+from pathlib import Path
+from twrl_exp import store
+import mlflow.store.tracking.sqlalchemy_store  # imported before the start, as the creator's
+print("ready", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+time.sleep(float(sys.argv[3]))  # arrive while the other creator is migrating
+store.open_client(sys.argv[1]).search_experiments()
+"""
+
+
+@pytest.mark.parametrize("later_s", [0.2, 0.4, 0.6, 0.8])
+def test_a_store_another_client_is_creating_at_the_same_moment_is_waited_for(
+    tmp_path: Path, later_s: float
+) -> None:
+    """``mlflow ui`` or a notebook's MlflowClient creates a new store without our lock. A run
+    that opens the store at the same moment meets a half-made schema; it waits until the other
+    creator is done instead of failing (it used to fail with 'table experiments already exists'
+    or 'half-migrated ... repair it', in three of four of these
+    timings)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(project_root())}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, uri, str(go), str(later_s)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for script in (OUTSIDE_CREATOR, OUR_OPENER)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.communicate()[1]
+    go.touch()
+    outside, ours = (proc.communicate(timeout=240) for proc in procs)
+    assert procs[1].returncode == 0, ours[1]
 
 
 def repair_command(uri: str, cwd: Path) -> subprocess.CompletedProcess[str]:
