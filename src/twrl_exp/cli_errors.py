@@ -62,7 +62,7 @@ def _missing(exc: MissingConfigException) -> str:
     options = [o for o in (exc.options or []) if not o.startswith(_INTERNAL)]
     if not group:
         return f"The config '{path}' does not exist."
-    prefix = "+" if group in ("sweep", "experiment") else ""
+    prefix = "+" if group in ("sweep", "experiment", "monitor/observers") else ""
     valid = f"choose one of {', '.join(options)}" if options else f"{group} has no options here"
     return f"{prefix}{group}={option} is not an option: {valid}."
 
@@ -128,6 +128,9 @@ def describe(exc: BaseException) -> str | None:
             return _validation(e, override)
         if isinstance(e, ConfigAttributeError | ConfigKeyError):
             return _unknown_key(e, override)
+        appended = re.search(r"To append to your default list use (\+\S+)", str(e))
+        if appended:  # monitor/observers=tensorboard: a group that is only ever added
+            return f"{_first_line(str(e)).rstrip('.')}: write {appended.group(1)} to add it."
     return _first_line(str(exc)).rstrip(".") + "."
 
 

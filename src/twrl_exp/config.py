@@ -396,6 +396,9 @@ class MonitorConfig:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
+    # More observers, each built from its `_target_` (twrl_exp.monitor.observers): chosen with
+    # +monitor/observers=<name> (conf/monitor/observers/<name>.yaml, whose key is <name>)
+    observers: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- top level
@@ -553,7 +556,7 @@ def make(group: str, option: str | None = None, /, **kwargs: Any) -> Any:
 
 
 USER_GROUPS = ("env", "model", "policy", "update", "monitor")
-APPENDED_GROUPS = ("sweep", "experiment", "cluster")  # chosen with +group=option
+APPENDED_GROUPS = ("sweep", "experiment", "cluster", "monitor/observers")  # +group=option
 
 
 def groups_help() -> str:

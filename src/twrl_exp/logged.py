@@ -29,7 +29,8 @@ _CODE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 _OPTION = re.compile(r"^[A-Za-z0-9_\-]+$")
 # A run started from a logged one is a plain run: no sweep trial, no further resume/rerun.
 _RESET = {"resume": None, "rerun": None}
-_OBSERVING_GROUPS = ("monitor",)
+OBSERVERS = "monitor/observers"  # +monitor/observers=<name>: options keyed by name, code-free logs
+_OBSERVING_GROUPS = ("monitor", OBSERVERS)
 _TRIAL_RESET = {"study_name": None, "storage": None, "number": None, "heartbeat_interval": None}
 
 
@@ -214,6 +215,7 @@ def trusted_config(
     kept = [o for o in kept if o not in chosen]
     for override in chosen:
         values.pop(override.split("=", 1)[0].lstrip("+~"), None)
+    chosen = _with_logged_observers(chosen, values, source)
     try:
         composed = compose_config([*(f"{g}={c}" for g, c in picked.items()), *chosen])
     except (HydraException, OmegaConfBaseException) as exc:
@@ -255,6 +257,31 @@ def trusted_config(
             ) from exc
     assert isinstance(merged, DictConfig)
     return merged
+
+
+def _with_logged_observers(chosen: list[str], values: dict[Any, Any], source: str) -> list[str]:
+    """``chosen`` with one ``+monitor/observers=[...]``: the logged run's observers (its
+    ``monitor.observers`` keys, each an option's name) and the command line's. This checkout's
+    options name the code (a record names none), the logged values their settings;
+    ``~monitor/observers`` drops the logged ones."""
+    asked = [o for o in chosen if o.split("=", 1)[0].lstrip("+~") == OBSERVERS]
+    monitor = values.get("monitor")
+    logged = monitor.get("observers") if isinstance(monitor, dict) else None
+    names = list(logged) if isinstance(logged, dict) else []
+    for override in asked:
+        if override.startswith("~"):
+            names = []
+            if isinstance(logged, dict):
+                logged.clear()
+            continue
+        listed = override.partition("=")[2].strip().strip("[]")
+        names += [name.strip() for name in listed.split(",") if name.strip()]
+    names = list(dict.fromkeys(str(name) for name in names))
+    bad = [name for name in names if not _OPTION.match(name)]
+    if bad:
+        raise ConfigError(f"{source}: its logged observer {bad[0]!r} is not an option name.")
+    rest = [o for o in chosen if o not in asked]
+    return [*rest, f"+{OBSERVERS}=[{','.join(names)}]"] if names else rest
 
 
 def logged_choices(run: Any) -> dict[str, str]:

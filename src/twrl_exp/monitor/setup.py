@@ -1,5 +1,6 @@
 """Which monitors observe a run, built from ``cfg.monitor``: console, checkpoints, videos,
-MLflow (run record, learning curve, model)."""
+the observers of ``monitor.observers`` (:mod:`twrl_exp.monitor.observers`), MLflow (run record,
+learning curve, model)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from twrl_exp.env import make_render_env
 from twrl_exp.identity import AGENT_TAG, agent_tag
 from twrl_exp.monitor.checkpoint import CheckpointMonitor
 from twrl_exp.monitor.console import ConsoleMonitor
+from twrl_exp.monitor.observers import (
+    RunContext,
+    build_observers,
+    plain,
+    recorded_config,
+    video_hook,
+)
 from twrl_exp.monitor.video import VideoMonitor
 from twrl_exp.paths import project_dir, tracking_uri_of
 from twrl_exp.runner import Monitor, MonitorBase, Runner
@@ -89,24 +97,28 @@ def short_override(override: str, keys: list[str]) -> str:
     return f"{key if clash else leaf}={value}"
 
 
+def _params(cfg: DictConfig) -> dict[str, Any]:
+    """The run's flat params as MLflow records them: where data goes (paths.*) is not a
+    parameter of the experiment, and a password in a storage URL (trial.storage) is never
+    recorded."""
+    return {
+        k: store.redact(v) if isinstance(v, str) else v
+        for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+        if not k.startswith("paths.")
+    }
+
+
 def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str]) -> MlflowMonitor:
     from twrl_exp.monitor.tracking import MlflowMonitor
 
     uri = context.get("tracking_uri") or tracking_uri_of(cfg)
     commit = git_commit()
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    params = flatten(resolved)
+    params = _params(cfg)
     return MlflowMonitor(
         tracking_uri=uri,
         experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
         run_name=run_name(cfg, env_id, suffix),
-        # Where data goes (paths.*) is not a parameter of the experiment.
-        # A password in a storage URL (trial.storage) is never recorded.
-        params={
-            k: store.redact(v) if isinstance(v, str) else v
-            for k, v in params.items()
-            if not k.startswith("paths.")
-        },
+        params=params,
         tags={
             "git_commit": commit,
             "mlflow.source.git.commit": commit.removesuffix("-dirty"),
@@ -119,7 +131,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
             **{k: v for k, v in context.items() if k not in _CONTEXT_ONLY},
             **cfg.monitor.mlflow.tags,
         },
-        config_yaml=store.redact(OmegaConf.to_yaml(cfg, resolve=True)),
+        config_yaml=store.redact(OmegaConf.to_yaml(recorded_config(cfg), resolve=True)),
         log_model=cfg.monitor.mlflow.log_model,
         curve=cfg.monitor.curve,
         flush_every_s=cfg.monitor.mlflow.flush_every_s,
@@ -131,7 +143,9 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
 _CONTEXT_ONLY = ("experiment", "tracking_uri", "resumed_from")
 
 
-def _video(cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None) -> VideoMonitor:
+def _video(
+    cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None, observers: list[Monitor]
+) -> VideoMonitor:
     v = cfg.monitor.video
 
     def keep_locally(path: Path, name: str) -> None:
@@ -165,6 +179,7 @@ def _video(cfg: DictConfig, run_dir: Path, tracker: MlflowMonitor | None) -> Vid
         fps=v.fps,
         max_frames=v.max_frames,
         unavailable=unavailable,
+        recorded=video_hook(observers),
     )
 
 
@@ -177,6 +192,23 @@ class FirstStepMarker(MonitorBase):
 
     def start(self, runner: Runner) -> None:
         Path(self.path).write_text(repr(time.time()))
+
+
+def _observers(
+    cfg: DictConfig, run_dir: Path, env_id: str, suffix: str, context: dict[str, str]
+) -> list[Monitor]:
+    return build_observers(
+        cfg.monitor.observers,
+        RunContext(
+            folder=run_dir,
+            name=run_name(cfg, env_id, suffix),
+            env_id=env_id,
+            seed=cfg.seed,
+            config=plain(cfg),
+            params=_params(cfg),
+            resumed_from=context.get("resumed_from"),
+        ),
+    )
 
 
 def make_monitors(
@@ -192,8 +224,12 @@ def make_monitors(
 
     ``context`` holds a sweep's ``experiment``, ``tracking_uri`` and ``mlflow.parentRunId``
     (the job's run is nested there) and any extra tags; ``brief``: a sweep's job (its console
-    shows progress but no summary).
+    shows progress but no summary). The observers of ``monitor.observers`` are built first (an
+    observer that cannot be built refuses the run before anything starts) and come after the
+    video, so they see it and finish after it.
     """
+    wanted = cfg.monitor.get("observers")
+    observers = _observers(cfg, run_dir, env_id, suffix, context) if wanted else []
     monitors: list[Monitor] = []
     tracker = _tracker(cfg, env_id, suffix, context) if cfg.monitor.mlflow.enabled else None
     if cfg.monitor.console:
@@ -214,7 +250,8 @@ def make_monitors(
             )
         )
     if cfg.monitor.video.enabled:
-        monitors.append(_video(cfg, run_dir, tracker))
+        monitors.append(_video(cfg, run_dir, tracker, observers))
+    monitors += observers
     if tracker is not None:
         monitors.append(tracker)
     if os.environ.get("TWRL_FIRST_STEP_FILE"):

@@ -142,7 +142,8 @@ def record_mp4(
 class VideoMonitor(MonitorBase):
     """Records the greedy policy every ``every_evals`` evaluations and at the end of the run.
 
-    ``upload(path, name)`` stores a finished video (e.g. as an MLflow artifact under videos/).
+    ``upload(path, name)`` stores a finished video (e.g. as an MLflow artifact under videos/);
+    ``recorded(runner, path, name)``, if given, is then shown it too (the observers' hook).
     An env that cannot render (no ``render_mode``, no ``render()``) makes no video: the monitor
     says why once, through ``unavailable(reason)``, and the run goes on; any other error of a
     recording fails the run as before.
@@ -159,8 +160,10 @@ class VideoMonitor(MonitorBase):
         fps: int = 30,
         max_frames: int = 1000,
         unavailable: Callable[[str], None] | None = None,
+        recorded: Callable[[Runner, Path, str], None] | None = None,
     ) -> None:
         self.make_env, self.upload, self.seed = make_env, upload, seed
+        self.recorded = recorded
         self.every_evals, self.final = every_evals, final
         self.fps, self.max_frames = fps, max_frames
         self.unavailable = unavailable
@@ -186,6 +189,8 @@ class VideoMonitor(MonitorBase):
                     self.unavailable(self.cannot_render)
                 return
             self.upload(path, name)
+            if self.recorded is not None:
+                self.recorded(runner, path, name)
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
         self.evaluations += 1
