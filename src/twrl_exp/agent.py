@@ -3,7 +3,8 @@
 Per vector step: the agent's :class:`~twrl_exp.protocols.Clock` counts the env steps and
 episode ends that happened, one model call gives the outputs for the new observations, the
 policy acts on them, and the transition that led there becomes a
-:class:`~twrl_exp.protocols.Step` for the storage, which decides when the learner learns.
+:class:`~twrl_exp.protocols.Step` for the storage, which decides when the learner learns (and,
+if it asks, hears back what the learner found out about each sample: prioritised replay).
 Training draws from the agent's training RNG; evaluation and videos from a separate one
 (streams ``POLICY`` and ``EVALUATION`` of the run's seed, :mod:`twrl_exp.seeding`), so how often
 a run is evaluated never changes what it trains.
@@ -11,7 +12,7 @@ a run is evaluated never changes what it trains.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -19,9 +20,32 @@ import torch
 
 from twrl_exp import seeding
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Clock, Metrics, Model, Policy, Step, Update
+from twrl_exp.protocols import (
+    Clock,
+    FeedbackLearner,
+    FeedbackStorage,
+    Metrics,
+    Model,
+    Policy,
+    Step,
+    Update,
+)
 
 BatchT = TypeVar("BatchT")
+
+
+def _feedback(update: Update[BatchT]) -> Callable[[BatchT], None] | None:
+    """What tells the storage, after each learn, what the learner found out about each sample
+    (:class:`~twrl_exp.protocols.FeedbackStorage`), or None where the storage asks nothing."""
+    storage, learner = update.storage, update.learner
+    if not isinstance(storage, FeedbackStorage):
+        return None
+    if not isinstance(learner, FeedbackLearner):
+        raise ConfigError(
+            f"{type(storage).__name__} learns from what its learner finds out about each sample, "
+            f"and {type(learner).__name__} tells nothing: pair it with a learner that does."
+        )
+    return lambda batch: storage.feedback(batch, learner.feedback())
 
 
 class Agent(Generic[BatchT]):
@@ -36,6 +60,7 @@ class Agent(Generic[BatchT]):
                 "has none; use model=mlp, tilecoding or table, or policy=random."
             )
         self.model, self.policy, self.update = model, policy, update
+        self.feedback: Callable[[BatchT], None] | None = _feedback(update)
         self.clock = Clock()
         # A model may compute both stages in one call (a compiled linear model does).
         self.encode = getattr(model, "features_and_outputs", self._features_and_outputs)
@@ -101,6 +126,8 @@ class Agent(Generic[BatchT]):
             clock.updates += 1
             learned = self.update.learner.learn(batch, clock)
             metrics = learned if learned is not None else metrics
+            if self.feedback is not None:
+                self.feedback(batch)
         self._prev = (features, actions, extras)
         return self.policy.env_actions(actions), metrics
 

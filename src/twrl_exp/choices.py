@@ -63,6 +63,11 @@ class TdBackend(StrEnum):
     numba = "numba"
 
 
+class ValueEstimator(StrEnum):
+    gae = "gae"
+    vtrace = "vtrace"
+
+
 class QLoss(StrEnum):
     huber = "huber"
     mse = "mse"

@@ -31,6 +31,7 @@ from twrl_exp.choices import (
     TdBackend,
     TdTarget,
     Traces,
+    ValueEstimator,
     Vectorization,
 )
 from twrl_exp.errors import ConfigError
@@ -238,6 +239,7 @@ class A2CConfig:
     n_steps: int = 5  # rollout length per env (a rollout is n_steps x env.num_envs)
     gamma: float = 0.99
     gae_lambda: float = 1.0  # 1: n-step returns
+    value_estimator: ValueEstimator = ValueEstimator.gae  # gae | vtrace (Espeholt et al. 2018)
     vf_coef: float = 0.5
     ent_coef: float = 0.0
     max_grad_norm: float | None = 0.5
@@ -260,6 +262,7 @@ class PPOConfig:
     n_steps: int = 128  # rollout length per env (a rollout is n_steps x env.num_envs)
     gamma: float = 0.99
     gae_lambda: float = 0.95
+    value_estimator: ValueEstimator = ValueEstimator.gae  # gae | vtrace (Espeholt et al. 2018)
     update_epochs: int = 4
     num_minibatches: int = 4
     clip_coef: float = 0.2
@@ -304,6 +307,12 @@ class DQNConfig:
     double_q: bool = True
     loss: QLoss = QLoss.huber
     max_grad_norm: float | None = 10.0
+    # proportional prioritised replay (Schaul et al. 2016): priorities (|TD error| + eps)^alpha,
+    # importance weights with beta annealed from priority_beta to 1 over train.max_env_steps
+    prioritized: bool = False
+    priority_alpha: float = 0.6
+    priority_beta: float = 0.4
+    priority_eps: float = 1e-6
 
 
 @dataclass

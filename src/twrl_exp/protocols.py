@@ -223,6 +223,25 @@ class Update(Generic[BatchT]):
     learner: Learner[BatchT]
 
 
+@runtime_checkable
+class FeedbackStorage(Protocol[BatchT_contra]):
+    """A storage that wants to hear, after each learn, what its learner found out about each
+    sample of the batch it handed over (prioritised replay: the TD errors, for priorities).
+
+    The agent tells it :meth:`FeedbackLearner.feedback` right after ``learner.learn(batch)``;
+    a storage that has this method needs a learner that has that one."""
+
+    def feedback(self, batch: BatchT_contra, errors: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class FeedbackLearner(Protocol):
+    """A learner that reports one figure per sample of the batch it last learnt from, shaped
+    as the batch's samples (DQN: ``|delta|``, ``[G, B]``), for a :class:`FeedbackStorage`."""
+
+    def feedback(self) -> np.ndarray: ...
+
+
 # ---------------------------------------------------------------------------- capabilities
 
 

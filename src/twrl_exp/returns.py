@@ -242,3 +242,63 @@ def n_step_return(rewards: np.ndarray, terminated: bool, gamma: float) -> tuple[
     discounts = gamma ** np.arange(len(rewards))
     total = float(np.dot(discounts, rewards))
     return total, 0.0 if terminated else float(gamma ** len(rewards))
+
+
+def vtrace(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    episode_end: np.ndarray,
+    gamma: float,
+    lam: float,
+    log_rhos: np.ndarray,
+    rho_clip: float = 1.0,
+    c_clip: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """V-trace targets and advantages (Espeholt et al. 2018, eq. 1 and section 4.2) over a
+    ``[T, N]`` rollout, with the episode semantics of :func:`gae`.
+
+    With ``rho_t = min(rho_clip, pi/mu)``, ``c_t = lam * min(c_clip, pi/mu)`` and
+    ``delta_t = rho_t (r_t + gamma (1 - terminated_t) V(s_{t+1}) - V(s_t))``, the value targets
+    are ``v_t = V(s_t) + delta_t + gamma c_t (1 - end_t) (v_{t+1} - V(s_{t+1}))``, and the
+    policy-gradient advantages ``A_t = rho_t (r_t + gamma (1 - terminated_t) v'_{t+1} - V(s_t))``
+    with ``v'_{t+1}`` the next target ``v_{t+1}``, or ``V(s_{t+1})`` after an episode end
+    (truncation bootstraps from the final observation) and at the rollout's cut.
+
+    On-policy (``log_rhos = 0``) the targets are :func:`gae`'s lambda-returns, but the
+    advantage is not GAE's ``v_t - V(s_t)``: it bootstraps one step later, from the next
+    target, ``r_t + gamma v_{t+1} - V(s_t)`` (with ``lam = 0`` a two-step TD error, where GAE's
+    is one step; with ``lam = 1`` both are the Monte-Carlo return minus ``V``).
+
+    Args:
+        rewards, terminated, episode_end: ``[T, N]`` (``episode_end`` = terminated | truncated).
+        values, next_values: ``[T, N]`` ``V(s_t)`` and ``V(s_{t+1})``, as for :func:`gae`.
+        gamma, lam: discount and trace ``lambda``.
+        log_rhos: ``[T, N]`` ``log pi(a_t|s_t) - log mu(a_t|s_t)``, target over behaviour policy.
+        rho_clip, c_clip: the truncation levels ``rho-bar`` (of the fixed point) and ``c-bar``
+            (of the traces), ``rho_clip >= c_clip``.
+
+    Returns:
+        ``(advantages, targets)``, ``[T, N]`` float64 each.
+
+    >>> r = np.ones((2, 1)); v = np.zeros((2, 1)); no = np.zeros((2, 1), bool)
+    >>> a, v_s = vtrace(r, v, v, no, no, 0.5, 1.0, np.zeros((2, 1)))
+    >>> v_s.ravel().tolist(), a.ravel().tolist()
+    ([1.5, 1.0], [1.5, 1.0])
+    """
+    ratios = np.exp(np.asarray(log_rhos, np.float64))
+    rhos, cs = np.minimum(rho_clip, ratios), lam * np.minimum(c_clip, ratios)
+    going_on = 1.0 - np.asarray(episode_end, np.float64)
+    bootstrap = gamma * (1.0 - np.asarray(terminated, np.float64))
+    deltas = rhos * (rewards + bootstrap * next_values - values)
+    corrections = np.zeros(rewards.shape, dtype=np.float64)  # v_t - V(s_t)
+    running = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = deltas[t] + gamma * cs[t] * going_on[t] * running
+        corrections[t] = running
+    targets = values + corrections
+    following = np.concatenate([targets[1:], next_values[-1:]])  # v_{t+1}; the cut: V(s_T)
+    next_targets = np.where(going_on > 0, following, next_values)
+    advantages = rhos * (rewards + bootstrap * next_targets - values)
+    return advantages, targets

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -38,6 +39,11 @@ class ReplayBatch:
         actions: ``a`` as the policy made it.
         rewards: ``R``, the discounted sum of the ``m <= n_step`` rewards that followed.
         discounts: ``d``, the bootstrap's weight: ``gamma^m``, or 0 after termination.
+        index: where in the buffer each transition is kept (``[G, B]``), so that what the
+            learner finds out about it can be told back (prioritised replay's ``feedback``);
+            None in a batch made by hand.
+        weights: importance-sampling weights of a non-uniform sample (``[G, B]``, at most 1) that
+            the loss of each transition is multiplied by; None: uniform, all weigh alike.
     """
 
     obs: np.ndarray
@@ -45,10 +51,29 @@ class ReplayBatch:
     rewards: np.ndarray
     discounts: np.ndarray
     next_obs: np.ndarray
+    index: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     @property
     def gradient_steps(self) -> int:
         return len(self.rewards)
+
+
+class ReplaySettings(TypedDict):
+    """:class:`ReplayStorage`'s arguments, as one typed mapping (``ReplayStorage(**settings)``)."""
+
+    num_envs: int
+    feature_dim: int
+    action_shape: tuple[int, ...]
+    action_dtype: np.dtype
+    buffer_size: int
+    batch_size: int
+    learning_starts: int
+    train_freq: int
+    gradient_steps: int
+    gamma: float
+    n_step: int
+    seed: int
 
 
 class ReplayStorage:
@@ -111,7 +136,8 @@ class ReplayStorage:
         rewards: np.ndarray,
         discounts: np.ndarray,
         next_obs: np.ndarray,
-    ) -> None:
+    ) -> np.ndarray:
+        """Write ``count`` transitions at the cursor; where they went (``[count]``)."""
         count = len(rewards)
         index = (self.cursor + np.arange(count)) % self.capacity
         self.obs[index], self.actions[index] = obs, actions
@@ -119,6 +145,7 @@ class ReplayStorage:
         self.next_obs[index] = next_obs
         self.cursor = int((self.cursor + count) % self.capacity)
         self.size = min(self.size + count, self.capacity)
+        return index
 
     def add(self, step: Step) -> None:
         valid = step.valid
@@ -163,12 +190,17 @@ class ReplayStorage:
     def sample(self, minibatches: int = 1) -> ReplayBatch:
         """``minibatches`` minibatches of ``batch_size`` transitions."""
         index = self.rng.integers(0, self.size, (minibatches, self.batch_size))
+        return self._gather(index, None)
+
+    def _gather(self, index: np.ndarray, weights: np.ndarray | None) -> ReplayBatch:
         return ReplayBatch(
             obs=self.obs[index],
             actions=self.actions[index],
             rewards=self.rewards[index],
             discounts=self.discounts[index],
             next_obs=self.next_obs[index],
+            index=index,
+            weights=weights,
         )
 
     def batches(self, clock: Clock) -> Iterator[ReplayBatch]:

@@ -1,7 +1,10 @@
 """On-policy actor-critics on fixed-length rollouts: A2C and PPO.
 
 Both learn from a rollout of ``n_steps`` x ``num_envs`` (:class:`RolloutStorage`) with
-generalized advantage estimation (:func:`~twrl_exp.returns.gae`): the actor is the model (logits
+generalized advantage estimation (:func:`~twrl_exp.returns.gae`), or with
+``value_estimator=vtrace`` V-trace targets and advantages (:func:`~twrl_exp.returns.vtrace`,
+Espeholt et al. 2018; importance ratios of the policy at learning time over the one that acted,
+1 for a fresh rollout, so its targets are GAE's lambda-returns): the actor is the model (logits
 or means for the policy), the critic a second network from the model group. Critic values are
 computed for the whole rollout at once, when it is complete (the parameters have not changed
 while it was collected, so they equal the values at collection time, for one batched call
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from twrl_exp.choices import OptimizerName, Schedule, parse
+from twrl_exp.choices import OptimizerName, Schedule, ValueEstimator, parse
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import (
     Clock,
@@ -40,7 +43,7 @@ from twrl_exp.protocols import (
     Update,
     entry,
 )
-from twrl_exp.returns import gae
+from twrl_exp.returns import gae, vtrace
 from twrl_exp.storage import RolloutBatch, RolloutStorage
 from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, network
 
@@ -50,6 +53,7 @@ class ActorCriticSettings(TypedDict):
 
     gamma: float
     gae_lambda: float
+    value_estimator: ValueEstimator | str
     vf_coef: float
     ent_coef: float
     max_grad_norm: float | None
@@ -167,6 +171,7 @@ class _ActorCritic:
         total_env_steps: int | None,
         gamma: float,
         gae_lambda: float,
+        value_estimator: ValueEstimator | str,
         vf_coef: float,
         ent_coef: float,
         max_grad_norm: float | None,
@@ -187,6 +192,7 @@ class _ActorCritic:
         if max_grad_norm is not None:
             check_range("update.max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
         self.lr_schedule = parse(Schedule, "update.lr_schedule", lr_schedule)
+        self.value_estimator = parse(ValueEstimator, "update.value_estimator", value_estimator)
         if self.lr_schedule is Schedule.linear and not total_env_steps:
             raise ConfigError(
                 "update.lr_schedule=linear needs a step budget: set train.max_env_steps."
@@ -219,15 +225,12 @@ class _ActorCritic:
             values = self.critic(torch.from_numpy(batch.obs.reshape(t * n, -1)))
             next_values = self.critic(torch.from_numpy(batch.next_obs.reshape(t * n, -1)))
         values_np = values.view(t, n).double().numpy()
-        advantages, returns = gae(
-            batch.rewards,
-            values_np,
-            next_values.view(t, n).double().numpy(),
-            batch.terminated,
-            batch.ends,
-            self.gamma,
-            self.gae_lambda,
-        )
+        estimate = (batch.rewards, values_np, next_values.view(t, n).double().numpy())
+        episodes = (batch.terminated, batch.ends, self.gamma, self.gae_lambda)
+        if self.value_estimator is ValueEstimator.vtrace:
+            advantages, returns = vtrace(*estimate, *episodes, self._log_rhos(batch))
+        else:
+            advantages, returns = gae(*estimate, *episodes)
         valid = batch.valid.reshape(-1)
 
         def flat(array: np.ndarray) -> torch.Tensor:
@@ -243,6 +246,16 @@ class _ActorCritic:
             "returns": flat(returns).float(),
             "values": flat(values_np).float(),
         }
+
+    def _log_rhos(self, batch: RolloutBatch) -> np.ndarray:
+        """``log pi(a|s) - log mu(a|s)`` of every row: the policy now over the one that acted
+        (0 at autoreset rows, which carry no weight)."""
+        t, n = batch.rewards.shape
+        with torch.no_grad():
+            outputs = self.model(torch.from_numpy(batch.obs.reshape(t * n, -1)))
+            actions = torch.from_numpy(batch.actions.reshape(t * n, *batch.actions.shape[2:]))
+            log_prob = self.policy.log_prob(outputs, actions).view(t, n).double().numpy()
+        return np.where(batch.valid, log_prob - batch.log_prob, 0.0)
 
     def _step(self, loss: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)

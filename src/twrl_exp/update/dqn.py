@@ -10,6 +10,11 @@ n-step transition ``(s, a, R, d, s')`` (:class:`ReplayStorage`) is
 
 with the Huber (smooth L1) or squared loss. Exploration is the policy's (``policy=egreedy``, its
 epsilon linear per env step with ``policy.exploration_fraction``).
+
+``prioritized=true`` replays by priority (:class:`PrioritizedReplayStorage`, Schaul et al.
+2016): each transition's loss is weighted by its importance-sampling weight, and after each
+learn the learner tells the buffer every sampled transition's ``|y - Q(s, a)|``
+(:meth:`DQN.feedback`), its new priority.
 """
 
 from __future__ import annotations
@@ -35,7 +40,12 @@ from twrl_exp.protocols import (
     entry,
     integer,
 )
-from twrl_exp.storage import ReplayBatch, ReplayStorage
+from twrl_exp.storage import (
+    PrioritizedReplayStorage,
+    ReplayBatch,
+    ReplaySettings,
+    ReplayStorage,
+)
 from twrl_exp.update.checks import check_range, make_optimizer, network
 from twrl_exp.update.targets import frozen_copy, soft_update
 
@@ -68,17 +78,22 @@ def dqn(
     gradient_steps: int,
     n_step: int,
     gamma: float,
+    prioritized: bool,
+    priority_alpha: float,
+    priority_beta: float,
+    priority_eps: float,
     **settings: Unpack[DQNSettings],
 ) -> Update[ReplayBatch]:
-    """``update=dqn``: a replay buffer (:class:`ReplayStorage`) -> :class:`DQN`."""
-    del make_model, total_env_steps
+    """``update=dqn``: a replay buffer (:class:`ReplayStorage`, or with ``prioritized``
+    :class:`PrioritizedReplayStorage`) -> :class:`DQN`."""
+    del make_model
     if policy.action_shape != () or not policy.num_outputs:
         raise ConfigError(
             "update=dqn needs Discrete actions (one Q-value per action); for Box actions use "
             "update=sac or update=td3."
         )
     learner = DQN(model=model, policy=policy, gamma=gamma, **settings)
-    storage = ReplayStorage(
+    replay = ReplaySettings(
         num_envs=num_envs,
         feature_dim=learner.q.in_features,
         action_shape=(),
@@ -91,6 +106,17 @@ def dqn(
         gamma=gamma,
         n_step=n_step,
         seed=seed,
+    )
+    storage = (
+        PrioritizedReplayStorage(
+            **replay,
+            priority_alpha=priority_alpha,
+            priority_beta=priority_beta,
+            priority_eps=priority_eps,
+            total_env_steps=total_env_steps,
+        )
+        if prioritized
+        else ReplayStorage(**replay)
     )
     return Update(storage=storage, learner=learner)
 
@@ -134,22 +160,32 @@ class DQN:
             optimizer, list(self.q.parameters()), lr, 0.0, optimizer_kwargs
         )
         self.env_steps_at_sync = 0
+        self.td_errors = np.zeros((0, 0), np.float32)
 
     def learn(self, batch: ReplayBatch, clock: Clock) -> Metrics:
         """One gradient step per minibatch of ``batch``; the last one's figures."""
         metrics: Metrics = {}
+        errors = []
         for g in range(batch.gradient_steps):
-            metrics = self._gradient_step(
+            metrics, error = self._gradient_step(
                 torch.from_numpy(batch.obs[g]),
                 torch.from_numpy(batch.actions[g]).long(),
                 torch.from_numpy(batch.rewards[g]),
                 torch.from_numpy(batch.discounts[g]),
                 torch.from_numpy(batch.next_obs[g]),
+                None if batch.weights is None else torch.from_numpy(batch.weights[g]),
             )
+            errors.append(error)
             clock.gradient_steps += 1
             self._maybe_sync(clock)
+        self.td_errors = np.stack(errors)
         metrics["target/syncs"] = float(clock.env_steps // self.target_update_interval)
         return metrics
+
+    def feedback(self) -> np.ndarray:
+        """``|y - Q(s, a)|`` of every transition of the last batch (``[G, B]``), each before
+        its own gradient step: the priorities of prioritised replay."""
+        return self.td_errors
 
     def _gradient_step(
         self,
@@ -158,7 +194,8 @@ class DQN:
         rewards: torch.Tensor,
         discounts: torch.Tensor,
         next_obs: torch.Tensor,
-    ) -> Metrics:
+        weights: torch.Tensor | None,
+    ) -> tuple[Metrics, np.ndarray]:
         with torch.no_grad():
             next_target = self.target(next_obs)
             if self.double_q:
@@ -168,16 +205,20 @@ class DQN:
                 bootstrap = next_target.max(dim=1).values
             targets = rewards + discounts * bootstrap
         q_taken = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        reduction = "mean" if weights is None else "none"
         if self.loss is QLoss.huber:
-            loss = nn.functional.smooth_l1_loss(q_taken, targets)
+            loss = nn.functional.smooth_l1_loss(q_taken, targets, reduction=reduction)
         else:
-            loss = nn.functional.mse_loss(q_taken, targets)
+            loss = nn.functional.mse_loss(q_taken, targets, reduction=reduction)
+        if weights is not None:  # importance sampling corrects a prioritised sample
+            loss = (weights * loss).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         limit = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = float(nn.utils.clip_grad_norm_(self.q.parameters(), limit))
         self.optimizer.step()
-        return {"loss": loss.item(), "q/mean": q_taken.mean().item(), "grad_norm": grad_norm}
+        error = (targets - q_taken.detach()).abs().numpy()
+        return {"loss": loss.item(), "q/mean": q_taken.mean().item(), "grad_norm": grad_norm}, error
 
     def _maybe_sync(self, clock: Clock) -> None:
         """Refresh the target every ``target_update_interval`` env steps (``tau``: how much)."""
