@@ -319,6 +319,37 @@ def test_the_agent_tells_a_feedback_storage_what_its_learner_found(make_cfg) -> 
     built.close()
 
 
+def test_a_runs_checkpoint_restores_the_priorities(make_cfg, tmp_path) -> None:
+    cfg = make_cfg(
+        "env=cartpole",
+        "update=dqn",
+        "update.prioritized=true",
+        "update.learning_starts=200",
+        "update.train_freq=50",
+        "train.max_env_steps=800",
+        "monitor=none",
+        "eval.every_steps=null",
+        "eval.final=false",
+    )
+    built, fresh = build(cfg), build(cfg)
+    runner = make_runner(cfg, built)
+    runner.run()
+    path = serialization.save(runner.state_dict(), tmp_path / "last.pt")
+    restored = make_runner(cfg, fresh)
+    restored.load_state_dict(serialization.load(path))
+    saved, loaded = runner.agent.update.storage, restored.agent.update.storage
+    assert isinstance(saved, PrioritizedReplayStorage)
+    assert isinstance(loaded, PrioritizedReplayStorage)
+    np.testing.assert_array_equal(loaded.sums.nodes, saved.sums.nodes)
+    assert loaded.max_error == saved.max_error
+    assert len(np.unique(saved.sums[np.arange(saved.size)])) > 2  # learning told priorities
+    a, b = saved.sample(2), loaded.sample(2)
+    np.testing.assert_array_equal(a.index, b.index)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    built.close()
+    fresh.close()
+
+
 def test_a_storage_that_wants_feedback_needs_a_learner_that_gives_it() -> None:
     rule = dqn(prioritized=True)
     silent = make("update", "none")

@@ -13,6 +13,10 @@ transition's loss, with ``beta`` annealed linearly from ``priority_beta`` to 1 o
 step budget (the clock's env steps over ``train.max_env_steps``). ``alpha = 0`` and ``beta = 1``
 is uniform replay.
 
+With ``gradient_steps > 1`` the minibatches of one learn are drawn together, so their new
+priorities count from the next learn on (the paper updates them after every minibatch; with
+``train_freq`` env steps between learns, as DQN's defaults, the two are the same).
+
 Every draw comes from the run's ``REPLAY`` stream (:mod:`twrl_exp.seeding`); a checkpoint keeps
 the priorities, so a resumed run samples as the uninterrupted one would.
 """
