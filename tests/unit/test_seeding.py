@@ -195,3 +195,26 @@ def test_a_resumed_run_reseeds_its_envs_through_the_tree(make_cfg) -> None:
     assert set(resumed_parts.eval_env.seeds[1:]) == {None}
     assert resumed.history.resumes == 1
     assert resumed.agent.clock.env_steps == resumed.history.env_steps >= 2000
+
+
+def returns_with(make_cfg, *overrides: str) -> list[float]:
+    cfg = make_cfg(
+        "env=cliffwalking",
+        "train.max_env_steps=null",
+        "train.max_episodes=25",  # 12k env steps: 24 evaluations in the evaluated run
+        "monitor=none",
+        *overrides,
+    )
+    built = build(cfg)
+    runner = make_runner(cfg, built)
+    runner.run()
+    built.close()
+    return runner.history.returns
+
+
+def test_evaluating_does_not_change_what_is_trained(make_cfg) -> None:
+    """Greedy evaluation breaks ties at random: it must draw from its own generator."""
+    quiet = returns_with(make_cfg, "eval.every_steps=null", "eval.final=false")
+    evaluated = returns_with(make_cfg, "eval.every_steps=500", "eval.episodes=3")
+    assert len(quiet) > 20
+    assert evaluated == quiet
