@@ -26,8 +26,8 @@ train: $(STAMP)  ## Train the default agent (REINFORCE on CartPole-v1); ARGS="..
 test: $(STAMP)  ## The whole test suite, learning checks and cluster tests included (what CI runs)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-test-fast: $(STAMP)  ## The suite without the slow learning checks and the cluster services
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not cluster"
+test-fast: $(STAMP)  ## In-process tests only (tests/unit, tests/config; < 1 min): after every edit
+	$(BIN)/python -m pytest -n 2 --dist worksteal tests/unit tests/config
 
 lint: $(STAMP)  ## ruff, mypy and the import-layering contract
 	$(BIN)/ruff check src tests benchmarks train.py

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -17,8 +18,15 @@ from twrl_exp.build import project_root
 from twrl_exp.config import register_configs
 from twrl_exp.paths import config_dir
 
+pytest_plugins = ["tests.tiers", "pytester"]
+
 envs.register()
 register_configs()
+
+# One torch thread per test process, as every run has (cfg.torch_threads, set by build): tests
+# that make parts without build would otherwise run two threads per xdist worker on two cores,
+# and small ops wait on each other (a PPO check took 40 s instead of 4).
+torch.set_num_threads(1)
 
 FAST = [
     "monitor=none",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from twrl_exp.build import build, make_runner, project_root
@@ -102,27 +105,63 @@ VALID = {
 }
 
 
+TUNED = {p.stem for p in (CONF / "tuned").glob("*.yaml")}
+NEUTRAL = {"model": "none", "policy": "random", "update": "none"}  # no tuned preset names these
+
+
+@functools.cache
+def composed(*overrides: str) -> DictConfig:
+    """Hydra's composition of ``overrides`` (read-only: shared by every test of this module)."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", [*overrides, "monitor=none"])
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def group_extra(env: str, model: str) -> list[str]:
+    return (
+        ["model.ranges=[[-2.4,2.4],[-3,3],[-0.21,0.21],[-3,3]]"]
+        if (env == "cartpole" and model == "tilecoding")
+        else []
+    )
+
+
+def with_options(env: str, **chosen: str) -> tuple[str, ...]:
+    options_ = {**NEUTRAL, **chosen}
+    return (
+        f"env={env}",
+        *(f"{group}={option}" for group, option in options_.items()),
+        *group_extra(env, options_["model"]),
+    )
+
+
+def assembled(env: str, model: str, policy: str, update: str) -> DictConfig:
+    """The composition of env, model, policy and update, from one composition per option.
+
+    Composing each of the 224 mixes per env costs Hydra a quarter of a second; its groups are
+    independent (an env or update only brings a default policy or model, which the command line
+    overrides), so each group's node is that option composed beside the neutral others. A mix
+    with a tuned preset (which sets values across groups) is composed whole.
+    test_a_mix_assembled_from_its_options_is_the_mix_hydra_composes keeps this honest.
+    """
+    if f"{env}-{model}-{policy}-{update}" in TUNED:
+        return composed(*with_options(env, model=model, policy=policy, update=update))
+    cfg = OmegaConf.masked_copy(composed(*with_options(env)), list(composed(*with_options(env))))
+    OmegaConf.set_readonly(cfg, False)
+    cfg.model = composed(*with_options(env, model=model)).model
+    cfg.policy = composed(*with_options(env, policy=policy)).policy
+    cfg["update"] = composed(*with_options(env, update=update))["update"]
+    return cfg
+
+
 @pytest.mark.parametrize("env", sorted(VALID))
-def test_every_composition_builds_or_is_refused_in_one_sentence(make_cfg, env: str) -> None:
+def test_every_composition_builds_or_is_refused_in_one_sentence(env: str) -> None:
     built_ok = set()
     for model, policy, update in itertools.product(
         options("model"), options("policy"), options("update")
     ):
-        extra = (
-            ["model.ranges=[[-2.4,2.4],[-3,3],[-0.21,0.21],[-3,3]]"]
-            if (env == "cartpole" and model == "tilecoding")
-            else []
-        )
-        cfg = make_cfg(
-            f"env={env}",
-            f"model={model}",
-            f"policy={policy}",
-            f"update={update}",
-            "monitor=none",
-            *extra,
-        )
         try:
-            built = build(cfg, evaluation=False)
+            built = build(assembled(env, model, policy, update), evaluation=False)
         except ConfigError as exc:
             message = str(exc)
             assert message.count(". ") == 0, message  # one sentence
@@ -131,6 +170,28 @@ def test_every_composition_builds_or_is_refused_in_one_sentence(make_cfg, env: s
         built.env.close()
         built_ok.add((model, policy, update))
     assert built_ok == VALID[env]
+
+
+@pytest.mark.parametrize(
+    ("env", "model", "policy", "update"),
+    [
+        ("cartpole", "tilecoding", "egreedy", "td_lambda"),
+        ("cartpole", "mlp", "random", "dqn"),
+        ("pendulum", "mlp", "normal", "ppo"),
+        ("pendulum", "mlp", "deterministic", "none"),
+        ("frozenlake", "table", "categorical", "td_lambda"),
+        ("frozenlake", "mlp", "categorical", "a2c"),
+    ],
+)
+def test_a_mix_assembled_from_its_options_is_the_mix_hydra_composes(
+    env: str, model: str, policy: str, update: str
+) -> None:
+    """Mixes whose update or env brings another default model or policy, on each kind of env."""
+    whole = composed(*with_options(env, model=model, policy=policy, update=update))
+    parts = assembled(env, model, policy, update)
+    assert OmegaConf.to_yaml(parts) == OmegaConf.to_yaml(whole)
+    for group in ("model", "policy", "update"):
+        assert OmegaConf.get_type(parts, group) is OmegaConf.get_type(whole, group)
 
 
 @pytest.mark.parametrize(

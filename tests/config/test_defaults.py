@@ -322,17 +322,6 @@ def test_the_python_api_refuses_an_old_key_in_the_same_sentence() -> None:
     assert str(info.value) == OLD_KEYS[2][1]
 
 
-@pytest.mark.parametrize(("override", "sentence"), [OLD_KEYS[0], OLD_KEYS[1], OLD_KEYS[3]])
-def test_the_command_line_refuses_an_old_key_with_exit_2(
-    train_cli, tmp_path: Path, override: str, sentence: str
-) -> None:
-    result = train_cli(override)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"error: {sentence}"]
-    assert not (tmp_path / "outputs").exists()
-
-
 # ---------------------------------------------------------------------------- presets, old runs
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.config.test_defaults import OLD_KEYS
 from twrl_exp.build import project_root
 
 
@@ -184,3 +185,14 @@ def test_without_numba_backend_numba_is_refused_in_one_sentence_and_auto_runs_nu
     auto = train("train.max_env_steps=300", "eval.final=false", f"hydra.run.dir={tmp_path / 'a'}")
     assert auto.returncode == 0, auto.stderr
     assert not auto.stderr.strip(), auto.stderr
+
+
+@pytest.mark.parametrize(("override", "sentence"), [OLD_KEYS[0], OLD_KEYS[1], OLD_KEYS[3]])
+def test_the_command_line_refuses_an_old_key_with_exit_2(
+    train_cli, tmp_path: Path, override: str, sentence: str
+) -> None:
+    result = train_cli(override)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {sentence}"]
+    assert not (tmp_path / "outputs").exists()

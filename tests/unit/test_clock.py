@@ -107,6 +107,8 @@ RULES = {
     "dqn": (
         [
             "update=dqn",
+            "model.hidden_sizes=[16]",
+            "train.max_env_steps=1000",
             "update.learning_starts=500",
             "update.batch_size=32",
             "update.train_freq=4",

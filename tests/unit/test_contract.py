@@ -8,8 +8,6 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
-import subprocess
-import sys
 import types
 import typing
 from pathlib import Path
@@ -19,7 +17,6 @@ import pytest
 from gymnasium import spaces
 
 from twrl_exp import protocols, storage, update
-from twrl_exp.build import project_root
 from twrl_exp.config import make
 
 
@@ -89,25 +86,6 @@ def test_the_check_finds_any_in_a_typed_dict_and_a_union() -> None:
     assert contains_any(Settings)
     assert contains_any(int | list[typing.Any])
     assert not contains_any(int | list[float] | None)
-
-
-def test_the_learning_core_type_checks_against_what_it_imports() -> None:
-    """``mypy src`` alone resolves no ``twrl_exp.*`` import (the package has no ``__init__``),
-    so a learner could call a protocol wrongly and pass; here mypy reads them all."""
-    mypy = Path(sys.executable).parent / "mypy"
-    core = ["agent.py", "runner.py", "protocols.py", "seeding.py", "returns.py", "build.py"]
-    packages = ["update", "storage", "policy", "model", "env"]
-    targets = [f"src/twrl_exp/{name}" for name in [*core, *packages]]
-    cache = ["--cache-dir", ".mypy_cache/learning-core"]  # its own: other options, other cache
-    result = subprocess.run(
-        [str(mypy), "--explicit-package-bases", "--follow-imports=silent", *cache, *targets],
-        cwd=project_root(),
-        env={"MYPYPATH": "src", "PATH": str(Path(sys.executable).parent)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 BOX = spaces.Box(-1.0, 1.0, (3,), np.float32)
