@@ -24,7 +24,7 @@ train: $(STAMP)  ## Train the default agent (REINFORCE on CartPole-v1); ARGS="..
 	$(BIN)/python train.py $(ARGS)
 
 test: $(STAMP)  ## The whole test suite, learning checks and cluster tests included (what CI runs)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 test-fast: $(STAMP)  ## In-process tests only (tests/unit, tests/config; < 1 min): after every edit
 	$(BIN)/python -m pytest -n 2 --dist worksteal tests/unit tests/config

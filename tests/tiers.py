@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _posixsubprocess
 import os
+import re
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -98,3 +99,46 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
     yield from _guarded(item)
+
+
+# ---------------------------------------------------------------------------- two workers
+# `make test` runs with --dist loadgroup --no-loadscope-reorder, scheduled here: each test is its
+# own unit of work, sent in the order below, except the tests of a file with a module-scoped
+# fixture (one cluster, one trained store, one install), which stay together on one worker.
+# (xdist's own xdist_group marks do nothing under pytest 9: it renames items by an attribute
+# pytest 9 no longer reads.) The cluster tests run one after another on one cluster, so they go
+# first and the other worker takes everything else meanwhile; long tiers before short tests, so
+# that the two workers finish together.
+
+_MODULE_FIXTURE = re.compile(r"""scope=["'](module|package)["']""")
+
+
+def _order(item: pytest.Item) -> int:
+    if item.get_closest_marker("cluster"):
+        return 0
+    parts = item.path.relative_to(item.config.rootpath).parts
+    return {"learning": 1, "integration": 2}.get(parts[1] if len(parts) > 1 else "", 3)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_order)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    tests = config.rootpath / "tests"
+    together = {
+        str(path.relative_to(config.rootpath))
+        for path in tests.rglob("test_*.py")
+        if _MODULE_FIXTURE.search(path.read_text())
+    }
+
+    class TogetherWhereAFixtureIsShared(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in together else nodeid
+
+    return TogetherWhereAFixtureIsShared(config, log)

@@ -107,6 +107,7 @@ VALID = {
 
 TUNED = {p.stem for p in (CONF / "tuned").glob("*.yaml")}
 NEUTRAL = {"model": "none", "policy": "random", "update": "none"}  # no tuned preset names these
+SHARED_ENV = "cartpole"  # the env beside which each option's node is composed
 
 
 @functools.cache
@@ -126,12 +127,12 @@ def group_extra(env: str, model: str) -> list[str]:
     )
 
 
-def with_options(env: str, **chosen: str) -> tuple[str, ...]:
+def with_options(env: str, extra_for: str | None = None, **chosen: str) -> tuple[str, ...]:
     options_ = {**NEUTRAL, **chosen}
     return (
         f"env={env}",
         *(f"{group}={option}" for group, option in options_.items()),
-        *group_extra(env, options_["model"]),
+        *group_extra(extra_for or env, options_["model"]),
     )
 
 
@@ -140,17 +141,19 @@ def assembled(env: str, model: str, policy: str, update: str) -> DictConfig:
 
     Composing each of the 224 mixes per env costs Hydra a quarter of a second; its groups are
     independent (an env or update only brings a default policy or model, which the command line
-    overrides), so each group's node is that option composed beside the neutral others. A mix
-    with a tuned preset (which sets values across groups) is composed whole.
+    overrides, and sets nothing in another group), so each group's node is that option composed
+    once beside the neutral others and one env, for every env. A mix with a tuned preset (which
+    sets values across groups) is composed whole.
     test_a_mix_assembled_from_its_options_is_the_mix_hydra_composes keeps this honest.
     """
     if f"{env}-{model}-{policy}-{update}" in TUNED:
         return composed(*with_options(env, model=model, policy=policy, update=update))
-    cfg = OmegaConf.masked_copy(composed(*with_options(env)), list(composed(*with_options(env))))
+    base = composed(*with_options(env))
+    cfg = OmegaConf.masked_copy(base, list(base))
     OmegaConf.set_readonly(cfg, False)
-    cfg.model = composed(*with_options(env, model=model)).model
-    cfg.policy = composed(*with_options(env, policy=policy)).policy
-    cfg["update"] = composed(*with_options(env, update=update))["update"]
+    cfg.model = composed(*with_options(SHARED_ENV, extra_for=env, model=model)).model
+    cfg.policy = composed(*with_options(SHARED_ENV, policy=policy)).policy
+    cfg["update"] = composed(*with_options(SHARED_ENV, update=update))["update"]
     return cfg
 
 
