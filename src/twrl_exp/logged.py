@@ -309,11 +309,9 @@ def download_checkpoint(client: Any, run: Any, source: str) -> dict[str, Any] | 
     """The run's last checkpoint, verified against its recorded SHA-256; None if it has none."""
     from mlflow.exceptions import MlflowException
 
-    from twrl_exp.monitor.tracking import CHECKPOINT_TAG
-
     quiet_downloads()
     run_id = run.info.run_id
-    record = run.data.tags.get(CHECKPOINT_TAG)
+    record = run.data.tags.get(store.CHECKPOINT_TAG)
     wanted = json.loads(record) if record else {"path": "checkpoints/last.pt", "sha256": None}
     with tempfile.TemporaryDirectory(prefix="twrl-checkpoint-") as tmp:
         try:

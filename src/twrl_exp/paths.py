@@ -78,3 +78,13 @@ def make_importable() -> None:
     for folder in (str(Path.cwd()), str(project_dir())):
         if folder not in sys.path:
             sys.path.append(folder)
+
+
+def commands() -> tuple[str, str]:
+    """How the user started us: ``twrl-train`` (installed) or ``python train.py`` (the checkout),
+    and the matching evaluate command."""
+    import sys
+
+    if Path(sys.argv[0]).name.startswith("twrl-train"):
+        return "twrl-train", "twrl-evaluate"
+    return "python train.py", "python -m twrl_exp.evaluate"

@@ -49,6 +49,8 @@ PID_TAG = "twrl.pid"
 HEARTBEAT_TAG = "twrl.heartbeat"
 INTERVAL_TAG = "twrl.heartbeat_interval_s"
 END_REASON_TAG = "twrl.end_reason"
+# Where a run's newest checkpoint is (JSON: its artifact path and env steps); set after upload.
+CHECKPOINT_TAG = "twrl.checkpoint"
 # Tags a launcher gives the runs of a job (JSON), e.g. the Ray node and task that ran it.
 RUN_TAGS_ENV = "TWRL_RUN_TAGS"
 HEARTBEAT_INTERVAL_S = 10.0
@@ -81,7 +83,7 @@ class DiskFullError(RecordingError):
         return f"disk full: the disk holding {where} is full ({self.free:,} bytes free)"
 
     def __str__(self) -> str:
-        from twrl_exp.monitor.report import commands
+        from twrl_exp.paths import commands
 
         if self.run_id:
             fix = f"free some space, then `{commands()[0]} resume={self.run_id}` continues the run"
@@ -229,8 +231,9 @@ def _open_read_only(uri: str) -> MlflowClient:
 
 
 # An outside creator (``mlflow ui``, a notebook's client) takes no lock: it may be migrating a new
-# store while we do. We retry once it has stopped writing for QUIET_S, a few times.
-CREATION_ATTEMPTS = 4
+# store while we do. We retry whenever it has written since our attempt failed (once it has been
+# quiet for QUIET_S); a store nobody else writes gets one more try, then is reported.
+CREATION_WINDOW_S = 120.0
 QUIET_S = 2.0
 
 
@@ -238,15 +241,21 @@ def _touch_sqlite_store(db: Path, uri: str) -> MlflowClient:
     """:func:`_touch_store` on a SQLite store, riding out a concurrent creator that takes no
     lock: its half-made schema fails our attempt (``table experiments already exists``, a
     half-migrated version row); once the file has been quiet for a moment, we try again. A store
-    that fails the same way on a quiet file is reported (after a few seconds, not minutes)."""
-    for attempt in range(CREATION_ATTEMPTS):
+    that fails the same way with nobody else writing it is reported (in seconds, not minutes)."""
+    deadline = time.monotonic() + CREATION_WINDOW_S
+    strikes = 0
+    while True:
         try:
             return _touch_store(uri)
         except Exception as exc:
-            if attempt == CREATION_ATTEMPTS - 1 or is_disk_full(exc) or _is_damaged(exc):
+            if is_disk_full(exc) or _is_damaged(exc) or time.monotonic() > deadline:
                 raise
-            _wait_until_quiet(db)
-    raise AssertionError("unreachable")
+            failed_at = _written(db)
+            _wait_until_quiet(db, deadline)
+            if _written(db) <= failed_at:  # nobody else wrote it since our attempt failed
+                strikes += 1
+                if strikes == 2:
+                    raise
 
 
 def _is_damaged(exc: BaseException) -> bool:
@@ -254,17 +263,15 @@ def _is_damaged(exc: BaseException) -> bool:
     return any(s in text for s in ("not a database", "malformed", "disk image", "readonly"))
 
 
-def _wait_until_quiet(db: Path, limit_s: float = 120.0) -> None:
-    """Until nobody has written ``db`` (or its journal) for QUIET_S, at most ``limit_s``."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        written = max(
-            (p.stat().st_mtime for p in (db, Path(f"{db}-journal"), Path(f"{db}-wal"))
-             if p.exists()),
-            default=0.0,
-        )  # fmt: skip
-        if time.time() - written >= QUIET_S:
-            return
+def _written(db: Path) -> float:
+    """When ``db`` (or its journal) was last written (0 if it does not exist)."""
+    files = (db, Path(f"{db}-journal"), Path(f"{db}-wal"))
+    return max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
+
+
+def _wait_until_quiet(db: Path, deadline: float) -> None:
+    """Until nobody has written ``db`` for QUIET_S (or ``deadline``)."""
+    while time.monotonic() < deadline and time.time() - _written(db) < QUIET_S:
         time.sleep(0.25)
 
 
@@ -599,6 +606,8 @@ def run_heartbeat(client: MlflowClient, run_id: str) -> Heartbeat:
 
 
 if __name__ == "__main__":  # python -m twrl_exp.store repair <uri>
-    from twrl_exp.store_repair import main
+    import runpy
 
-    raise SystemExit(main())
+    # The repair tool sits above this module (it uses it); running it as the program, rather
+    # than importing it, keeps the module twrl_exp.store free of any import of it.
+    runpy.run_module("twrl_exp.store_repair", run_name="__main__", alter_sys=True)

@@ -163,3 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+if __name__ == "__main__":  # python -m twrl_exp.store repair <uri>
+    raise SystemExit(main())

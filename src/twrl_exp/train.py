@@ -32,11 +32,10 @@ from twrl_exp.config import register_configs
 from twrl_exp.errors import ConfigError, DivergedError, RecordingError
 from twrl_exp.monitor import report, sweep, writer
 from twrl_exp.monitor.console import ConsoleMonitor
-from twrl_exp.monitor.report import commands
 from twrl_exp.monitor.setup import make_monitors, run_name, short_override
 from twrl_exp.monitor.sweep import read_parent
 from twrl_exp.objectives import objective_value
-from twrl_exp.paths import config_dir, tracking_uri_of
+from twrl_exp.paths import commands, config_dir, tracking_uri_of
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()

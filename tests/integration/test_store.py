@@ -170,7 +170,7 @@ def test_a_store_another_client_is_creating_at_the_same_moment_is_waited_for(
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready", proc.communicate()[1]
     go.touch()
-    outside, ours = (proc.communicate(timeout=240) for proc in procs)
+    _, ours = (proc.communicate(timeout=240) for proc in procs)
     assert procs[1].returncode == 0, ours[1]
 
 

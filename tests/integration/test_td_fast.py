@@ -20,8 +20,8 @@ from twrl_exp import config, serialization
 from twrl_exp.agent import Agent
 from twrl_exp.cli_errors import describe
 from twrl_exp.errors import ConfigError
+from twrl_exp.model.tiles import tile_hash_primes, tile_indices
 from twrl_exp.policy import EGreedy
-from twrl_exp.returns import tile_hash_primes, tile_indices
 from twrl_exp.runner import Runner
 from twrl_exp.update import TdLambda
 

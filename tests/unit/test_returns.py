@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twrl_exp.returns import discounted_returns, normalize, tile_indices, update_time_baseline
+from twrl_exp.model.tiles import tile_indices
+from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
 
 
 def test_discounted_returns_match_hand_computation() -> None:
@@ -81,7 +82,7 @@ class TestTileCoding:
     def test_one_active_tile_per_tiling_within_range(self) -> None:
         rng = np.random.default_rng(0)
         obs = rng.random((500, 3))
-        idx = tile_indices(obs, num_tilings=8, tiles_per_dim=4)
+        idx = tile_indices(obs, num_tilings=8, tiles_per_dim=4, memory_size=None)
         assert idx.shape == (500, 8)
         per_tiling = 5**3
         assert (idx >= 0).all()
@@ -91,22 +92,26 @@ class TestTileCoding:
 
     def test_deterministic(self) -> None:
         obs = np.random.default_rng(1).random((50, 2))
-        np.testing.assert_array_equal(tile_indices(obs, 8, 8), tile_indices(obs.copy(), 8, 8))
+        np.testing.assert_array_equal(
+            tile_indices(obs, 8, 8, None), tile_indices(obs.copy(), 8, 8, None)
+        )
 
     def test_local_generalisation(self) -> None:
         """Nearby points share most tiles; points far apart share none."""
         a = np.array([[0.50, 0.50]])
         near = np.array([[0.51, 0.50]])
         far = np.array([[0.10, 0.90]])
-        shared_near = len(np.intersect1d(tile_indices(a, 8, 8), tile_indices(near, 8, 8)))
-        shared_far = len(np.intersect1d(tile_indices(a, 8, 8), tile_indices(far, 8, 8)))
+        shared_near = len(
+            np.intersect1d(tile_indices(a, 8, 8, None), tile_indices(near, 8, 8, None))
+        )
+        shared_far = len(np.intersect1d(tile_indices(a, 8, 8, None), tile_indices(far, 8, 8, None)))
         assert shared_near >= 6
         assert shared_far == 0
 
     def test_offsets_make_tilings_differ(self) -> None:
         """A move smaller than one tile changes the active tile in some tilings only."""
         x = np.linspace(0, 1, 400, endpoint=False)[:, None]
-        idx = tile_indices(x, num_tilings=4, tiles_per_dim=4)
+        idx = tile_indices(x, num_tilings=4, tiles_per_dim=4, memory_size=None)
         changes = (np.diff(idx, axis=0) != 0).sum(axis=0)
         assert (changes >= 3).all()
         assert len({tuple(np.flatnonzero(np.diff(idx[:, k]))) for k in range(4)}) == 4
@@ -120,8 +125,8 @@ class TestTileCoding:
         assert len(np.unique(idx)) > 2000  # spread over the memory, not collapsed
 
     def test_bounds_are_clipped(self) -> None:
-        inside = tile_indices(np.array([[0.0], [0.999999]]), 2, 4)
-        outside = tile_indices(np.array([[-3.0], [7.0]]), 2, 4)
+        inside = tile_indices(np.array([[0.0], [0.999999]]), 2, 4, None)
+        outside = tile_indices(np.array([[-3.0], [7.0]]), 2, 4, None)
         np.testing.assert_array_equal(inside, outside)
 
 

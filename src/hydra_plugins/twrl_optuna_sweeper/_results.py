@@ -20,9 +20,9 @@ from rich.table import Table
 
 from hydra_plugins.twrl_optuna_sweeper import _search_space as search_space
 from twrl_exp import store
-from twrl_exp.monitor.report import commands
 from twrl_exp.monitor.sweep import SweepParent
 from twrl_exp.monitor.sweep_summary import summarize
+from twrl_exp.paths import commands
 
 if TYPE_CHECKING:
     from hydra_plugins.twrl_optuna_sweeper._sweeper import OptunaSweeperImpl as TwrlOptunaSweeper

@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from twrl_exp.errors import ConfigError, describe_space
-from twrl_exp.returns import tile_hash_primes, tile_indices
+from twrl_exp.model.tiles import tile_hash_primes, tile_indices
 
 _MAX_DENSE_FEATURES = 4_000_000
 

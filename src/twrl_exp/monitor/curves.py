@@ -85,7 +85,8 @@ def _serve() -> int:
     import sys
     from types import SimpleNamespace
 
-    from twrl_exp.monitor.writer import _receive, _send
+    from twrl_exp.monitor.frames import receive as _receive
+    from twrl_exp.monitor.frames import send as _send
 
     # Ctrl-C goes to the whole process group: the run ends its record, which needs its curve.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

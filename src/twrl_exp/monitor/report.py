@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlparse
 from rich.console import Console
 
 from twrl_exp.monitor.links import experiment_url, run_url, ui_base
+from twrl_exp.paths import commands
 
 _STYLE = {"FINISHED": "bold green", "KILLED": "bold yellow", "FAILED": "bold red"}
 
@@ -63,14 +64,3 @@ def print_report(console: Console, rows: list[tuple[str, str]], status: str) -> 
     console.print(header, style=_STYLE.get(status, "bold"), markup=False, highlight=False)
     for label, text in rows[1:]:
         console.print(f"  {label:<9}{text}", markup=False, highlight=False, soft_wrap=True)
-
-
-def commands() -> tuple[str, str]:
-    """How the user started us: ``twrl-train`` (installed) or ``python train.py`` (the checkout),
-    and the matching evaluate command."""
-    import sys
-    from pathlib import Path
-
-    if Path(sys.argv[0]).name.startswith("twrl-train"):
-        return "twrl-train", "twrl-evaluate"
-    return "python train.py", "python -m twrl_exp.evaluate"

@@ -36,7 +36,6 @@ from twrl_exp.monitor.writer import default_artifact_root, ensure_experiment
 from twrl_exp.runner import MonitorBase, Runner
 
 __all__ = ["MlflowMonitor", "default_artifact_root", "ensure_experiment"]
-CHECKPOINT_TAG = "twrl.checkpoint"
 RESUMED_FROM_TAG = "twrl.resumed_from"
 SUPERSEDED_TAG = "twrl.superseded_by"
 # Series a resumed run rebuilds from its checkpoint's history rather than copying.
@@ -424,7 +423,7 @@ class MlflowMonitor(MonitorBase):
             digest = serialization.sha256(staged)
             record = {"path": f"checkpoints/{name}", "sha256": digest, "env_steps": env_steps}
             # The writer uploads it, then points the tag at it.
-            self._upload(staged, "checkpoints", (CHECKPOINT_TAG, json.dumps(record)))
+            self._upload(staged, "checkpoints", (store.CHECKPOINT_TAG, json.dumps(record)))
 
     def _log_agent(self, runner: Runner) -> None:
         """Hand the weights and config to the writer, which uploads them as ``model/`` and logs

@@ -38,34 +38,18 @@ import pickle
 import queue
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
 
+from twrl_exp.monitor.frames import receive as _receive
+from twrl_exp.monitor.frames import send as _send
+
 Row = tuple[str, float, int, int]  # key, value, timestamp (ms), step
 _PARAM_BATCH = 100
-_HEADER = struct.Struct("!I")
 _ROWS_PER_BATCH = 1000  # MLflow's log_batch limit
-
-
-def _send(out: IO[bytes], message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_HEADER.pack(len(data)) + data)
-    out.flush()
-
-
-def _receive(source: IO[bytes]) -> Any:
-    header = source.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError
-    (size,) = _HEADER.unpack(header)
-    data = source.read(size)
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)  # our own process's frames, over a private pipe
 
 
 class WriterError(RuntimeError):

@@ -110,7 +110,7 @@ def _pairwise_sum(x: np.ndarray, start: int, n: int) -> float:  # pragma: no cov
 def tile_features(
     obs: np.ndarray, low: np.ndarray, span: np.ndarray, primes: np.ndarray, sizes: np.ndarray
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """:func:`twrl_exp.returns.tile_indices` of ``(obs - low) / span``: ``[N, D]`` -> ``[N, T]``.
+    """``tile_indices`` (twrl_exp.model.tiles) of ``(obs - low) / span``: ``[N, D]`` -> ``[N, T]``.
 
     ``sizes = [num_tilings, tiles_per_dim, memory_size or 0]``; ``primes`` as in tile_indices.
     """

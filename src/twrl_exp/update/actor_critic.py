@@ -225,12 +225,28 @@ class _ActorCritic:
             values = self.critic(torch.from_numpy(batch.obs.reshape(t * n, -1)))
             next_values = self.critic(torch.from_numpy(batch.next_obs.reshape(t * n, -1)))
         values_np = values.view(t, n).double().numpy()
-        estimate = (batch.rewards, values_np, next_values.view(t, n).double().numpy())
-        episodes = (batch.terminated, batch.ends, self.gamma, self.gae_lambda)
+        next_values_np = next_values.view(t, n).double().numpy()
         if self.value_estimator is ValueEstimator.vtrace:
-            advantages, returns = vtrace(*estimate, *episodes, self._log_rhos(batch))
+            advantages, returns = vtrace(
+                batch.rewards,
+                values_np,
+                next_values_np,
+                batch.terminated,
+                batch.ends,
+                self.gamma,
+                self.gae_lambda,
+                self._log_rhos(batch),
+            )
         else:
-            advantages, returns = gae(*estimate, *episodes)
+            advantages, returns = gae(
+                batch.rewards,
+                values_np,
+                next_values_np,
+                batch.terminated,
+                batch.ends,
+                self.gamma,
+                self.gae_lambda,
+            )
         valid = batch.valid.reshape(-1)
 
         def flat(array: np.ndarray) -> torch.Tensor:
