@@ -288,6 +288,17 @@ def _reply(out: IO[bytes], message: Any) -> None:
         _send(out, message)
 
 
+def _sample_once(sampler: Any) -> None:
+    """Record one sample of MLflow's system-metrics sampler now: the CPU use since it started, and
+    memory, disk and network as they are, so that a run that ended before the sampler's first
+    interval (10 s; a classic-control run often takes one) still has its System metrics."""
+    for monitor in sampler.monitors:
+        monitor.clear_metrics()  # the start's sample: psutil's first CPU reading is 0
+    sampler.collect_metrics()
+    sampler.publish_metrics(sampler.aggregate_metrics())
+    sampler.mlflow_logger.flush()
+
+
 def default_artifact_root(tracking_uri: str) -> str | None:
     """``<dir of mlflow.db>/mlruns`` for a SQLite store, so artifacts sit beside the database."""
     from twrl_exp.store import sqlite_path
@@ -550,8 +561,11 @@ class _Runs:
             sampler.start()
             self._samplers[run_id] = sampler
         elif not start and run_id in self._samplers:
+            sampler = self._samplers.pop(run_id)
             with contextlib.suppress(Exception):
-                self._samplers.pop(run_id).finish()
+                sampler.finish()
+                if getattr(sampler, "_logging_step", None) == 0:  # shorter than one interval
+                    _sample_once(sampler)
 
     def end(self, uri: str, run_id: str, status: str, reason: str | None) -> None:
         """End the run; where MLflow cannot (a full disk), write its end in place, or at least
