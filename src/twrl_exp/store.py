@@ -254,8 +254,38 @@ def _touch_sqlite_store(db: Path, uri: str) -> MlflowClient:
             _wait_until_quiet(db, deadline)
             if _written(db) <= failed_at:  # nobody else wrote it since our attempt failed
                 strikes += 1
-                if strikes == 2:
+                if strikes == 2 and _finish_new_store(db, uri):
+                    continue  # a store with no run yet, left half-migrated (by a race): finished
+                if strikes >= 2:
                     raise
+
+
+def _finish_new_store(db: Path, uri: str) -> bool:
+    """Finish the migration of a store that holds no run yet and was left half-done (two
+    creators migrating one new store at once, ours and a lock-free ``mlflow ui``, can leave a
+    batch migration's ``_alembic_tmp_*`` table): drop the leftovers and upgrade the schema. With
+    no run there is nothing to lose; a store with runs is reported with its repair instead.
+    Whether it worked."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as connection, connection:
+            listed = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = {name for (name,) in listed}
+            if "runs" in tables and connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
+                return False
+            for name in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
+                connection.execute(f'DROP TABLE "{name}"')
+        from mlflow.store.db.utils import _upgrade_db, create_sqlalchemy_engine_with_retry
+
+        engine = create_sqlalchemy_engine_with_retry(uri)
+        try:
+            _upgrade_db(engine)
+        finally:
+            engine.dispose()
+    except Exception:
+        return False
+    return True
 
 
 def _is_damaged(exc: BaseException) -> bool:

@@ -92,11 +92,19 @@ def migrate(db: Path, revision: str | None = None) -> None:
     engine.dispose()
 
 
-def make_half_migrated(db: Path) -> None:
+def make_half_migrated(db: Path, *, with_run: bool = True) -> None:
     """A store at an old schema with the temporary table an interrupted batch migration
-    leaves behind: what two processes migrating one new store at once used to produce."""
+    leaves behind: what two processes migrating one new store at once used to produce; with
+    ``with_run``, a user's store (it holds a run)."""
     migrate(db)
     with sqlite3.connect(db) as connection:
+        if with_run:
+            connection.execute(
+                "INSERT INTO runs (run_uuid, name, source_type, status, start_time, "
+                "lifecycle_stage, experiment_id) VALUES (?, 'mine', 'LOCAL', 'FINISHED', 0, "
+                "'active', 0)",
+                ("0" * 32,),
+            )
         connection.execute("CREATE TABLE _alembic_tmp_tags (id INTEGER)")
 
 
@@ -172,6 +180,22 @@ def test_a_store_another_client_is_creating_at_the_same_moment_is_waited_for(
     go.touch()
     _, ours = (proc.communicate(timeout=240) for proc in procs)
     assert procs[1].returncode == 0, ours[1]
+
+
+def test_a_new_store_two_creators_left_half_migrated_is_finished(tmp_path: Path) -> None:
+    """Two creators migrating one new store at once (ours and a lock-free ``mlflow ui``) can
+    leave it half-migrated with nobody writing it any more; a store holding no run has nothing
+    to lose, so its migration is finished instead of the run being refused. (A half-migrated
+    store with runs is still reported with its repair: the test above.)"""
+    from twrl_exp import store
+
+    db = tmp_path / "mlflow.db"
+    make_half_migrated(db, with_run=False)
+    client = store.open_client(f"sqlite:///{db}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    with sqlite3.connect(db) as connection:
+        listed = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        assert not [name for (name,) in listed if name.startswith("_alembic_tmp_")]
 
 
 def repair_command(uri: str, cwd: Path) -> subprocess.CompletedProcess[str]:
