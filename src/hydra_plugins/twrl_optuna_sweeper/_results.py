@@ -221,7 +221,7 @@ def report(
     client, run_id = parent.client, parent.run_id
     # Tags, not params: a resumed study logs them again, possibly with new values.
     tags = {f"best.{k}": str(v) for k, v in study.best_params.items()} if saved else {}
-    tags.update({f"sweeper.{k}": str(v) for k, v in sweeper.settings.items() if k != "params"})
+    tags.update({"sweeper." + str(k): str(v) for k, v in sweeper.settings.items() if k != "params"})
     for key, text in tags.items():
         client.set_tag(run_id, key, text[:5000])
     for key, figure in figures.items():

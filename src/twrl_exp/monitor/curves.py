@@ -3,17 +3,15 @@ and the env's reward threshold, against env steps."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:  # the writer process draws curves without importing torch
-    from twrl_exp.runner import History
-
 
 def plot_learning_curve(
-    history: History,
+    history: Mapping[str, Any],
     path: Path,
     *,
     title: str,
@@ -21,13 +19,15 @@ def plot_learning_curve(
     window: int,
     eval_label: str = "greedy",
 ) -> Path:
+    """Draw ``history`` (a :class:`twrl_exp.runner.History` as its ``as_dict()``: the writer
+    process draws curves without importing torch) to ``path``."""
     # The object API draws to a file without pyplot's global state (no backend switch).
     fig = Figure(figsize=(8, 4.5), dpi=110)
     ax = fig.subplots()
-    if history.returns:
+    if history["returns"]:
         ax.plot(
-            history.end_steps,
-            history.returns,
+            history["end_steps"],
+            history["returns"],
             ".",
             ms=2,
             alpha=0.25,
@@ -35,17 +35,17 @@ def plot_learning_curve(
             label="episode return",
         )
         ax.plot(
-            history.end_steps,
-            history.trailing,
+            history["end_steps"],
+            history["trailing"],
             color="tab:blue",
             lw=2,
             label=f"trailing {window}-episode mean",
         )
-    if history.eval_means:
+    if history["eval_means"]:
         ax.errorbar(
-            history.eval_steps,
-            history.eval_means,
-            yerr=history.eval_stds,
+            history["eval_steps"],
+            history["eval_means"],
+            yerr=history["eval_stds"],
             fmt="o-",
             color="tab:orange",
             ms=4,
@@ -54,13 +54,13 @@ def plot_learning_curve(
         )
     if threshold is not None:
         ax.axhline(threshold, color="tab:green", ls="--", lw=1, label=f"threshold {threshold:g}")
-    if history.solved_step is not None:
+    if history["solved_step"] is not None:
         ax.axvline(
-            history.solved_step,
+            history["solved_step"],
             color="tab:green",
             lw=1,
             alpha=0.6,
-            label=f"solved at episode {history.solved_episode}",
+            label=f"solved at episode {history['solved_episode']}",
         )
     ax.set_xlabel("env steps")
     ax.set_ylabel("return")
@@ -83,7 +83,6 @@ def _serve() -> int:
     (the model, the last rows) on another core instead of following them."""
     import signal
     import sys
-    from types import SimpleNamespace
 
     from twrl_exp.monitor.frames import receive as _receive
     from twrl_exp.monitor.frames import send as _send
@@ -99,7 +98,7 @@ def _serve() -> int:
         except (EOFError, OSError):
             return 0
         try:
-            plot_learning_curve(SimpleNamespace(**history), Path(path), **options)
+            plot_learning_curve(history, Path(path), **options)
             answer = None
         except Exception as exc:
             answer = f"{type(exc).__name__}: {exc}"

@@ -152,8 +152,9 @@ def _video(
         (run_dir / "videos").mkdir(parents=True, exist_ok=True)
         shutil.copy(path, run_dir / "videos" / name)
 
-    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
-    assert isinstance(kwargs, dict)
+    container = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+    assert isinstance(container, dict)
+    kwargs = {str(key): value for key, value in container.items()}
 
     def unavailable(reason: str) -> None:
         say(

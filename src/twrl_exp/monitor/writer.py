@@ -536,11 +536,9 @@ class _Runs:
                     except (EOFError, OSError):
                         self._drawer = None  # it died: draw this one and the rest here
                 if self._drawer is None:
-                    from types import SimpleNamespace
-
                     from twrl_exp.monitor.curves import plot_learning_curve
 
-                    plot_learning_curve(SimpleNamespace(**history), Path(path), **options)
+                    plot_learning_curve(history, Path(path), **options)
                 elif failed is not None:
                     raise RuntimeError(f"the learning curve could not be drawn ({failed})")
                 self.client(uri).log_artifact(run_id, path)

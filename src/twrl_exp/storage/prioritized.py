@@ -24,12 +24,13 @@ the priorities, so a resumed run samples as the uninterrupted one would.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Unpack
 
 import numpy as np
 
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import Clock, State, entry
-from twrl_exp.storage.replay import ReplayBatch, ReplayStorage
+from twrl_exp.storage.replay import ReplayBatch, ReplaySettings, ReplayStorage
 from twrl_exp.storage.sum_tree import SegmentTree
 
 
@@ -63,33 +64,9 @@ class PrioritizedReplayStorage(ReplayStorage):
         priority_beta: float,
         priority_eps: float,
         total_env_steps: int | None,
-        num_envs: int,
-        feature_dim: int,
-        action_shape: tuple[int, ...],
-        action_dtype: np.dtype,
-        buffer_size: int,
-        batch_size: int,
-        learning_starts: int,
-        train_freq: int,
-        gradient_steps: int,
-        gamma: float,
-        n_step: int,
-        seed: int,
+        **replay: Unpack[ReplaySettings],
     ) -> None:
-        super().__init__(
-            num_envs=num_envs,
-            feature_dim=feature_dim,
-            action_shape=action_shape,
-            action_dtype=action_dtype,
-            buffer_size=buffer_size,
-            batch_size=batch_size,
-            learning_starts=learning_starts,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            gamma=gamma,
-            n_step=n_step,
-            seed=seed,
-        )
+        super().__init__(**replay)
         for name, value in (("priority_alpha", priority_alpha), ("priority_beta", priority_beta)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"update.{name}={value} is invalid: it must be in [0, 1].")
