@@ -226,27 +226,19 @@ class _ActorCritic:
             next_values = self.critic(torch.from_numpy(batch.next_obs.reshape(t * n, -1)))
         values_np = values.view(t, n).double().numpy()
         next_values_np = next_values.view(t, n).double().numpy()
+        common = (
+            batch.rewards,
+            values_np,
+            next_values_np,
+            batch.terminated,
+            batch.ends,
+            self.gamma,
+            self.gae_lambda,
+        )
         if self.value_estimator is ValueEstimator.vtrace:
-            advantages, returns = vtrace(
-                batch.rewards,
-                values_np,
-                next_values_np,
-                batch.terminated,
-                batch.ends,
-                self.gamma,
-                self.gae_lambda,
-                self._log_rhos(batch),
-            )
+            advantages, returns = vtrace(*common, self._log_rhos(batch))
         else:
-            advantages, returns = gae(
-                batch.rewards,
-                values_np,
-                next_values_np,
-                batch.terminated,
-                batch.ends,
-                self.gamma,
-                self.gae_lambda,
-            )
+            advantages, returns = gae(*common)
         valid = batch.valid.reshape(-1)
 
         def flat(array: np.ndarray) -> torch.Tensor:

@@ -66,8 +66,9 @@ class TD3Settings(TypedDict):
     max_grad_norm: float | None
 
 
-class ReplaySettings(TypedDict):
-    """The replay buffer's settings (see :class:`ReplayStorage`)."""
+class BufferSettings(TypedDict):
+    """The replay buffer's size and cadence: the part of :class:`ReplaySettings` that is configured
+    (the rest comes from the model, the policy and the env)."""
 
     buffer_size: int
     batch_size: int
@@ -82,7 +83,7 @@ def _replay(
     num_envs: int,
     seed: int,
     gamma: float,
-    settings: ReplaySettings,
+    settings: BufferSettings,
 ) -> ReplayStorage:
     return ReplayStorage(
         num_envs=num_envs,
@@ -142,7 +143,7 @@ def sac(
         num_envs,
         seed,
         gamma,
-        ReplaySettings(
+        BufferSettings(
             buffer_size=buffer_size,
             batch_size=batch_size,
             learning_starts=learning_starts,
@@ -182,7 +183,7 @@ def td3(
         num_envs,
         seed,
         gamma,
-        ReplaySettings(
+        BufferSettings(
             buffer_size=buffer_size,
             batch_size=batch_size,
             learning_starts=learning_starts,
