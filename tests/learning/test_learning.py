@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.learning.evaluations import evaluations
 from twrl_exp.build import build, make_runner
 from twrl_exp.runner import Runner
 
@@ -92,31 +93,36 @@ def test_reinforce_improves_pendulum_clearly(make_cfg) -> None:
 # runs (3 seeds each, the zoo's budgets) are in the closing notes and benchmarks/RESULTS.md.
 
 
-def best_eval(make_cfg, *overrides: str, every: int) -> list[float]:
-    cfg = make_cfg(*overrides, "monitor=none", "eval.episodes=5")
-    runner = make_runner(cfg, build(cfg), eval_every_steps=every)
-    runner.run()
-    return runner.history.eval_means
-
-
 @pytest.mark.slow
 def test_ppo_solves_cartpole_within_100k_steps(make_cfg) -> None:
-    evals = best_eval(make_cfg, "env=cartpole", "update=ppo", "seed=0", every=10_000)
+    evals = evaluations(make_cfg, "env=cartpole", "update=ppo", "seed=0", every=10_000, until=475)
     assert max(evals) >= 475, evals
 
 
 @pytest.mark.slow
 def test_a2c_solves_cartpole(make_cfg) -> None:
-    evals = best_eval(
-        make_cfg, "env=cartpole", "update=a2c", "seed=0", "train.max_env_steps=50000", every=12_500
+    evals = evaluations(
+        make_cfg,
+        "env=cartpole",
+        "update=a2c",
+        "seed=0",
+        "train.max_env_steps=50000",
+        every=12_500,
+        until=475,
     )
     assert max(evals) >= 475, evals
 
 
 @pytest.mark.slow
 def test_dqn_solves_cartpole_within_50k_steps(make_cfg) -> None:
-    evals = best_eval(
-        make_cfg, "env=cartpole", "policy=egreedy", "update=dqn", "seed=0", every=5_000
+    evals = evaluations(
+        make_cfg,
+        "env=cartpole",
+        "policy=egreedy",
+        "update=dqn",
+        "seed=0",
+        every=5_000,
+        until=475,
     )
     assert max(evals) >= 475, evals
 
@@ -132,7 +138,7 @@ def test_dqn_solves_cartpole_within_50k_steps(make_cfg) -> None:
     ],
 )
 def test_off_policy_actor_critics_swing_pendulum_up(make_cfg, update: str, extra) -> None:
-    evals = best_eval(
+    evals = evaluations(
         make_cfg,
         "env=pendulum",
         f"update={update}",
