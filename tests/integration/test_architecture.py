@@ -43,7 +43,8 @@ def test_mypy_reads_the_package_it_checks() -> None:
     caught = subprocess.run(
         [str(mypy), "-c", wrong], cwd=project_root(), capture_output=True, text=True, timeout=300
     )
-    assert caught.returncode == 1 and "gae" in caught.stdout, caught.stdout
+    assert caught.returncode == 1, caught.stdout
+    assert "gae" in caught.stdout, caught.stdout
     whole = subprocess.run(
         [str(mypy), "src"], cwd=project_root(), capture_output=True, text=True, timeout=300
     )

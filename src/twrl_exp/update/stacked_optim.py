@@ -1,0 +1,235 @@
+"""Adam, RMSprop and SGD over parameters stacked on a member axis, one learning rate per member.
+
+Each parameter is a ``[K, ...]`` tensor holding K members' copies. The step of member ``m`` is
+exactly the step ``torch.optim``'s single-tensor implementation takes for that member's own
+parameters (same formulas, same order of operations, float32 state), with the member's own
+learning rate and its own step count (a slot refilled by a new member starts again at step 1).
+Only members marked active move: the others keep their parameters and state.
+
+Written here rather than wrapping ``torch.optim`` because ``torch.optim`` takes one scalar
+learning rate per parameter group (K groups would mean K small kernels per tensor, the cost a
+population exists to avoid), and creating one imports ``torch._dynamo`` (about a second).
+
+:func:`clip_grad_norms_` clips each member's gradient to its own norm, as
+``torch.nn.utils.clip_grad_norm_`` does for one run. :meth:`StackedOptimizer.export_member` and
+:meth:`StackedOptimizer.import_member` move one member's state to and from a ``torch.optim``
+optimiser over that member's own parameters (its single-run checkpoint, or resuming it alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from twrl_exp.choices import OptimizerName, parse
+from twrl_exp.errors import ConfigError
+
+_ACCEPTED: dict[str, frozenset[str]] = {
+    "adam": frozenset({"betas", "eps"}),
+    "rmsprop": frozenset({"alpha", "eps", "momentum", "centered"}),
+    "sgd": frozenset({"momentum", "dampening", "nesterov"}),
+}
+_STATE: dict[str, tuple[str, ...]] = {  # per-parameter state, as torch.optim names it
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "rmsprop": ("square_avg", "momentum_buffer", "grad_avg"),
+    "sgd": ("momentum_buffer",),
+}
+
+
+class StackedOptimizer:
+    """``optimizer`` (adam | rmsprop | sgd) over ``params`` (each ``[K, ...]``), ``lr: [K]``."""
+
+    def __init__(
+        self,
+        optimizer: OptimizerName | str,
+        params: Sequence[torch.Tensor],
+        lr: torch.Tensor | Sequence[float],
+        weight_decay: float,
+        kwargs: Mapping[str, object],
+    ) -> None:
+        self.name = parse(OptimizerName, "update.optimizer", optimizer).value
+        unknown = sorted(set(kwargs) - _ACCEPTED[self.name])
+        if unknown:
+            raise ConfigError(
+                f"update.optimizer_kwargs key(s) {unknown} are not supported for {self.name} in "
+                f"a population (supported: {sorted(_ACCEPTED[self.name])})."
+            )
+        betas = kwargs.get("betas", (0.9, 0.999))  # torch.optim's own defaults throughout
+        if not (isinstance(betas, Sequence) and len(betas) == 2):
+            raise ConfigError(f"update.optimizer_kwargs.betas={betas} must be two numbers.")
+        self.beta1, self.beta2 = (_number("betas", beta) for beta in betas)
+        self.eps = _number("eps", kwargs.get("eps", 1e-8))
+        self.alpha = _number("alpha", kwargs.get("alpha", 0.99))
+        self.momentum = _number("momentum", kwargs.get("momentum", 0.0))
+        self.dampening = _number("dampening", kwargs.get("dampening", 0.0))
+        self.centered = bool(kwargs.get("centered", False))
+        self.nesterov = bool(kwargs.get("nesterov", False))
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ConfigError(
+                "update.optimizer_kwargs.nesterov=true needs momentum > 0 and dampening 0."
+            )
+        self.params = list(params)
+        if not self.params:
+            raise ConfigError("a stacked optimiser needs parameters.")
+        self.size = self.params[0].shape[0]
+        self.lr = torch.as_tensor(lr, dtype=torch.float64).clone()
+        if self.lr.shape != (self.size,):
+            raise ConfigError(f"{self.size} members need {self.size} learning rates, not {lr}.")
+        self.weight_decay = weight_decay
+        self.steps = torch.zeros(self.size, dtype=torch.int64)
+        self.state: list[dict[str, torch.Tensor]] = [
+            {name: torch.zeros_like(p) for name in _STATE[self.name]} for p in self.params
+        ]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor | None = None) -> None:
+        """One step for every active member (``active: [K]`` bool, all by default)."""
+        if active is not None and bool(active.all()):
+            active = None
+        self.steps += 1 if active is None else active.to(torch.int64)
+        for p, state in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            grad = p.grad
+            if self.weight_decay:
+                grad = grad.add(p, alpha=self.weight_decay)
+            new_p, new_state = getattr(self, f"_{self.name}")(p, grad, state)
+            if active is not None:
+                mask = active.view(-1, *([1] * (p.dim() - 1)))
+                new_p = torch.where(mask, new_p, p)
+                new_state = {k: torch.where(mask, v, state[k]) for k, v in new_state.items()}
+            p.copy_(new_p)
+            for key, value in new_state.items():
+                state[key].copy_(value)
+
+    def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``[K]`` float64 values -> float32 ``[K, 1, ...]`` broadcastable against ``like``."""
+        return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def _adam(
+        self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        beta1, beta2, eps = self.beta1, self.beta2, self.eps
+        exp_avg = state["exp_avg"].lerp(grad, 1 - beta1)
+        exp_avg_sq = state["exp_avg_sq"].mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+        steps = self.steps.to(torch.float64)
+        bias_correction1 = 1 - beta1**steps
+        bias_correction2_sqrt = (1 - beta2**steps).sqrt()
+        step_size = self._per_member(-(self.lr / bias_correction1), p)
+        denom = (exp_avg_sq.sqrt() / self._per_member(bias_correction2_sqrt, p)).add_(eps)
+        return p + step_size * exp_avg / denom, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+    def _rmsprop(
+        self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        alpha, eps, momentum = self.alpha, self.eps, self.momentum
+        square_avg = state["square_avg"].mul(alpha).addcmul_(grad, grad, value=1 - alpha)
+        new = {"square_avg": square_avg}
+        if self.centered:
+            grad_avg = state["grad_avg"].lerp(grad, 1 - alpha)
+            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_().add_(eps)
+            new["grad_avg"] = grad_avg
+        else:
+            avg = square_avg.sqrt().add_(eps)
+        neg_lr = self._per_member(-self.lr, p)
+        if momentum > 0:
+            buf = state["momentum_buffer"].mul(momentum).addcdiv_(grad, avg)
+            new["momentum_buffer"] = buf
+            return p + neg_lr * buf, new
+        return p + neg_lr * grad / avg, new
+
+    def _sgd(
+        self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        momentum, dampening = self.momentum, self.dampening
+        neg_lr = self._per_member(-self.lr, p)
+        if momentum == 0:
+            return p + neg_lr * grad, {}
+        first = (self.steps == 1).view(-1, *([1] * (p.dim() - 1)))
+        buf = torch.where(
+            first, grad, state["momentum_buffer"].mul(momentum).add_(grad, alpha=1 - dampening)
+        )
+        direction = grad.add(buf, alpha=momentum) if self.nesterov else buf
+        return p + neg_lr * direction, {"momentum_buffer": buf}
+
+    def export_member(self, m: int, optimizer: torch.optim.Optimizer) -> None:
+        """Write member ``m``'s state into ``optimizer``, a ``torch.optim`` optimiser of the same
+        kind over the member's own parameters (in the stacked order, shapes ``p.shape[1:]``)."""
+        params = _params_of(optimizer, len(self.params))
+        steps = int(self.steps[m])
+        for own, state in zip(params, self.state, strict=True):
+            entry: dict[str, torch.Tensor] = {}
+            if steps:
+                entry = {name: state[name][m].reshape(own.shape).clone() for name in self._kept()}
+                if self.name != "sgd":  # torch's SGD keeps no step count
+                    entry["step"] = torch.tensor(float(steps), dtype=torch.float32)
+            if entry:
+                optimizer.state[own] = entry
+            else:
+                optimizer.state.pop(own, None)
+        for group in optimizer.param_groups:
+            group["lr"] = float(self.lr[m])
+
+    def import_member(self, m: int, optimizer: torch.optim.Optimizer) -> None:
+        """Set member ``m``'s state from ``optimizer`` (see :meth:`export_member`)."""
+        params = _params_of(optimizer, len(self.params))
+        steps = 0
+        for own, state in zip(params, self.state, strict=True):
+            entry = optimizer.state.get(own, {})
+            for name in _STATE[self.name]:
+                value = entry.get(name)
+                state[name][m] = 0.0 if value is None else value.reshape(state[name][m].shape)
+            if "step" in entry:
+                steps = int(entry["step"])
+            elif self.name == "sgd" and "momentum_buffer" in entry:
+                steps = max(steps, 1)
+        self.steps[m] = steps
+        self.lr[m] = float(optimizer.param_groups[0]["lr"])
+
+    def _kept(self) -> tuple[str, ...]:
+        """The state ``torch.optim`` keeps for this optimiser and these options."""
+        if self.name == "adam":
+            return ("exp_avg", "exp_avg_sq")
+        if self.name == "rmsprop":
+            kept = ["square_avg"]
+            if self.momentum > 0:
+                kept.append("momentum_buffer")
+            if self.centered:
+                kept.append("grad_avg")
+            return tuple(kept)
+        return ("momentum_buffer",) if self.momentum else ()
+
+
+def _number(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"update.optimizer_kwargs.{key}={value} is invalid: it must be a number.")
+    return float(value)
+
+
+def _params_of(optimizer: torch.optim.Optimizer, expected: int) -> list[torch.Tensor]:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if len(params) != expected:
+        raise ValueError(f"the optimiser holds {len(params)} parameters, the stack {expected}.")
+    return params
+
+
+@torch.no_grad()
+def clip_grad_norms_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Clip each member's gradient (over all ``params``, each ``[K, ...]``) to ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_`` clips one run's; returns the ``[K]`` norms before."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(0)
+    per_param = torch.stack(
+        [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]
+    )  # [P, K]
+    norms = torch.linalg.vector_norm(per_param, dim=0)
+    coef = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+    return norms
