@@ -18,6 +18,7 @@ optimiser over that member's own parameters (its single-run checkpoint, or resum
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -55,16 +56,19 @@ class StackedOptimizer:
                 f"update.optimizer_kwargs key(s) {unknown} are not supported for {self.name} in "
                 f"a population (supported: {sorted(_ACCEPTED[self.name])})."
             )
-        betas = kwargs.get("betas", (0.9, 0.999))  # torch.optim's own defaults throughout
-        if not (isinstance(betas, Sequence) and len(betas) == 2):
-            raise ConfigError(f"update.optimizer_kwargs.betas={betas} must be two numbers.")
-        self.beta1, self.beta2 = (_number("betas", beta) for beta in betas)
-        self.eps = _number("eps", kwargs.get("eps", 1e-8))
-        self.alpha = _number("alpha", kwargs.get("alpha", 0.99))
-        self.momentum = _number("momentum", kwargs.get("momentum", 0.0))
-        self.dampening = _number("dampening", kwargs.get("dampening", 0.0))
-        self.centered = bool(kwargs.get("centered", False))
-        self.nesterov = bool(kwargs.get("nesterov", False))
+        # Unset options take torch.optim's own defaults, read from its signature (their home).
+        options = {**_torch_defaults(self.name), **kwargs}
+        self.beta1 = self.beta2 = self.alpha = self.momentum = self.dampening = 0.0
+        self.eps, self.centered, self.nesterov = 0.0, False, False
+        if self.name == "adam":
+            betas = options["betas"]
+            if not (isinstance(betas, Sequence) and len(betas) == 2):
+                raise ConfigError(f"update.optimizer_kwargs.betas={betas} must be two numbers.")
+            self.beta1, self.beta2 = (_number("betas", beta) for beta in betas)
+        for key in sorted(_ACCEPTED[self.name] - {"betas", "centered", "nesterov"}):
+            setattr(self, key, _number(key, options[key]))
+        self.centered = bool(options.get("centered"))
+        self.nesterov = bool(options.get("nesterov"))
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ConfigError(
                 "update.optimizer_kwargs.nesterov=true needs momentum > 0 and dampening 0."
@@ -205,6 +209,18 @@ class StackedOptimizer:
         return ("momentum_buffer",) if self.momentum else ()
 
 
+def _torch_defaults(name: str) -> dict[str, object]:
+    """The keyword defaults of ``torch.optim``'s optimiser ``name``."""
+    signature = inspect.signature(
+        {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[name]
+    )
+    return {
+        key: parameter.default
+        for key, parameter in signature.parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
 def _number(key: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"update.optimizer_kwargs.{key}={value} is invalid: it must be a number.")
@@ -219,16 +235,17 @@ def _params_of(optimizer: torch.optim.Optimizer, expected: int) -> list[torch.Te
 
 
 @torch.no_grad()
-def clip_grad_norms_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Clip each member's gradient (over all ``params``, each ``[K, ...]``) to ``max_norm``, as
-    ``torch.nn.utils.clip_grad_norm_`` clips one run's; returns the ``[K]`` norms before."""
+def clip_grad_norms_(
+    params: Sequence[torch.Tensor], max_norm: float | torch.Tensor
+) -> torch.Tensor:
+    """Clip each member's gradient (over all ``params``, each ``[K, ...]``) to its ``max_norm``
+    (one for all, or ``[K]``; ``inf``: measure only), as ``torch.nn.utils.clip_grad_norm_``
+    clips one run's; returns the ``[K]`` norms before clipping."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(0)
-    per_param = torch.stack(
-        [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]
-    )  # [P, K]
-    norms = torch.linalg.vector_norm(per_param, dim=0)
+    per_param = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])
+    norms = torch.linalg.vector_norm(per_param, dim=0)  # [P, K] -> [K]
     coef = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
     for g in grads:
         g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
