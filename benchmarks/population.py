@@ -24,6 +24,7 @@ from hydra import compose, initialize_config_dir
 
 from twrl_exp import seeding
 from twrl_exp.build import build_agent
+from twrl_exp.config import register_configs
 from twrl_exp.paths import config_dir
 from twrl_exp.protocols import Clock
 from twrl_exp.storage import RolloutBatch
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    register_configs()
     rows = [
         "| K | K single learners (ms) | one stacked learner (ms) | per member (ms) | speed-up |",
         "|---:|---:|---:|---:|---:|",

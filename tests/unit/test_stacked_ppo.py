@@ -94,7 +94,9 @@ def test_each_member_learns_what_its_own_ppo_learns(make_cfg, structure: str) ->
     for m, (learner, _, _) in enumerate(alone):
         mine = together[m][0]
         for a, b in zip(learner.params, mine.params, strict=True):
-            torch.testing.assert_close(b, a, rtol=0, atol=1e-5, msg=lambda text, m=m: f"{m}: {text}")
+            torch.testing.assert_close(
+                b, a, rtol=0, atol=1e-5, msg=lambda text, m=m: f"member {m}: {text}"
+            )
         assert clocks[m].gradient_steps == single_clocks[m].gradient_steps
         for j in range(2):
             expected, got = single_metrics[m][j], stacked_metrics[j][m]
