@@ -1,11 +1,12 @@
-"""The learning step of a PPO population against its members learning one by one.
+"""The learning step of a population against its members learning one by one.
 
-For K = 1, 4, 16, 32, 64 members of the tuned CartPole PPO preset (8 envs x 32 steps, one
-minibatch of 256, 20 epochs), each with its own seed and learning rate: the time of one
-``StackedPPO.learn`` on K rollouts against K calls of the single learner's ``learn`` (what K
-runs pay), median of ``--repeats``, one torch thread. Writes benchmarks/RESULTS-population.md.
+For K = 1, 4, 16, 32, 64 members of the tuned CartPole presets of PPO (8 envs x 32 steps, one
+minibatch of 256, 20 epochs) and DQN (128 gradient steps on minibatches of 64 every 256 env
+steps), each with its own seed and learning rate: the time of one stacked ``learn`` on K batches
+against K calls of the single learner's ``learn`` (what K runs pay), median of ``--repeats``.
+Writes benchmarks/RESULTS-population.md.
 
-    python benchmarks/population.py [--sizes 1,4,16,32,64] [--repeats 5]
+    python benchmarks/population.py [--sizes 1,4,16,32,64] [--repeats 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -27,17 +28,20 @@ from twrl_exp.build import build_agent
 from twrl_exp.config import register_configs
 from twrl_exp.paths import config_dir
 from twrl_exp.protocols import Clock
-from twrl_exp.storage import RolloutBatch
+from twrl_exp.storage import ReplayBatch, RolloutBatch
+from twrl_exp.update.stacked_dqn import StackedDQN
 from twrl_exp.update.stacked_ppo import StackedPPO
 
 HERE = Path(__file__).resolve().parent
 SPACES = gym.make("CartPole-v1")
 
 
-def member(seed: int):
+def member(seed: int, rule: str = "ppo"):
     lr = 1e-3 * (1 + seed % 3)  # members differ in seed and learning rate
+    policy = "egreedy" if rule == "dqn" else "categorical"
+    overrides = ["env=cartpole", f"update={rule}", f"policy={policy}", f"seed={seed}"]
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("config", ["env=cartpole", "update=ppo", f"seed={seed}", f"update.lr={lr}"])
+        cfg = compose("config", [*overrides, f"update.lr={lr}"])
     torch.manual_seed(seeding.integer(seed, seeding.Stream.TORCH))
     agent = build_agent(cfg, SPACES.observation_space, SPACES.action_space, cfg.env.num_envs)
     generator = torch.Generator()
@@ -65,15 +69,34 @@ def rollout(learner, rng: np.random.Generator, t: int = 32, n: int = 8) -> Rollo
     )
 
 
-def measure(k: int, repeats: int) -> tuple[float, float]:
+def replayed(rng: np.random.Generator, g: int = 128, b: int = 64) -> ReplayBatch:
+    """The DQN preset's learn: 128 minibatches of 64 (every 256 env steps)."""
+    obs = rng.normal(size=(g, b, 4)).astype(np.float32)
+    return ReplayBatch(
+        obs=obs,
+        actions=rng.integers(0, 2, (g, b)),
+        rewards=np.ones((g, b), np.float32),
+        discounts=np.where(rng.random((g, b)) < 0.05, 0.0, 0.99).astype(np.float32),
+        next_obs=(obs + rng.normal(0, 0.1, (g, b, 4))).astype(np.float32),
+    )
+
+
+def measure(rule: str, k: int, repeats: int, threads: int) -> tuple[float, float]:
     rng = np.random.default_rng(k)
-    singles = [member(seed) for seed in range(k)]
-    stacked = StackedPPO(*zip(*[member(seed) for seed in range(k)], strict=True))
-    batches = [rollout(learner, rng) for learner, _ in singles]
+    singles = [member(seed, rule)[0] for seed in range(k)]
+    if rule == "ppo":
+        stacked: StackedPPO | StackedDQN = StackedPPO(
+            *zip(*[member(seed) for seed in range(k)], strict=True)
+        )
+        batches: list = [rollout(learner, rng) for learner in singles]
+    else:
+        stacked = StackedDQN([member(seed, rule)[0] for seed in range(k)])
+        batches = [replayed(rng) for _ in singles]
+    torch.set_num_threads(threads)  # after building: a build sets the config's torch_threads
     one_by_one, together = [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        for (learner, _), batch in zip(singles, batches, strict=True):
+        for learner, batch in zip(singles, batches, strict=True):
             learner.learn(batch, Clock(env_steps=50_000))
         one_by_one.append(time.perf_counter() - started)
         started = time.perf_counter()
@@ -82,37 +105,46 @@ def measure(k: int, repeats: int) -> tuple[float, float]:
     return statistics.median(one_by_one), statistics.median(together)
 
 
+WHAT = {
+    "ppo": "one PPO update (20 epochs of one minibatch of 256)",
+    "dqn": "one DQN learn (128 gradient steps on minibatches of 64)",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4,16,32,64")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rules", default="ppo,dqn")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(1)
     register_configs()
-    rows = [
-        "| K | K single learners (ms) | one stacked learner (ms) | per member (ms) | speed-up |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for k in (int(size) for size in args.sizes.split(",")):
-        alone, stacked = measure(k, args.repeats)
-        rows.append(
-            f"| {k} | {alone * 1e3:.1f} | {stacked * 1e3:.1f} | {stacked * 1e3 / k:.2f} | "
-            f"{alone / stacked:.1f}x |"
-        )
-        print(rows[-1], flush=True)
+    sections = []
+    for rule in args.rules.split(","):
+        rows = [
+            "| K | K single learners (ms) | stacked (ms) | per member (ms) | speed-up |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for k in (int(size) for size in args.sizes.split(",")):
+            alone, together = measure(rule, k, args.repeats, args.threads)
+            rows.append(
+                f"| {k} | {alone * 1e3:.1f} | {together * 1e3:.1f} | {together * 1e3 / k:.2f} | "
+                f"{alone / together:.1f}x |"
+            )
+            print(rule, rows[-1], flush=True)
+        sections += [f"## {rule.upper()}: {WHAT[rule]}", "", *rows, ""]
     text = "\n".join(
         [
-            "# The learning step of a PPO population",
+            "# The learning step of a population",
             "",
-            "`python benchmarks/population.py`: one PPO update (20 epochs of one minibatch of "
-            "256, the tuned CartPole preset) for K members, one by one (what K runs pay) and as "
-            "one `StackedPPO` (what a population pays); median of "
-            f"{args.repeats}, one torch thread, {platform.processor() or platform.machine()}, "
-            f"Python {sys.version.split()[0]}, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d')}.",
+            "`python benchmarks/population.py`: the learning step of the tuned CartPole presets "
+            "for K members (each its own seed and learning rate), one by one (what K runs pay) "
+            "and as one stacked learner (what a population pays); median of "
+            f"{args.repeats}, {args.threads} torch thread(s), "
+            f"{platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, "
+            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}.",
             "",
-            *rows,
-            "",
+            *sections,
         ]
     )
     (HERE / "RESULTS-population.md").write_text(text)

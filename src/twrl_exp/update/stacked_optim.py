@@ -92,74 +92,72 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, active: torch.Tensor | None = None) -> None:
-        """One step for every active member (``active: [K]`` bool, all by default)."""
-        if active is not None and bool(active.all()):
-            active = None
+        """One step for every active member (``active: [K]`` bool, all by default).
+
+        In place, as ``torch.optim`` steps (a stacked tensor is K members' worth of memory:
+        every temporary is a pass over all of them); inactive members' rows are put back."""
+        frozen = None if active is None else torch.nonzero(~active).flatten()
+        if frozen is not None and not len(frozen):
+            frozen = None
         self.steps += 1 if active is None else active.to(torch.int64)
         for p, state in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
+            kept = None
+            if frozen is not None:
+                kept = (p[frozen].clone(), {k: v[frozen].clone() for k, v in state.items()})
             grad = p.grad
             if self.weight_decay:
                 grad = grad.add(p, alpha=self.weight_decay)
-            new_p, new_state = getattr(self, f"_{self.name}")(p, grad, state)
-            if active is not None:
-                mask = active.view(-1, *([1] * (p.dim() - 1)))
-                new_p = torch.where(mask, new_p, p)
-                new_state = {k: torch.where(mask, v, state[k]) for k, v in new_state.items()}
-            p.copy_(new_p)
-            for key, value in new_state.items():
-                state[key].copy_(value)
+            getattr(self, f"_{self.name}")(p, grad, state)
+            if kept is not None:
+                p[frozen] = kept[0]
+                for key, value in kept[1].items():
+                    state[key][frozen] = value
 
     def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``[K]`` float64 values -> float32 ``[K, 1, ...]`` broadcastable against ``like``."""
         return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
-    def _adam(
-        self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        beta1, beta2, eps = self.beta1, self.beta2, self.eps
-        exp_avg = state["exp_avg"].lerp(grad, 1 - beta1)
-        exp_avg_sq = state["exp_avg_sq"].mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+    def _adam(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        beta1, beta2 = self.beta1, self.beta2
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         steps = self.steps.to(torch.float64)
         bias_correction1 = 1 - beta1**steps
         bias_correction2_sqrt = (1 - beta2**steps).sqrt()
         step_size = self._per_member(-(self.lr / bias_correction1), p)
-        denom = (exp_avg_sq.sqrt() / self._per_member(bias_correction2_sqrt, p)).add_(eps)
-        return p + step_size * exp_avg / denom, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+        denom = exp_avg_sq.sqrt().div_(self._per_member(bias_correction2_sqrt, p)).add_(self.eps)
+        # p + (value * exp_avg) / denom: torch's addcdiv_, with a value per member
+        p.add_(torch.mul(exp_avg, step_size).div_(denom))
 
-    def _rmsprop(
-        self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        alpha, eps, momentum = self.alpha, self.eps, self.momentum
-        square_avg = state["square_avg"].mul(alpha).addcmul_(grad, grad, value=1 - alpha)
-        new = {"square_avg": square_avg}
+    def _rmsprop(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        alpha = self.alpha
+        square_avg = state["square_avg"].mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         if self.centered:
-            grad_avg = state["grad_avg"].lerp(grad, 1 - alpha)
-            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_().add_(eps)
-            new["grad_avg"] = grad_avg
+            grad_avg = state["grad_avg"].lerp_(grad, 1 - alpha)
+            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_().add_(self.eps)
         else:
-            avg = square_avg.sqrt().add_(eps)
+            avg = square_avg.sqrt().add_(self.eps)
         neg_lr = self._per_member(-self.lr, p)
-        if momentum > 0:
-            buf = state["momentum_buffer"].mul(momentum).addcdiv_(grad, avg)
-            new["momentum_buffer"] = buf
-            return p + neg_lr * buf, new
-        return p + neg_lr * grad / avg, new
+        if self.momentum > 0:
+            buf = state["momentum_buffer"].mul_(self.momentum).addcdiv_(grad, avg)
+            p.add_(buf * neg_lr)
+        else:
+            p.add_(torch.mul(grad, neg_lr).div_(avg))
 
-    def _sgd(
-        self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        momentum, dampening = self.momentum, self.dampening
+    def _sgd(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
         neg_lr = self._per_member(-self.lr, p)
-        if momentum == 0:
-            return p + neg_lr * grad, {}
+        if self.momentum == 0:
+            p.add_(grad * neg_lr)
+            return
         first = (self.steps == 1).view(-1, *([1] * (p.dim() - 1)))
-        buf = torch.where(
-            first, grad, state["momentum_buffer"].mul(momentum).add_(grad, alpha=1 - dampening)
-        )
-        direction = grad.add(buf, alpha=momentum) if self.nesterov else buf
-        return p + neg_lr * direction, {"momentum_buffer": buf}
+        buf = state["momentum_buffer"]
+        buf.mul_(self.momentum).add_(grad, alpha=1 - self.dampening)
+        buf.copy_(torch.where(first, grad, buf))
+        direction = grad.add(buf, alpha=self.momentum) if self.nesterov else buf
+        p.add_(direction * neg_lr)
 
     def export_member(self, m: int, optimizer: torch.optim.Optimizer) -> None:
         """Write member ``m``'s state into ``optimizer``, a ``torch.optim`` optimiser of the same
@@ -250,3 +248,21 @@ def clip_grad_norms_(
     for g in grads:
         g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
     return norms
+
+
+def options_of(optimizer: torch.optim.Optimizer) -> dict[str, object]:
+    """The options a stacked optimiser needs, read back from a torch.optim optimiser."""
+    group = optimizer.param_groups[0]
+    if group.get("weight_decay"):
+        raise ConfigError("a population does not support update.weight_decay yet.")
+    name = type(optimizer).__name__.lower()
+    keys = {
+        "adam": ("betas", "eps"),
+        "rmsprop": ("alpha", "eps", "momentum", "centered"),
+        "sgd": ("momentum", "dampening", "nesterov"),
+    }.get(name)
+    if keys is None:
+        raise ConfigError(f"a population does not support the {name} optimiser.")
+    if group.get("amsgrad"):
+        raise ConfigError("a population does not support amsgrad.")
+    return {key: tuple(group[key]) if key == "betas" else group[key] for key in keys}

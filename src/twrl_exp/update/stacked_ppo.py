@@ -40,7 +40,7 @@ from twrl_exp.returns import gae, vtrace
 from twrl_exp.storage import RolloutBatch
 from twrl_exp.update.actor_critic import PPO
 from twrl_exp.update.checks import linear_lr
-from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_
+from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, options_of
 
 _SHARED = (
     "update_epochs",
@@ -84,9 +84,9 @@ class StackedPPO:
         self.critic = StackedMLP([m.critic for m in members])  # type: ignore[misc]
         optimizer = first.optimizer
         name = type(optimizer).__name__.lower()
-        options = _options(optimizer)
+        options = options_of(optimizer)
         for m, member in enumerate(members):
-            if type(member.optimizer) is not type(optimizer) or _options(member.optimizer) != (
+            if type(member.optimizer) is not type(optimizer) or options_of(member.optimizer) != (
                 options
             ):
                 raise ConfigError(
@@ -327,21 +327,3 @@ class StackedPPO:
         self.critic.write_back([m.critic for m in self.members])  # type: ignore[misc]
         for m, member in enumerate(self.members):
             self.optimizer.export_member(m, member.optimizer)
-
-
-def _options(optimizer: torch.optim.Optimizer) -> dict[str, object]:
-    """The options a stacked optimiser needs, read back from a torch.optim optimiser."""
-    group = optimizer.param_groups[0]
-    if group.get("weight_decay"):
-        raise ConfigError("a population does not support update.weight_decay yet.")
-    name = type(optimizer).__name__.lower()
-    keys = {
-        "adam": ("betas", "eps"),
-        "rmsprop": ("alpha", "eps", "momentum", "centered"),
-        "sgd": ("momentum", "dampening", "nesterov"),
-    }.get(name)
-    if keys is None:
-        raise ConfigError(f"a population does not support the {name} optimiser.")
-    if group.get("amsgrad"):
-        raise ConfigError("a population does not support amsgrad.")
-    return {key: tuple(group[key]) if key == "betas" else group[key] for key in keys}

@@ -1,0 +1,181 @@
+"""K DQN learners of one structure trained as one: the learning step of a DQN population.
+
+Built from K :class:`~twrl_exp.update.dqn.DQN` learners, each made as a single run would make
+it. Their Q-networks and target networks become :class:`~twrl_exp.model.stacked.StackedMLP` s
+and one :class:`StackedOptimizer` steps them; each member keeps its own ``lr``, ``tau``,
+``target_update_interval`` and ``max_grad_norm`` (``gamma`` and ``n_step`` live in its replay
+storage's discounts). Member ``m``'s gradient steps are those its own DQN takes on its own
+replayed minibatches (uniform or prioritised: the importance weights come with its batch), its
+target network is refreshed on its own clock, and what it tells its storage (the TD errors that
+prioritised replay turns into priorities) is its own.
+
+Shared and checked: the network, ``double_q``, ``loss``, the optimiser and its options; the
+minibatch size and the gradient steps per learn come from the storages (they are structural).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from twrl_exp.choices import QLoss
+from twrl_exp.errors import ConfigError
+from twrl_exp.model.mlp import MLP
+from twrl_exp.model.stacked import StackedMLP
+from twrl_exp.protocols import Clock, Metrics
+from twrl_exp.storage import ReplayBatch
+from twrl_exp.update.dqn import DQN
+from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, options_of
+
+_SHARED = ("double_q", "loss")
+
+
+class StackedDQN:
+    """``members`` (DQN learners of one structure) as one learner over K replayed batches."""
+
+    def __init__(self, members: Sequence[DQN]) -> None:
+        first = members[0]
+        options = options_of(first.optimizer)
+        for m, member in enumerate(members):
+            for name in _SHARED:
+                if getattr(member, name) != getattr(first, name):
+                    raise ConfigError(
+                        f"population member {m} has update.{name}={getattr(member, name)}, "
+                        f"member 0 {getattr(first, name)}: members share the structural "
+                        "settings and differ only in seed and vectorisable values."
+                    )
+            if not isinstance(member.q, MLP):
+                raise ConfigError("a DQN population needs model=mlp.")
+            if type(member.optimizer) is not type(first.optimizer) or (
+                options_of(member.optimizer) != options
+            ):
+                raise ConfigError(
+                    f"population member {m} has another optimiser than member 0 "
+                    "(update.optimizer and update.optimizer_kwargs are shared)."
+                )
+        self.members = list(members)
+        self.size = len(members)
+        self.q = StackedMLP([m.q for m in members])  # type: ignore[misc]
+        self.target = StackedMLP([m.target for m in members])  # type: ignore[misc]
+        self.target.requires_grad_(False)
+        self.optimizer = StackedOptimizer(
+            type(first.optimizer).__name__.lower(),
+            list(self.q.parameters()),
+            [float(m.optimizer.param_groups[0]["lr"]) for m in members],
+            0.0,
+            options,
+        )
+        self.tau = torch.tensor([m.tau for m in members])
+        self.max_grad_norm = torch.tensor(
+            [float("inf") if m.max_grad_norm is None else m.max_grad_norm for m in members]
+        )
+        self.interval = [m.target_update_interval for m in members]
+        self.synced_at = [m.env_steps_at_sync for m in members]
+        self.td_errors: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * self.size
+
+    def learn(self, batches: Sequence[ReplayBatch], clocks: Sequence[Clock]) -> list[Metrics]:
+        """Member ``m`` learns from ``batches[m]`` at ``clocks[m]``; its metrics (those of its
+        last gradient step, as :meth:`DQN.learn`)."""
+        steps = batches[0].gradient_steps
+        if any(b.gradient_steps != steps for b in batches):
+            raise ValueError("members replay the same number of minibatches per learn")
+        weighted = batches[0].weights is not None
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.stack([getattr(b, name) for b in batches], axis=1))
+
+        obs, actions, rewards = stack("obs"), stack("actions").long(), stack("rewards")
+        discounts, next_obs = stack("discounts"), stack("next_obs")
+        weights = stack("weights") if weighted else None
+        errors: list[np.ndarray] = []
+        figures: dict[str, torch.Tensor] = {}
+        for g in range(steps):
+            figures, error = self._gradient_step(
+                obs[g],
+                actions[g],
+                rewards[g],
+                discounts[g],
+                next_obs[g],
+                None if weights is None else weights[g],
+            )
+            errors.append(error)
+            for clock in clocks:
+                clock.gradient_steps += 1
+            self._maybe_sync(clocks)
+        self.td_errors = list(np.stack(errors, axis=1))  # K x [G, B]
+        values = {key: tensor.tolist() for key, tensor in figures.items()}
+        return [
+            {
+                **{key: values[key][m] for key in values},
+                "target/syncs": float(clock.env_steps // self.interval[m]),
+            }
+            for m, clock in enumerate(clocks)
+        ]
+
+    def feedback(self, m: int) -> np.ndarray:
+        """Member ``m``'s ``|y - Q(s, a)|`` of its last batch (``[G, B]``), as
+        :meth:`DQN.feedback`."""
+        return self.td_errors[m]
+
+    def _gradient_step(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        discounts: torch.Tensor,
+        next_obs: torch.Tensor,
+        weights: torch.Tensor | None,
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        """One gradient step of every member: tensors ``[K, B, ...]``."""
+        with torch.no_grad():
+            next_target = self.target(next_obs)
+            if self.members[0].double_q:
+                best = self.q(next_obs).argmax(dim=2, keepdim=True)
+                bootstrap = next_target.gather(2, best).squeeze(2)
+            else:
+                bootstrap = next_target.max(dim=2).values
+            targets = rewards + discounts * bootstrap
+        q_taken = self.q(obs).gather(2, actions.unsqueeze(2)).squeeze(2)
+        if self.members[0].loss is QLoss.huber:
+            per_row = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
+        else:
+            per_row = nn.functional.mse_loss(q_taken, targets, reduction="none")
+        if weights is not None:  # importance sampling corrects a prioritised sample
+            per_row = weights * per_row
+        loss = per_row.mean(dim=1)  # [K]: each member's own loss
+        self.optimizer.zero_grad()
+        loss.sum().backward()
+        grad_norm = clip_grad_norms_(list(self.q.parameters()), self.max_grad_norm)
+        self.optimizer.step()
+        error = (targets - q_taken.detach()).abs().numpy()
+        with torch.no_grad():
+            q_mean = q_taken.mean(dim=1)
+        return {"loss": loss.detach(), "q/mean": q_mean, "grad_norm": grad_norm}, error
+
+    @torch.no_grad()
+    def _maybe_sync(self, clocks: Sequence[Clock]) -> None:
+        """Each member's target refreshed every ``target_update_interval`` of its env steps."""
+        due = [
+            clock.env_steps - self.synced_at[m] >= self.interval[m]
+            for m, clock in enumerate(clocks)
+        ]
+        if not any(due):
+            return
+        weight = torch.where(torch.tensor(due), self.tau, torch.zeros(()))
+        for target, source in zip(self.target.parameters(), self.q.parameters(), strict=True):
+            target.lerp_(source, weight.view(-1, *([1] * (target.dim() - 1))))
+        for m, clock in enumerate(clocks):
+            if due[m]:
+                self.synced_at[m] = clock.env_steps
+
+    def write_back(self) -> None:
+        """Every member's networks, optimiser state and sync step into its own DQN learner."""
+        self.q.write_back([m.q for m in self.members])  # type: ignore[misc]
+        self.target.write_back([m.target for m in self.members])  # type: ignore[misc]
+        for m, member in enumerate(self.members):
+            self.optimizer.export_member(m, member.optimizer)
+            member.env_steps_at_sync = self.synced_at[m]
+            member.td_errors = self.td_errors[m]
