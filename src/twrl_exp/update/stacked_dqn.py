@@ -76,16 +76,23 @@ class StackedDQN:
         self.synced_at = [m.env_steps_at_sync for m in members]
         self.td_errors: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * self.size
 
-    def learn(self, batches: Sequence[ReplayBatch], clocks: Sequence[Clock]) -> list[Metrics]:
+    def learn(
+        self, batches: Sequence[ReplayBatch | None], clocks: Sequence[Clock]
+    ) -> list[Metrics | None]:
         """Member ``m`` learns from ``batches[m]`` at ``clocks[m]``; its metrics (those of its
-        last gradient step, as :meth:`DQN.learn`)."""
-        steps = batches[0].gradient_steps
-        if any(b.gradient_steps != steps for b in batches):
+        last gradient step, as :meth:`DQN.learn`), or ``None`` where it has no batch (it does
+        not learn this time: parameters, optimiser, target and clock untouched)."""
+        given = next(b for b in batches if b is not None)
+        steps = given.gradient_steps
+        if any(b is not None and b.gradient_steps != steps for b in batches):
             raise ValueError("members replay the same number of minibatches per learn")
-        weighted = batches[0].weights is not None
+        weighted = given.weights is not None
+        learning = [b is not None for b in batches]
+        active = None if all(learning) else torch.tensor(learning)
+        filled = [given if b is None else b for b in batches]
 
         def stack(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.stack([getattr(b, name) for b in batches], axis=1))
+            return torch.from_numpy(np.stack([getattr(b, name) for b in filled], axis=1))
 
         obs, actions, rewards = stack("obs"), stack("actions").long(), stack("rewards")
         discounts, next_obs = stack("discounts"), stack("next_obs")
@@ -100,18 +107,24 @@ class StackedDQN:
                 discounts[g],
                 next_obs[g],
                 None if weights is None else weights[g],
+                active,
             )
             errors.append(error)
-            for clock in clocks:
-                clock.gradient_steps += 1
-            self._maybe_sync(clocks)
-        self.td_errors = list(np.stack(errors, axis=1))  # K x [G, B]
+            for clock, learns in zip(clocks, learning, strict=True):
+                clock.gradient_steps += learns
+            self._maybe_sync(clocks, learning)
+        errors_by_member = np.stack(errors, axis=1)  # [K, G, B]
+        for m in range(self.size):
+            if learning[m]:
+                self.td_errors[m] = errors_by_member[m]
         values = {key: tensor.tolist() for key, tensor in figures.items()}
         return [
             {
                 **{key: values[key][m] for key in values},
                 "target/syncs": float(clock.env_steps // self.interval[m]),
             }
+            if learning[m]
+            else None
             for m, clock in enumerate(clocks)
         ]
 
@@ -128,8 +141,9 @@ class StackedDQN:
         discounts: torch.Tensor,
         next_obs: torch.Tensor,
         weights: torch.Tensor | None,
+        active: torch.Tensor | None,
     ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-        """One gradient step of every member: tensors ``[K, B, ...]``."""
+        """One gradient step of every (``active``) member: tensors ``[K, B, ...]``."""
         with torch.no_grad():
             next_target = self.target(next_obs)
             if self.members[0].double_q:
@@ -147,19 +161,19 @@ class StackedDQN:
             per_row = weights * per_row
         loss = per_row.mean(dim=1)  # [K]: each member's own loss
         self.optimizer.zero_grad()
-        loss.sum().backward()
+        (loss if active is None else loss * active).sum().backward()
         grad_norm = clip_grad_norms_(list(self.q.parameters()), self.max_grad_norm)
-        self.optimizer.step()
+        self.optimizer.step(active)
         error = (targets - q_taken.detach()).abs().numpy()
         with torch.no_grad():
             q_mean = q_taken.mean(dim=1)
         return {"loss": loss.detach(), "q/mean": q_mean, "grad_norm": grad_norm}, error
 
     @torch.no_grad()
-    def _maybe_sync(self, clocks: Sequence[Clock]) -> None:
+    def _maybe_sync(self, clocks: Sequence[Clock], learning: Sequence[bool]) -> None:
         """Each member's target refreshed every ``target_update_interval`` of its env steps."""
         due = [
-            clock.env_steps - self.synced_at[m] >= self.interval[m]
+            learning[m] and clock.env_steps - self.synced_at[m] >= self.interval[m]
             for m, clock in enumerate(clocks)
         ]
         if not any(due):
@@ -171,9 +185,12 @@ class StackedDQN:
             if due[m]:
                 self.synced_at[m] = clock.env_steps
 
-    def write_back(self) -> None:
-        """Every member's networks, optimiser state and sync step into its own DQN learner."""
+    def write_back(self, *, optimizer: bool = True) -> None:
+        """Every member's networks (what it acts with) and, with ``optimizer``, its optimiser
+        state, sync step and last TD errors (what its checkpoint holds) into its own DQN."""
         self.q.write_back([m.q for m in self.members])  # type: ignore[misc]
+        if not optimizer:
+            return
         self.target.write_back([m.target for m in self.members])  # type: ignore[misc]
         for m, member in enumerate(self.members):
             self.optimizer.export_member(m, member.optimizer)

@@ -108,11 +108,16 @@ class StackedPPO:
     # -- the learning step -----------------------------------------------------------------
 
     def learn(
-        self, batches: Sequence[RolloutBatch], clocks: Sequence[Clock]
+        self, batches: Sequence[RolloutBatch | None], clocks: Sequence[Clock]
     ) -> list[Metrics | None]:
         """Member ``m`` learns from ``batches[m]`` at ``clocks[m]``; its metrics, or ``None``
-        where its rollout held no transition (as :meth:`PPO.learn`)."""
-        data, counts = self._advantages(batches)
+        where its rollout held no transition (as :meth:`PPO.learn`) or it has no batch (it
+        does not learn this time: parameters, optimiser, generator and clock untouched)."""
+        given = next(b for b in batches if b is not None)
+        empty = RolloutBatch(
+            **{name: np.zeros_like(getattr(given, name)) for name in given.__dataclass_fields__}
+        )
+        data, counts = self._advantages([empty if b is None else b for b in batches])
         k = self.size
         first = self.members[0]
         progress = torch.tensor([c.progress(first.total_env_steps) for c in clocks])
@@ -320,10 +325,11 @@ class StackedPPO:
         )
         return metrics
 
-    def write_back(self) -> None:
-        """Every member's networks and optimiser state into its own PPO learner (what its
-        checkpoint and MLflow model read)."""
+    def write_back(self, *, optimizer: bool = True) -> None:
+        """Every member's networks (what it acts with) and, with ``optimizer``, its optimiser
+        state (what its checkpoint holds) into its own PPO learner."""
         self.actor.write_back([m.model for m in self.members])  # type: ignore[misc]
         self.critic.write_back([m.critic for m in self.members])  # type: ignore[misc]
-        for m, member in enumerate(self.members):
-            self.optimizer.export_member(m, member.optimizer)
+        if optimizer:
+            for m, member in enumerate(self.members):
+                self.optimizer.export_member(m, member.optimizer)
