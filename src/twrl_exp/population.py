@@ -133,7 +133,7 @@ class Population:
             self._learn()
             for m, member in enumerate(members):
                 running[m] = running[m] and member.agent.clock.env_steps < member.max_env_steps
-        self.stacked.write_back()
+        self.stacked.write_back(with_state=True)
         self.wall_time = time.perf_counter() - started
 
     def _learn(self) -> None:
@@ -151,7 +151,7 @@ class Population:
         else:
             replayed: list[ReplayBatch | None] = batches
             metrics = self.stacked.learn(replayed, clocks)
-        self.stacked.write_back(optimizer=False)  # acting reads the members' own networks
+        self.stacked.write_back(with_state=False)  # acting reads the members' own networks
         for member, held, learned in zip(self.members, pending, metrics, strict=True):
             if held is None:
                 continue

@@ -74,7 +74,7 @@ def test_each_member_learns_what_its_own_dqn_learns(make_cfg, structure: str) ->
         stacked_metrics.append(stacked.learn(batches[j], clocks))
         for m, (learner, _) in enumerate(alone):
             np.testing.assert_allclose(stacked.feedback(m), learner.feedback(), atol=1e-4)
-    stacked.write_back()
+    stacked.write_back(with_state=True)
     for m, (learner, _) in enumerate(alone):
         mine = together[m]
         for net in ("q", "target"):

@@ -89,7 +89,7 @@ def test_each_member_learns_what_its_own_ppo_learns(make_cfg, structure: str) ->
         single_clocks.append(clock)
     clocks = [Clock(env_steps=s) for s in start]
     stacked_metrics = [stacked.learn(r, clocks) for r in rollouts]
-    stacked.write_back()
+    stacked.write_back(with_state=True)
 
     for m, (learner, _, _) in enumerate(alone):
         mine = together[m][0]
@@ -120,7 +120,7 @@ def test_the_optimiser_state_moves_back_to_each_member(make_cfg) -> None:
     rng = np.random.default_rng(1)
     batches = [rollout(m[0], 32, 8, rng) for m in together]
     stacked.learn(batches, [Clock(), Clock()])
-    stacked.write_back()
+    stacked.write_back(with_state=True)
     state = together[1][0].optimizer.state_dict()["state"]
     assert int(state[0]["step"]) == 20  # 20 epochs of one minibatch
     torch.testing.assert_close(

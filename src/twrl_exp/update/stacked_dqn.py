@@ -185,11 +185,11 @@ class StackedDQN:
             if due[m]:
                 self.synced_at[m] = clock.env_steps
 
-    def write_back(self, *, optimizer: bool = True) -> None:
-        """Every member's networks (what it acts with) and, with ``optimizer``, its optimiser
+    def write_back(self, *, with_state: bool) -> None:
+        """Every member's networks (what it acts with) and, ``with_state``, its optimiser
         state, sync step and last TD errors (what its checkpoint holds) into its own DQN."""
         self.q.write_back([m.q for m in self.members])  # type: ignore[misc]
-        if not optimizer:
+        if not with_state:
             return
         self.target.write_back([m.target for m in self.members])  # type: ignore[misc]
         for m, member in enumerate(self.members):

@@ -325,11 +325,11 @@ class StackedPPO:
         )
         return metrics
 
-    def write_back(self, *, optimizer: bool = True) -> None:
-        """Every member's networks (what it acts with) and, with ``optimizer``, its optimiser
+    def write_back(self, *, with_state: bool) -> None:
+        """Every member's networks (what it acts with) and, ``with_state``, its optimiser
         state (what its checkpoint holds) into its own PPO learner."""
         self.actor.write_back([m.model for m in self.members])  # type: ignore[misc]
         self.critic.write_back([m.critic for m in self.members])  # type: ignore[misc]
-        if optimizer:
+        if with_state:
             for m, member in enumerate(self.members):
                 self.optimizer.export_member(m, member.optimizer)
