@@ -24,9 +24,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from twrl_exp import seeding
-from twrl_exp.build import build_agent
+from twrl_exp.build import build, build_agent, make_runner
 from twrl_exp.config import register_configs
 from twrl_exp.paths import config_dir
+from twrl_exp.population import Member, Population
 from twrl_exp.protocols import Clock
 from twrl_exp.storage import ReplayBatch, RolloutBatch
 from twrl_exp.update.stacked_dqn import StackedDQN
@@ -105,6 +106,42 @@ def measure(rule: str, k: int, repeats: int, threads: int) -> tuple[float, float
     return statistics.median(one_by_one), statistics.median(together)
 
 
+def trailing_best(returns: list[float], window: int = 100) -> float:
+    """The best trailing ``window``-episode mean (the runner's "solved" statistic)."""
+    if len(returns) < window:
+        return float("-inf")
+    sums = np.cumsum([0.0, *returns])
+    return float(((sums[window:] - sums[:-window]) / window).max())
+
+
+def loop(rule: str, k: int) -> dict[str, float]:
+    """Whole runs of the preset: one single run (seed 0) against a population of K seeds."""
+    policy = "egreedy" if rule == "dqn" else "categorical"
+
+    def cfg(seed: int):
+        overrides = ["env=cartpole", f"update={rule}", f"policy={policy}", f"seed={seed}"]
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            return compose("config", [*overrides, "monitor=none"])
+
+    started = time.perf_counter()
+    runner = make_runner(cfg(0), build(cfg(0), evaluation=False), eval_every_steps=None)
+    runner.run()
+    single = time.perf_counter() - started
+    started = time.perf_counter()
+    members = []
+    for seed in range(k):
+        config = cfg(seed)
+        built = build(config, evaluation=False)
+        generator = torch.Generator()
+        generator.set_state(torch.get_rng_state())
+        members.append(Member(seed, built.agent, built.env, config.train.max_env_steps, generator))
+    population = Population(members)
+    population.run()
+    together = time.perf_counter() - started
+    solved = [trailing_best(m.returns) >= 475 for m in population.members]
+    return {"single": single, "population": together, "solved": float(np.mean(solved))}
+
+
 WHAT = {
     "ppo": "one PPO update (20 epochs of one minibatch of 256)",
     "dqn": "one DQN learn (128 gradient steps on minibatches of 64)",
@@ -117,10 +154,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rules", default="ppo,dqn")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loop", default="", help="population sizes of whole runs, e.g. 8,32")
+    parser.add_argument("--loop-rules", default="ppo")
+    parser.add_argument("--skip-steps", action="store_true", help="only the whole runs")
     args = parser.parse_args()
     register_configs()
     sections = []
-    for rule in args.rules.split(","):
+    for rule in [] if args.skip_steps else args.rules.split(","):
         rows = [
             "| K | K single learners (ms) | stacked (ms) | per member (ms) | speed-up |",
             "|---:|---:|---:|---:|---:|",
@@ -133,6 +173,32 @@ def main() -> None:
             )
             print(rule, rows[-1], flush=True)
         sections += [f"## {rule.upper()}: {WHAT[rule]}", "", *rows, ""]
+    if args.loop:
+        rows = [
+            "| rule | K | one run (s) | population (s) | ratio | K runs / population | "
+            "members solved |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for rule in args.loop_rules.split(","):
+            for k in (int(size) for size in args.loop.split(",")):
+                figures = loop(rule, k)
+                ratio = figures["population"] / figures["single"]
+                rows.append(
+                    f"| {rule} | {k} | {figures['single']:.1f} | {figures['population']:.1f} | "
+                    f"{ratio:.1f}x | {k / ratio:.1f}x | {figures['solved']:.0%} |"
+                )
+                print(rows[-1], flush=True)
+        sections += [
+            "## Whole runs: a population against one run",
+            "",
+            "`--loop`: the preset's whole budget (build included, no monitors, no "
+            "evaluations) for one run of seed 0 and for a population of seeds 0..K-1 "
+            "(`twrl_exp.population`, no recording yet); solved: the best trailing-100 mean "
+            "reached 475.",
+            "",
+            *rows,
+            "",
+        ]
     text = "\n".join(
         [
             "# The learning step of a population",
