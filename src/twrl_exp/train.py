@@ -99,16 +99,19 @@ def _train_once(
     if tracker is not None:
         tracker.objective = _objective(cfg, runner)
     problems: list[str] = []
+    full: store.DiskFullError | None = None
     if opened:
-        problems = _finish(runner, monitors, tracker, status, reason)
+        problems, full = _finish(runner, monitors, tracker, status, reason)
     elif tracker is not None and tracker.created():  # failed or interrupted while opening
-        problems = _finish(runner, [tracker], tracker, status, reason)
+        problems, full = _finish(runner, [tracker], tracker, status, reason)
     built.close()
     if opened:
         final = "FAILED" if problems and status == "FINISHED" else status
         why = reason or ("; ".join(problems) if problems else None)
         name = run_name(cfg, built.env_id, name_suffix)
         _report(cfg, runner, tracker, run_dir, final, why, name, brief=brief)
+    if error is None and full is not None:  # a disk filled up while the run was ending
+        error = full
     if error is not None:
         if isinstance(error, store.DiskFullError) and tracker is not None:
             error.run_id = error.run_id or tracker.run_id  # its fix: resume this run
@@ -130,11 +133,13 @@ def _objective(cfg: DictConfig, runner: Runner) -> float:
 
 def _finish(
     runner: Runner, monitors: list[Monitor], tracker: Any, status: str, reason: str | None
-) -> list[str]:
+) -> tuple[list[str], store.DiskFullError | None]:
     """Let every monitor finish (the tracker last, with the status the others leave), saying
-    what slow work is being done when a console is on."""
+    what slow work is being done when a console is on. Returns what went wrong, and the first
+    full disk met (a checkpoint at the end, say), which the run then fails with."""
     console = next((m for m in monitors if isinstance(m, ConsoleMonitor)), None)
     problems: list[str] = []
+    full: store.DiskFullError | None = None
     if tracker is not None and runner.stop_reason is not None:
         try:
             tracker.set_tag("stopped", runner.stop_reason)
@@ -153,11 +158,14 @@ def _finish(
                 tracker.finish(runner, status, reason)
             else:
                 monitor.finish(runner, status)
+        except store.DiskFullError as exc:
+            full = full or exc
+            problems.append(exc.end_reason)
         except RecordingError as exc:
             problems.append(str(exc))
         except Exception as exc:
             problems.append(f"{type(monitor).__name__} failed ({exc})")
-    return problems
+    return problems, full
 
 
 def _report(

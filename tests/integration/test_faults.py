@@ -677,12 +677,13 @@ def test_a_full_store_disk_at_the_start_fails_the_run_at_once_with_its_true_reas
         assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
 
 
+@pytest.mark.parametrize("every", [1000, 1_000_000], ids=["mid-run", "at-the-end"])
 def test_a_full_output_disk_fails_in_one_sentence_and_leaves_no_temporary_file(
-    tmp_path: Path, isolated_mlflow: str
+    tmp_path: Path, isolated_mlflow: str, every: int
 ) -> None:
     """The run's own folder on a full disk: when Hydra makes it (nothing left behind), and when
-    a checkpoint is due (the run is FAILED with `disk full: ...`, no last.pt.tmp is left, and
-    the sentence names the run to resume)."""
+    a checkpoint is due, during the run or as it ends (the run is FAILED with `disk full: ...`,
+    no last.pt.tmp is left, and the sentence names the run to resume)."""
     from tests.integration.disks import fill, tmpfs
 
     with tmpfs(tmp_path / "small", "2m") as disk:
@@ -701,7 +702,7 @@ def test_a_full_output_disk_fails_in_one_sentence_and_leaves_no_temporary_file(
                 sys.executable,
                 TRAIN,
                 "train.max_env_steps=30000",
-                "monitor.checkpoint.every_steps=1000",
+                f"monitor.checkpoint.every_steps={every}",
                 "eval.every_steps=null",
                 *QUIET,
             ],

@@ -248,28 +248,35 @@ def _gather(
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in ready:
             job = pending.pop(ref)
-            results[job.idx] = _result(job, parent)
+            results[job.idx] = _result(job, parent, cancelled=False)
     return [results[idx] for idx in order]
 
 
-def _result(job: _Job, parent: dict[str, Any] | None) -> JobReturn:
+def _result(job: _Job, parent: dict[str, Any] | None, *, cancelled: bool) -> JobReturn:
+    """The job's return; ``cancelled``: the sweep itself cancelled it (Ctrl-C)."""
     try:
         value: JobReturn = ray.get(job.ref)
         return value
     except ray.exceptions.RayTaskError as exc:  # the job function itself raised
         return JobReturn(overrides=job.overrides, status=JobStatus.FAILED, _return_value=exc.cause)
-    except ray.exceptions.TaskCancelledError:
+    except ray.exceptions.TaskCancelledError as exc:
+        if not cancelled:  # Ray cancelled it on its own (its owner or the head gone): lost
+            return _lost(job, parent, exc)
         _close_runs(parent, job.key, "KILLED", "interrupted: the sweep was stopped")
         return JobReturn(
             overrides=job.overrides, status=JobStatus.FAILED, _return_value=KeyboardInterrupt()
         )
     except ray.exceptions.RayError as exc:  # its worker process or node died
-        reason = f"lost: {_why_lost(exc)}"
-        closed = _close_runs(parent, job.key, "FAILED", reason)
-        log.warning(f"Job #{job.idx} was {reason} ({closed} run(s) marked FAILED).")
-        return JobReturn(
-            overrides=job.overrides, status=JobStatus.FAILED, _return_value=JobLost(reason)
-        )
+        return _lost(job, parent, exc)
+
+
+def _lost(job: _Job, parent: dict[str, Any] | None, exc: BaseException) -> JobReturn:
+    reason = f"lost: {_why_lost(exc)}"
+    closed = _close_runs(parent, job.key, "FAILED", reason)
+    log.warning(f"Job #{job.idx} was {reason} ({closed} run(s) marked FAILED).")
+    return JobReturn(
+        overrides=job.overrides, status=JobStatus.FAILED, _return_value=JobLost(reason)
+    )
 
 
 def _why_lost(exc: BaseException) -> str:
@@ -290,7 +297,7 @@ def _stop(pending: dict[Any, _Job], results: dict[int, JobReturn], parent: Any) 
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in ready:
             job = pending.pop(ref)
-            results[job.idx] = _result(job, parent)
+            results[job.idx] = _result(job, parent, cancelled=True)
     for ref, job in pending.items():
         ray.cancel(ref, force=True)
         _close_runs(parent, job.key, "KILLED", "interrupted: the sweep was stopped")
