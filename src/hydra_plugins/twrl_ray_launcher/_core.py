@@ -52,7 +52,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hydra_plugins.twrl_ray_launcher._head import HeadWatch
+from hydra_plugins.twrl_ray_launcher._head import HeadWatch, answers
 from twrl_exp import interrupts, processes, store
 from twrl_exp.errors import ConfigError, JobLost
 from twrl_exp.monitor.sweep import PARENT_FILE, read_parent
@@ -246,6 +246,12 @@ def _gather(
             job = submit(*queue.pop(0))
             pending[job.ref] = job
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        if ready and _watch is not None and not answers(_watch.address):
+            # The head does not answer: what Ray says of these jobs now (cancelled, lost) is
+            # the head's loss; leave them in flight until the watch decides, which ends their
+            # runs FAILED with that reason and fails their trials as infrastructure.
+            time.sleep(0.5)
+            continue
         for ref in ready:
             job = pending.pop(ref)
             results[job.idx] = _result(job, parent, cancelled=False)
