@@ -427,9 +427,11 @@ def worker_node_busy(c: Cluster, study: str) -> bool:
 def test_killing_a_worker_node_mid_sweep_loses_no_finished_run(
     cluster: Cluster, tmp_path: Path
 ) -> None:
+    # 60k steps now train in under a second: a trial on the worker could end between two looks
+    # and the node never be seen busy (a 300 s time-out in one fresh-clone run); 600k last seconds.
     proc = cluster.sweep(
         *optuna_sweep("lose_a_node", "lose_a_node", 6, "hydra.sweeper.pruner.name=none",
-                      "train.max_env_steps=60000"),
+                      "train.max_env_steps=600000"),
         project=tmp_path,
     )  # fmt: skip
     try:
