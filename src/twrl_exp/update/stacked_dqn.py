@@ -28,7 +28,7 @@ from twrl_exp.model.stacked import StackedMLP
 from twrl_exp.protocols import Clock, Metrics
 from twrl_exp.storage import ReplayBatch
 from twrl_exp.update.dqn import DQN
-from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, options_of
+from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, shared_structure
 
 _SHARED = ("double_q", "loss")
 
@@ -38,24 +38,9 @@ class StackedDQN:
 
     def __init__(self, members: Sequence[DQN]) -> None:
         first = members[0]
-        options = options_of(first.optimizer)
-        for m, member in enumerate(members):
-            for name in _SHARED:
-                if getattr(member, name) != getattr(first, name):
-                    raise ConfigError(
-                        f"population member {m} has update.{name}={getattr(member, name)}, "
-                        f"member 0 {getattr(first, name)}: members share the structural "
-                        "settings and differ only in seed and vectorisable values."
-                    )
-            if not isinstance(member.q, MLP):
-                raise ConfigError("a DQN population needs model=mlp.")
-            if type(member.optimizer) is not type(first.optimizer) or (
-                options_of(member.optimizer) != options
-            ):
-                raise ConfigError(
-                    f"population member {m} has another optimiser than member 0 "
-                    "(update.optimizer and update.optimizer_kwargs are shared)."
-                )
+        options = shared_structure(members, _SHARED)
+        if not all(isinstance(member.q, MLP) for member in members):
+            raise ConfigError("a DQN population needs model=mlp.")
         self.members = list(members)
         self.size = len(members)
         self.q = StackedMLP([m.q for m in members])  # type: ignore[misc]

@@ -266,3 +266,27 @@ def options_of(optimizer: torch.optim.Optimizer) -> dict[str, object]:
     if group.get("amsgrad"):
         raise ConfigError("a population does not support amsgrad.")
     return {key: tuple(group[key]) if key == "betas" else group[key] for key in keys}
+
+
+def shared_structure(members: Sequence[object], names: Sequence[str]) -> dict[str, object]:
+    """Refuse, in one sentence, members that differ in a structural setting (``names``, read
+    as attributes) or in their optimiser (its kind and options: ``optimizer`` attributes);
+    return the options of the optimiser they share."""
+    first = members[0]
+    optimizer = first.optimizer  # type: ignore[attr-defined]
+    options = options_of(optimizer)
+    for m, member in enumerate(members):
+        for name in names:
+            if getattr(member, name) != getattr(first, name):
+                raise ConfigError(
+                    f"population member {m} has update.{name}={getattr(member, name)}, "
+                    f"member 0 {getattr(first, name)}: members share the structural "
+                    "settings and differ only in seed and vectorisable values."
+                )
+        other = member.optimizer  # type: ignore[attr-defined]
+        if type(other) is not type(optimizer) or options_of(other) != options:
+            raise ConfigError(
+                f"population member {m} has another optimiser than member 0 "
+                "(update.optimizer and update.optimizer_kwargs are shared)."
+            )
+    return options

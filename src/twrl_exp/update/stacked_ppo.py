@@ -40,7 +40,7 @@ from twrl_exp.returns import gae, vtrace
 from twrl_exp.storage import RolloutBatch
 from twrl_exp.update.actor_critic import PPO
 from twrl_exp.update.checks import linear_lr
-from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, options_of
+from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, shared_structure
 
 _SHARED = (
     "update_epochs",
@@ -61,14 +61,8 @@ class StackedPPO:
         if len(generators) != len(members):
             raise ValueError("one generator per member")
         first = members[0]
-        for m, member in enumerate(members):
-            for name in _SHARED:
-                if getattr(member, name) != getattr(first, name):
-                    raise ConfigError(
-                        f"population member {m} has update.{name}={getattr(member, name)}, "
-                        f"member 0 {getattr(first, name)}: members share the structural "
-                        "settings and differ only in seed and vectorisable values."
-                    )
+        options = shared_structure(members, _SHARED)
+        for member in members:
             if not isinstance(member.policy, Categorical) or list(member.policy.parameters()):
                 raise ConfigError(
                     "a PPO population needs policy=categorical (a Normal policy's log_std is "
@@ -82,17 +76,7 @@ class StackedPPO:
         self.policy = first.policy
         self.actor = StackedMLP([m.model for m in members])  # type: ignore[misc]
         self.critic = StackedMLP([m.critic for m in members])  # type: ignore[misc]
-        optimizer = first.optimizer
-        name = type(optimizer).__name__.lower()
-        options = options_of(optimizer)
-        for m, member in enumerate(members):
-            if type(member.optimizer) is not type(optimizer) or options_of(member.optimizer) != (
-                options
-            ):
-                raise ConfigError(
-                    f"population member {m} has another optimiser than member 0 "
-                    "(update.optimizer and update.optimizer_kwargs are shared)."
-                )
+        name = type(first.optimizer).__name__.lower()
         self.params = [*self.actor.parameters(), *self.critic.parameters()]
         self.optimizer = StackedOptimizer(name, self.params, [m.lr for m in members], 0.0, options)
 
