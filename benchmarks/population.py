@@ -132,13 +132,11 @@ def loop(rule: str, k: int) -> dict[str, float]:
     for seed in range(k):
         config = cfg(seed)
         built = build(config, evaluation=False)
-        generator = torch.Generator()
-        generator.set_state(torch.get_rng_state())
-        members.append(Member(seed, built.agent, built.env, config.train.max_env_steps, generator))
+        members.append(Member.after_build(make_runner(config, built, eval_every_steps=None)))
     population = Population(members)
     population.run()
     together = time.perf_counter() - started
-    solved = [trailing_best(m.returns) >= 475 for m in population.members]
+    solved = [trailing_best(m.history.returns) >= 475 for m in population.members]
     return {"single": single, "population": together, "solved": float(np.mean(solved))}
 
 

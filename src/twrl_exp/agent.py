@@ -66,6 +66,9 @@ class Agent(Generic[BatchT]):
         self.encode = getattr(model, "features_and_outputs", self._features_and_outputs)
         self.rng = seeding.generator(seed, seeding.Stream.POLICY)
         self.eval_rng = seeding.generator(seed, seeding.Stream.EVALUATION)
+        # torch's draws (minibatch order, sampling): its global RNG, or a population member's
+        # own generator, which continues the global RNG its single run would have drawn from.
+        self.torch_rng: torch.Generator | None = None
         self._prev: tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]] | None = None
 
     def _features_and_outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +159,9 @@ class Agent(Generic[BatchT]):
             "clock": self.clock.state_dict(),
             "rng": self.rng.bit_generator.state,
             "eval_rng": self.eval_rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": (
+                torch.get_rng_state() if self.torch_rng is None else self.torch_rng.get_state()
+            ),
         }
 
     def load_state_dict(self, state: Mapping[str, Any], *, weights_only: bool = False) -> None:
@@ -178,4 +183,7 @@ class Agent(Generic[BatchT]):
         if "rng" in state:
             self.rng.bit_generator.state = state["rng"]
             self.eval_rng.bit_generator.state = state["eval_rng"]
-            torch.set_rng_state(state["torch_rng"])
+            if self.torch_rng is None:
+                torch.set_rng_state(state["torch_rng"])
+            else:
+                self.torch_rng.set_state(state["torch_rng"])

@@ -1,33 +1,38 @@
-"""A population's training loop (under construction: not yet reachable from ``train.py``, no
-recording): K members, each an agent and a vector env built as a single run of its seed builds
-them, stepping in lockstep; their learners trained as one stacked learner.
+"""A population's training loop: K members, each a single run's :class:`Runner` (its agent,
+its envs, its monitors: an ordinary run's record), stepping in lockstep, their learners trained
+as one stacked learner.
 
 What keeps member ``m`` a copy of its single run:
 
 - its env is its own vector env, reset with its own seed (its episodes are its single run's);
-- its agent is its own: the same model call, policy, RNG streams, storage and clock;
+- its agent is its own: the same model call, policy, RNG streams (torch's included: its own
+  generator continues the global state its single run would draw from), storage and clock;
 - the order of events is the single run's. Within a vector step a single run's agent decides
   the next actions *before* its learner learns from the batch that step completed; here every
   member decides and hands its batch over, then all learn together, and the next decision of
   each reads the learned parameters (written back into its own networks, which its numpy
-  acting path views);
-- a member whose budget is spent stops stepping and learning; the others go on.
+  acting path views). The learner's metrics then reach the member's runner as they would have
+  within its step (:meth:`Runner.after_step`);
+- a member ends alone: its budget spent, stopped (pruned), diverged or failed. Its error is kept
+  (``Member.error``); it stops stepping and its rows of the stacked learner stop learning; the
+  others go on. An interruption (Ctrl-C) ends them all.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
-from twrl_exp import seeding
 from twrl_exp.agent import Agent
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Update
+from twrl_exp.runner import History, Runner
 from twrl_exp.storage import ReplayBatch, RolloutBatch
 from twrl_exp.update.actor_critic import PPO
 from twrl_exp.update.dqn import DQN
@@ -37,11 +42,13 @@ from twrl_exp.update.stacked_ppo import StackedPPO
 
 class _Deferred:
     """Stands in for a member's learner inside its agent: keeps the batch its storage hands
-    over, for the population to learn from with every other member's after the vector step."""
+    over, for the population to learn from with every other member's after the vector step.
+    Its state is the member's own learner's, brought up to date from the stacked learner."""
 
     def __init__(self, learner: Any) -> None:
         self.learner = learner
         self.pending: tuple[Any, Clock] | None = None
+        self.sync: Callable[[], None] = lambda: None
 
     def learn(self, batch: Any, clock: Clock) -> Metrics | None:
         if self.pending is not None:
@@ -53,24 +60,40 @@ class _Deferred:
         return dict(self.learner.stats())
 
     def state_dict(self) -> State:
+        self.sync()
         return dict(self.learner.state_dict())
 
     def load_state_dict(self, state: State) -> None:
         self.learner.load_state_dict(state)
 
 
-@dataclass
+@dataclass(eq=False)
 class Member:
-    """One member: what a single run of ``seed`` builds (its agent and its training env)."""
+    """One member: its single run's runner, and torch's RNG state right after its build (what
+    its single run would go on drawing from)."""
 
-    seed: int
-    agent: Agent[Any]
-    env: Any
-    max_env_steps: int
-    generator: torch.Generator | None = None  # torch's state right after the build (PPO)
-    returns: list[float] = field(default_factory=list)
-    end_steps: list[int] = field(default_factory=list)
-    metrics: list[Metrics] = field(default_factory=list)
+    runner: Runner
+    generator: torch.Generator
+    summary: dict[str, float] | None = None  # set when it ended normally
+    error: Exception | None = None  # what ended it otherwise
+    metrics: list[Metrics] = field(default_factory=list)  # its learner's, in order
+    ended: bool = False
+
+    @property
+    def agent(self) -> Agent[Any]:
+        return self.runner.agent
+
+    @property
+    def history(self) -> History:
+        return self.runner.history
+
+    @staticmethod
+    def after_build(runner: Runner) -> Member:
+        """``runner``'s member, built just now (torch's global RNG is its build's)."""
+        generator = torch.Generator()
+        generator.set_state(torch.get_rng_state())
+        runner.agent.torch_rng = generator
+        return Member(runner=runner, generator=generator)
 
 
 class Population:
@@ -81,12 +104,9 @@ class Population:
         learners = [m.agent.update.learner for m in members]
         kinds = {type(learner) for learner in learners}
         if kinds == {PPO}:
-            generators = [m.generator for m in members]
-            if any(g is None for g in generators):
-                raise ValueError("PPO members need torch's generator state after their build")
             self.stacked: StackedPPO | StackedDQN = StackedPPO(
                 learners,  # type: ignore[arg-type]
-                generators,  # type: ignore[arg-type]
+                [m.generator for m in members],
             )
         elif kinds == {DQN}:
             self.stacked = StackedDQN(learners)  # type: ignore[arg-type]
@@ -96,51 +116,61 @@ class Population:
                 f"a population trains update=ppo or update=dqn members so far, not {names}."
             )
         self.deferred = [_Deferred(learner) for learner in learners]
-        for member, deferred in zip(self.members, self.deferred, strict=True):
+        for m, (member, deferred) in enumerate(zip(self.members, self.deferred, strict=True)):
             member.agent.update = Update(storage=member.agent.update.storage, learner=deferred)
             member.agent.feedback = None  # told here, after the population has learned
+            deferred.sync = partial(self.stacked.export_state, m)
         self.wall_time = 0.0
 
+    def stop(self) -> None:
+        """Stop every member at its next step (Ctrl-C): :meth:`run` raises KeyboardInterrupt."""
+        for member in self.members:
+            member.runner.stop_requested = True
+
     def run(self) -> None:
-        """Train every member to its budget (``max_env_steps``)."""
+        """Train every member until it ends (see the module's docstring)."""
         started = time.perf_counter()
-        members = self.members
-        actions = []
-        for member in members:
-            obs, _ = member.env.reset(seed=seeding.integer(member.seed, seeding.Stream.ENV, 0))
-            actions.append(member.agent.start(obs))
-        n = members[0].env.num_envs
-        ep_return = np.zeros((len(members), n))
-        episode_start = np.zeros((len(members), n), bool)
-        running = [True] * len(members)
-        while any(running):
-            for m, member in enumerate(members):
-                if not running[m]:
-                    continue
-                obs, reward, terminated, truncated, _ = member.env.step(actions[m])
-                live = ~episode_start[m]
-                ep_return[m] += reward * live
-                steps_before = member.agent.clock.env_steps
-                actions[m], _ = member.agent.step(
-                    obs, reward, terminated, truncated, episode_start[m]
-                )
-                episode_start[m] = terminated | truncated
-                if np.count_nonzero(episode_start[m]):
-                    ends = episode_start[m]
-                    member.returns.extend(ep_return[m][ends].tolist())
-                    member.end_steps.extend((steps_before + live.cumsum()[ends]).tolist())
-                    ep_return[m][ends] = 0.0
-            self._learn()
-            for m, member in enumerate(members):
-                running[m] = running[m] and member.agent.clock.env_steps < member.max_env_steps
-        self.stacked.write_back(with_state=True)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for member in self.members:
+                self._guarded(member, member.runner.begin)
+                self._end_if_spent(member)
+            while live := [m for m in self.members if not m.ended]:
+                for member in live:
+                    self._guarded(member, member.runner.act_step)
+                learned = self._learn()
+                for member in live:
+                    if not member.ended:
+                        self._guarded(member, partial(member.runner.after_step, learned[member]))
+                        self._end_if_spent(member)
         self.wall_time = time.perf_counter() - started
 
-    def _learn(self) -> None:
-        """Every member holding a batch learns from it, together."""
+    def _guarded(self, member: Member, call: Callable[[], Any]) -> None:
+        """``call`` of one member; an error ends that member alone (Ctrl-C ends them all)."""
+        if member.ended:
+            return
+        try:
+            call()
+        except Exception as exc:
+            member.error, member.ended = exc, True
+            self.deferred[self.members.index(member)].pending = None
+
+    def _end_if_spent(self, member: Member) -> None:
+        if member.ended or not member.runner.spent():
+            return
+        m = self.members.index(member)
+        self.stacked.export_state(m)
+        try:
+            member.summary = member.runner.end()
+        except Exception as exc:
+            member.error = exc
+        member.ended = True
+
+    def _learn(self) -> dict[Member, Metrics | None]:
+        """Every member holding a batch learns from it, together; each one's metrics."""
+        learned: dict[Member, Metrics | None] = dict.fromkeys(self.members)
         pending = [d.pending for d in self.deferred]
         if all(p is None for p in pending):
-            return
+            return learned
         for d in self.deferred:
             d.pending = None
         clocks = [m.agent.clock for m in self.members]
@@ -152,11 +182,15 @@ class Population:
             replayed: list[ReplayBatch | None] = batches
             metrics = self.stacked.learn(replayed, clocks)
         self.stacked.write_back(with_state=False)  # acting reads the members' own networks
-        for member, held, learned in zip(self.members, pending, metrics, strict=True):
+        for m, (member, held, result) in enumerate(
+            zip(self.members, pending, metrics, strict=True)
+        ):
             if held is None:
                 continue
             storage = member.agent.update.storage
             if isinstance(storage, FeedbackStorage) and isinstance(self.stacked, StackedDQN):
-                storage.feedback(held[0], self.stacked.feedback(self.members.index(member)))
-            if learned is not None:
-                member.metrics.append(learned)
+                storage.feedback(held[0], self.stacked.feedback(m))
+            if result is not None:
+                member.metrics.append(result)
+                learned[member] = result
+        return learned

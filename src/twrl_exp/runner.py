@@ -114,6 +114,21 @@ class History:
         return out
 
 
+@dataclass
+class _Loop:
+    """The training loop's state between two vector steps."""
+
+    actions: np.ndarray
+    ep_return: np.ndarray
+    ep_length: np.ndarray
+    episode_start: np.ndarray
+    next_eval: int | None
+    next_check: int
+    last_tick: float  # wall-clock times (time.perf_counter)
+    last_check: float
+    clock: float  # since when the wall time is not yet counted in ``history.train_time``
+
+
 NUMPY_FLOATS = frozenset({torch.float16, torch.float32, torch.float64})
 
 
@@ -227,64 +242,103 @@ class Runner:
             return self._run()
 
     def _run(self) -> dict[str, float]:
-        h = self.history
+        self.begin()
+        while not self._budget_spent():
+            self.after_step(self.act_step())
+        return self.end()
+
+    # A run's loop in three parts, so that a population (:mod:`twrl_exp.population`) can step
+    # its members' runners in lockstep and learn for all of them between the two halves of a
+    # vector step: ``begin``; ``act_step`` then ``after_step`` until ``spent``; ``end``.
+
+    def begin(self) -> None:
+        """Start the monitors, reset the training env (from the seed tree) and decide the first
+        actions."""
         for monitor in self.monitors:
             monitor.start(self)
-        obs, _ = self.env.reset(seed=seeding.integer(self.seed, seeding.Stream.ENV, h.resumes))
+        obs, _ = self.env.reset(
+            seed=seeding.integer(self.seed, seeding.Stream.ENV, self.history.resumes)
+        )
         # The first decision is training time too: it may compile kernels (update.backend=numba).
-        last_tick = last_check = clock = time.perf_counter()
-        actions = self.agent.start(obs)
-        ep_return = np.zeros(self.num_envs)
-        ep_length = np.zeros(self.num_envs, np.int64)
-        episode_start = np.zeros(self.num_envs, bool)
-        next_eval = self._next_eval_step()
-        next_check = self.finite_check_every
-        counts = self.agent.clock  # the run's clock; ``clock`` here is the wall clock
-        while not self._budget_spent():
-            if self.stop_requested:
-                h.train_time += time.perf_counter() - clock
-                raise KeyboardInterrupt
-            obs, reward, terminated, truncated, _ = self.env.step(actions)
-            live = ~episode_start
-            ep_return += reward * live
-            ep_length += live
-            steps_before = h.env_steps
-            actions, metrics = self.agent.step(obs, reward, terminated, truncated, episode_start)
-            h.env_steps, h.updates = counts.env_steps, counts.updates
-            h.gradient_steps = counts.gradient_steps
-            episode_start = terminated | truncated
-            if np.count_nonzero(episode_start):  # (ndarray.any() costs several times more)
-                # Each episode ends at a distinct env-step count: envs are counted in order.
-                end_steps = steps_before + live.cumsum()[episode_start]
-                self._record_episodes(
-                    ep_return[episode_start], ep_length[episode_start], end_steps, clock
-                )
-                ep_return[episode_start] = 0.0
-                ep_length[episode_start] = 0
-            if metrics is not None:
-                self._check_metrics(metrics)
-                for monitor in self.monitors:
-                    monitor.update(self, metrics)
-            next_check -= 1
-            if not next_check:  # 5-200 us, every 1000 vector steps: under 0.5% of the loop
+        now = time.perf_counter()
+        self._loop = _Loop(
+            actions=self.agent.start(obs),
+            ep_return=np.zeros(self.num_envs),
+            ep_length=np.zeros(self.num_envs, np.int64),
+            episode_start=np.zeros(self.num_envs, bool),
+            next_eval=self._next_eval_step(),
+            next_check=self.finite_check_every,
+            last_tick=now,
+            last_check=now,
+            clock=now,
+        )
+
+    def spent(self) -> bool:
+        """Whether the budget is spent (or the run solved, or stopped early)."""
+        return self._budget_spent()
+
+    def act_step(self) -> dict[str, float] | None:
+        """One vector step: the envs step, the agent learns from the transition and decides
+        the next actions, ended episodes are recorded. Returns the learner's metrics, if any."""
+        h, loop = self.history, self._loop
+        if self.stop_requested:
+            h.train_time += time.perf_counter() - loop.clock
+            raise KeyboardInterrupt
+        obs, reward, terminated, truncated, _ = self.env.step(loop.actions)
+        episode_start = loop.episode_start
+        live = ~episode_start
+        ep_return, ep_length = loop.ep_return, loop.ep_length
+        ep_return += reward * live
+        ep_length += live
+        steps_before = h.env_steps
+        loop.actions, metrics = self.agent.step(obs, reward, terminated, truncated, episode_start)
+        counts = self.agent.clock  # the run's clock; ``loop.clock`` is the wall clock
+        h.env_steps, h.updates = counts.env_steps, counts.updates
+        h.gradient_steps = counts.gradient_steps
+        episode_start = loop.episode_start = terminated | truncated
+        if np.count_nonzero(episode_start):  # (ndarray.any() costs several times more)
+            # Each episode ends at a distinct env-step count: envs are counted in order.
+            end_steps = steps_before + live.cumsum()[episode_start]
+            self._record_episodes(
+                ep_return[episode_start], ep_length[episode_start], end_steps, loop.clock
+            )
+            ep_return[episode_start] = 0.0
+            ep_length[episode_start] = 0
+        return metrics
+
+    def after_step(self, metrics: dict[str, float] | None) -> None:
+        """The rest of a vector step: the learner's ``metrics`` checked and reported, the
+        periodic finiteness check, the monitors' tick, a due evaluation."""
+        h, loop = self.history, self._loop
+        if metrics is not None:
+            self._check_metrics(metrics)
+            for monitor in self.monitors:
+                monitor.update(self, metrics)
+        loop.next_check -= 1
+        if not loop.next_check:  # 5-200 us, every 1000 vector steps: under 0.5% of the loop
+            self.check_parameters()
+            loop.next_check = self.finite_check_every
+        now = time.perf_counter()
+        if now - loop.last_tick >= self.tick_seconds:
+            # Monitor work (progress, metric flushes, checkpoints) counts as training time.
+            h.train_time += now - loop.clock
+            loop.clock = loop.last_tick = now
+            if now - loop.last_check >= self.finite_check_seconds:
+                loop.last_check = now
                 self.check_parameters()
-                next_check = self.finite_check_every
-            now = time.perf_counter()
-            if now - last_tick >= self.tick_seconds:
-                # Monitor work (progress, metric flushes, checkpoints) counts as training time.
-                h.train_time += now - clock
-                clock = last_tick = now
-                if now - last_check >= self.finite_check_seconds:
-                    last_check = now
-                    self.check_parameters()
-                for monitor in self.monitors:
-                    monitor.tick(self)
-            if next_eval is not None and h.env_steps >= next_eval:
-                h.train_time += time.perf_counter() - clock
-                self.evaluate()
-                next_eval = self._next_eval_step()
-                clock = time.perf_counter()
-        h.train_time += time.perf_counter() - clock
+            for monitor in self.monitors:
+                monitor.tick(self)
+        if loop.next_eval is not None and h.env_steps >= loop.next_eval:
+            h.train_time += time.perf_counter() - loop.clock
+            self.evaluate()
+            loop.next_eval = self._next_eval_step()
+            loop.clock = time.perf_counter()
+
+    def end(self) -> dict[str, float]:
+        """Training is over: the last finiteness check, the monitors told, the final
+        evaluation; the summary figures."""
+        h = self.history
+        h.train_time += time.perf_counter() - self._loop.clock
         self.check_parameters()
         for monitor in self.monitors:
             trained = getattr(monitor, "trained", None)  # not in monitors written before it

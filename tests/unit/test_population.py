@@ -46,22 +46,17 @@ def configs(make_cfg, rule: str):
 
 
 def single_run(cfg):
-    runner = make_runner(cfg, build(cfg, evaluation=False), eval_every_steps=None)
+    runner = single_runner(cfg)
     runner.run()
     return runner
 
 
 def member(cfg) -> Member:
-    built = build(cfg, evaluation=False)
-    generator = torch.Generator()
-    generator.set_state(torch.get_rng_state())
-    return Member(
-        seed=cfg.seed,
-        agent=built.agent,
-        env=built.env,
-        max_env_steps=cfg.train.max_env_steps,
-        generator=generator,
-    )
+    return Member.after_build(single_runner(cfg))
+
+
+def single_runner(cfg):
+    return make_runner(cfg, build(cfg, evaluation=False), eval_every_steps=None)
 
 
 @pytest.mark.parametrize("rule", list(RULES))
@@ -71,15 +66,18 @@ def test_each_member_trains_as_its_single_run(make_cfg, rule: str) -> None:
     population = Population([member(cfg) for cfg in cfgs])
     population.run()
     for single, mine in zip(singles, population.members, strict=True):
-        assert mine.returns == single.history.returns  # the same episodes, in the same order
-        assert mine.end_steps == single.history.end_steps
+        assert mine.error is None
+        assert mine.history.returns == single.history.returns  # the same episodes, in order
+        assert mine.history.end_steps == single.history.end_steps
+        assert mine.history.updates == single.history.updates
+        assert mine.summary is not None
         assert mine.agent.clock.state_dict() == single.agent.clock.state_dict()
         assert mine.agent.clock.updates > 2  # it did learn
         for name, value in single.agent.learned_state()["model"].items():
             torch.testing.assert_close(
                 mine.agent.learned_state()["model"][name], value, rtol=0, atol=1e-5
             )
-    assert len({tuple(m.returns) for m in population.members}) == len(cfgs)
+    assert len({tuple(m.history.returns) for m in population.members}) == len(cfgs)
 
 
 def test_members_of_another_rule_are_refused_in_one_sentence(make_cfg) -> None:

@@ -79,12 +79,16 @@ class StackedMLP(nn.Module):
 
     def write_back(self, members: Sequence[MLP]) -> None:
         """Copy each member's slice into its own :class:`MLP` (in place: views stay valid)."""
+        for m, member in enumerate(members):
+            self.write_member(m, member)
+
+    def write_member(self, m: int, member: MLP) -> None:
+        """Copy member ``m``'s slice into its own :class:`MLP`."""
+        linears = [layer for layer in member.net if isinstance(layer, nn.Linear)]
         with torch.no_grad():
-            for m, member in enumerate(members):
-                linears = [layer for layer in member.net if isinstance(layer, nn.Linear)]
-                for linear, weight, bias in zip(linears, self.weights, self.biases, strict=True):
-                    linear.weight.copy_(weight[m])
-                    linear.bias.copy_(bias[m, 0])
+            for linear, weight, bias in zip(linears, self.weights, self.biases, strict=True):
+                linear.weight.copy_(weight[m])
+                linear.bias.copy_(bias[m, 0])
 
     def load_member(self, m: int, member: MLP) -> None:
         """Set member ``m``'s slice from ``member`` (a refilled slot, a resumed member)."""

@@ -53,6 +53,8 @@ class StackedDQN:
             0.0,
             options,
         )
+        for m, member in enumerate(members):  # a resumed member goes on with its own state
+            self.optimizer.import_member(m, member.optimizer)
         self.tau = torch.tensor([m.tau for m in members])
         self.max_grad_norm = torch.tensor(
             [float("inf") if m.max_grad_norm is None else m.max_grad_norm for m in members]
@@ -172,12 +174,18 @@ class StackedDQN:
 
     def write_back(self, *, with_state: bool) -> None:
         """Every member's networks (what it acts with) and, ``with_state``, its optimiser
-        state, sync step and last TD errors (what its checkpoint holds) into its own DQN."""
+        state, target, sync step and last TD errors (what its checkpoint holds) into its own
+        DQN."""
         self.q.write_back([m.q for m in self.members])  # type: ignore[misc]
-        if not with_state:
-            return
-        self.target.write_back([m.target for m in self.members])  # type: ignore[misc]
-        for m, member in enumerate(self.members):
-            self.optimizer.export_member(m, member.optimizer)
-            member.env_steps_at_sync = self.synced_at[m]
-            member.td_errors = self.td_errors[m]
+        if with_state:
+            for m in range(self.size):
+                self.export_state(m)
+
+    def export_state(self, m: int) -> None:
+        """Member ``m``'s optimiser state, target network, sync step and last TD errors into
+        its own DQN (its Q-network is written back after every learn)."""
+        member = self.members[m]
+        self.target.write_member(m, member.target)  # type: ignore[arg-type]
+        self.optimizer.export_member(m, member.optimizer)
+        member.env_steps_at_sync = self.synced_at[m]
+        member.td_errors = self.td_errors[m]

@@ -79,6 +79,8 @@ class StackedPPO:
         name = type(first.optimizer).__name__.lower()
         self.params = [*self.actor.parameters(), *self.critic.parameters()]
         self.optimizer = StackedOptimizer(name, self.params, [m.lr for m in members], 0.0, options)
+        for m, member in enumerate(members):  # a resumed member goes on with its own state
+            self.optimizer.import_member(m, member.optimizer)
 
         def vector(values: Sequence[float | None], missing: float) -> torch.Tensor:
             return torch.tensor([missing if v is None else v for v in values], dtype=torch.float64)
@@ -315,5 +317,10 @@ class StackedPPO:
         self.actor.write_back([m.model for m in self.members])  # type: ignore[misc]
         self.critic.write_back([m.critic for m in self.members])  # type: ignore[misc]
         if with_state:
-            for m, member in enumerate(self.members):
-                self.optimizer.export_member(m, member.optimizer)
+            for m in range(self.size):
+                self.export_state(m)
+
+    def export_state(self, m: int) -> None:
+        """Member ``m``'s optimiser state into its own PPO learner (its networks are written
+        back after every learn)."""
+        self.optimizer.export_member(m, self.members[m].optimizer)
