@@ -20,8 +20,9 @@ What keeps member ``m`` a copy of its single run:
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -38,6 +39,55 @@ from twrl_exp.update.actor_critic import PPO
 from twrl_exp.update.dqn import DQN
 from twrl_exp.update.stacked_dqn import StackedDQN
 from twrl_exp.update.stacked_ppo import StackedPPO
+
+# What members of one population may differ in, besides ``seed`` and the policy's values (each
+# member acts with its own policy): the values its rows of the stacked learner hold per member.
+# Everything else of the config is the population's structure, shared by all its members.
+VECTORISABLE: dict[str, frozenset[str]] = {
+    "ppo": frozenset(
+        {
+            "lr",
+            "lr_final_fraction",
+            "gamma",
+            "gae_lambda",
+            "clip_coef",
+            "ent_coef",
+            "vf_coef",
+            "max_grad_norm",
+            "target_kl",
+        }
+    ),
+    "dqn": frozenset(
+        {
+            "lr",
+            "gamma",
+            "tau",
+            "target_update_interval",
+            "max_grad_norm",
+            "priority_alpha",
+            "priority_beta",
+        }
+    ),
+}
+# The models and policies each rule's stacked learner takes.
+_PARTS = {"ppo": ({"mlp"}, {"categorical"}), "dqn": ({"mlp"}, None)}
+
+
+def structure_key(config: Mapping[str, Any]) -> str | None:
+    """What a run (its config as plain data) shares with the other members of a population it
+    can join: its config without its seed, its policy's values and its rule's vectorisable
+    values (:data:`VECTORISABLE`). None where its rule has no population form."""
+    update = dict(config.get("update") or {})
+    rule = str(update.get("name"))
+    models, policies = _PARTS.get(rule, (set(), set()))
+    model = (config.get("model") or {}).get("name")
+    policy = (config.get("policy") or {}).get("name")
+    if model not in models or (policies is not None and policy not in policies):
+        return None
+    shared = {k: v for k, v in config.items() if k not in ("seed", "policy", "update")}
+    shared["policy"] = policy
+    shared["update"] = {k: v for k, v in update.items() if k not in VECTORISABLE[rule]}
+    return json.dumps(shared, sort_keys=True, default=str)
 
 
 class _Deferred:

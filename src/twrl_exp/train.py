@@ -14,15 +14,19 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from twrl_exp import cli_errors, interrupts, logged, processes, seeding, store
@@ -36,6 +40,7 @@ from twrl_exp.monitor.setup import make_monitors, run_name, short_override
 from twrl_exp.monitor.sweep import read_parent
 from twrl_exp.objectives import objective_value
 from twrl_exp.paths import commands, config_dir, tracking_uri_of
+from twrl_exp.population import Member, Population, structure_key
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()
@@ -50,6 +55,59 @@ _SENTENCE_ERRORS: dict[type[BaseException], int] = {
 
 def _tracking_uri(cfg: DictConfig) -> str:
     return tracking_uri_of(cfg)
+
+
+@dataclass
+class _Prepared:
+    """A run built, its record opened (or the error that stopped that), not yet trained."""
+
+    cfg: DictConfig
+    built: Any
+    monitors: list[Monitor]
+    tracker: Any
+    runner: Runner
+    run_dir: Path
+    name_suffix: str
+    brief: bool
+    opened: bool = False
+    error: BaseException | None = None
+    member: Member | None = None
+
+
+def _prepare(
+    cfg: DictConfig,
+    *,
+    run_dir: Path,
+    name_suffix: str,
+    context: dict[str, str],
+    checkpoint: dict[str, Any] | None = None,
+    extra_monitors: list[Monitor] | None = None,
+    brief: bool = False,
+    member: bool = False,
+) -> _Prepared:
+    """Build one seed of one configuration and open its record, loading ``checkpoint`` (a
+    resume); ``member``: as a population's member (torch's draws from its own generator)."""
+    if cfg.monitor.mlflow.enabled:  # the writer opens the store while the run is built
+        with contextlib.suppress(Exception):  # anything wrong is said when the run is created
+            writer.shared().prepare(_tracking_uri(cfg))
+    built = build(cfg)
+    monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context, brief=brief)
+    monitors[:0] = extra_monitors or []
+    runner = make_runner(cfg, built, monitors)
+    prepared = _Prepared(cfg, built, monitors, tracker, runner, run_dir, name_suffix, brief)
+    if member:
+        prepared.member = Member.after_build(runner)
+    if tracker is not None:
+        tracker.request()  # the writer creates the run while the checkpoint loads
+    try:
+        if checkpoint is not None:
+            runner.load_state_dict(checkpoint)
+        if tracker is not None:
+            tracker.open(runner)
+        prepared.opened = True
+    except (KeyboardInterrupt, Exception) as exc:
+        prepared.error = exc
+    return prepared
 
 
 def _train_once(
@@ -68,48 +126,58 @@ def _train_once(
     Whatever happens, the run's record ends in a terminal state: FINISHED, KILLED on Ctrl-C,
     FAILED (with ``twrl.end_reason``) on any error, the recorder's own included.
     """
-    if cfg.monitor.mlflow.enabled:  # the writer opens the store while the run is built
-        with contextlib.suppress(Exception):  # anything wrong is said when the run is created
-            writer.shared().prepare(_tracking_uri(cfg))
-    built = build(cfg)
-    monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context, brief=brief)
-    monitors[:0] = extra_monitors or []
-    runner = make_runner(cfg, built, monitors)
-    opened = False
-    error: BaseException | None = None
-    status, reason = "FAILED", None
-    if tracker is not None:
-        tracker.request()  # the writer creates the run while the checkpoint loads
-    try:
-        if checkpoint is not None:
-            runner.load_state_dict(checkpoint)
-        if tracker is not None:
-            tracker.open(runner)
-        opened = True
-        with interrupts.deferred(lambda: setattr(runner, "stop_requested", True)):
-            runner.run()
-        status = "FINISHED"
-    except KeyboardInterrupt as exc:
-        error, status, reason = exc, "KILLED", "interrupted"
-    except Exception as exc:
-        error = exc
-        reason = getattr(exc, "end_reason", None) or (  # a full disk says `disk full: ...`
-            str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
+    prepared = _prepare(
+        cfg,
+        run_dir=run_dir,
+        name_suffix=name_suffix,
+        context=context,
+        checkpoint=checkpoint,
+        extra_monitors=extra_monitors,
+        brief=brief,
+    )
+    runner = prepared.runner
+    if prepared.error is None:
+        try:
+            with interrupts.deferred(lambda: setattr(runner, "stop_requested", True)):
+                runner.run()
+        except (KeyboardInterrupt, Exception) as exc:
+            prepared.error = exc
+    return _conclude(prepared)
+
+
+def _conclude(prepared: _Prepared) -> Runner:
+    """End a prepared run's record as its training ended (``prepared.error``: how it did not),
+    close its envs, print its report; raise what ended it."""
+    cfg, runner, tracker, monitors = (
+        prepared.cfg,
+        prepared.runner,
+        prepared.tracker,
+        prepared.monitors,
+    )
+    error = prepared.error
+    if error is None:
+        status, reason = "FINISHED", None
+    elif isinstance(error, KeyboardInterrupt):
+        status, reason = "KILLED", "interrupted"
+    else:
+        status = "FAILED"
+        reason = getattr(error, "end_reason", None) or (  # a full disk says `disk full: ...`
+            str(error) if isinstance(error, DivergedError) else f"{type(error).__name__}: {error}"
         )
     if tracker is not None:
         tracker.objective = _objective(cfg, runner)
     problems: list[str] = []
     full: store.DiskFullError | None = None
-    if opened:
+    if prepared.opened:
         problems, full = _finish(runner, monitors, tracker, status, reason)
     elif tracker is not None and tracker.created():  # failed or interrupted while opening
         problems, full = _finish(runner, [tracker], tracker, status, reason)
-    built.close()
-    if opened:
+    prepared.built.close()
+    if prepared.opened:
         final = "FAILED" if problems and status == "FINISHED" else status
         why = reason or ("; ".join(problems) if problems else None)
-        name = run_name(cfg, built.env_id, name_suffix)
-        _report(cfg, runner, tracker, run_dir, final, why, name, brief=brief)
+        name = run_name(cfg, prepared.built.env_id, prepared.name_suffix)
+        _report(cfg, runner, tracker, prepared.run_dir, final, why, name, brief=prepared.brief)
     if error is None and full is not None:  # a disk filled up while the run was ending
         error = full
     if error is not None:
@@ -312,7 +380,14 @@ def _seeds(
     job: Any,
     brief: bool = False,
 ) -> float:
-    """Every seed of a run (``cfg.trial.seeds``); their mean objective."""
+    """Every seed of a run (``cfg.trial.seeds``); their mean objective. Seeds of a rule with a
+    population form train together (``trial.population``), except in an Optuna trial."""
+    if job is None and not resumed and _as_population(cfg):
+        population_job = PopulationJob(cfg, run_dir, [], name_suffix, context=context, brief=True)
+        outcome = train_population([population_job])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
     values: list[float] = []
     env_steps, train_time = 0, 0.0
     for index in range(1 if resumed else cfg.trial.seeds):
@@ -346,6 +421,155 @@ def _seeds(
     if job is not None:
         job.finish(value, env_steps=env_steps, train_time=train_time)
     return value
+
+
+@dataclass
+class PopulationJob:
+    """One job trained as part of a population: what :func:`run` takes."""
+
+    cfg: DictConfig
+    run_dir: Path
+    overrides: list[str]
+    name_suffix: str = ""
+    sweep_dir: Path | None = None
+    choices: dict[str, str] = field(default_factory=dict)
+    context: dict[str, str] | None = None  # the runs' tags, where the caller made them
+    brief: bool | None = None  # one line per run (a sweep's job); None: in a sweep
+
+
+def train_population(jobs: Sequence[PopulationJob]) -> list[float | BaseException]:
+    """Train ``jobs`` (one structure: :func:`twrl_exp.population.structure_key`; not resumes,
+    not Optuna trials) as one population, every seed of every job (``trial.seeds``) a member
+    and its own run, recorded as a single run is. Returns each job's objective (the mean over
+    its seeds), or what ended it; a Ctrl-C ends every run KILLED, then is raised."""
+    outcome: list[float | BaseException] = [0.0] * len(jobs)
+    members: list[tuple[int, _Prepared]] = []
+    for j, job in enumerate(jobs):
+        try:
+            members.extend((j, p) for p in _prepare_members(job, quiet=bool(members)))
+        except Exception as exc:
+            outcome[j] = exc
+    for j, prepared in members:
+        failed = outcome[j]
+        if isinstance(failed, BaseException) and prepared.error is None:
+            prepared.error = failed  # another seed of its job could not be built
+    ready = [p for _, p in members if p.error is None]
+    if len(ready) > 1 and ready[0].cfg.monitor.console:
+        Console(soft_wrap=True).print(
+            f"{len(ready)} runs train together as one population, each its own MLflow run; "
+            "the progress shown is the first one's.",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
+    interrupted = _train_together(ready) if ready else False
+    values: dict[int, list[float]] = {j: [] for j in range(len(jobs))}
+    for j, prepared in members:
+        member = prepared.member
+        if interrupted and prepared.error is None and member is not None and not member.ended:
+            prepared.error = KeyboardInterrupt()
+        try:
+            runner = _conclude(prepared)
+            values[j].append(_objective(prepared.cfg, runner))
+        except (KeyboardInterrupt, Exception) as exc:
+            if not isinstance(outcome[j], BaseException):
+                outcome[j] = exc
+    if interrupted:
+        raise KeyboardInterrupt
+    for j, found in values.items():
+        if not isinstance(outcome[j], BaseException):
+            outcome[j] = float(np.mean(found))
+    return outcome
+
+
+def _prepare_members(job: PopulationJob, *, quiet: bool) -> list[_Prepared]:
+    """Every seed of ``job``, built and its record opened, as a population's members. Only the
+    population's first member shows progress on the console (one live display at a time): the
+    others (and ``quiet``'s) have ``monitor.console=false``, and each still ends with its line."""
+    cfg = job.cfg
+    check_run_config(cfg)
+    context = job.context or _job_context(job)
+    members: list[_Prepared] = []
+    seeds = seeding.run_seeds(cfg.seed, cfg.trial.seeds)
+    for seed in seeds:
+        seed_cfg = cfg.copy()
+        seed_cfg.seed = seed
+        if quiet or members:
+            seed_cfg.monitor.console = False
+        members.append(
+            _prepare(
+                seed_cfg,
+                run_dir=job.run_dir if len(seeds) == 1 else job.run_dir / f"seed{seed}",
+                name_suffix=job.name_suffix.strip(),
+                context=context,
+                brief=job.sweep_dir is not None if job.brief is None else job.brief,
+                member=True,
+            )
+        )
+    return members
+
+
+def _job_context(job: PopulationJob) -> dict[str, str]:
+    """A sweep's job's tags: its group options and its sweep's parent run."""
+    context = {f"{logged.CHOICE_TAG}{g}": c for g, c in job.choices.items() if g in logged.GROUPS}
+    parent = read_parent(job.sweep_dir)
+    if parent is not None:
+        context.update(
+            {
+                "experiment": parent["experiment"],
+                "tracking_uri": parent["tracking_uri"],
+                "mlflow.parentRunId": parent["run_id"],
+            }
+        )
+    return context
+
+
+def _as_population(cfg: DictConfig) -> bool:
+    """Whether ``cfg``'s seeds train as one population."""
+    if cfg.trial.seeds < 2 or not cfg.trial.population:
+        return False
+    return structure_key(OmegaConf.to_container(cfg, resolve=True)) is not None  # type: ignore[arg-type]
+
+
+def _train_together(ready: list[_Prepared]) -> bool:
+    """Train ``ready`` members as one population (each member's outcome is kept in its
+    ``Member``, its error in ``prepared.error``). Returns whether Ctrl-C stopped it."""
+    members = [p.member for p in ready if p.member is not None]
+    try:
+        population = Population(members)
+    except ConfigError:  # members the stacked learners cannot take: one by one, as plain runs
+        return _one_by_one(ready)
+    try:
+        with interrupts.deferred(population.stop):
+            population.run()
+    except KeyboardInterrupt:
+        return True
+    except Exception as exc:  # the stacked learner's own: every member still training ends
+        for member in members:
+            if not member.ended:
+                member.error, member.ended = exc, True
+    finally:
+        for prepared, member in zip(ready, members, strict=True):
+            prepared.error = prepared.error or member.error
+    return False
+
+
+def _one_by_one(ready: list[_Prepared]) -> bool:
+    for prepared in ready:
+        member, runner = prepared.member, prepared.runner
+        assert member is not None
+        runner.agent.torch_rng = None  # a plain run draws from torch's global RNG
+        torch.set_rng_state(member.generator.get_state())
+        try:
+            with interrupts.deferred(partial(setattr, runner, "stop_requested", True)):
+                runner.run()
+            member.ended = True
+        except KeyboardInterrupt:
+            return True
+        except Exception as exc:
+            prepared.error = exc
+            member.ended = True
+    return False
 
 
 _watching: list[str] = []
@@ -384,24 +608,58 @@ def _discard_output_dir() -> None:
                 parent.rmdir()
 
 
+def _job(cfg: DictConfig) -> PopulationJob:
+    """What Hydra's job context says of the run of ``cfg``: its folder, overrides, name suffix,
+    sweep folder and group options."""
+    hc = HydraConfig.get()
+    sweep_dir = Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
+    overrides = list(hc.overrides.task) + _LOGGED_GROUP_OVERRIDES
+    return PopulationJob(
+        cfg,
+        run_dir=Path(hc.runtime.output_dir),
+        overrides=overrides,
+        name_suffix=_job_suffix(cfg, overrides, read_parent(sweep_dir)),
+        sweep_dir=sweep_dir,
+        choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
+    )
+
+
+def enlist(cfg: DictConfig) -> PopulationJob:
+    """``hydra/launcher=population``'s task function: the job, to be trained with others."""
+    return _job(cfg)
+
+
+def train_jobs_together(jobs: Sequence[PopulationJob]) -> list[float | BaseException]:
+    """``hydra/launcher=population``: :func:`train_population`, each failed job's sentence
+    said (and a refused one recorded under the sweep's parent run), as a sweep's job says it."""
+    outcomes = train_population(jobs)
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if isinstance(outcome, tuple(_SENTENCE_ERRORS)):
+            say(str(outcome))
+            outcome.reported = True  # type: ignore[union-attr]
+            parent = read_parent(job.sweep_dir)
+            if parent is not None and isinstance(outcome, ConfigError):
+                name = f"refused job {job.name_suffix}".strip()
+                sweep.record_failed_job(parent, name, job.overrides, str(outcome))
+    return outcomes
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    sweep_dir = Path(hc.sweep.dir) if multirun else None
-    overrides = list(hc.overrides.task) + _LOGGED_GROUP_OVERRIDES
-    suffix = _job_suffix(cfg, overrides, read_parent(sweep_dir))
+    job = _job(cfg)
+    multirun = job.sweep_dir is not None
+    sweep_dir, overrides, suffix = job.sweep_dir, job.overrides, job.name_suffix
     note = _preset_note(cfg)
     if note and cfg.monitor.console and not multirun:
         Console(soft_wrap=True).print(note, markup=False, highlight=False, style="dim")
     try:
         return run(
             cfg,
-            run_dir=Path(hc.runtime.output_dir),
+            run_dir=job.run_dir,
             overrides=overrides,
             name_suffix=suffix,
             sweep_dir=sweep_dir,
-            choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
+            choices=job.choices,
         )
     except KeyboardInterrupt:
         if interrupts.orphaned:

@@ -1,0 +1,157 @@
+"""``hydra/launcher=population``: a multirun's jobs grouped by their structure, each group
+trained as one population in this process (:mod:`twrl_exp.population`), each job still its own
+MLflow run; a job alone in its group, or of a rule without a population form, runs as Hydra's
+basic launcher runs it.
+
+    python train.py -m update=ppo seed='range(32)' hydra/launcher=population
+    python train.py -m update=ppo update.lr=1e-3,3e-3 update.ent_coef=0,0.01 \\
+        hydra/launcher=population hydra.launcher.size=16
+
+Two jobs share a structure when their configs are equal but for the seed, the policy's values
+and the rule's vectorisable values (``twrl_exp.population.VECTORISABLE``). Jobs of an Optuna
+trial, ``resume=`` and ``rerun=`` jobs and ``trial.population=false`` run one by one.
+
+No ``from __future__ import annotations`` here: Hydra loads plugin modules outside
+``sys.modules`` while scanning, where dataclasses cannot resolve string annotations.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PopulationLauncherConf:
+    _target_: str = "hydra_plugins.twrl_population_launcher.population_launcher.PopulationLauncher"
+    # At most this many jobs in one population (null: every job of a structure in one). A
+    # job of trial.seeds=N is N members.
+    size: int | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="population", node=PopulationLauncherConf, provider="twrl-exp"
+)
+
+
+class PopulationLauncher(Launcher):
+    def __init__(self, size: int | None = None) -> None:
+        if size is not None and size < 1:
+            from twrl_exp.errors import ConfigError
+
+            raise ConfigError(
+                f"hydra.launcher.size={size}: a population holds at least 1 job (or null: "
+                "every job of a structure)."
+            )
+        self.size = size
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.config is not None
+        assert self.hydra_context is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = []
+        for offset, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + offset
+            config = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(overrides)
+            )
+            with open_dict(config):
+                config.hydra.job.id = idx
+                config.hydra.job.num = idx
+            configs.append(config)
+        results: list[JobReturn | None] = [None] * len(configs)
+        for group in self._groups(configs):
+            if len(group) == 1:
+                results[group[0]] = self._run(configs[group[0]], self.task_function)
+            else:
+                self._together(configs, group, results)
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    def _groups(self, configs: list[DictConfig]) -> list[list[int]]:
+        """Job indices by structure, in order of first appearance, cut to ``size`` jobs."""
+        groups: dict[Any, list[int]] = {}
+        for i, config in enumerate(configs):
+            key = _structure(config)
+            groups.setdefault(i if key is None else key, []).append(i)
+        size = self.size or len(configs)
+        return [g[s : s + size] for g in groups.values() for s in range(0, len(g), size)]
+
+    def _run(self, config: DictConfig, task_function: Any) -> JobReturn:
+        assert self.hydra_context is not None
+        assert self.config is not None
+        result = run_job(
+            hydra_context=self.hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return result
+
+    def _together(
+        self, configs: list[DictConfig], group: list[int], results: list[JobReturn | None]
+    ) -> None:
+        """The jobs ``group`` as one population: each job's folder, saved config and callbacks
+        as Hydra makes them (its task function collects the job), then trained together."""
+        from twrl_exp import train
+
+        enlisted = {i: self._run(configs[i], train.enlist) for i in group}
+        ready = [i for i in group if enlisted[i].status == JobStatus.COMPLETED]
+        log.info(f"Launching {len(ready)} jobs as one population")
+        outcomes = train.train_jobs_together([enlisted[i].return_value for i in ready])
+        for i, outcome in zip(ready, outcomes, strict=True):
+            result = enlisted[i]
+            if isinstance(outcome, BaseException):
+                result.status, result.return_value = JobStatus.FAILED, outcome
+            else:
+                result.return_value = outcome
+        for i in group:
+            results[i] = enlisted[i]
+
+
+def _structure(config: DictConfig) -> str | None:
+    """The structure key of a job's config (None: it runs alone)."""
+    from twrl_exp.population import structure_key
+
+    if config.get("resume") or config.get("rerun"):
+        return None
+    trial = config.get("trial") or {}
+    if trial.get("number") is not None or not trial.get("population", True):
+        return None
+    plain: dict[str, Any] = {}
+    try:  # the task's keys (not hydra's: its job keys are set when the job runs)
+        for key in config:
+            if key != "hydra":
+                value = config[key]
+                node = (
+                    OmegaConf.to_container(value, resolve=True)
+                    if OmegaConf.is_config(value)
+                    else value
+                )
+                plain[str(key)] = node
+    except Exception:  # what cannot be resolved here is said when the job runs
+        return None
+    return structure_key(plain)
