@@ -45,7 +45,13 @@ from twrl_exp.protocols import (
 )
 from twrl_exp.returns import gae, vtrace
 from twrl_exp.storage import RolloutBatch, RolloutStorage
-from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, network
+from twrl_exp.update.checks import (
+    check_range,
+    linear_lr,
+    load_optimizer_state,
+    make_optimizer,
+    network,
+)
 
 
 class ActorCriticSettings(TypedDict):
@@ -281,7 +287,7 @@ class _ActorCritic:
 
     def load_state_dict(self, state: State) -> None:
         self.critic.load_state_dict(entry(state, "critic", dict))
-        self.optimizer.load_state_dict(entry(state, "optimizer", dict))
+        load_optimizer_state(self.optimizer, entry(state, "optimizer", dict))
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:

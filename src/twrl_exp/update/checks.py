@@ -65,6 +65,17 @@ def make_optimizer(
         ) from exc
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, object]) -> None:
+    """A checkpoint's optimiser state (moments, step counts) into ``optimizer``, which keeps its
+    own settings (``lr``, betas, ...): those of the run's config, so that ``resume=<id>
+    update.lr=...`` continues with the new value (torch's ``load_state_dict`` would restore the
+    saved one). A schedule sets ``lr`` again at its next update, from the clock."""
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, own in zip(optimizer.param_groups, settings, strict=True):
+        group.update(own)
+
+
 def linear_lr(lr: float, final_fraction: float, progress: float) -> float:
     """``lr_schedule=linear``: from ``lr`` at ``progress`` 0 to ``lr * final_fraction`` at 1.
 

@@ -46,7 +46,7 @@ from twrl_exp.storage import (
     ReplaySettings,
     ReplayStorage,
 )
-from twrl_exp.update.checks import check_range, make_optimizer, network
+from twrl_exp.update.checks import check_range, load_optimizer_state, make_optimizer, network
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 
@@ -238,5 +238,5 @@ class DQN:
 
     def load_state_dict(self, state: State) -> None:
         self.target.load_state_dict(entry(state, "target", dict))
-        self.optimizer.load_state_dict(entry(state, "optimizer", dict))
+        load_optimizer_state(self.optimizer, entry(state, "optimizer", dict))
         self.env_steps_at_sync = integer(state, "env_steps_at_sync")

@@ -38,7 +38,7 @@ from twrl_exp.protocols import (
     entry,
 )
 from twrl_exp.storage import ReplayBatch, ReplayStorage
-from twrl_exp.update.checks import check_range, network
+from twrl_exp.update.checks import check_range, load_optimizer_state, network
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 
@@ -283,7 +283,7 @@ class _TwinCritics:
             self.critic_targets, entry(state, "critic_targets", list), strict=True
         ):
             net.load_state_dict(saved)
-        self.q_optimizer.load_state_dict(entry(state, "q_optimizer", dict))
+        load_optimizer_state(self.q_optimizer, entry(state, "q_optimizer", dict))
 
 
 class SAC(_TwinCritics):
@@ -388,10 +388,10 @@ class SAC(_TwinCritics):
 
     def load_state_dict(self, state: State) -> None:
         self._load_critic_state(state)
-        self.actor_optimizer.load_state_dict(entry(state, "actor_optimizer", dict))
+        load_optimizer_state(self.actor_optimizer, entry(state, "actor_optimizer", dict))
         with torch.no_grad():
             self.log_alpha.copy_(entry(state, "log_alpha", torch.Tensor))
-        self.alpha_optimizer.load_state_dict(entry(state, "alpha_optimizer", dict))
+        load_optimizer_state(self.alpha_optimizer, entry(state, "alpha_optimizer", dict))
 
 
 class TD3(_TwinCritics):
@@ -470,4 +470,4 @@ class TD3(_TwinCritics):
     def load_state_dict(self, state: State) -> None:
         self._load_critic_state(state)
         self.actor_target.load_state_dict(entry(state, "actor_target", dict))
-        self.actor_optimizer.load_state_dict(entry(state, "actor_optimizer", dict))
+        load_optimizer_state(self.actor_optimizer, entry(state, "actor_optimizer", dict))

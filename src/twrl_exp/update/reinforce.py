@@ -31,7 +31,13 @@ from twrl_exp.protocols import (
 )
 from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
 from twrl_exp.storage import EpisodeBatch, EpisodeStorage
-from twrl_exp.update.checks import check_range, linear_lr, make_optimizer, network
+from twrl_exp.update.checks import (
+    check_range,
+    linear_lr,
+    load_optimizer_state,
+    make_optimizer,
+    network,
+)
 
 
 class ReinforceSettings(TypedDict):
@@ -269,9 +275,9 @@ class Reinforce:
         return state
 
     def load_state_dict(self, state: State) -> None:
-        self.optimizer.load_state_dict(entry(state, "optimizer", dict))
+        load_optimizer_state(self.optimizer, entry(state, "optimizer", dict))
         self.time_baseline = entry(state, "time_baseline", np.ndarray)
         self.time_seen = entry(state, "time_seen", np.ndarray)
         if self.value_net is not None:
             self.value_net.load_state_dict(entry(state, "value_net", dict))
-            self.value_optimizer.load_state_dict(entry(state, "value_optimizer", dict))
+            load_optimizer_state(self.value_optimizer, entry(state, "value_optimizer", dict))

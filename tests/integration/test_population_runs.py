@@ -1,0 +1,216 @@
+"""Populations as users run them: ``hydra/launcher=population`` and ``trial.seeds=N`` train
+several runs in one process, each recorded as its single run is, each failing, killed and
+resumed on its own.
+
+Real ``python train.py`` processes against a temporary SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from tests.integration.test_faults import (
+    QUIET,
+    _no_run_outlives_its_test,  # noqa: F401 (an autouse fixture: no run outlives its test)
+    all_runs,
+    assert_one_timeline,
+    checkpoint_step,
+    divergence,
+    start,
+    train,
+    wait_for,
+)
+from twrl_exp.store import open_client
+
+PPO = ["update=ppo", "eval.every_steps=null", "eval.final=false", *QUIET]
+POPULATION = "hydra/launcher=population"
+
+
+def runs_by_name(uri: str) -> dict[str, object]:
+    return {r.info.run_name: r for r in all_runs(uri)}
+
+
+def test_a_grid_of_two_structures_trains_as_two_populations_each_job_a_single_runs_record(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """2 rollout lengths (structure) x 2 seeds x their own learning rates: two populations of
+    two jobs; every job is a run with its own params, metrics on env steps, checkpoint and
+    summary, nested under the sweep's parent run, with what a single run of its config has."""
+    grid = [
+        "-m",
+        POPULATION,
+        "update.n_steps=16,32",
+        "seed=0,1",
+        "update.lr=0.001",
+        "train.max_env_steps=3000",
+        *PPO,
+    ]
+    result = train(tmp_path, *grid)
+    assert result.returncode == 0, result.stderr
+    logs = result.stdout + result.stderr
+    assert logs.count("Launching 2 jobs as one population") == 2, logs
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    runs = [r for r in all_runs(isolated_mlflow) if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 4
+    seen = set()
+    for run in runs:
+        assert run.info.status == "FINISHED", run.data.tags.get("twrl.end_reason")
+        params = run.data.params
+        seen.add((params["update.n_steps"], params["seed"]))
+        assert run.data.metrics["env_steps"] >= 3000
+        assert checkpoint_step(isolated_mlflow, run.info.run_id) >= 3000
+        assert_one_timeline(client, run)
+    assert seen == {("16", "0"), ("16", "1"), ("32", "0"), ("32", "1")}
+    single = train(
+        tmp_path, "update.n_steps=16", "seed=0", "update.lr=0.001", "train.max_env_steps=3000", *PPO
+    )
+    assert single.returncode == 0, single.stderr
+    (alone,) = [
+        r
+        for r in all_runs(isolated_mlflow)
+        if "mlflow.parentRunId" not in r.data.tags
+        and r.data.tags.get("twrl.sweep") is None
+        and r.data.params.get("seed") == "0"
+        and r.data.metrics.get("env_steps")
+    ]
+    member = next(
+        r for r in runs if (r.data.params["update.n_steps"], r.data.params["seed"]) == ("16", "0")
+    )
+    assert set(member.data.params) == set(alone.data.params)
+    assert set(member.data.metrics) == set(alone.data.metrics)
+    assert {a.path for a in client.list_artifacts(member.info.run_id)} == {
+        a.path for a in client.list_artifacts(alone.info.run_id)
+    }
+    differs = {k for k, v in member.data.params.items() if alone.data.params[k] != v}
+    assert differs <= {"trial.population"}, differs
+
+
+def test_a_diverging_member_fails_alone_and_keeps_its_last_finite_checkpoint(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """A DQN member at lr=1e30 diverges at its first learn (env step 2,000), after checkpoints
+    every 500 steps; the other member trains to its budget. The failed member resumes alone,
+    from that checkpoint, with a sane learning rate."""
+    grid = [
+        "-m",
+        POPULATION,
+        "update=dqn",
+        "update.lr=0.0005,1e30",
+        "update.learning_starts=2000",
+        "train.max_env_steps=4000",
+        "monitor.checkpoint.every_steps=500",
+        "eval.every_steps=null",
+        "eval.final=false",
+        *QUIET,
+    ]
+    result = train(tmp_path, *grid)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    step, kept = divergence(result.stderr)
+    assert step == 2000
+    runs = {r.data.params["update.lr"]: r for r in all_runs(isolated_mlflow) if r.data.params}
+    sane, diverged = runs["0.0005"], runs["1e+30"]
+    assert sane.info.status == "FINISHED"
+    assert sane.data.metrics["env_steps"] >= 4000
+    assert diverged.info.status == "FAILED"
+    record = json.loads(diverged.data.tags["twrl.checkpoint"])
+    assert kept == f"keeps its last finite checkpoint, from env step {record['env_steps']:,}"
+    assert 500 <= record["env_steps"] < 2000
+    resumed = train(tmp_path, f"resume={diverged.info.run_id}", "update.lr=0.0005", *QUIET)
+    assert resumed.returncode == 0, resumed.stderr
+    (again,) = [
+        r
+        for r in all_runs(isolated_mlflow)
+        if r.data.tags.get("twrl.resumed_from") == diverged.info.run_id
+        or (r.info.run_id == diverged.info.run_id and r.info.status == "FINISHED")
+    ]
+    assert again.data.metrics["env_steps"] >= 4000
+
+
+def test_kill_9_of_a_population_leaves_every_member_lost_and_each_resumes_to_its_budget(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """``trial.seeds=3`` (the short form: this config, 3 seeds, one population), killed with
+    -9 after every member has a checkpoint and episodes past it: every member is found lost,
+    and each resumes alone to the exact budget with one metric timeline."""
+    open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
+    proc = start(
+        tmp_path,
+        "update=ppo",
+        "trial.seeds=3",
+        "train.max_env_steps=50000000",
+        "monitor.mlflow.flush_every_s=0.2",
+        "monitor.checkpoint.every_steps=6000",
+        "eval.every_steps=20000",
+        "eval.episodes=2",
+        *QUIET,
+    )
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+
+    def past_checkpoints() -> bool:
+        found = all_runs(isolated_mlflow)
+        if len(found) < 3:
+            return False
+        for run in found:
+            step = checkpoint_step(isolated_mlflow, run.info.run_id)
+            history = client.get_metric_history(run.info.run_id, "episode/return")
+            if not step or max((m.step for m in history), default=0) < step + 2000:
+                return False
+        return True
+
+    wait_for(past_checkpoints, what="checkpoints of every member", proc=proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    members = all_runs(isolated_mlflow)
+    assert sorted(r.data.params["seed"] for r in members) == ["0", "1", "2"]
+    for run in members:
+        budget = checkpoint_step(isolated_mlflow, run.info.run_id) + 5000
+        done = train(tmp_path, f"resume={run.info.run_id}", f"train.max_env_steps={budget}", *QUIET)
+        assert done.returncode == 0, done.stderr
+        assert "lost" in client.get_run(run.info.run_id).data.tags["twrl.end_reason"]
+        (final,) = [
+            r for r in all_runs(isolated_mlflow) if r.data.params["seed"] == run.data.params["seed"]
+        ]
+        assert final.info.status == "FINISHED"
+        assert budget <= final.data.metrics["env_steps"] < budget + 16
+        assert_one_timeline(client, final)
+
+
+def test_ctrl_c_of_a_population_marks_every_member_killed(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    open_client(isolated_mlflow)
+    proc = start(
+        tmp_path,
+        "update=ppo",
+        "trial.seeds=2",
+        "train.max_env_steps=50000000",
+        "monitor.checkpoint.every_steps=5000",
+        *QUIET,
+    )
+    wait_for(
+        lambda: (
+            len(
+                [
+                    r
+                    for r in all_runs(isolated_mlflow)
+                    if checkpoint_step(isolated_mlflow, r.info.run_id)
+                ]
+            )
+            == 2
+        ),
+        what="a checkpoint of each member",
+        proc=proc,
+    )
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    runs = all_runs(isolated_mlflow)
+    assert [r.info.status for r in runs] == ["KILLED", "KILLED"]
+    assert all(r.data.tags["twrl.end_reason"] == "interrupted" for r in runs)

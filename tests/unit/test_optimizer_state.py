@@ -1,0 +1,28 @@
+"""A checkpoint's optimiser state continues under the run's config: ``resume=<id>
+update.lr=...`` takes the new learning rate (torch's ``load_state_dict`` alone would bring the
+saved one back, and a run that diverged at lr=1e30 would diverge again)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from twrl_exp.update.checks import load_optimizer_state, make_optimizer
+
+
+def test_the_saved_moments_continue_under_the_configs_settings() -> None:
+    first = torch.nn.Parameter(torch.ones(3))
+    saved_with = make_optimizer("adam", [first], 1e30, 0.0, {})
+    first.grad = torch.tensor([1.0, 2.0, 3.0])
+    saved_with.step()
+    saved = copy.deepcopy(saved_with.state_dict())
+    second = torch.nn.Parameter(torch.ones(3))
+    resumed = make_optimizer("adam", [second], 5e-4, 0.0, {"eps": 1e-5})
+    load_optimizer_state(resumed, saved)
+    group = resumed.param_groups[0]
+    assert group["lr"] == 5e-4
+    assert group["eps"] == 1e-5
+    state = resumed.state[second]
+    torch.testing.assert_close(state["exp_avg"], saved_with.state[first]["exp_avg"])
+    assert float(state["step"]) == 1.0
