@@ -1,0 +1,69 @@
+"""Which runs may train together: a population's members share their structure and differ only
+in their seed, their policy's values and their rule's vectorisable values."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from hydra_plugins.twrl_population_launcher.population_launcher import PopulationLauncher
+from twrl_exp.errors import ConfigError
+from twrl_exp.population import structure_key
+
+
+def key(make_cfg, *overrides: str) -> str | None:
+    cfg = make_cfg(*overrides)
+    return structure_key(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.mark.parametrize(
+    ("rule", "varied"),
+    [
+        ("update=ppo", ["seed=3", "update.lr=0.01", "update.gamma=0.9", "update.ent_coef=0"]),
+        ("update=ppo", ["update.clip_coef=0.3", "update.gae_lambda=0.8", "update.target_kl=0.02"]),
+        ("update=dqn", ["seed=7", "update.lr=0.01", "update.tau=0.5", "policy.epsilon=0.3"]),
+        ("update=dqn", ["update.target_update_interval=100", "update.max_grad_norm=1"]),
+    ],
+)
+def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list[str]) -> None:
+    base = key(make_cfg, rule)
+    assert base is not None
+    assert key(make_cfg, rule, *varied) == base
+
+
+@pytest.mark.parametrize(
+    ("rule", "structural"),
+    [
+        ("update=ppo", "update.n_steps=64"),
+        ("update=ppo", "update.update_epochs=2"),
+        ("update=ppo", "env.num_envs=4"),
+        ("update=ppo", "model.hidden_sizes=[32]"),
+        ("update=ppo", "train.max_env_steps=1000"),
+        ("update=dqn", "update.batch_size=32"),
+        ("update=dqn", "update.prioritized=true"),
+        ("update=dqn", "model.dueling=true"),
+        ("update=ppo", "policy=normal"),
+    ],
+)
+def test_structural_values_make_another_structure(make_cfg, rule: str, structural: str) -> None:
+    assert key(make_cfg, rule, structural) != key(make_cfg, rule)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["update=reinforce"],
+        ["update=a2c"],
+        ["env=pendulum", "update=sac"],
+        ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda"],
+        ["update=ppo", "model=table", "env=cliffwalking"],
+        ["update=dqn", "model=table", "env=cliffwalking"],
+    ],
+)
+def test_rules_without_a_population_form_run_alone(make_cfg, overrides: list[str]) -> None:
+    assert key(make_cfg, *overrides) is None
+
+
+def test_a_population_of_no_jobs_is_refused_in_one_sentence() -> None:
+    with pytest.raises(ConfigError, match=r"hydra.launcher.size=0: a population holds at least 1"):
+        PopulationLauncher(size=0)
