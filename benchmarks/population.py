@@ -12,6 +12,7 @@ Writes benchmarks/RESULTS-population.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -140,6 +141,74 @@ def loop(rule: str, k: int) -> dict[str, float]:
     return {"single": single, "population": together, "solved": float(np.mean(solved))}
 
 
+RECORDS = {
+    "default monitor": [],
+    "no video": ["monitor.video.enabled=false"],
+    "monitor=none": ["monitor=none"],
+}
+
+
+def cli_run(k: int, extra: list[str]) -> dict[str, float]:
+    """``python train.py update=ppo trial.seeds=K`` (K = 1: one run) as a user types it, in a
+    fresh store: wall time, the largest resident set of its processes, the fraction of runs
+    that reached a trailing-100 mean of 475."""
+    import subprocess
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory(prefix="twrl-bench-") as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(HERE.parent)}
+        seeds = [f"trial.seeds={k}"] if k > 1 else []
+        command = [sys.executable, "train.py", "update=ppo", *seeds, *extra]
+        measure = (
+            "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        started = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", measure, *command, f"hydra.run.dir={tmp}/out"],
+            cwd=HERE.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wall = time.perf_counter() - started
+        solved = float("nan")
+        if "monitor=none" not in extra:
+            client = MlflowClient(tracking_uri=uri)
+            runs = client.search_runs(
+                [e.experiment_id for e in client.search_experiments()], max_results=1000
+            )
+            solved = float(np.mean(["env_steps_to_solve" in r.data.metrics for r in runs]))
+    return {"wall": wall, "rss_mb": int(out.stdout.split()[-1]) / 1024, "solved": solved}
+
+
+def records(sizes: list[int]) -> list[str]:
+    """The CLI's populations with their records against ``monitor=none`` and one run."""
+    rows = [
+        "| K | monitor | wall (s) | x one run | recording overhead | max RSS (MB) | solved |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for k in sizes:
+        figures = {name: cli_run(k, extra) for name, extra in RECORDS.items()}
+        if k == 1:
+            one = figures["default monitor"]["wall"]
+        bare = figures["monitor=none"]["wall"]
+        for name, found in figures.items():
+            rows.append(
+                f"| {k} | {name} | {found['wall']:.1f} | {found['wall'] / one:.1f}x | "
+                f"{found['wall'] / bare - 1:+.0%} | {found['rss_mb']:.0f} | "
+                + ("" if np.isnan(found["solved"]) else f"{found['solved']:.0%}")
+                + " |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
 WHAT = {
     "ppo": "one PPO update (20 epochs of one minibatch of 256)",
     "dqn": "one DQN learn (128 gradient steps on minibatches of 64)",
@@ -155,6 +224,11 @@ def main() -> None:
     parser.add_argument("--loop", default="", help="population sizes of whole runs, e.g. 8,32")
     parser.add_argument("--loop-rules", default="ppo")
     parser.add_argument("--skip-steps", action="store_true", help="only the whole runs")
+    parser.add_argument(
+        "--records",
+        default="",
+        help="trial.seeds=K of the CLI with records, e.g. 1,8,32 (1 first: the one-run baseline)",
+    )
     args = parser.parse_args()
     register_configs()
     sections = []
@@ -195,6 +269,21 @@ def main() -> None:
             "reached 475.",
             "",
             *rows,
+            "",
+        ]
+    if args.records:
+        sizes = [int(size) for size in args.records.split(",")]
+        sections += [
+            "## The command line: `python train.py update=ppo trial.seeds=K`, recorded",
+            "",
+            "Wall time of the whole command (start-up, build, training, evaluations every 10k "
+            "steps, the end of every run), in a fresh SQLite store: the default monitor "
+            "(MLflow, checkpoints, learning curve, model, video of the final policy), without "
+            "the video, and `monitor=none`; `x one run`: against K = 1 with the default "
+            "monitor; overhead: against `monitor=none` at the same K; solved: runs whose "
+            "trailing-100 mean reached 475.",
+            "",
+            *records(sizes),
             "",
         ]
     text = "\n".join(

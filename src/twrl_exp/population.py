@@ -128,6 +128,7 @@ class Member:
     error: Exception | None = None  # what ended it otherwise
     metrics: list[Metrics] = field(default_factory=list)  # its learner's, in order
     ended: bool = False
+    told: bool = False  # whether the population's ``on_end`` has heard it ended
 
     @property
     def agent(self) -> Agent[Any]:
@@ -166,24 +167,46 @@ class Population:
                 f"a population trains update=ppo or update=dqn members so far, not {names}."
             )
         self.deferred = [_Deferred(learner) for learner in learners]
-        for m, (member, deferred) in enumerate(zip(self.members, self.deferred, strict=True)):
-            member.agent.update = Update(storage=member.agent.update.storage, learner=deferred)
-            member.agent.feedback = None  # told here, after the population has learned
-            deferred.sync = partial(self.stacked.export_state, m)
+        for m, member in enumerate(self.members):
+            self._enlist(m, member, self.deferred[m])
         self.wall_time = 0.0
+
+    def _enlist(self, m: int, member: Member, deferred: _Deferred) -> None:
+        """``member``'s agent hands its batches to the population, slot ``m``."""
+        member.agent.update = Update(storage=member.agent.update.storage, learner=deferred)
+        member.agent.feedback = None  # told here, after the population has learned
+        deferred.sync = partial(self.stacked.export_state, m)
+
+    def replace(self, m: int, member: Member) -> None:
+        """Slot ``m`` (its member ended) trains ``member`` from now on: a new run, its own
+        networks, optimiser state, values, generator, env and clock."""
+        learner = member.agent.update.learner
+        if isinstance(self.stacked, StackedPPO) and isinstance(learner, PPO):
+            self.stacked.replace(m, learner, member.generator)
+        elif isinstance(self.stacked, StackedDQN) and isinstance(learner, DQN):
+            self.stacked.replace(m, learner)
+        else:
+            raise ConfigError(
+                f"a {type(self.stacked.members[0]).__name__} population cannot take a "
+                f"{type(learner).__name__} member."
+            )
+        self.members[m], self.deferred[m] = member, _Deferred(learner)
+        self._enlist(m, member, self.deferred[m])
 
     def stop(self) -> None:
         """Stop every member at its next step (Ctrl-C): :meth:`run` raises KeyboardInterrupt."""
         for member in self.members:
             member.runner.stop_requested = True
 
-    def run(self) -> None:
-        """Train every member until it ends (see the module's docstring)."""
+    def run(self, on_end: Callable[[int, Member], Member | None] | None = None) -> None:
+        """Train every member until it ends (see the module's docstring). ``on_end(m,
+        member)`` hears of each member as soon as it ends and may give the member that takes
+        its slot (a new run, not yet begun)."""
         started = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for member in self.members:
-                self._guarded(member, member.runner.begin)
-                self._end_if_spent(member)
+            for m in range(len(self.members)):
+                self._begin(m)
+            self._refill(on_end)
             while live := [m for m in self.members if not m.ended]:
                 for member in live:
                     self._guarded(member, member.runner.act_step)
@@ -192,7 +215,26 @@ class Population:
                     if not member.ended:
                         self._guarded(member, partial(member.runner.after_step, learned[member]))
                         self._end_if_spent(member)
+                self._refill(on_end)
         self.wall_time = time.perf_counter() - started
+
+    def _begin(self, m: int) -> None:
+        member = self.members[m]
+        self._guarded(member, member.runner.begin)
+        self._end_if_spent(member)
+
+    def _refill(self, on_end: Callable[[int, Member], Member | None] | None) -> None:
+        """Tell ``on_end`` of every member that ended since, and begin the members it gives
+        in their slots."""
+        for m in range(len(self.members)):
+            while (member := self.members[m]).ended and not member.told:
+                member.told = True
+                self.deferred[m].sync = lambda: None  # its own learner holds its final state
+                successor = on_end(m, member) if on_end is not None else None
+                if successor is None:
+                    break
+                self.replace(m, successor)
+                self._begin(m)
 
     def _guarded(self, member: Member, call: Callable[[], Any]) -> None:
         """``call`` of one member; an error ends that member alone (Ctrl-C ends them all)."""
@@ -201,8 +243,10 @@ class Population:
         try:
             call()
         except Exception as exc:
+            m = self.members.index(member)
             member.error, member.ended = exc, True
-            self.deferred[self.members.index(member)].pending = None
+            self.deferred[m].pending = None
+            self.stacked.export_state(m)
 
     def _end_if_spent(self, member: Member) -> None:
         if member.ended or not member.runner.spent():

@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -437,23 +437,22 @@ class PopulationJob:
     brief: bool | None = None  # one line per run (a sweep's job); None: in a sweep
 
 
-def train_population(jobs: Sequence[PopulationJob]) -> list[float | BaseException]:
-    """Train ``jobs`` (one structure: :func:`twrl_exp.population.structure_key`; not resumes,
-    not Optuna trials) as one population, every seed of every job (``trial.seeds``) a member
-    and its own run, recorded as a single run is. Returns each job's objective (the mean over
-    its seeds), or what ended it; a Ctrl-C ends every run KILLED, then is raised."""
-    outcome: list[float | BaseException] = [0.0] * len(jobs)
-    members: list[tuple[int, _Prepared]] = []
-    for j, job in enumerate(jobs):
-        try:
-            members.extend((j, p) for p in _prepare_members(job, quiet=bool(members)))
-        except Exception as exc:
-            outcome[j] = exc
-    for j, prepared in members:
-        failed = outcome[j]
-        if isinstance(failed, BaseException) and prepared.error is None:
-            prepared.error = failed  # another seed of its job could not be built
-    ready = [p for _, p in members if p.error is None]
+def train_population(
+    jobs: Sequence[PopulationJob], refill: Callable[[], PopulationJob | None] | None = None
+) -> list[float | BaseException]:
+    """Train ``jobs`` (one structure: :func:`twrl_exp.population.structure_key`; not resumes)
+    as one population, every seed of every job (``trial.seeds``) a member and its own run,
+    recorded as a single run is; a job that is an Optuna trial reports to it, may be pruned and
+    tells it its result. Each run is concluded as soon as it ends, and ``refill`` (if given) is
+    asked for a job to take its slot. Returns each job's objective (the mean over its seeds),
+    or what ended it, ``jobs`` first, then those ``refill`` gave; a Ctrl-C ends every run
+    KILLED, then is raised."""
+    group = _Group(refill)
+    for job in jobs:
+        group.add(job)
+    for prepared in [p for p in group.waiting if p.error is not None]:
+        group.conclude(prepared)
+    ready = list(group.waiting)
     if len(ready) > 1 and ready[0].cfg.monitor.console:
         Console(soft_wrap=True).print(
             f"{len(ready)} runs train together as one population, each its own MLflow run; "
@@ -462,51 +461,165 @@ def train_population(jobs: Sequence[PopulationJob]) -> list[float | BaseExceptio
             highlight=False,
             style="dim",
         )
-    interrupted = _train_together(ready) if ready else False
-    values: dict[int, list[float]] = {j: [] for j in range(len(jobs))}
-    for j, prepared in members:
+    interrupted = _train_together(ready, group) if ready else False
+    for prepared in list(group.waiting):  # those Ctrl-C or a learner's error stopped
         member = prepared.member
         if interrupted and prepared.error is None and member is not None and not member.ended:
             prepared.error = KeyboardInterrupt()
-        try:
-            runner = _conclude(prepared)
-            values[j].append(_objective(prepared.cfg, runner))
-        except (KeyboardInterrupt, Exception) as exc:
-            if not isinstance(outcome[j], BaseException):
-                outcome[j] = exc
+        group.conclude(prepared)
     if interrupted:
         raise KeyboardInterrupt
-    for j, found in values.items():
-        if not isinstance(outcome[j], BaseException):
-            outcome[j] = float(np.mean(found))
-    return outcome
+    return group.outcomes
 
 
-def _prepare_members(job: PopulationJob, *, quiet: bool) -> list[_Prepared]:
-    """Every seed of ``job``, built and its record opened, as a population's members. Only the
+@dataclass
+class _JobState:
+    job: PopulationJob
+    members: int = 0  # its runs not yet concluded
+    values: list[float] = field(default_factory=list)
+    env_steps: int = 0
+    train_time: float = 0.0
+    error: BaseException | None = None
+    trial: Any = None  # its Optuna trial (a TrialJob), if it is one
+    outcome: float | BaseException | None = None
+
+
+class _Group:
+    """The jobs of one population: their runs prepared, concluded as they end, each job's
+    outcome once its last run is concluded."""
+
+    def __init__(self, refill: Callable[[], PopulationJob | None] | None) -> None:
+        self.refill = refill
+        self.states: list[_JobState] = []
+        self.job_of: dict[int, _JobState] = {}  # id(prepared) -> its job
+        self.waiting: list[_Prepared] = []  # prepared, not yet concluded
+        self.by_member: dict[int, _Prepared] = {}  # id(member) -> its prepared run
+
+    @property
+    def outcomes(self) -> list[float | BaseException]:
+        return [s.outcome if s.outcome is not None else 0.0 for s in self.states]
+
+    def add(self, job: PopulationJob) -> list[_Prepared]:
+        """Prepare every run of ``job``; a job that cannot be built ends at once."""
+        state = _JobState(job)
+        self.states.append(state)
+        try:
+            prepared, state.trial = _prepare_members(job, quiet=bool(self.by_member))
+        except Exception as exc:
+            state.error = exc
+            self._settle(state)
+            return []
+        state.members = len(prepared)
+        for p in prepared:
+            self.job_of[id(p)] = state
+            self.waiting.append(p)
+            if p.member is not None:
+                self.by_member[id(p.member)] = p
+        return prepared
+
+    def conclude(self, prepared: _Prepared) -> None:
+        """End ``prepared``'s record as its training ended; its job's outcome once it was the
+        job's last run."""
+        state = self.job_of[id(prepared)]
+        self.waiting.remove(prepared)
+        if prepared.member is not None:
+            self.by_member.pop(id(prepared.member), None)
+        if state.error is not None and prepared.error is None:
+            prepared.error = state.error  # another seed of its job failed to be built
+        try:
+            runner = _conclude(prepared)
+            state.values.append(_objective(prepared.cfg, runner))
+        except (KeyboardInterrupt, Exception) as exc:
+            state.error = state.error or exc
+        state.env_steps += prepared.runner.history.env_steps
+        state.train_time += prepared.runner.history.train_time
+        state.members -= 1
+        if state.members == 0:
+            self._settle(state)
+
+    def _settle(self, state: _JobState) -> None:
+        """The job's outcome, told to its Optuna trial (if any)."""
+        error = state.error
+        state.outcome = error if error is not None else float(np.mean(state.values))
+        trial = state.trial
+        if trial is None:
+            return
+        if error is None:
+            trial.finish(state.outcome, env_steps=state.env_steps, train_time=state.train_time)
+            trial.__exit__(None, None, None)
+        else:
+            trial.__exit__(type(error), error, error.__traceback__)
+
+    def ended(self, slot: int, member: Member) -> Member | None:
+        """``Population.run``'s ``on_end``: conclude the member's run, and give the first run of
+        the next job ``refill`` gives to take its slot (None: the slot stays empty)."""
+        del slot
+        prepared = self.by_member[id(member)]
+        prepared.error = prepared.error or member.error
+        self.conclude(prepared)
+        while self.refill is not None and (job := self.refill()) is not None:
+            runs = self.add(job)
+            for p in [p for p in runs if p.error is not None]:
+                self.conclude(p)
+            fresh = [p.member for p in runs if p.error is None and p.member is not None]
+            if fresh:  # a refilled job has one seed (trial.seeds=1)
+                return fresh[0]
+        return None
+
+
+def _prepare_members(job: PopulationJob, *, quiet: bool) -> tuple[list[_Prepared], Any]:
+    """Every seed of ``job``, built and its record opened, as a population's members, and the
+    Optuna trial it is (entered: its job's process and heartbeat recorded), if any. Only the
     population's first member shows progress on the console (one live display at a time): the
     others (and ``quiet``'s) have ``monitor.console=false``, and each still ends with its line."""
     cfg = job.cfg
     check_run_config(cfg)
-    context = job.context or _job_context(job)
-    members: list[_Prepared] = []
-    seeds = seeding.run_seeds(cfg.seed, cfg.trial.seeds)
-    for seed in seeds:
-        seed_cfg = cfg.copy()
-        seed_cfg.seed = seed
-        if quiet or members:
-            seed_cfg.monitor.console = False
-        members.append(
-            _prepare(
-                seed_cfg,
-                run_dir=job.run_dir if len(seeds) == 1 else job.run_dir / f"seed{seed}",
-                name_suffix=job.name_suffix.strip(),
-                context=context,
-                brief=job.sweep_dir is not None if job.brief is None else job.brief,
-                member=True,
-            )
+    context = dict(job.context or _job_context(job))
+    trial: Any = None
+    if cfg.trial.number is not None:
+        from hydra_plugins.twrl_optuna_sweeper import _trial as optuna_trial
+
+        trial = optuna_trial.TrialJob.load(
+            cfg.trial.study_name, cfg.trial.storage, cfg.trial.number, cfg.trial.heartbeat_interval
+        ).__enter__()
+        context.update(
+            {"optuna.study": cfg.trial.study_name, "optuna.trial": str(cfg.trial.number)}
         )
-    return members
+    members: list[_Prepared] = []
+    try:
+        seeds = seeding.run_seeds(cfg.seed, cfg.trial.seeds)
+        for index, seed in enumerate(seeds):
+            seed_cfg = cfg.copy()
+            seed_cfg.seed = seed
+            if quiet or members:
+                seed_cfg.monitor.console = False
+            reporter: list[Monitor] = []
+            if trial is not None:
+                reporter.append(
+                    trial.reporter(
+                        objective=cfg.trial.objective,
+                        window=cfg.train.solve_window,
+                        budget_steps=cfg.train.max_env_steps,
+                        eval_every_steps=cfg.eval.every_steps or 1,
+                        step_offset=index * (cfg.train.max_env_steps or 1_000_000_000),
+                    )
+                )
+            members.append(
+                _prepare(
+                    seed_cfg,
+                    run_dir=job.run_dir if len(seeds) == 1 else job.run_dir / f"seed{seed}",
+                    name_suffix=job.name_suffix.strip(),
+                    context=context,
+                    extra_monitors=reporter,
+                    brief=job.sweep_dir is not None if job.brief is None else job.brief,
+                    member=True,
+                )
+            )
+    except BaseException as exc:
+        if trial is not None:
+            trial.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    return members, trial
 
 
 def _job_context(job: PopulationJob) -> dict[str, str]:
@@ -531,9 +644,9 @@ def _as_population(cfg: DictConfig) -> bool:
     return structure_key(OmegaConf.to_container(cfg, resolve=True)) is not None  # type: ignore[arg-type]
 
 
-def _train_together(ready: list[_Prepared]) -> bool:
-    """Train ``ready`` members as one population (each member's outcome is kept in its
-    ``Member``, its error in ``prepared.error``). Returns whether Ctrl-C stopped it."""
+def _train_together(ready: list[_Prepared], group: _Group) -> bool:
+    """Train ``ready`` members as one population, each concluded by ``group`` as it ends (and
+    its slot refilled from ``group``). Returns whether Ctrl-C stopped it."""
     members = [p.member for p in ready if p.member is not None]
     try:
         population = Population(members)
@@ -541,16 +654,16 @@ def _train_together(ready: list[_Prepared]) -> bool:
         return _one_by_one(ready)
     try:
         with interrupts.deferred(population.stop):
-            population.run()
+            population.run(on_end=group.ended)
     except KeyboardInterrupt:
         return True
     except Exception as exc:  # the stacked learner's own: every member still training ends
-        for member in members:
-            if not member.ended:
-                member.error, member.ended = exc, True
-    finally:
-        for prepared, member in zip(ready, members, strict=True):
-            prepared.error = prepared.error or member.error
+        for live in population.members:
+            if not live.ended:
+                live.error, live.ended = exc, True
+    for prepared in group.waiting:
+        if prepared.member is not None and prepared.member.ended:
+            prepared.error = prepared.error or prepared.member.error
     return False
 
 

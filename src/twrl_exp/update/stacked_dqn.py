@@ -63,6 +63,23 @@ class StackedDQN:
         self.synced_at = [m.env_steps_at_sync for m in members]
         self.td_errors: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * self.size
 
+    def replace(self, m: int, member: DQN) -> None:
+        """Slot ``m`` trains ``member`` from now on (a refilled slot): its networks, target,
+        optimiser state and values."""
+        others = [self.members[i] for i in range(self.size) if i != m][:1]
+        shared_structure([*others, member], _SHARED)
+        self.members[m] = member
+        self.q.load_member(m, member.q)  # type: ignore[arg-type]
+        self.target.load_member(m, member.target)  # type: ignore[arg-type]
+        self.optimizer.import_member(m, member.optimizer)
+        self.tau[m] = member.tau
+        self.max_grad_norm[m] = (
+            float("inf") if member.max_grad_norm is None else member.max_grad_norm
+        )
+        self.interval[m] = member.target_update_interval
+        self.synced_at[m] = member.env_steps_at_sync
+        self.td_errors[m] = np.zeros((0, 0), np.float32)
+
     def learn(
         self, batches: Sequence[ReplayBatch | None], clocks: Sequence[Clock]
     ) -> list[Metrics | None]:

@@ -91,6 +91,23 @@ class StackedPPO:
         self.max_grad_norm = vector([m.max_grad_norm for m in members], float("inf"))
         self.target_kl = [m.target_kl for m in members]
 
+    def replace(self, m: int, member: PPO, generator: torch.Generator) -> None:
+        """Slot ``m`` trains ``member`` from now on (a refilled slot): its networks, optimiser
+        state, values and generator."""
+        others = [self.members[i] for i in range(self.size) if i != m][:1]
+        shared_structure([*others, member], _SHARED)
+        self.members[m], self.generators[m] = member, generator
+        self.actor.load_member(m, member.model)  # type: ignore[arg-type]
+        self.critic.load_member(m, member.critic)  # type: ignore[arg-type]
+        self.optimizer.import_member(m, member.optimizer)
+        self.clip_coef[m] = 0.0 if member.clip_coef is None else member.clip_coef
+        self.ent_coef[m] = 0.0 if member.ent_coef is None else member.ent_coef
+        self.vf_coef[m] = 0.0 if member.vf_coef is None else member.vf_coef
+        self.max_grad_norm[m] = (
+            float("inf") if member.max_grad_norm is None else member.max_grad_norm
+        )
+        self.target_kl[m] = member.target_kl
+
     # -- the learning step -----------------------------------------------------------------
 
     def learn(
