@@ -90,6 +90,20 @@ def structure_key(config: Mapping[str, Any]) -> str | None:
     return json.dumps(shared, sort_keys=True, default=str)
 
 
+def varies_only_members(rule: str, keys: Sequence[str]) -> bool:
+    """Whether configs of ``rule`` that differ only in ``keys`` (dotted, as a sweep names them)
+    share a structure: a sweep over them can refill one population's slots."""
+    if rule not in VECTORISABLE:
+        return False
+    for key in keys:
+        group, _, name = key.lstrip("+~").partition(".")
+        if key == "seed" or group == "policy":
+            continue
+        if group != "update" or name not in VECTORISABLE[rule]:
+            return False
+    return True
+
+
 class _Deferred:
     """Stands in for a member's learner inside its agent: keeps the batch its storage hands
     over, for the population to learn from with every other member's after the vector step.

@@ -742,11 +742,21 @@ def enlist(cfg: DictConfig) -> PopulationJob:
     return _job(cfg)
 
 
-def train_jobs_together(jobs: Sequence[PopulationJob]) -> list[float | BaseException]:
+def train_jobs_together(
+    jobs: Sequence[PopulationJob], refill: Callable[[], PopulationJob | None] | None = None
+) -> list[float | BaseException]:
     """``hydra/launcher=population``: :func:`train_population`, each failed job's sentence
     said (and a refused one recorded under the sweep's parent run), as a sweep's job says it."""
-    outcomes = train_population(jobs)
-    for job, outcome in zip(jobs, outcomes, strict=True):
+    given: list[PopulationJob] = list(jobs)
+
+    def next_job() -> PopulationJob | None:
+        job = refill() if refill is not None else None
+        if job is not None:
+            given.append(job)
+        return job
+
+    outcomes = train_population(jobs, refill=next_job if refill is not None else None)
+    for job, outcome in zip(given, outcomes, strict=True):
         if isinstance(outcome, tuple(_SENTENCE_ERRORS)):
             say(str(outcome))
             outcome.reported = True  # type: ignore[union-attr]

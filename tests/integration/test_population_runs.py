@@ -214,3 +214,57 @@ def test_ctrl_c_of_a_population_marks_every_member_killed(
     runs = all_runs(isolated_mlflow)
     assert [r.info.status for r in runs] == ["KILLED", "KILLED"]
     assert all(r.data.tags["twrl.end_reason"] == "interrupted" for r in runs)
+
+
+def test_an_optuna_population_sweep_refills_pruned_slots_to_exactly_n_trials(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """The shipped population sweep, smaller: 10 trials through a population of 4 in one
+    process; every slot whose trial is pruned or done takes the next asked trial, until the
+    study holds exactly 10 (some pruned), none repeating another's parameters, each its own
+    run under the sweep's parent."""
+    import optuna
+
+    from hydra_plugins.twrl_optuna_sweeper._trial import PROCESS_ATTR, open_storage
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = train(
+        tmp_path,
+        "-m",
+        "+sweep=population_cartpole_ppo",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.experiment_dir={tmp_path / 'experiment'}",
+        "hydra.sweeper.n_trials=10",
+        "hydra.sweeper.n_jobs=4",
+        "hydra.sweeper.sampler.n_startup_trials=4",
+        "hydra.sweeper.pruner.n_startup_trials=2",
+        "hydra.sweeper.pruner.n_warmup_steps=4000",
+        "train.max_env_steps=20000",
+        "eval.every_steps=4000",
+        "eval.episodes=3",
+    )
+    assert result.returncode == 0, result.stderr
+    logs = result.stdout + result.stderr
+    assert logs.count("Launching 4 jobs as one population, refilled as they end") == 1, logs
+    study = optuna.load_study(study_name="population_cartpole_ppo", storage=open_storage(storage))
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    assert len(trials) == 10
+    assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert states.count(optuna.trial.TrialState.PRUNED) >= 1
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == 10
+    assert len({t.user_attrs[PROCESS_ATTR] for t in trials}) == 1  # one process trained them all
+    runs = [r for r in all_runs(isolated_mlflow) if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == list(range(10))
+    stopped_early = 0
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        (trial,) = [t for t in trials if t.number == int(run.data.tags["optuna.trial"])]
+        assert float(run.data.params["update.lr"]) == trial.params["update.lr"]
+        if trial.state == optuna.trial.TrialState.PRUNED:  # at an evaluation, the last one too
+            assert run.data.tags["stopped"] == "pruned"
+            stopped_early += run.data.metrics["env_steps"] < 20000
+        else:
+            assert run.data.metrics["env_steps"] >= 20000
+    assert stopped_early >= 1  # a slot freed before the budget, and refilled

@@ -230,6 +230,9 @@ class OptunaSweeperImpl(Sweeper):
         """Ask, launch and settle batches until the study holds ``n_trials``; ``batch`` holds
         the trials in flight (for the caller to mark if interrupted)."""
         s = self.settings
+        if self._refilling(space):
+            self._run_population(study, space, fixed, url, heartbeats, batch)
+            return
         failures = 0
         while (remaining := s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats)) > 0:
             if interrupts.requested:
@@ -264,6 +267,75 @@ class OptunaSweeperImpl(Sweeper):
             batch.clear()
         if interrupts.requested:
             raise KeyboardInterrupt
+
+    def _refilling(self, space: dict[str, BaseDistribution]) -> bool:
+        """Whether the trials train as one population whose slots are refilled: the launcher
+        is ``population``, a trial is one seed, and the search space holds only values a
+        population's members may differ in."""
+        from hydra_plugins.twrl_population_launcher.population_launcher import (
+            PopulationLauncher,
+        )
+        from twrl_exp.population import varies_only_members
+
+        assert self.config is not None
+        if not isinstance(self.launcher, PopulationLauncher) or self.settings.seeds_per_trial != 1:
+            return False
+        rule = str(self.config["update"].get("name"))
+        return varies_only_members(rule, list(space))
+
+    def _run_population(
+        self,
+        study: optuna.Study,
+        space: dict[str, BaseDistribution],
+        fixed: list[str],
+        url: str,
+        heartbeats: bool,
+        batch: list[optuna.Trial],
+    ) -> None:
+        """``n_jobs`` trials as one population; each slot whose trial ends takes the next
+        asked trial, until the study holds ``n_trials``. ``batch`` holds the trials asked (for
+        the caller to mark if interrupted)."""
+        s = self.settings
+
+        def remaining() -> int:
+            running = sum(
+                study._storage.get_trial(t._trial_id).state == TrialState.RUNNING for t in batch
+            )
+            return s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats) - running
+
+        def ask() -> list[str]:
+            trial = study.ask(space)
+            trial.set_user_attr(SWEEP_ATTR, processes.identity())
+            batch.append(trial)
+            return self._overrides(trial, fixed, space, url)
+
+        def refill() -> list[str] | None:
+            if interrupts.requested or remaining() <= 0:
+                return None
+            return ask()
+
+        failures = 0
+        while (left := remaining()) > 0:
+            done = counted(study.get_trials(deepcopy=False), heartbeats)
+            batch.clear()
+            first = [ask() for _ in range(min(s.n_jobs, left))]
+            assert self.launcher is not None
+            returns = self.launcher.launch_refilling(  # type: ignore[attr-defined]
+                first, initial_job_idx=self.job_idx, refill=refill
+            )
+            self.job_idx += len(returns)
+            for trial, ret in zip(batch, returns, strict=True):
+                self._settle(study, trial, ret)
+            batch.clear()
+            if interrupts.requested:
+                raise KeyboardInterrupt
+            # Trials that did not count (lost, interrupted) run again, in another population.
+            progressed = counted(study.get_trials(deepcopy=False), heartbeats) > done
+            failures = 0 if progressed else failures + 1
+            if failures >= LAUNCH_ATTEMPTS:
+                raise LaunchFailed(
+                    f"{failures} populations in a row ended without a trial that counts"
+                )
 
     def _open_storage(self, url: str) -> Any:
         """The study's storage, or one sentence naming the URL (password hidden) and why not."""

@@ -16,7 +16,7 @@ No ``from __future__ import annotations`` here: Hydra loads plugin modules outsi
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,57 @@ class PopulationLauncher(Launcher):
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
+    def launch_refilling(
+        self,
+        job_overrides: Sequence[Sequence[str]],
+        initial_job_idx: int,
+        refill: Callable[[], Sequence[str] | None],
+    ) -> list[JobReturn]:
+        """The jobs as one population (of one structure: the sweep checked it), each slot that
+        frees up refilled with the job of ``refill``'s overrides until it gives None (an Optuna
+        sweep with ``hydra/launcher=population``). Returns every job's result, in the order
+        they were launched."""
+        from twrl_exp import train
+
+        setup_globals()
+        base, context = self.config, self.hydra_context
+        assert base is not None
+        assert context is not None
+        configure_log(base.hydra.hydra_logging, base.hydra.verbose)
+        Path(str(base.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        results: list[JobReturn] = []
+        enlisted: list[JobReturn] = []
+
+        def enlist(overrides: Sequence[str]) -> Any:
+            config = context.config_loader.load_sweep_config(base, list(overrides))
+            idx = initial_job_idx + len(results)
+            with open_dict(config):
+                config.hydra.job.id = idx
+                config.hydra.job.num = idx
+            result = self._run(config, train.enlist)
+            results.append(result)
+            if result.status != JobStatus.COMPLETED:
+                return None
+            enlisted.append(result)
+            return result.return_value
+
+        def next_job() -> Any:
+            while (overrides := refill()) is not None:
+                job = enlist(overrides)
+                if job is not None:
+                    return job
+            return None
+
+        jobs = [job for overrides in job_overrides if (job := enlist(overrides)) is not None]
+        log.info(f"Launching {len(jobs)} jobs as one population, refilled as they end")
+        outcomes = train.train_jobs_together(jobs, refill=next_job)
+        for result, outcome in zip(enlisted, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                result.status, result.return_value = JobStatus.FAILED, outcome
+            else:
+                result.return_value = outcome
+        return results
+
     def _groups(self, configs: list[DictConfig]) -> list[list[int]]:
         """Job indices by structure, in order of first appearance, cut to ``size`` jobs."""
         groups: dict[Any, list[int]] = {}
@@ -139,8 +190,10 @@ def _structure(config: DictConfig) -> str | None:
     if config.get("resume") or config.get("rerun"):
         return None
     trial = config.get("trial") or {}
-    if trial.get("number") is not None or not trial.get("population", True):
+    if not trial.get("population", True):
         return None
+    if trial.get("number") is not None and trial.get("seeds", 1) != 1:
+        return None  # an Optuna trial's seeds report one after the other
     plain: dict[str, Any] = {}
     try:  # the task's keys (not hydra's: its job keys are set when the job runs)
         for key in config:
