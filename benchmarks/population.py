@@ -209,6 +209,71 @@ def records(sizes: list[int]) -> list[str]:
     return rows
 
 
+def optuna_sweep(launcher: list[str], trials: int) -> dict[str, float]:
+    """``python train.py -m +sweep=population_cartpole_ppo`` (``trials`` trials) on a fresh
+    store with ``launcher``'s overrides: wall time, trials complete and pruned, best value."""
+    import subprocess
+    import tempfile
+
+    import optuna
+
+    with tempfile.TemporaryDirectory(prefix="twrl-bench-") as tmp:
+        storage = f"sqlite:///{tmp}/optuna.db"
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "PYTHONPATH": str(HERE.parent),
+            "TWRL_PROJECT_ROOT": tmp,
+        }
+        command = [
+            sys.executable,
+            "train.py",
+            "-m",
+            "+sweep=population_cartpole_ppo",
+            f"hydra.sweeper.n_trials={trials}",
+            f"hydra.sweeper.storage={storage}",
+            f"hydra.sweeper.experiment_dir={tmp}/experiment",
+            f"hydra.sweep.dir={tmp}/multirun",
+            *launcher,
+        ]
+        started = time.perf_counter()
+        subprocess.run(command, cwd=HERE.parent, env=env, capture_output=True, check=True)
+        wall = time.perf_counter() - started
+        study = optuna.load_study(study_name="population_cartpole_ppo", storage=storage)
+        states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        return {
+            "wall": wall,
+            "complete": states.count("COMPLETE"),
+            "pruned": states.count("PRUNED"),
+            "best": study.best_value,
+        }
+
+
+def optuna_rows(trials: int) -> list[str]:
+    rows = [
+        "| launcher | wall (s) | complete | pruned | best auc | x population |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    launchers = {
+        "population (16 slots, refilled)": [],
+        "joblib, 2 workers (2 trials at a time)": [
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2",
+        ],
+    }
+    first = None
+    for name, overrides in launchers.items():
+        found = optuna_sweep(overrides, trials)
+        first = first or found["wall"]
+        rows.append(
+            f"| {name} | {found['wall']:.0f} | {found['complete']} | {found['pruned']} | "
+            f"{found['best']:.1f} | {found['wall'] / first:.1f}x |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 WHAT = {
     "ppo": "one PPO update (20 epochs of one minibatch of 256)",
     "dqn": "one DQN learn (128 gradient steps on minibatches of 64)",
@@ -224,6 +289,7 @@ def main() -> None:
     parser.add_argument("--loop", default="", help="population sizes of whole runs, e.g. 8,32")
     parser.add_argument("--loop-rules", default="ppo")
     parser.add_argument("--skip-steps", action="store_true", help="only the whole runs")
+    parser.add_argument("--optuna", type=int, default=0, help="trials of the Optuna comparison")
     parser.add_argument(
         "--records",
         default="",
@@ -271,9 +337,10 @@ def main() -> None:
             *rows,
             "",
         ]
+    cli: list[str] = []
     if args.records:
         sizes = [int(size) for size in args.records.split(",")]
-        sections += [
+        cli += [
             "## The command line: `python train.py update=ppo trial.seeds=K`, recorded",
             "",
             "Wall time of the whole command (start-up, build, training, evaluations every 10k "
@@ -286,6 +353,30 @@ def main() -> None:
             *records(sizes),
             "",
         ]
+    if args.optuna:
+        cli += [
+            f"## An Optuna sweep: `+sweep=population_cartpole_ppo`, {args.optuna} trials",
+            "",
+            "The shipped sweep (TPE, median pruning, 100k env steps a trial, video, curve and "
+            "checkpoints off) on fresh stores: as shipped, one population of 16 slots refilled "
+            "as trials are pruned or done, against the joblib launcher running 2 trials at a "
+            "time in 2 worker processes. One repeat each.",
+            "",
+            *optuna_rows(args.optuna),
+            "",
+        ]
+    if cli:
+        header = [
+            "# Populations from the command line",
+            "",
+            f"`python benchmarks/population.py --records ... --optuna N`, "
+            f"{platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, "
+            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.",
+            "",
+        ]
+        (HERE / "RESULTS-population-cli.md").write_text("\n".join(header + cli))
+    if not sections:
+        return
     text = "\n".join(
         [
             "# The learning step of a population",

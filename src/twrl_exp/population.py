@@ -35,7 +35,7 @@ from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Update
 from twrl_exp.runner import History, Runner
 from twrl_exp.storage import ReplayBatch, RolloutBatch
-from twrl_exp.update.actor_critic import PPO
+from twrl_exp.update.actor_critic import A2C, PPO
 from twrl_exp.update.dqn import DQN
 from twrl_exp.update.stacked_dqn import StackedDQN
 from twrl_exp.update.stacked_ppo import StackedPPO
@@ -57,6 +57,17 @@ VECTORISABLE: dict[str, frozenset[str]] = {
             "target_kl",
         }
     ),
+    "a2c": frozenset(
+        {
+            "lr",
+            "lr_final_fraction",
+            "gamma",
+            "gae_lambda",
+            "ent_coef",
+            "vf_coef",
+            "max_grad_norm",
+        }
+    ),
     "dqn": frozenset(
         {
             "lr",
@@ -70,7 +81,11 @@ VECTORISABLE: dict[str, frozenset[str]] = {
     ),
 }
 # The models and policies each rule's stacked learner takes.
-_PARTS = {"ppo": ({"mlp"}, {"categorical"}), "dqn": ({"mlp"}, None)}
+_PARTS = {
+    "ppo": ({"mlp"}, {"categorical"}),
+    "a2c": ({"mlp"}, {"categorical"}),
+    "dqn": ({"mlp"}, None),
+}
 
 
 def structure_key(config: Mapping[str, Any]) -> str | None:
@@ -162,13 +177,13 @@ class Member:
 
 
 class Population:
-    """``members`` (PPO or DQN agents of one structure) trained together."""
+    """``members`` (PPO, A2C or DQN agents of one structure) trained together."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         self.members = list(members)
         learners = [m.agent.update.learner for m in members]
         kinds = {type(learner) for learner in learners}
-        if kinds == {PPO}:
+        if kinds in ({PPO}, {A2C}):
             self.stacked: StackedPPO | StackedDQN = StackedPPO(
                 learners,  # type: ignore[arg-type]
                 [m.generator for m in members],
@@ -178,7 +193,7 @@ class Population:
         else:
             names = sorted(type(learner).__name__ for learner in learners)
             raise ConfigError(
-                f"a population trains update=ppo or update=dqn members so far, not {names}."
+                f"a population trains update=ppo, a2c or dqn members so far, not {names}."
             )
         self.deferred = [_Deferred(learner) for learner in learners]
         for m, member in enumerate(self.members):
@@ -195,7 +210,7 @@ class Population:
         """Slot ``m`` (its member ended) trains ``member`` from now on: a new run, its own
         networks, optimiser state, values, generator, env and clock."""
         learner = member.agent.update.learner
-        if isinstance(self.stacked, StackedPPO) and isinstance(learner, PPO):
+        if isinstance(self.stacked, StackedPPO) and isinstance(learner, PPO | A2C):
             self.stacked.replace(m, learner, member.generator)
         elif isinstance(self.stacked, StackedDQN) and isinstance(learner, DQN):
             self.stacked.replace(m, learner)

@@ -21,6 +21,7 @@ def key(make_cfg, *overrides: str) -> str | None:
     [
         ("update=ppo", ["seed=3", "update.lr=0.01", "update.gamma=0.9", "update.ent_coef=0"]),
         ("update=ppo", ["update.clip_coef=0.3", "update.gae_lambda=0.8", "update.target_kl=0.02"]),
+        ("update=a2c", ["seed=2", "update.lr=0.01", "update.gae_lambda=0.9", "update.vf_coef=1"]),
         ("update=dqn", ["seed=7", "update.lr=0.01", "update.tau=0.5", "policy.epsilon=0.3"]),
         ("update=dqn", ["update.target_update_interval=100", "update.max_grad_norm=1"]),
     ],
@@ -43,6 +44,8 @@ def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list
         ("update=dqn", "update.prioritized=true"),
         ("update=dqn", "model.dueling=true"),
         ("update=ppo", "policy=normal"),
+        ("update=a2c", "update.n_steps=16"),
+        ("update=a2c", "update.optimizer=adam"),
     ],
 )
 def test_structural_values_make_another_structure(make_cfg, rule: str, structural: str) -> None:
@@ -53,7 +56,6 @@ def test_structural_values_make_another_structure(make_cfg, rule: str, structura
     "overrides",
     [
         ["update=reinforce"],
-        ["update=a2c"],
         ["env=pendulum", "update=sac"],
         ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda"],
         ["update=ppo", "model=table", "env=cliffwalking"],

@@ -1,4 +1,5 @@
-"""K PPO learners of one structure trained as one: the learning step of a PPO population.
+"""K PPO (or A2C) learners of one structure trained as one: the learning step of a PPO or A2C
+population.
 
 Built from K :class:`~twrl_exp.update.actor_critic.PPO` learners, each made as a single run
 would make it (its seed's networks, its own settings). Their actors and critics become
@@ -17,6 +18,10 @@ Member ``m``'s update is the update its own PPO makes on its own rollout:
 - a member that stops early (``target_kl``) or has no valid row takes no optimiser step (its
   parameters and optimiser state are frozen, as :class:`StackedOptimizer` does).
 
+A2C members are PPO members with one epoch of one minibatch, taken in order (no draw), the
+plain policy-gradient loss ``-(A log pi)`` and an unclipped value loss: what
+:meth:`A2C.learn <twrl_exp.update.actor_critic.A2C.learn>` computes, with its metrics.
+
 The structure is shared and checked: networks, ``update_epochs``, ``num_minibatches``,
 ``clip_vloss``, ``normalize_advantages``, the value estimator, the optimiser and its options,
 the schedules' shapes. Categorical policies only, so far (a Normal policy's ``log_std`` would
@@ -25,7 +30,7 @@ need its own stack).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +43,7 @@ from twrl_exp.policy.gradient import Categorical
 from twrl_exp.protocols import Clock, Metrics
 from twrl_exp.returns import gae, vtrace
 from twrl_exp.storage import RolloutBatch
-from twrl_exp.update.actor_critic import PPO
+from twrl_exp.update.actor_critic import A2C, PPO
 from twrl_exp.update.checks import linear_lr
 from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, shared_structure
 
@@ -52,16 +57,21 @@ _SHARED = (
     "clip_schedule",
     "total_env_steps",
 )
+_SHARED_A2C = ("normalize_advantages", "value_estimator", "lr_schedule", "total_env_steps")
+_PPO_ONLY = ("approx_kl", "clip_fraction", "clip_coef", "early_stop")
 
 
 class StackedPPO:
     """``members`` (PPO learners of one structure) as one learner over K rollouts."""
 
-    def __init__(self, members: Sequence[PPO], generators: Sequence[torch.Generator]) -> None:
+    def __init__(self, members: Sequence[PPO | A2C], generators: Sequence[torch.Generator]) -> None:
         if len(generators) != len(members):
             raise ValueError("one generator per member")
         first = members[0]
-        options = shared_structure(members, _SHARED)
+        self.a2c = isinstance(first, A2C)
+        if len({type(m) for m in members}) != 1:
+            raise ConfigError("a population's members share their rule (all ppo or all a2c).")
+        options = shared_structure(members, _SHARED_A2C if self.a2c else _SHARED)
         for member in members:
             if not isinstance(member.policy, Categorical) or list(member.policy.parameters()):
                 raise ConfigError(
@@ -85,28 +95,34 @@ class StackedPPO:
         def vector(values: Sequence[float | None], missing: float) -> torch.Tensor:
             return torch.tensor([missing if v is None else v for v in values], dtype=torch.float64)
 
-        self.clip_coef = vector([m.clip_coef for m in members], 0.0)
+        self.clip_coef = vector([getattr(m, "clip_coef", None) for m in members], 0.0)
         self.ent_coef = vector([m.ent_coef for m in members], 0.0).float()
         self.vf_coef = vector([m.vf_coef for m in members], 0.0).float()
         self.max_grad_norm = vector([m.max_grad_norm for m in members], float("inf"))
-        self.target_kl = [m.target_kl for m in members]
+        self.target_kl = [getattr(m, "target_kl", None) for m in members]
+        # A2C: one epoch of one minibatch, in order; PPO: the members' own settings.
+        self.epochs = 1 if self.a2c else int(first.update_epochs)  # type: ignore[union-attr]
+        self.minibatches = 1 if self.a2c else int(first.num_minibatches)  # type: ignore[union-attr]
 
-    def replace(self, m: int, member: PPO, generator: torch.Generator) -> None:
+    def replace(self, m: int, member: PPO | A2C, generator: torch.Generator) -> None:
         """Slot ``m`` trains ``member`` from now on (a refilled slot): its networks, optimiser
         state, values and generator."""
+        if type(member) is not type(self.members[0]):
+            raise ConfigError("a population's members share their rule (all ppo or all a2c).")
         others = [self.members[i] for i in range(self.size) if i != m][:1]
-        shared_structure([*others, member], _SHARED)
+        shared_structure([*others, member], _SHARED_A2C if self.a2c else _SHARED)
         self.members[m], self.generators[m] = member, generator
         self.actor.load_member(m, member.model)  # type: ignore[arg-type]
         self.critic.load_member(m, member.critic)  # type: ignore[arg-type]
         self.optimizer.import_member(m, member.optimizer)
-        self.clip_coef[m] = 0.0 if member.clip_coef is None else member.clip_coef
+        clip_coef = getattr(member, "clip_coef", None)
+        self.clip_coef[m] = 0.0 if clip_coef is None else clip_coef
         self.ent_coef[m] = 0.0 if member.ent_coef is None else member.ent_coef
         self.vf_coef[m] = 0.0 if member.vf_coef is None else member.vf_coef
         self.max_grad_norm[m] = (
             float("inf") if member.max_grad_norm is None else member.max_grad_norm
         )
-        self.target_kl[m] = member.target_kl
+        self.target_kl[m] = getattr(member, "target_kl", None)
 
     # -- the learning step -----------------------------------------------------------------
 
@@ -131,10 +147,10 @@ class StackedPPO:
             for m, p in zip(self.members, progress, strict=True)
         ]
         self.optimizer.lr = torch.tensor(lrs, dtype=torch.float64)
-        linear_clip = first.clip_schedule is Schedule.linear
+        linear_clip = getattr(first, "clip_schedule", None) is Schedule.linear
         clip = self.clip_coef * (1.0 - progress.double() if linear_clip else 1.0)
         clip = clip.clamp(min=1e-8)
-        minibatch = [max(1, int(c) // first.num_minibatches) for c in counts]
+        minibatch = [max(1, int(c) // self.minibatches) for c in counts]
         steps = [
             (int(c) - mb) // mb + 1 if c else 0 for c, mb in zip(counts, minibatch, strict=True)
         ]
@@ -142,11 +158,11 @@ class StackedPPO:
         learning = torch.tensor([bool(c) for c in counts])
         stopped = torch.zeros(k, dtype=torch.bool)
         totals: list[dict[str, list[float]]] = [{} for _ in range(k)]
-        for _ in range(first.update_epochs):
+        for _ in range(self.epochs):
             # Drawn only by members still learning: a member that stopped early draws no more
-            # orders, as its single run's loop does not.
+            # orders, as its single run's loop does not. A2C draws none: its rows in order.
             orders = [
-                torch.randperm(c, generator=g)
+                (torch.arange(c) if self.a2c else torch.randperm(c, generator=g))
                 if c and not done
                 else torch.zeros(0, dtype=torch.int64)
                 for c, g, done in zip(counts, self.generators, stopped.tolist(), strict=True)
@@ -268,6 +284,10 @@ class StackedPPO:
         flat_outputs = outputs.reshape(k * width, -1)
         log_prob = self.policy.log_prob(flat_outputs, actions.reshape(k * width)).view(k, width)
         entropy = mean(self.policy.entropy(flat_outputs).view(k, width))
+        values = self.critic(obs).squeeze(2)
+        returns, old_values = data["returns"][members, index], data["values"][members, index]
+        if self.a2c:
+            return self._a2c_step(advantages, log_prob, entropy, values, returns, active, mean)
         log_ratio = log_prob - data["log_prob"][members, index]
         ratio = log_ratio.exp()
         # clip: [K] float64, as the single run's Python float, rounded once to float32
@@ -275,9 +295,7 @@ class StackedPPO:
         policy_loss = mean(
             torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, low, high))
         )
-        values = self.critic(obs).squeeze(2)
-        returns, old_values = data["returns"][members, index], data["values"][members, index]
-        if self.members[0].clip_vloss:
+        if self.members[0].clip_vloss:  # type: ignore[union-attr]
             step = clip.float().unsqueeze(1)
             clipped = old_values + torch.clamp(values - old_values, -step, step)
             squared = torch.max((values - returns).pow(2), (clipped - returns).pow(2))
@@ -299,6 +317,32 @@ class StackedPPO:
             "policy/entropy": entropy.tolist(),
             "approx_kl": approx_kl.tolist(),
             "clip_fraction": clip_fraction.tolist(),
+            "grad_norm": grad_norm.tolist(),
+        }
+
+    def _a2c_step(
+        self,
+        advantages: torch.Tensor,
+        log_prob: torch.Tensor,
+        entropy: torch.Tensor,
+        values: torch.Tensor,
+        returns: torch.Tensor,
+        active: torch.Tensor,
+        mean: Callable[[torch.Tensor], torch.Tensor],
+    ) -> dict[str, list[float]]:
+        """A2C's gradient step (:meth:`A2C.learn`) of every active member."""
+        policy_loss = mean(-(advantages * log_prob))
+        value_loss = 0.5 * mean((returns - values).pow(2))
+        loss = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
+        self.optimizer.zero_grad()
+        (loss * active.float()).sum().backward()
+        grad_norm = clip_grad_norms_(self.params, self.max_grad_norm.float())
+        self.optimizer.step(active)
+        return {
+            "loss": loss.tolist(),
+            "policy/loss": policy_loss.tolist(),
+            "value/loss": value_loss.tolist(),
+            "policy/entropy": entropy.tolist(),
             "grad_norm": grad_norm.tolist(),
         }
 
@@ -326,6 +370,9 @@ class StackedPPO:
                 "explained_variance": explained,
             }
         )
+        if self.a2c:
+            for key in _PPO_ONLY:
+                metrics.pop(key, None)
         return metrics
 
     def write_back(self, *, with_state: bool) -> None:
