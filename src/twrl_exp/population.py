@@ -119,6 +119,18 @@ def varies_only_members(rule: str, keys: Sequence[str]) -> bool:
     return True
 
 
+def _storage_shape(storage: Any) -> tuple[object, ...]:
+    """What a storage's batches look like: a stacked learner takes members' batches of one
+    shape (a rollout's ``[n_steps, num_envs, ...]``, a replay's minibatches)."""
+    obs = getattr(storage, "obs", None)
+    return (
+        type(storage).__name__,
+        tuple(obs.shape) if obs is not None and hasattr(storage, "n_steps") else None,
+        getattr(storage, "batch_size", None),
+        getattr(storage, "gradient_steps", None),
+    )
+
+
 class _Deferred:
     """Stands in for a member's learner inside its agent: keeps the batch its storage hands
     over, for the population to learn from with every other member's after the vector step.
@@ -181,6 +193,12 @@ class Population:
 
     def __init__(self, members: Sequence[Member]) -> None:
         self.members = list(members)
+        shapes = {_storage_shape(m.agent.update.storage) for m in members}
+        if len(shapes) > 1:
+            raise ConfigError(
+                f"population members differ in what their storages hand over ({sorted(shapes)}): "
+                "members share n_steps, num_envs, batch_size and gradient_steps."
+            )
         learners = [m.agent.update.learner for m in members]
         kinds = {type(learner) for learner in learners}
         if kinds in ({PPO}, {A2C}):

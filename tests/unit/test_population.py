@@ -88,3 +88,29 @@ def test_members_of_another_rule_are_refused_in_one_sentence(make_cfg) -> None:
         ConfigError, match=r"update=ppo, a2c or dqn members so far, not \['Reinforce'\]"
     ):
         Population([member(cfg)])
+
+
+def test_members_a_population_cannot_stack_train_one_by_one_as_their_single_runs(
+    make_cfg, tmp_path
+) -> None:
+    """train_population's safety net: jobs whose learners cannot be stacked (here two rollout
+    lengths) run one after the other, each exactly its single run."""
+    from twrl_exp.train import PopulationJob, train_population
+
+    cfgs = [
+        make_cfg(
+            "env=cartpole",
+            "update=ppo",
+            f"update.n_steps={n}",
+            f"seed={n}",
+            "monitor=none",
+            "train.max_env_steps=1500",
+            "eval.every_steps=null",
+            "eval.final=false",
+        )
+        for n in (16, 32)
+    ]
+    jobs = [PopulationJob(cfg, tmp_path / str(i), []) for i, cfg in enumerate(cfgs)]
+    values = train_population(jobs)
+    singles = [single_run(cfg) for cfg in cfgs]
+    assert values == [s.history.summary(100)["best_mean_return"] for s in singles]

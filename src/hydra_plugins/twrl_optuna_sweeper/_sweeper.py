@@ -298,8 +298,13 @@ class OptunaSweeperImpl(Sweeper):
         s = self.settings
 
         def remaining() -> int:
-            running = sum(
-                study._storage.get_trial(t._trial_id).state == TrialState.RUNNING for t in batch
+            # With heartbeats, ``counted`` already counts the trials running (these included).
+            running = (
+                0
+                if heartbeats
+                else sum(
+                    study._storage.get_trial(t._trial_id).state == TrialState.RUNNING for t in batch
+                )
             )
             return s.n_trials - counted(study.get_trials(deepcopy=False), heartbeats) - running
 
