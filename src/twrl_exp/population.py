@@ -217,6 +217,8 @@ class Population:
         for m, member in enumerate(self.members):
             self._enlist(m, member, self.deferred[m])
         self.wall_time = 0.0
+        self.waiting: set[int] = set()  # refilled slots to begin with the others' next learn
+        self.learned_now = False  # whether the last vector step ended with a learn
 
     def _enlist(self, m: int, member: Member, deferred: _Deferred) -> None:
         """``member``'s agent hands its batches to the population, slot ``m``."""
@@ -248,13 +250,28 @@ class Population:
     def run(self, on_end: Callable[[int, Member], Member | None] | None = None) -> None:
         """Train every member until it ends (see the module's docstring). ``on_end(m,
         member)`` hears of each member as soon as it ends and may give the member that takes
-        its slot (a new run, not yet begun)."""
+        its slot (a new run, not yet begun).
+
+        A PPO or A2C member that takes a slot begins right after the others' next learn, so
+        its rollouts end when theirs do: members out of step would each make the stacked
+        learner learn for all K slots, up to K times as often."""
         started = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for m in range(len(self.members)):
                 self._begin(m)
             self._refill(on_end)
-            while live := [m for m in self.members if not m.ended]:
+            while True:
+                live = [
+                    member
+                    for m, member in enumerate(self.members)
+                    if not member.ended and m not in self.waiting
+                ]
+                if not live:
+                    if not self.waiting:
+                        break
+                    self._begin_waiting()
+                    self._refill(on_end)
+                    continue
                 for member in live:
                     self._guarded(member, member.runner.act_step)
                 learned = self._learn()
@@ -262,6 +279,8 @@ class Population:
                     if not member.ended:
                         self._guarded(member, partial(member.runner.after_step, learned[member]))
                         self._end_if_spent(member)
+                if self.learned_now:
+                    self._begin_waiting()
                 self._refill(on_end)
         self.wall_time = time.perf_counter() - started
 
@@ -270,9 +289,14 @@ class Population:
         self._guarded(member, member.runner.begin)
         self._end_if_spent(member)
 
+    def _begin_waiting(self) -> None:
+        for m in sorted(self.waiting):
+            self._begin(m)
+        self.waiting.clear()
+
     def _refill(self, on_end: Callable[[int, Member], Member | None] | None) -> None:
-        """Tell ``on_end`` of every member that ended since, and begin the members it gives
-        in their slots."""
+        """Tell ``on_end`` of every member that ended since, and put the members it gives in
+        their slots (begun now, or with the others' next learn: see :meth:`run`)."""
         for m in range(len(self.members)):
             while (member := self.members[m]).ended and not member.told:
                 member.told = True
@@ -281,7 +305,10 @@ class Population:
                 if successor is None:
                     break
                 self.replace(m, successor)
-                self._begin(m)
+                if isinstance(self.stacked, StackedPPO):
+                    self.waiting.add(m)
+                else:
+                    self._begin(m)
 
     def _guarded(self, member: Member, call: Callable[[], Any]) -> None:
         """``call`` of one member; an error ends that member alone (Ctrl-C ends them all)."""
@@ -310,7 +337,8 @@ class Population:
         """Every member holding a batch learns from it, together; each one's metrics."""
         learned: dict[Member, Metrics | None] = dict.fromkeys(self.members)
         pending = [d.pending for d in self.deferred]
-        if all(p is None for p in pending):
+        self.learned_now = any(p is not None for p in pending)
+        if not self.learned_now:
             return learned
         for d in self.deferred:
             d.pending = None

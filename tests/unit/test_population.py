@@ -114,3 +114,52 @@ def test_members_a_population_cannot_stack_train_one_by_one_as_their_single_runs
     values = train_population(jobs)
     singles = [single_run(cfg) for cfg in cfgs]
     assert values == [s.history.summary(100)["best_mean_return"] for s in singles]
+
+
+def test_a_refilled_ppo_slot_learns_in_step_with_the_others(make_cfg) -> None:
+    """Member 0 is stopped (as a pruner stops it) after 300 env steps and a new run takes its
+    slot: it begins right after the others' next learn, so every stacked learn serves both
+    slots (out of step, each member's rollout would make a learn of its own), and it trains as
+    its single run."""
+    from twrl_exp.runner import MonitorBase
+
+    class StopAt(MonitorBase):  # at an episode's end, between two learns
+        def episodes(self, runner, first) -> None:
+            if runner.history.env_steps >= 300:
+                runner.stop_reason = "pruned"
+
+    base = ["env=cartpole", "update=ppo", "monitor=none", "eval.every_steps=null"]
+    cfgs = [
+        make_cfg(*base, f"seed={seed}", "train.max_env_steps=3000", "eval.final=false")
+        for seed in range(3)
+    ]
+    first = member(cfgs[0])
+    first.runner.monitors.append(StopAt())
+    population = Population([first, member(cfgs[1])])
+    calls = []
+    learn = population.stacked.learn
+
+    def counted(batches, clocks):
+        calls.append([b is not None for b in batches])
+        return learn(batches, clocks)
+
+    population.stacked.learn = counted
+    given = []
+
+    def on_end(slot, ended):
+        if given or ended is not first:
+            return None
+        given.append(member(cfgs[2]))
+        return given[0]
+
+    population.run(on_end)
+    newcomer = given[0]
+    assert newcomer.error is None
+    assert newcomer.history.env_steps >= 3000
+    alone = [c for c in calls if not all(c)]
+    # In step: only the other member's last learns (while the newcomer waited, and after the
+    # other's budget) are its alone, never one learn per member per rollout.
+    assert len(alone) <= 5, calls
+    single = single_run(cfgs[2]).history
+    early = [r for r, step in zip(single.returns, single.end_steps, strict=True) if step < 1000]
+    assert newcomer.history.returns[: len(early)] == early  # its first 4 updates' episodes
