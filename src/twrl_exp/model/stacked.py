@@ -65,10 +65,18 @@ class StackedMLP(nn.Module):
         """``[K, 1, out]`` per layer."""
         return list(self.layers)[1::2]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: [K, B, in_features]`` -> ``[K, B, outputs]`` (Q-values combined when dueling)."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: [K, B, in_features]`` -> ``[K, B, outputs]`` (Q-values combined when dueling);
+        with ``members`` (``[k]`` indices), only those members' networks: ``x: [k, B, ...]``
+        (their gradients flow back into their rows; the other rows get zeros)."""
         last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+        for i, (stacked_weight, stacked_bias) in enumerate(
+            zip(self.weights, self.biases, strict=True)
+        ):
+            weight: torch.Tensor = stacked_weight
+            bias: torch.Tensor = stacked_bias
+            if members is not None:
+                weight, bias = stacked_weight[members], stacked_bias[members]
             x = torch.baddbmm(bias, x, weight.transpose(1, 2))
             if i < last and self.activation is not None:
                 x = self.activation(x)

@@ -92,8 +92,13 @@ class StackedDQN:
             raise ValueError("members replay the same number of minibatches per learn")
         weighted = given.weights is not None
         learning = [b is not None for b in batches]
+        # Only the members with a batch are computed: members learn out of step (an
+        # autoreset step counts no env step, so their train_freq counters drift apart), and
+        # computing every row at each member's learn would cost K times the work.
+        rows = [m for m in range(self.size) if learning[m]]
         active = None if all(learning) else torch.tensor(learning)
-        filled = [given if b is None else b for b in batches]
+        subset = None if active is None else torch.tensor(rows)
+        filled = [b for b in batches if b is not None]
 
         def stack(name: str) -> torch.Tensor:
             return torch.from_numpy(np.stack([getattr(b, name) for b in filled], axis=1))
@@ -112,25 +117,22 @@ class StackedDQN:
                 next_obs[g],
                 None if weights is None else weights[g],
                 active,
+                subset,
             )
             errors.append(error)
             for clock, learns in zip(clocks, learning, strict=True):
                 clock.gradient_steps += learns
             self._maybe_sync(clocks, learning)
-        errors_by_member = np.stack(errors, axis=1)  # [K, G, B]
-        for m in range(self.size):
-            if learning[m]:
-                self.td_errors[m] = errors_by_member[m]
+        errors_by_row = np.stack(errors, axis=1)  # [k, G, B]
         values = {key: tensor.tolist() for key, tensor in figures.items()}
-        return [
-            {
-                **{key: values[key][m] for key in values},
-                "target/syncs": float(clock.env_steps // self.interval[m]),
+        result: list[Metrics | None] = [None] * self.size
+        for row, m in enumerate(rows):
+            self.td_errors[m] = errors_by_row[row]
+            result[m] = {
+                **{key: values[key][row] for key in values},
+                "target/syncs": float(clocks[m].env_steps // self.interval[m]),
             }
-            if learning[m]
-            else None
-            for m, clock in enumerate(clocks)
-        ]
+        return result
 
     def feedback(self, m: int) -> np.ndarray:
         """Member ``m``'s ``|y - Q(s, a)|`` of its last batch (``[G, B]``), as
@@ -146,32 +148,35 @@ class StackedDQN:
         next_obs: torch.Tensor,
         weights: torch.Tensor | None,
         active: torch.Tensor | None,
+        subset: torch.Tensor | None,
     ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-        """One gradient step of every (``active``) member: tensors ``[K, B, ...]``."""
+        """One gradient step of the members ``subset`` (all: None): tensors ``[k, B, ...]``,
+        figures and errors ``[k, ...]``; ``active``: ``subset`` as a ``[K]`` mask."""
         with torch.no_grad():
-            next_target = self.target(next_obs)
+            next_target = self.target(next_obs, subset)
             if self.members[0].double_q:
-                best = self.q(next_obs).argmax(dim=2, keepdim=True)
+                best = self.q(next_obs, subset).argmax(dim=2, keepdim=True)
                 bootstrap = next_target.gather(2, best).squeeze(2)
             else:
                 bootstrap = next_target.max(dim=2).values
             targets = rewards + discounts * bootstrap
-        q_taken = self.q(obs).gather(2, actions.unsqueeze(2)).squeeze(2)
+        q_taken = self.q(obs, subset).gather(2, actions.unsqueeze(2)).squeeze(2)
         if self.members[0].loss is QLoss.huber:
             per_row = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
         else:
             per_row = nn.functional.mse_loss(q_taken, targets, reduction="none")
         if weights is not None:  # importance sampling corrects a prioritised sample
             per_row = weights * per_row
-        loss = per_row.mean(dim=1)  # [K]: each member's own loss
+        loss = per_row.mean(dim=1)  # [k]: each member's own loss
         self.optimizer.zero_grad()
-        (loss if active is None else loss * active).sum().backward()
+        loss.sum().backward()
         grad_norm = clip_grad_norms_(list(self.q.parameters()), self.max_grad_norm)
         self.optimizer.step(active)
         error = (targets - q_taken.detach()).abs().numpy()
         with torch.no_grad():
             q_mean = q_taken.mean(dim=1)
-        return {"loss": loss.detach(), "q/mean": q_mean, "grad_norm": grad_norm}, error
+        norms = grad_norm if subset is None else grad_norm[subset]
+        return {"loss": loss.detach(), "q/mean": q_mean, "grad_norm": norms}, error
 
     @torch.no_grad()
     def _maybe_sync(self, clocks: Sequence[Clock], learning: Sequence[bool]) -> None:
