@@ -141,6 +141,99 @@ def loop(rule: str, k: int) -> dict[str, float]:
     return {"single": single, "population": together, "solved": float(np.mean(solved))}
 
 
+def merged(path: Path, header: str, new: str) -> str:
+    """``path``'s text with the ``## `` sections of ``new`` put in place of (or after) its
+    sections of the same titles: a run of some measurements keeps the others'."""
+
+    def sections(text: str) -> dict[str, str]:
+        parts = text.split("\n## ")
+        return {part.splitlines()[0]: "## " + part for part in parts[1:]}
+
+    old = sections(path.read_text()) if path.exists() else {}
+    old.update(sections("\n" + new))
+    return header + "\n" + "\n".join(part.rstrip() + "\n" for part in old.values())
+
+
+def throughput(sizes: list[int], steps: int) -> list[str]:
+    """Agent-steps per second of the PPO preset's whole loop (``monitor=none``, no evaluations,
+    ``steps`` env steps a member, build excluded) for K members, and the share of the learning
+    step in it; K = 1 is a single run's own loop. Draws benchmarks/population-throughput.png."""
+    rows = [
+        "| K | agent-steps/s | per member vs one run | learning share | bound |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    figures = []
+    for k in sizes:
+        configs = []
+        for seed in range(k):
+            with initialize_config_dir(str(config_dir()), version_base="1.3"):
+                configs.append(
+                    compose(
+                        "config",
+                        [
+                            "update=ppo",
+                            f"seed={seed}",
+                            f"train.max_env_steps={steps}",
+                            "monitor=none",
+                            "eval.every_steps=null",
+                            "eval.final=false",
+                        ],
+                    )
+                )
+        runners = [make_runner(c, build(c, evaluation=False), []) for c in configs]
+        learning = 0.0
+        if k == 1:
+            learner = runners[0].agent.update.learner
+            learn = learner.learn
+
+            def timed_single(batch, clock, learn=learn):
+                nonlocal learning
+                started = time.perf_counter()
+                result = learn(batch, clock)
+                learning += time.perf_counter() - started
+                return result
+
+            learner.learn = timed_single
+            started = time.perf_counter()
+            runners[0].run()
+        else:
+            population = Population([Member.after_build(r) for r in runners])
+            stacked_learn = population.stacked.learn
+
+            def timed(batches, clocks, stacked_learn=stacked_learn):
+                nonlocal learning
+                started = time.perf_counter()
+                result = stacked_learn(batches, clocks)
+                learning += time.perf_counter() - started
+                return result
+
+            population.stacked.learn = timed
+            started = time.perf_counter()
+            population.run()
+        wall = time.perf_counter() - started
+        rate = k * steps / wall
+        figures.append((k, rate))
+        share = learning / wall
+        bound = "the learning step (compute)" if share > 0.5 else "acting and env steps (Python)"
+        rows.append(f"| {k} | {rate:,.0f} | {rate / figures[0][1]:.1f}x | {share:.0%} | {bound} |")
+        print(rows[-1], flush=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([k for k, _ in figures], [r for _, r in figures], marker="o")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("members K")
+    ax.set_ylabel("agent env steps / s")
+    ax.set_title("PPO CartPole preset, one process, one torch thread")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(HERE / "population-throughput.png", dpi=100)
+    return rows
+
+
 RECORDS = {
     "default monitor": [],
     "no video": ["monitor.video.enabled=false"],
@@ -290,6 +383,8 @@ def main() -> None:
     parser.add_argument("--loop-rules", default="ppo")
     parser.add_argument("--skip-steps", action="store_true", help="only the whole runs")
     parser.add_argument("--optuna", type=int, default=0, help="trials of the Optuna comparison")
+    parser.add_argument("--throughput", default="", help="population sizes, e.g. 1,4,16,64,256")
+    parser.add_argument("--throughput-steps", type=int, default=16384)
     parser.add_argument(
         "--records",
         default="",
@@ -365,6 +460,19 @@ def main() -> None:
             *optuna_rows(args.optuna),
             "",
         ]
+    if args.throughput:
+        sizes = [int(size) for size in args.throughput.split(",")]
+        cli += [
+            "## Per-agent throughput against K",
+            "",
+            f"`--throughput`: the PPO preset's loop for {args.throughput_steps:,} env steps a "
+            "member (`monitor=none`, no evaluations, build excluded), one torch thread; "
+            "learning share: the stacked learning step's part of the wall time. "
+            "Plot: `population-throughput.png`.",
+            "",
+            *throughput(sizes, args.throughput_steps),
+            "",
+        ]
     if cli:
         header = [
             "# Populations from the command line",
@@ -374,7 +482,9 @@ def main() -> None:
             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.",
             "",
         ]
-        (HERE / "RESULTS-population-cli.md").write_text("\n".join(header + cli))
+        (HERE / "RESULTS-population-cli.md").write_text(
+            merged(HERE / "RESULTS-population-cli.md", "\n".join(header), "\n".join(cli))
+        )
     if not sections:
         return
     text = "\n".join(
