@@ -449,9 +449,8 @@ class TrialConfig:
 
     objective: Objective = Objective.best_mean_return
     seeds: int = 1  # seeds seed, seed+1, ...; the objective is their mean
-    # seeds > 1 of a rule with a population form (update=ppo, a2c or dqn, model=mlp; ppo and
-    # a2c with policy=categorical) train together in one process, each its own run; false: one
-    # by one
+    # seeds > 1 of a rule with a population form (update=ppo or a2c, model=mlp,
+    # policy=categorical) train together in one process, each its own run; false: one by one
     population: bool = True
     study_name: str | None = None
     storage: str | None = None

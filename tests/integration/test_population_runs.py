@@ -93,17 +93,17 @@ def test_a_grid_of_two_structures_trains_as_two_populations_each_job_a_single_ru
 def test_a_diverging_member_fails_alone_and_keeps_its_last_finite_checkpoint(
     tmp_path: Path, isolated_mlflow: str
 ) -> None:
-    """A DQN member at lr=1e30 diverges at its first learn (env step 2,000), after checkpoints
-    every 500 steps; the other member trains to its budget. The failed member resumes alone,
-    from that checkpoint, with a sane learning rate."""
+    """A PPO member at lr=1e30 diverges at its first learn (a rollout of 32 x 8 env steps);
+    the other member trains to its budget. The failed member says which checkpoint it keeps
+    (a checkpoint is due every 100 steps, at the monitors' tick) and resumes alone with a sane
+    learning rate."""
     grid = [
         "-m",
         POPULATION,
-        "update=dqn",
-        "update.lr=0.0005,1e30",
-        "update.learning_starts=2000",
-        "train.max_env_steps=4000",
-        "monitor.checkpoint.every_steps=500",
+        "update=ppo",
+        "update.lr=0.001,1e30",
+        "train.max_env_steps=3000",
+        "monitor.checkpoint.every_steps=100",
         "eval.every_steps=null",
         "eval.final=false",
         *QUIET,
@@ -111,17 +111,22 @@ def test_a_diverging_member_fails_alone_and_keeps_its_last_finite_checkpoint(
     result = train(tmp_path, *grid)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
+    assert "Launching 2 jobs as one population" in result.stdout + result.stderr
     step, kept = divergence(result.stderr)
-    assert step == 2000
+    assert step <= 256  # its first learn (autoreset steps are not counted)
     runs = {r.data.params["update.lr"]: r for r in all_runs(isolated_mlflow) if r.data.params}
-    sane, diverged = runs["0.0005"], runs["1e+30"]
+    sane, diverged = runs["0.001"], runs["1e+30"]
     assert sane.info.status == "FINISHED"
-    assert sane.data.metrics["env_steps"] >= 4000
+    assert sane.data.metrics["env_steps"] >= 3000
     assert diverged.info.status == "FAILED"
-    record = json.loads(diverged.data.tags["twrl.checkpoint"])
-    assert kept == f"keeps its last finite checkpoint, from env step {record['env_steps']:,}"
-    assert 500 <= record["env_steps"] < 2000
-    resumed = train(tmp_path, f"resume={diverged.info.run_id}", "update.lr=0.0005", *QUIET)
+    saved = diverged.data.tags.get("twrl.checkpoint")  # its first 100 steps take < 0.2 s
+    if saved is None:
+        assert kept == "keeps no checkpoint, since none was saved before then"
+    else:
+        record = json.loads(saved)
+        assert kept == f"keeps its last finite checkpoint, from env step {record['env_steps']:,}"
+        assert 100 <= record["env_steps"] < step
+    resumed = train(tmp_path, f"resume={diverged.info.run_id}", "update.lr=0.001", *QUIET)
     assert resumed.returncode == 0, resumed.stderr
     (again,) = [
         r
@@ -129,7 +134,7 @@ def test_a_diverging_member_fails_alone_and_keeps_its_last_finite_checkpoint(
         if r.data.tags.get("twrl.resumed_from") == diverged.info.run_id
         or (r.info.run_id == diverged.info.run_id and r.info.status == "FINISHED")
     ]
-    assert again.data.metrics["env_steps"] >= 4000
+    assert again.data.metrics["env_steps"] >= 3000
 
 
 def test_kill_9_of_a_population_leaves_every_member_lost_and_each_resumes_to_its_budget(
