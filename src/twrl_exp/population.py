@@ -68,33 +68,14 @@ VECTORISABLE: dict[str, frozenset[str]] = {
             "max_grad_norm",
         }
     ),
-    "dqn": frozenset(
-        {
-            "lr",
-            "gamma",
-            "tau",
-            "target_update_interval",
-            "max_grad_norm",
-            "priority_alpha",
-            "priority_beta",
-        }
-    ),
 }
-# The models and policies each rule's stacked learner takes.
-_PARTS = {
-    "ppo": ({"mlp"}, {"categorical"}),
-    "a2c": ({"mlp"}, {"categorical"}),
-    "dqn": ({"mlp"}, None),
-}
-
-
-# The rules whose runs train together when asked (launcher, trial.seeds). DQN has a stacked
-# learner (twrl_exp.update.stacked_dqn, member = single run, tested), but its members learn
-# out of step (an autoreset step counts no env step, so their train_freq counters drift), and
-# a learn of one member still pays the stacked optimiser over all K rows: measured, 4 DQN seeds
-# took 122 s as a population against 46 s one after another. Until that is mended, DQN runs
-# one by one.
-GROUPED = frozenset({"ppo", "a2c"})
+# The models and policies the stacked PPO/A2C learner takes.
+_MODELS, _POLICIES = frozenset({"mlp"}), frozenset({"categorical"})
+# DQN has a stacked learner (twrl_exp.update.stacked_dqn, member = single run, tested), but its
+# runs are not grouped: its members learn out of step (an autoreset step counts no env step, so
+# their train_freq counters drift), and a learn of one member still pays the stacked optimiser
+# over all K rows: measured, 4 DQN seeds took 122 s as a population against 46 s one after
+# another. Until that is mended, DQN runs one by one.
 
 
 def structure_key(config: Mapping[str, Any]) -> str | None:
@@ -103,12 +84,11 @@ def structure_key(config: Mapping[str, Any]) -> str | None:
     values (:data:`VECTORISABLE`). None where its rule has no population form."""
     update = dict(config.get("update") or {})
     rule = str(update.get("name"))
-    if rule not in GROUPED:
+    if rule not in VECTORISABLE:
         return None
-    models, policies = _PARTS.get(rule, (set(), set()))
     model = (config.get("model") or {}).get("name")
     policy = (config.get("policy") or {}).get("name")
-    if model not in models or (policies is not None and policy not in policies):
+    if model not in _MODELS or policy not in _POLICIES:
         return None
     shared = {k: v for k, v in config.items() if k not in ("seed", "policy", "update")}
     shared["policy"] = policy
@@ -119,7 +99,7 @@ def structure_key(config: Mapping[str, Any]) -> str | None:
 def varies_only_members(rule: str, keys: Sequence[str]) -> bool:
     """Whether configs of ``rule`` that differ only in ``keys`` (dotted, as a sweep names them)
     share a structure: a sweep over them can refill one population's slots."""
-    if rule not in GROUPED:
+    if rule not in VECTORISABLE:
         return False
     for key in keys:
         group, _, name = key.lstrip("+~").partition(".")
