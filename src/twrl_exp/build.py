@@ -118,6 +118,7 @@ def check_run_config(cfg: DictConfig) -> None:
     ]
     optional_positive = [
         ("train.max_env_steps", cfg.train.max_env_steps),
+        ("trial.population_threads", cfg.trial.population_threads),
         ("train.max_episodes", cfg.train.max_episodes),
         ("eval.every_steps", cfg.eval.every_steps),
         ("env.max_episode_steps", cfg.env.max_episode_steps),

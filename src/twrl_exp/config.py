@@ -452,6 +452,9 @@ class TrialConfig:
     # seeds > 1 of a rule with a population form (update=ppo or a2c, model=mlp,
     # policy=categorical) train together in one process, each its own run; false: one by one
     population: bool = True
+    # torch threads while a population trains (its batched matmuls share cores well; a single
+    # run's small ones do not: torch_threads); null: every core this process may use
+    population_threads: int | None = None
     study_name: str | None = None
     storage: str | None = None
     number: int | None = None

@@ -652,6 +652,8 @@ def _train_together(ready: list[_Prepared], group: _Group) -> bool:
         population = Population(members)
     except ConfigError:  # members the stacked learners cannot take: one by one, as plain runs
         return _one_by_one(ready)
+    single = torch.get_num_threads()
+    torch.set_num_threads(population_threads(ready[0].cfg))
     try:
         with interrupts.deferred(population.stop):
             population.run(on_end=group.ended)
@@ -661,10 +663,25 @@ def _train_together(ready: list[_Prepared], group: _Group) -> bool:
         for live in population.members:
             if not live.ended:
                 live.error, live.ended = exc, True
+    finally:
+        torch.set_num_threads(single)
     for prepared in group.waiting:
         if prepared.member is not None and prepared.member.ended:
             prepared.error = prepared.error or prepared.member.error
     return False
+
+
+def population_threads(cfg: DictConfig) -> int:
+    """The torch threads a population trains with: ``trial.population_threads``, or every core
+    this process may use. Measured (PPO CartPole preset, 2 cores, 30k steps): 32 members take
+    48 s on 2 threads against 62 s on 1, 4 members 13.2 s against 13.8 s; a single run keeps
+    ``torch_threads`` (1 is faster for its small matmuls)."""
+    if cfg.trial.population_threads is not None:
+        return int(cfg.trial.population_threads)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows: no affinity mask
+        return max(1, os.cpu_count() or 1)
 
 
 def _one_by_one(ready: list[_Prepared]) -> bool:

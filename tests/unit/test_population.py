@@ -163,3 +163,42 @@ def test_a_refilled_ppo_slot_learns_in_step_with_the_others(make_cfg) -> None:
     single = single_run(cfgs[2]).history
     early = [r for r, step in zip(single.returns, single.end_steps, strict=True) if step < 1000]
     assert newcomer.history.returns[: len(early)] == early  # its first 4 updates' episodes
+
+
+@pytest.mark.parametrize("threads", [None, 3])
+def test_a_population_trains_with_its_own_threads_and_gives_them_back(
+    make_cfg, tmp_path, monkeypatch, threads: int | None
+) -> None:
+    """A population's batched matmuls share cores (``trial.population_threads``; null: every
+    usable core) while a single run keeps ``torch_threads``: set for the population's training
+    only, and torch's setting is given back after it."""
+    import os
+
+    from twrl_exp import population as population_module
+    from twrl_exp.train import PopulationJob, train_population
+
+    seen: list[int] = []
+    real_run = population_module.Population.run
+
+    def run(self, *args, **kwargs):  # the real run, noting the threads it trains with
+        seen.append(torch.get_num_threads())
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(population_module.Population, "run", run)
+    overrides = ["env=cartpole", "update=ppo", "monitor=none", "train.max_env_steps=300"]
+    overrides += ["eval.every_steps=null", "eval.final=false", "trial.seeds=2"]
+    if threads is not None:
+        overrides.append(f"trial.population_threads={threads}")
+    before = torch.get_num_threads()
+    train_population([PopulationJob(make_cfg(*overrides), tmp_path, [])])
+    expected = threads if threads is not None else len(os.sched_getaffinity(0))
+    assert seen == [expected]
+    assert torch.get_num_threads() == before
+
+
+def test_population_threads_below_one_are_refused_in_one_sentence(make_cfg) -> None:
+    from twrl_exp.build import check_run_config
+
+    expected = r"^trial.population_threads=0 is invalid: it must be > 0"
+    with pytest.raises(ConfigError, match=expected):
+        check_run_config(make_cfg("update=ppo", "trial.population_threads=0"))
