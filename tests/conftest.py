@@ -27,6 +27,9 @@ register_configs()
 # that make parts without build would otherwise run two threads per xdist worker on two cores,
 # and small ops wait on each other (a PPO check took 40 s instead of 4).
 torch.set_num_threads(1)
+# The same for the processes tests start: a population takes $OMP_NUM_THREADS threads (else
+# every core), and two of them on two xdist workers would wait on each other.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 FAST = [
     "monitor=none",

@@ -453,7 +453,8 @@ class TrialConfig:
     # policy=categorical) train together in one process, each its own run; false: one by one
     population: bool = True
     # torch threads while a population trains (its batched matmuls share cores well; a single
-    # run's small ones do not: torch_threads); null: every core this process may use
+    # run's small ones do not: torch_threads); null: $OMP_NUM_THREADS where set (a Ray task's
+    # CPUs), else every core this process may use
     population_threads: int | None = None
     study_name: str | None = None
     storage: str | None = None

@@ -37,7 +37,9 @@ from twrl_exp.runner import History, Runner
 from twrl_exp.storage import ReplayBatch, RolloutBatch
 from twrl_exp.update.actor_critic import A2C, PPO
 from twrl_exp.update.dqn import DQN
+from twrl_exp.update.off_policy_ac import SAC, TD3
 from twrl_exp.update.stacked_dqn import StackedDQN
+from twrl_exp.update.stacked_off_policy import StackedSAC, StackedTD3
 from twrl_exp.update.stacked_ppo import StackedPPO
 
 # What members of one population may differ in, besides ``seed`` and the policy's values (each
@@ -68,9 +70,27 @@ VECTORISABLE: dict[str, frozenset[str]] = {
             "max_grad_norm",
         }
     ),
+    "sac": frozenset({"lr", "q_lr", "gamma", "tau", "target_entropy", "max_grad_norm"}),
+    "td3": frozenset(
+        {
+            "lr",
+            "q_lr",
+            "gamma",
+            "tau",
+            "target_policy_noise",
+            "target_noise_clip",
+            "max_grad_norm",
+        }
+    ),
 }
-# The models and policies the stacked PPO/A2C learner takes.
-_MODELS, _POLICIES = frozenset({"mlp"}), frozenset({"categorical"})
+# The models and policies each rule's stacked learner takes.
+_MODELS = frozenset({"mlp"})
+_POLICIES = {
+    "ppo": "categorical",
+    "a2c": "categorical",
+    "sac": "tanh_normal",
+    "td3": "deterministic",
+}
 # DQN has a stacked learner (twrl_exp.update.stacked_dqn, member = single run, tested), but its
 # runs are not grouped: its members learn out of step (an autoreset step counts no env step, so
 # their train_freq counters drift), and a learn of one member still pays the stacked optimiser
@@ -88,7 +108,7 @@ def structure_key(config: Mapping[str, Any]) -> str | None:
         return None
     model = (config.get("model") or {}).get("name")
     policy = (config.get("policy") or {}).get("name")
-    if model not in _MODELS or policy not in _POLICIES:
+    if model not in _MODELS or policy != _POLICIES[rule]:
         return None
     shared = {k: v for k, v in config.items() if k not in ("seed", "policy", "update")}
     shared["policy"] = policy
@@ -180,7 +200,7 @@ class Member:
 
 
 class Population:
-    """``members`` (PPO, A2C or DQN agents of one structure) trained together."""
+    """``members`` (PPO, A2C, SAC, TD3 or DQN agents of one structure) trained together."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         self.members = list(members)
@@ -193,16 +213,20 @@ class Population:
         learners = [m.agent.update.learner for m in members]
         kinds = {type(learner) for learner in learners}
         if kinds in ({PPO}, {A2C}):
-            self.stacked: StackedPPO | StackedDQN = StackedPPO(
+            self.stacked: StackedPPO | StackedDQN | StackedSAC | StackedTD3 = StackedPPO(
                 learners,  # type: ignore[arg-type]
                 [m.generator for m in members],
             )
+        elif kinds == {SAC}:
+            self.stacked = StackedSAC(learners, [m.generator for m in members])  # type: ignore[arg-type]
+        elif kinds == {TD3}:
+            self.stacked = StackedTD3(learners, [m.generator for m in members])  # type: ignore[arg-type]
         elif kinds == {DQN}:
             self.stacked = StackedDQN(learners)  # type: ignore[arg-type]
         else:
             names = sorted(type(learner).__name__ for learner in learners)
             raise ConfigError(
-                f"a population trains update=ppo, a2c or dqn members so far, not {names}."
+                f"a population trains update=ppo, a2c, sac, td3 or dqn members so far, not {names}."
             )
         self.deferred = [_Deferred(learner) for learner in learners]
         for m, member in enumerate(self.members):
@@ -221,15 +245,16 @@ class Population:
         """Slot ``m`` (its member ended) trains ``member`` from now on: a new run, its own
         networks, optimiser state, values, generator, env and clock."""
         learner = member.agent.update.learner
-        if isinstance(self.stacked, StackedPPO) and isinstance(learner, PPO | A2C):
-            self.stacked.replace(m, learner, member.generator)
-        elif isinstance(self.stacked, StackedDQN) and isinstance(learner, DQN):
-            self.stacked.replace(m, learner)
-        else:
+        takes = {StackedPPO: (PPO, A2C), StackedSAC: (SAC,), StackedTD3: (TD3,), StackedDQN: (DQN,)}
+        if not isinstance(learner, takes[type(self.stacked)]):
             raise ConfigError(
                 f"a {type(self.stacked.members[0]).__name__} population cannot take a "
                 f"{type(learner).__name__} member."
             )
+        if isinstance(self.stacked, StackedDQN):
+            self.stacked.replace(m, learner)  # type: ignore[arg-type]
+        else:
+            self.stacked.replace(m, learner, member.generator)  # type: ignore[arg-type]
         self.members[m], self.deferred[m] = member, _Deferred(learner)
         self._enlist(m, member, self.deferred[m])
 

@@ -317,7 +317,9 @@ class ActionValuePolicy(Policy, Protocol):
 class ReparameterizedPolicy(Policy, Protocol):
     """Draws differentiable actions in ``[-1, 1]`` with their log-probabilities (SAC)."""
 
-    def rsample(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def rsample(
+        self, outputs: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @runtime_checkable

@@ -245,6 +245,39 @@ def test_without_an_address_a_sweep_starts_its_own_ray(tmp_path: Path, isolated_
     assert all(r.data.tags.get("ray.node_id") for r in children)
 
 
+def test_a_ray_sweep_trains_each_structure_as_one_population_task(
+    tmp_path: Path, isolated_mlflow
+) -> None:
+    """hydra.launcher.population=N: a grid's jobs of one structure go to one Ray task and train
+    there as one population, each job still its own run; two structures, two tasks."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+    env["PYTHONPATH"] = str(project_root())
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", "hydra/launcher=ray", "hydra.launcher.num_cpus=2",
+         "hydra.launcher.population=4", "update=ppo", "update.n_steps=16,32", "seed=0,1",
+         "train.max_env_steps=1500", "eval.every_steps=null", "monitor.console=false",
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=project_root(), env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(isolated_mlflow)
+    exp = client.get_experiment_by_name("CartPole-v1")
+    assert exp is not None
+    children = [
+        r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+    ]
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 4
+    tasks: dict[str, set[tuple[str, str]]] = {}
+    for run in children:
+        assert run.data.metrics["env_steps"] >= 1500
+        jobs = tasks.setdefault(run.data.tags["ray.task_id"], set())
+        jobs.add((run.data.params["update.n_steps"], run.data.params["seed"]))
+    assert sorted(tasks.values(), key=sorted) == [
+        {("16", "0"), ("16", "1")},
+        {("32", "0"), ("32", "1")},
+    ]
+
+
 def test_cluster_up_runs_the_services_as_promised(cluster: Cluster) -> None:
     state = cluster.state
     assert (cluster.folder / "cluster.json").stat().st_mode & 0o777 == 0o600

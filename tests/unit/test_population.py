@@ -82,10 +82,64 @@ def test_each_member_trains_as_its_single_run(make_cfg, rule: str) -> None:
     assert len({tuple(m.history.returns) for m in population.members}) == len(cfgs)
 
 
+OFF_POLICY_VALUES = {
+    "sac": [
+        ["update.lr=0.001"],
+        ["update.lr=0.003", "update.q_lr=0.002", "update.tau=0.01"],
+        ["update.lr=0.0005", "update.gamma=0.95", "update.max_grad_norm=0.5"],
+    ],
+    "td3": [
+        ["update.lr=0.001"],
+        ["update.lr=0.003", "update.q_lr=0.002", "update.tau=0.01"],
+        ["update.target_policy_noise=0.3", "update.gamma=0.95", "update.max_grad_norm=0.5"],
+    ],
+}
+
+
+@pytest.mark.parametrize("rule", list(OFF_POLICY_VALUES))
+def test_each_off_policy_member_trains_as_its_single_run(make_cfg, rule: str) -> None:
+    """SAC and TD3 members (Pendulum: every episode 200 steps, so members learn in step)
+    compute what their single runs compute: the same clock and episode ends, returns and every
+    network (actor, twin critics, their targets, TD3's actor target) and SAC's temperature
+    within float rounding after their first ~200 gradient steps, each with its own values and
+    its own torch draws (SAC's sampled actions, TD3's target noise)."""
+    small = ["model.hidden_sizes=[32,32]", "update.batch_size=32", "update.learning_starts=100"]
+    cfgs = [
+        make_cfg("env=pendulum", f"update={rule}", *small, f"seed={seed}", "monitor=none",
+                 "train.max_env_steps=300", *values)
+        for seed, values in enumerate(OFF_POLICY_VALUES[rule])
+    ]  # fmt: skip
+    singles = [single_run(cfg) for cfg in cfgs]
+    population = Population([member(cfg) for cfg in cfgs])
+    population.run()
+    for single, mine in zip(singles, population.members, strict=True):
+        assert mine.error is None
+        assert mine.history.end_steps == single.history.end_steps
+        assert mine.agent.clock.state_dict() == single.agent.clock.state_dict()
+        steps = mine.agent.clock.gradient_steps
+        assert steps > 190  # learning from env step 100 on, but at the autoreset step
+        assert mine.history.returns == pytest.approx(single.history.returns, rel=1e-5)
+        own, alone = mine.agent.update.learner.learner, single.agent.update.learner
+        pairs = [(own.actor, alone.actor), *zip(own.critics, alone.critics, strict=True)]
+        pairs += list(zip(own.critic_targets, alone.critic_targets, strict=True))
+        if rule == "td3":
+            pairs.append((own.actor_target, alone.actor_target))
+        for ours, theirs in pairs:
+            for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        if rule == "sac":
+            torch.testing.assert_close(own.log_alpha, alone.log_alpha, rtol=0, atol=1e-5)
+            assert own.log_alpha.item() != 0.0  # the temperature was learnt
+        states = own.q_optimizer.state_dict()["state"], alone.q_optimizer.state_dict()["state"]
+        assert states[0][0]["step"] == states[1][0]["step"] == steps  # its own optimiser state
+    actors = [next(m.agent.update.learner.learner.actor.parameters()) for m in population.members]
+    assert not torch.equal(actors[0], actors[1])
+
+
 def test_members_of_another_rule_are_refused_in_one_sentence(make_cfg) -> None:
     cfg = make_cfg("env=cartpole", "update=reinforce", "train.max_env_steps=1000", "monitor=none")
     with pytest.raises(
-        ConfigError, match=r"update=ppo, a2c or dqn members so far, not \['Reinforce'\]"
+        ConfigError, match=r"update=ppo, a2c, sac, td3 or dqn members so far, not \['Reinforce'\]"
     ):
         Population([member(cfg)])
 
@@ -165,14 +219,20 @@ def test_a_refilled_ppo_slot_learns_in_step_with_the_others(make_cfg) -> None:
     assert newcomer.history.returns[: len(early)] == early  # its first 4 updates' episodes
 
 
-@pytest.mark.parametrize("threads", [None, 3])
+@pytest.mark.parametrize(("threads", "omp"), [(None, None), (None, "3"), (4, "3")])
 def test_a_population_trains_with_its_own_threads_and_gives_them_back(
-    make_cfg, tmp_path, monkeypatch, threads: int | None
+    make_cfg, tmp_path, monkeypatch, threads: int | None, omp: str | None
 ) -> None:
-    """A population's batched matmuls share cores (``trial.population_threads``; null: every
-    usable core) while a single run keeps ``torch_threads``: set for the population's training
-    only, and torch's setting is given back after it."""
+    """A population's batched matmuls share cores (``trial.population_threads``; null:
+    $OMP_NUM_THREADS where set, as Ray sets it for a task, else every usable core) while a
+    single run keeps ``torch_threads``: set for the population's training only, and torch's
+    setting is given back after it."""
     import os
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
 
     from twrl_exp import population as population_module
     from twrl_exp.train import PopulationJob, train_population
@@ -191,7 +251,7 @@ def test_a_population_trains_with_its_own_threads_and_gives_them_back(
         overrides.append(f"trial.population_threads={threads}")
     before = torch.get_num_threads()
     train_population([PopulationJob(make_cfg(*overrides), tmp_path, [])])
-    expected = threads if threads is not None else len(os.sched_getaffinity(0))
+    expected = threads or (int(omp) if omp else len(os.sched_getaffinity(0)))
     assert seen == [expected]
     assert torch.get_num_threads() == before
 

@@ -22,12 +22,20 @@ def key(make_cfg, *overrides: str) -> str | None:
         ("update=ppo", ["seed=3", "update.lr=0.01", "update.gamma=0.9", "update.ent_coef=0"]),
         ("update=ppo", ["update.clip_coef=0.3", "update.gae_lambda=0.8", "update.target_kl=0.02"]),
         ("update=a2c", ["seed=2", "update.lr=0.01", "update.gae_lambda=0.9", "update.vf_coef=1"]),
+        ("update=sac", ["seed=1", "update.lr=0.01", "update.q_lr=0.002", "update.tau=0.01"]),
+        ("update=sac", ["update.gamma=0.9", "update.target_entropy=-2", "update.max_grad_norm=1"]),
+        ("update=td3", ["seed=1", "update.lr=0.01", "update.target_policy_noise=0.3"]),
+        (
+            "update=td3",
+            ["update.target_noise_clip=0.3", "update.tau=0.01", "policy.exploration_noise=0.2"],
+        ),
     ],
 )
 def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list[str]) -> None:
-    base = key(make_cfg, rule)
+    env = ["env=pendulum"] if rule in ("update=sac", "update=td3") else []
+    base = key(make_cfg, *env, rule)
     assert base is not None
-    assert key(make_cfg, rule, *varied) == base
+    assert key(make_cfg, *env, rule, *varied) == base
 
 
 @pytest.mark.parametrize(
@@ -41,10 +49,16 @@ def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list
         ("update=ppo", "policy=normal"),
         ("update=a2c", "update.n_steps=16"),
         ("update=a2c", "update.optimizer=adam"),
+        ("update=sac", "update.ent_coef=0.1"),
+        ("update=sac", "update.batch_size=64"),
+        ("update=sac", "update.policy_delay=2"),
+        ("update=td3", "update.policy_delay=1"),
+        ("update=td3", "update.learning_starts=50"),
     ],
 )
 def test_structural_values_make_another_structure(make_cfg, rule: str, structural: str) -> None:
-    assert key(make_cfg, rule, structural) != key(make_cfg, rule)
+    env = ["env=pendulum"] if rule in ("update=sac", "update=td3") else []
+    assert key(make_cfg, *env, rule, structural) != key(make_cfg, *env, rule)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +66,7 @@ def test_structural_values_make_another_structure(make_cfg, rule: str, structura
     [
         ["update=reinforce"],
         ["update=dqn"],  # a stacked learner, but its members learn out of step: one by one
-        ["env=pendulum", "update=sac"],
+        ["env=pendulum", "update=sac", "model=none"],  # no stacked networks: alone
         ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda"],
         ["update=ppo", "model=table", "env=cliffwalking"],
     ],

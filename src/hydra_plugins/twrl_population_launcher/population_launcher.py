@@ -81,7 +81,7 @@ class PopulationLauncher(Launcher):
                 config.hydra.job.num = idx
             configs.append(config)
         results: list[JobReturn | None] = [None] * len(configs)
-        for group in self._groups(configs):
+        for group in groups(configs, self.size):
             if len(group) == 1:
                 results[group[0]] = self._run(configs[group[0]], self.task_function)
             else:
@@ -140,15 +140,6 @@ class PopulationLauncher(Launcher):
                 result.return_value = outcome
         return results
 
-    def _groups(self, configs: list[DictConfig]) -> list[list[int]]:
-        """Job indices by structure, in order of first appearance, cut to ``size`` jobs."""
-        groups: dict[Any, list[int]] = {}
-        for i, config in enumerate(configs):
-            key = _structure(config)
-            groups.setdefault(i if key is None else key, []).append(i)
-        size = self.size or len(configs)
-        return [g[s : s + size] for g in groups.values() for s in range(0, len(g), size)]
-
     def _run(self, config: DictConfig, task_function: Any) -> JobReturn:
         assert self.hydra_context is not None
         assert self.config is not None
@@ -181,6 +172,17 @@ class PopulationLauncher(Launcher):
                 result.return_value = outcome
         for i in group:
             results[i] = enlisted[i]
+
+
+def groups(configs: Sequence[DictConfig], size: int | None) -> list[list[int]]:
+    """Job indices by structure, in order of first appearance, cut to ``size`` jobs (None:
+    every job of a structure in one); a job that runs alone is a group of its own."""
+    found: dict[Any, list[int]] = {}
+    for i, config in enumerate(configs):
+        key = _structure(config)
+        found.setdefault(i if key is None else key, []).append(i)
+    size = size or len(configs)
+    return [g[s : s + size] for g in found.values() for s in range(0, len(g), size)]
 
 
 def _structure(config: DictConfig) -> str | None:

@@ -108,6 +108,7 @@ def _check_settings(settings: DictConfig) -> None:
         ("cpus_per_job", settings.cpus_per_job, settings.cpus_per_job > 0),
         ("gpus_per_job", settings.gpus_per_job, settings.gpus_per_job >= 0),
         ("max_retries", settings.max_retries, settings.max_retries >= 0),
+        ("population", settings.population, settings.population >= 0),
         ("auth", settings.auth, settings.auth in (None, "token", "disabled")),
     ):
         if not valid:
@@ -147,10 +148,19 @@ def _check_fits(settings: DictConfig) -> None:
 
 @dataclass
 class _Job:
-    idx: int
+    """One Ray task: one job, or the jobs of one population (``hydra.launcher.population``)."""
+
+    idx: list[int]
     key: str
-    overrides: list[str]
+    overrides: list[list[str]]
     ref: Any
+
+    def each(self, value: BaseException) -> list[JobReturn]:
+        """Every job of the task, failed with ``value``."""
+        return [
+            JobReturn(overrides=o, status=JobStatus.FAILED, _return_value=value)
+            for o in self.overrides
+        ]
 
 
 def launch(
@@ -180,27 +190,47 @@ def launch(
             env[name] = os.environ[name]
     decorate: Any = ray.remote(**_task_options(launcher.settings))
     task: Any = decorate(_run_job)
+    together: Any = decorate(_run_population)
 
-    def submit(idx: int, overrides: list[str]) -> _Job:
+    def sweep_config_of(idx: int, overrides: list[str]) -> DictConfig:
         sweep_config = context.config_loader.load_sweep_config(config, list(overrides))
         with open_dict(sweep_config):
             sweep_config.hydra.job.num = idx
             sweep_config.hydra.sweep.dir = str(sweep_dir)
         if "paths" in sweep_config:  # where data goes is the driver's to say (+cluster=local)
             OmegaConf.resolve(sweep_config.paths)
-        log.info(f"\t#{idx} : {store.redact(' '.join(filter_overrides(overrides)))}")
-        key = uuid.uuid4().hex
-        ref = task.options(name=f"twrl job {idx}").remote(
-            sweep_config=sweep_config,
-            job_key=key,
-            env=env,
-            parent=parent,
-            cwd=str(Path.cwd()),
-            **shared,
-        )
-        return _Job(idx, key, list(overrides), ref)
+        return sweep_config
 
-    waiting = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+    configs = {
+        initial_job_idx + i: sweep_config_of(initial_job_idx + i, list(o))
+        for i, o in enumerate(job_overrides)
+    }
+
+    def submit(idx: list[int], overrides: list[list[str]]) -> _Job:
+        for i, o in zip(idx, overrides, strict=True):
+            log.info(f"\t#{i} : {store.redact(' '.join(filter_overrides(o)))}")
+        key = uuid.uuid4().hex
+        common = {"job_key": key, "env": env, "parent": parent, "cwd": str(Path.cwd()), **shared}
+        if len(idx) == 1:
+            ref = task.options(name=f"twrl job {idx[0]}").remote(
+                sweep_config=configs[idx[0]], **common
+            )
+        else:
+            ref = together.options(name=f"twrl population of jobs {idx[0]}-{idx[-1]}").remote(
+                sweep_configs=[configs[i] for i in idx], **common
+            )
+        return _Job(idx, key, overrides, ref)
+
+    size = int(launcher.settings.get("population") or 0)
+    indices = sorted(configs)
+    by_index = {initial_job_idx + i: list(o) for i, o in enumerate(job_overrides)}
+    if size > 1:
+        from hydra_plugins.twrl_population_launcher.population_launcher import groups
+
+        tasks = [[indices[i] for i in g] for g in groups([configs[i] for i in indices], size)]
+    else:
+        tasks = [[i] for i in indices]
+    waiting = [(g, [by_index[i] for i in g]) for g in tasks]
     return _gather(waiting, submit, launcher.settings.n_jobs, parent)
 
 
@@ -217,14 +247,14 @@ def _task_options(settings: DictConfig) -> dict[str, Any]:
 
 
 def _gather(
-    waiting: list[tuple[int, list[str]]],
+    waiting: list[tuple[list[int], list[list[str]]]],
     submit: Any,
     n_jobs: int | None,
     parent: dict[str, Any] | None,
 ) -> list[JobReturn]:
-    """Every job's result, in job order, as each finishes (at most ``n_jobs`` in flight); on
-    Ctrl-C, cancel what runs and submit nothing more."""
-    order = [idx for idx, _ in waiting]
+    """Every job's result, in job order, as each task finishes (at most ``n_jobs`` tasks in
+    flight); on Ctrl-C, cancel what runs and submit nothing more."""
+    order = sorted(idx for group, _ in waiting for idx in group)
     results: dict[int, JobReturn] = {}
     pending: dict[Any, _Job] = {}
     if _watch is not None:  # what it closes if the sweep gets stuck after losing the head
@@ -237,10 +267,11 @@ def _gather(
             raise _watch.stop([job.key for job in pending.values()], parent)
         if interrupts.requested:
             _stop(pending, results, parent)
-            for idx, overrides in queue:  # never started
-                results[idx] = JobReturn(
-                    overrides=overrides, status=JobStatus.FAILED, _return_value=KeyboardInterrupt()
-                )
+            for group, overrides in queue:  # never started
+                for idx, o in zip(group, overrides, strict=True):
+                    results[idx] = JobReturn(
+                        overrides=o, status=JobStatus.FAILED, _return_value=KeyboardInterrupt()
+                    )
             break
         while queue and len(pending) < limit:
             job = submit(*queue.pop(0))
@@ -254,35 +285,32 @@ def _gather(
             continue
         for ref in ready:
             job = pending.pop(ref)
-            results[job.idx] = _result(job, parent, cancelled=False)
+            results.update(zip(job.idx, _result(job, parent, cancelled=False), strict=True))
     return [results[idx] for idx in order]
 
 
-def _result(job: _Job, parent: dict[str, Any] | None, *, cancelled: bool) -> JobReturn:
-    """The job's return; ``cancelled``: the sweep itself cancelled it (Ctrl-C)."""
+def _result(job: _Job, parent: dict[str, Any] | None, *, cancelled: bool) -> list[JobReturn]:
+    """The task's jobs' returns; ``cancelled``: the sweep itself cancelled it (Ctrl-C)."""
     try:
-        value: JobReturn = ray.get(job.ref)
-        return value
+        value: JobReturn | list[JobReturn] = ray.get(job.ref)
+        return value if isinstance(value, list) else [value]
     except ray.exceptions.RayTaskError as exc:  # the job function itself raised
-        return JobReturn(overrides=job.overrides, status=JobStatus.FAILED, _return_value=exc.cause)
+        return job.each(exc.cause)
     except ray.exceptions.TaskCancelledError as exc:
         if not cancelled:  # Ray cancelled it on its own (its owner or the head gone): lost
             return _lost(job, parent, exc)
         _close_runs(parent, job.key, "KILLED", "interrupted: the sweep was stopped")
-        return JobReturn(
-            overrides=job.overrides, status=JobStatus.FAILED, _return_value=KeyboardInterrupt()
-        )
+        return job.each(KeyboardInterrupt())
     except ray.exceptions.RayError as exc:  # its worker process or node died
         return _lost(job, parent, exc)
 
 
-def _lost(job: _Job, parent: dict[str, Any] | None, exc: BaseException) -> JobReturn:
+def _lost(job: _Job, parent: dict[str, Any] | None, exc: BaseException) -> list[JobReturn]:
     reason = f"lost: {_why_lost(exc)}"
     closed = _close_runs(parent, job.key, "FAILED", reason)
-    log.warning(f"Job #{job.idx} was {reason} ({closed} run(s) marked FAILED).")
-    return JobReturn(
-        overrides=job.overrides, status=JobStatus.FAILED, _return_value=JobLost(reason)
-    )
+    jobs = ", ".join(f"#{i}" for i in job.idx)
+    log.warning(f"Job {jobs} was {reason} ({closed} run(s) marked FAILED).")
+    return job.each(JobLost(reason))
 
 
 def _why_lost(exc: BaseException) -> str:
@@ -303,13 +331,11 @@ def _stop(pending: dict[Any, _Job], results: dict[int, JobReturn], parent: Any) 
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in ready:
             job = pending.pop(ref)
-            results[job.idx] = _result(job, parent, cancelled=True)
+            results.update(zip(job.idx, _result(job, parent, cancelled=True), strict=True))
     for ref, job in pending.items():
         ray.cancel(ref, force=True)
         _close_runs(parent, job.key, "KILLED", "interrupted: the sweep was stopped")
-        results[job.idx] = JobReturn(
-            overrides=job.overrides, status=JobStatus.FAILED, _return_value=KeyboardInterrupt()
-        )
+        results.update(zip(job.idx, job.each(KeyboardInterrupt()), strict=True))
     pending.clear()
 
 
@@ -350,6 +376,65 @@ def _run_job(
     cwd: str,
 ) -> JobReturn:
     """One job, in a Ray worker process on any node: as Hydra's own launchers run it."""
+    _in_worker(singleton_state, sweep_config, job_key, env, parent, cwd)
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=sweep_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+def _run_population(
+    *,
+    hydra_context: Any,
+    task_function: Any,
+    singleton_state: Any,
+    sweep_configs: list[DictConfig],
+    job_key: str,
+    env: dict[str, str],
+    parent: dict[str, Any] | None,
+    cwd: str,
+) -> list[JobReturn]:
+    """The jobs of one structure, in one Ray worker process, trained as one population (as
+    ``hydra/launcher=population`` trains them): each job's folder, saved config and callbacks
+    as Hydra makes them, each its own run."""
+    del task_function  # each job is enlisted (train.enlist), then all trained together
+    from twrl_exp import train
+
+    enlisted: list[JobReturn] = []
+    for sweep_config in sweep_configs:
+        _in_worker(singleton_state, sweep_config, job_key, env, parent, cwd)
+        enlisted.append(
+            run_job(
+                hydra_context=hydra_context,
+                task_function=train.enlist,
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        )
+    ready = [r for r in enlisted if r.status == JobStatus.COMPLETED]
+    outcomes = train.train_jobs_together([r.return_value for r in ready])
+    for result, outcome in zip(ready, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            result.status, result.return_value = JobStatus.FAILED, outcome
+        else:
+            result.return_value = outcome
+    return enlisted
+
+
+def _in_worker(
+    singleton_state: Any,
+    sweep_config: DictConfig,
+    job_key: str,
+    env: dict[str, str],
+    parent: dict[str, Any] | None,
+    cwd: str,
+) -> None:
+    """A job's setting in a Ray worker: where it ran (its runs' tags), the driver's
+    environment and folder, the sweep's parent run, Hydra's state."""
     runtime = ray.get_runtime_context()
     where = {
         "ray.node_id": runtime.get_node_id(),
@@ -373,10 +458,3 @@ def _run_job(
     setup_globals()
     Singleton.set_state(singleton_state)
     HydraConfig.instance().set_config(sweep_config)
-    return run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=sweep_config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )

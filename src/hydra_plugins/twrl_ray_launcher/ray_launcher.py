@@ -38,6 +38,10 @@ class RayLauncherConf:
     # Jobs of a sweep reuse Ray's worker processes (imports paid once per worker); false: a
     # fresh process per job.
     reuse_workers: bool = True
+    # Jobs of one structure (as hydra/launcher=population groups them) go to one Ray task and
+    # train as one population of at most this many jobs, each still its own run; 0 or 1: one
+    # job per task. The task gets cpus_per_job CPUs, and its population that many threads.
+    population: int = 0
     num_cpus: int | None = None  # a new local Ray only: the CPUs it may use (null: all)
     init: dict[str, Any] = field(default_factory=dict)  # more ray.init() arguments (runtime_env)
     remote: dict[str, Any] = field(default_factory=dict)  # more task options (resources, memory)

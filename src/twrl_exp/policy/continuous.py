@@ -92,17 +92,23 @@ class TanhNormal(_Scaled, nn.Module):
         pre_squash = mean + np.exp(log_std) * rng.standard_normal(mean.shape)
         return np.tanh(pre_squash).astype(np.float32), {"pre_squash": pre_squash}
 
-    def rsample(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised ``[B, A]`` actions in ``[-1, 1]`` and their ``[B]`` log-probs."""
-        mean, log_std = outputs[:, : self.action_dim], outputs[:, self.action_dim :]
+    def rsample(
+        self, outputs: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised ``[..., A]`` actions in ``[-1, 1]`` and their ``[...]`` log-probs
+        (``outputs: [..., 2A]``: ``[B, 2A]`` for one run, ``[K, B, 2A]`` for a population);
+        ``noise``: the standard normal draws to use (a population member's, drawn from its own
+        generator), else drawn from torch's global RNG."""
+        mean, log_std = outputs[..., : self.action_dim], outputs[..., self.action_dim :]
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        noise = torch.randn_like(mean)
+        if noise is None:
+            noise = torch.randn_like(mean)
         pre_squash = mean + log_std.exp() * noise
         action = torch.tanh(pre_squash)
-        log_prob = (-0.5 * noise.pow(2) - log_std - _LOG_SQRT_2PI).sum(dim=1)
+        log_prob = (-0.5 * noise.pow(2) - log_std - _LOG_SQRT_2PI).sum(dim=-1)
         # log(1 - tanh(u)^2), written stably as 2 * (log 2 - u - softplus(-2u))
         correction = 2.0 * (math.log(2.0) - pre_squash - nn.functional.softplus(-2.0 * pre_squash))
-        return action, log_prob - correction.sum(dim=1)
+        return action, log_prob - correction.sum(dim=-1)
 
 
 class Deterministic(_Scaled, nn.Module):
