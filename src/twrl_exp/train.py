@@ -653,10 +653,17 @@ def _train_together(ready: list[_Prepared], group: _Group) -> bool:
     except ConfigError:  # members the stacked learners cannot take: one by one, as plain runs
         return _one_by_one(ready)
     single = torch.get_num_threads()
-    torch.set_num_threads(population_threads(ready[0].cfg))
+    threads = population_threads(ready[0].cfg)
+    torch.set_num_threads(threads)
+
+    def ended(slot: int, member: Member) -> Member | None:
+        successor = group.ended(slot, member)
+        torch.set_num_threads(threads)  # building a refill set its own torch_threads
+        return successor
+
     try:
         with interrupts.deferred(population.stop):
-            population.run(on_end=group.ended)
+            population.run(on_end=ended)
     except KeyboardInterrupt:
         return True
     except Exception as exc:  # the stacked learner's own: every member still training ends

@@ -136,6 +136,92 @@ def test_each_off_policy_member_trains_as_its_single_run(make_cfg, rule: str) ->
     assert not torch.equal(actors[0], actors[1])
 
 
+@pytest.mark.parametrize("rule", list(OFF_POLICY_VALUES))
+def test_off_policy_members_with_different_minibatch_counts_or_none_learn_as_alone(
+    make_cfg, rule: str
+) -> None:
+    """One stacked learn where member 0 replays 3 minibatches, member 1 two (a
+    ``gradient_steps=-1`` learn counts only the env steps that were not autoreset steps) and
+    member 2 none: members 0 and 1 end as their own learners would after the same learn (every
+    network, the temperature, all optimiser states, their generators' draws, their metrics),
+    member 2 does not move at all. ``policy_delay=2`` (the actor steps every other gradient
+    step) and per-member values the structure allows."""
+    import copy
+
+    import numpy as np
+
+    from twrl_exp.protocols import Clock
+    from twrl_exp.storage import ReplayBatch
+    from twrl_exp.update.stacked_off_policy import StackedSAC, StackedTD3
+
+    values = {
+        "sac": ["update.target_entropy=-0.5", "update.q_lr=0.002"],
+        "td3": ["update.target_noise_clip=0.1", "update.target_policy_noise=0.4"],
+    }[rule]
+    cfgs = [
+        make_cfg("env=pendulum", f"update={rule}", "model.hidden_sizes=[16,16]",
+                 "update.policy_delay=2", f"seed={seed}", "monitor=none",
+                 *(values if seed == 1 else []))
+        for seed in range(3)
+    ]  # fmt: skip
+    members = [member(cfg) for cfg in cfgs]
+    learners = [m.agent.update.learner for m in members]
+    alone = [copy.deepcopy(learner) for learner in learners]
+    generators = [m.generator for m in members]
+    states = [g.get_state() for g in generators]
+    stacked = (StackedSAC if rule == "sac" else StackedTD3)(learners, generators)
+    rng = np.random.default_rng(0)
+
+    def batch(g: int) -> ReplayBatch:
+        obs = rng.normal(size=(g, 32, 3)).astype(np.float32)
+        return ReplayBatch(
+            obs=obs,
+            actions=rng.uniform(-1, 1, (g, 32, 1)).astype(np.float32),
+            rewards=rng.normal(size=(g, 32)).astype(np.float32),
+            discounts=np.full((g, 32), 0.99, np.float32),
+            next_obs=(obs + 0.1).astype(np.float32),
+        )
+
+    batches = [batch(3), batch(2), None]
+    clocks = [Clock(env_steps=1000, gradient_steps=5) for _ in range(3)]
+    metrics = stacked.learn(batches, clocks)
+    stacked.write_back(with_state=True)
+    for m in (0, 1):
+        torch.set_rng_state(states[m])
+        clock = Clock(env_steps=1000, gradient_steps=5)
+        expected = alone[m].learn(batches[m], clock)
+        assert clock.state_dict() == clocks[m].state_dict()
+        assert metrics[m] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+        assert torch.equal(generators[m].get_state(), torch.get_rng_state())
+        nets = [(learners[m].actor, alone[m].actor)]
+        nets += list(zip(learners[m].critics, alone[m].critics, strict=True))
+        nets += list(zip(learners[m].critic_targets, alone[m].critic_targets, strict=True))
+        if rule == "td3":
+            nets.append((learners[m].actor_target, alone[m].actor_target))
+        for ours, theirs in nets:
+            for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        optimisers = ["q_optimizer", "actor_optimizer"]
+        if rule == "sac":
+            optimisers.append("alpha_optimizer")
+            torch.testing.assert_close(learners[m].log_alpha, alone[m].log_alpha)
+        for name in optimisers:
+            ours_state = getattr(learners[m], name).state_dict()["state"]
+            theirs_state = getattr(alone[m], name).state_dict()["state"]
+            assert ours_state.keys() == theirs_state.keys(), name
+            for key, entry in theirs_state.items():
+                for field, value in entry.items():
+                    torch.testing.assert_close(ours_state[key][field], value, rtol=0, atol=1e-6)
+    assert metrics[2] is None
+    assert clocks[2].gradient_steps == 5
+    assert torch.equal(generators[2].get_state(), states[2])
+    for ours, theirs in zip(
+        learners[2].actor.parameters(), alone[2].actor.parameters(), strict=True
+    ):
+        assert torch.equal(ours, theirs)
+    assert not learners[2].q_optimizer.state  # never stepped
+
+
 def test_members_of_another_rule_are_refused_in_one_sentence(make_cfg) -> None:
     cfg = make_cfg("env=cartpole", "update=reinforce", "train.max_env_steps=1000", "monitor=none")
     with pytest.raises(
@@ -225,34 +311,42 @@ def test_a_population_trains_with_its_own_threads_and_gives_them_back(
 ) -> None:
     """A population's batched matmuls share cores (``trial.population_threads``; null:
     $OMP_NUM_THREADS where set, as Ray sets it for a task, else every usable core) while a
-    single run keeps ``torch_threads``: set for the population's training only, and torch's
-    setting is given back after it."""
+    single run keeps ``torch_threads``: every learn of the population runs with them, those
+    after a slot is refilled (building the new run sets its own torch_threads) included, and
+    torch's setting is given back after it."""
     import os
+
+    from twrl_exp import population as population_module
+    from twrl_exp.train import PopulationJob, train_population
 
     if omp is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
-
-    from twrl_exp import population as population_module
-    from twrl_exp.train import PopulationJob, train_population
-
     seen: list[int] = []
-    real_run = population_module.Population.run
+    real_learn = population_module.Population._learn
 
-    def run(self, *args, **kwargs):  # the real run, noting the threads it trains with
+    def learn(self):  # the real learn, noting the threads it runs with
         seen.append(torch.get_num_threads())
-        return real_run(self, *args, **kwargs)
+        return real_learn(self)
 
-    monkeypatch.setattr(population_module.Population, "run", run)
-    overrides = ["env=cartpole", "update=ppo", "monitor=none", "train.max_env_steps=300"]
-    overrides += ["eval.every_steps=null", "eval.final=false", "trial.seeds=2"]
+    monkeypatch.setattr(population_module.Population, "_learn", learn)
+    overrides = ["env=cartpole", "update=ppo", "monitor=none", "eval.every_steps=null"]
+    overrides += ["eval.final=false", "trial.seeds=2"]
     if threads is not None:
         overrides.append(f"trial.population_threads={threads}")
+    overrides.append("train.max_env_steps=300")
+    refill_cfg = make_cfg(*overrides, "trial.seeds=1", "seed=7")
+    refills = [PopulationJob(refill_cfg, tmp_path / "refill", [])]
     before = torch.get_num_threads()
-    train_population([PopulationJob(make_cfg(*overrides), tmp_path, [])])
+    train_population(
+        [PopulationJob(make_cfg(*overrides), tmp_path, [])],
+        refill=lambda: refills.pop() if refills else None,
+    )
     expected = threads or (int(omp) if omp else len(os.sched_getaffinity(0)))
-    assert seen == [expected]
+    assert not refills  # the refill took a slot, and learnt after it
+    assert len(seen) > 60  # the first job's learns (38 vector steps), then the refill's
+    assert set(seen) == {expected}
     assert torch.get_num_threads() == before
 
 

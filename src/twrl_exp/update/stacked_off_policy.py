@@ -17,8 +17,13 @@ actor steps every ``policy_delay`` of its own gradient steps, and its targets mo
 its autoreset step) does not learn: parameters, optimiser state, generator and clock untouched.
 
 Shared and checked: the networks, ``policy_delay``, SAC's learnt or fixed temperature
-(``ent_coef: auto`` or a number), the optimisers' options; the minibatch size and gradient
-steps per learn come from the storages (they are structural).
+(``ent_coef: auto`` or a number); the optimisers are Adam with torch's defaults, as SAC and TD3
+build them; the minibatch size comes from the storages (it is structural).
+
+Every gradient step computes all K members' rows (those without a minibatch masked): members
+learn in step when they learn every env step (``train_freq`` 1, the default); with a larger
+``train_freq`` and episodes of different lengths they drift apart (an autoreset step counts no
+env step), and each member's learn then pays for K rows.
 """
 
 from __future__ import annotations
@@ -133,42 +138,46 @@ class _StackedTwinCritics:
     ) -> list[Metrics | None]:
         """Member ``m`` learns from ``batches[m]`` at ``clocks[m]``; its metrics (those of its
         last gradient step, as its own learner's ``learn``), or ``None`` where it has no
-        batch."""
+        batch. Members may hand over different numbers of minibatches (``gradient_steps=-1``
+        samples one per env step counted, and an autoreset step counts none): gradient step
+        ``g`` moves only the members with a ``g``-th minibatch."""
         given = next(b for b in batches if b is not None)
-        steps = given.gradient_steps
-        if any(b is not None and b.gradient_steps != steps for b in batches):
-            raise ValueError("members replay the same number of minibatches per learn")
-        learning = [b is not None for b in batches]
-        active = torch.tensor(learning)
+        counts = [0 if b is None else b.gradient_steps for b in batches]
 
-        def stack(name: str) -> torch.Tensor:
-            filler = np.zeros_like(getattr(given, name))
-            parts = [filler if b is None else getattr(b, name) for b in batches]
-            return torch.from_numpy(np.stack(parts, axis=1))  # [G, K, B, ...]
+        def stack(name: str) -> torch.Tensor:  # [G, K, B, ...], zeros past a member's own G
+            filler = np.zeros_like(getattr(given, name)[:1])
+            parts = []
+            for b, count in zip(batches, counts, strict=True):
+                own = filler[:0] if b is None else getattr(b, name)
+                rest = np.repeat(filler, max(counts) - count, axis=0)
+                parts.append(np.concatenate([own, rest]) if len(rest) else own)
+            return torch.from_numpy(np.stack(parts, axis=1))
 
         obs, actions, rewards = stack("obs"), stack("actions").float(), stack("rewards")
         discounts, next_obs = stack("discounts"), stack("next_obs")
-        figures: dict[str, torch.Tensor] = {}
-        due = torch.zeros(self.size, dtype=torch.bool)
-        for g in range(steps):
-            for clock, learns in zip(clocks, learning, strict=True):
-                clock.gradient_steps += learns
+        result: list[Metrics | None] = [None] * self.size
+        for g in range(max(counts)):
+            stepping = [g < count for count in counts]
+            for clock, steps in zip(clocks, stepping, strict=True):
+                clock.gradient_steps += steps
+            active = torch.tensor(stepping)
             numbers = torch.tensor([c.gradient_steps for c in clocks])
             due = active & (numbers % self.delay == 0)
             figures = self._gradient_step(
                 obs[g], actions[g], rewards[g], discounts[g], next_obs[g], active, due
             )
-        result: list[Metrics | None] = [None] * self.size
-        for m in range(self.size):
-            if learning[m]:
-                metrics = {"value/loss": float(figures["value/loss"][m])}
-                metrics["q/mean"] = float(figures["q/mean"][m])
-                if due[m]:  # the last step's actor figures, as its single run's
-                    metrics.update(
-                        {k: float(figures[k][m]) for k in _ACTOR_FIGURES if k in figures}
-                    )
-                metrics.update(self._extra(m))
-                result[m] = metrics
+            for m in range(self.size):
+                if g == counts[m] - 1:  # its last step: its metrics, as its single run's
+                    metrics = {"value/loss": float(figures["value/loss"][m])}
+                    metrics["q/mean"] = float(figures["q/mean"][m])
+                    if due[m]:
+                        metrics.update(
+                            {k: float(figures[k][m]) for k in _ACTOR_FIGURES if k in figures}
+                        )
+                    result[m] = metrics
+        for m, learnt in enumerate(result):
+            if learnt is not None:
+                learnt.update(self._extra(m))
         return result
 
     def _extra(self, m: int) -> Metrics:
