@@ -90,7 +90,10 @@ def _prepare(
     if cfg.monitor.mlflow.enabled:  # the writer opens the store while the run is built
         with contextlib.suppress(Exception):  # anything wrong is said when the run is created
             writer.shared().prepare(_tracking_uri(cfg))
+    threads = torch.get_num_threads()
     built = build(cfg)
+    if member:  # a member (a refill too) trains with its population's threads, not its own
+        torch.set_num_threads(threads)
     monitors, tracker = make_monitors(cfg, run_dir, built.env_id, name_suffix, context, brief=brief)
     monitors[:0] = extra_monitors or []
     runner = make_runner(cfg, built, monitors)
@@ -653,17 +656,10 @@ def _train_together(ready: list[_Prepared], group: _Group) -> bool:
     except ConfigError:  # members the stacked learners cannot take: one by one, as plain runs
         return _one_by_one(ready)
     single = torch.get_num_threads()
-    threads = population_threads(ready[0].cfg)
-    torch.set_num_threads(threads)
-
-    def ended(slot: int, member: Member) -> Member | None:
-        successor = group.ended(slot, member)
-        torch.set_num_threads(threads)  # building a refill set its own torch_threads
-        return successor
-
+    torch.set_num_threads(population_threads(ready[0].cfg))
     try:
         with interrupts.deferred(population.stop):
-            population.run(on_end=ended)
+            population.run(on_end=group.ended)
     except KeyboardInterrupt:
         return True
     except Exception as exc:  # the stacked learner's own: every member still training ends

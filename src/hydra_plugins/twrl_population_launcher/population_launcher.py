@@ -132,12 +132,7 @@ class PopulationLauncher(Launcher):
 
         jobs = [job for overrides in job_overrides if (job := enlist(overrides)) is not None]
         log.info(f"Launching {len(jobs)} jobs as one population, refilled as they end")
-        outcomes = train.train_jobs_together(jobs, refill=next_job)
-        for result, outcome in zip(enlisted, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                result.status, result.return_value = JobStatus.FAILED, outcome
-            else:
-                result.return_value = outcome
+        settle(enlisted, train.train_jobs_together(jobs, refill=next_job))
         return results
 
     def _run(self, config: DictConfig, task_function: Any) -> JobReturn:
@@ -164,14 +159,19 @@ class PopulationLauncher(Launcher):
         ready = [i for i in group if enlisted[i].status == JobStatus.COMPLETED]
         log.info(f"Launching {len(ready)} jobs as one population")
         outcomes = train.train_jobs_together([enlisted[i].return_value for i in ready])
-        for i, outcome in zip(ready, outcomes, strict=True):
-            result = enlisted[i]
-            if isinstance(outcome, BaseException):
-                result.status, result.return_value = JobStatus.FAILED, outcome
-            else:
-                result.return_value = outcome
+        settle([enlisted[i] for i in ready], outcomes)
         for i in group:
             results[i] = enlisted[i]
+
+
+def settle(enlisted: Sequence[JobReturn], outcomes: Sequence[Any]) -> None:
+    """Each enlisted job's result: its population outcome (its objective, or FAILED with what
+    ended it)."""
+    for result, outcome in zip(enlisted, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            result.status, result.return_value = JobStatus.FAILED, outcome
+        else:
+            result.return_value = outcome
 
 
 def groups(configs: Sequence[DictConfig], size: int | None) -> list[list[int]]:

@@ -221,7 +221,7 @@ def launch(
             )
         return _Job(idx, key, overrides, ref)
 
-    size = int(launcher.settings.get("population") or 0)
+    size = int(launcher.settings.population)
     indices = sorted(configs)
     by_index = {initial_job_idx + i: list(o) for i, o in enumerate(job_overrides)}
     if size > 1:
@@ -401,27 +401,24 @@ def _run_population(
     ``hydra/launcher=population`` trains them): each job's folder, saved config and callbacks
     as Hydra makes them, each its own run."""
     del task_function  # each job is enlisted (train.enlist), then all trained together
+    from hydra_plugins.twrl_population_launcher.population_launcher import settle
     from twrl_exp import train
 
-    enlisted: list[JobReturn] = []
-    for sweep_config in sweep_configs:
-        _in_worker(singleton_state, sweep_config, job_key, env, parent, cwd)
-        enlisted.append(
-            run_job(
-                hydra_context=hydra_context,
-                task_function=train.enlist,
-                config=sweep_config,
-                job_dir_key="hydra.sweep.dir",
-                job_subdir_key="hydra.sweep.subdir",
-            )
+    enlisted = [
+        _run_job(
+            hydra_context=hydra_context,
+            task_function=train.enlist,
+            singleton_state=singleton_state,
+            sweep_config=sweep_config,
+            job_key=job_key,
+            env=env,
+            parent=parent,
+            cwd=cwd,
         )
+        for sweep_config in sweep_configs
+    ]
     ready = [r for r in enlisted if r.status == JobStatus.COMPLETED]
-    outcomes = train.train_jobs_together([r.return_value for r in ready])
-    for result, outcome in zip(ready, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            result.status, result.return_value = JobStatus.FAILED, outcome
-        else:
-            result.return_value = outcome
+    settle(ready, train.train_jobs_together([r.return_value for r in ready]))
     return enlisted
 
 
