@@ -291,12 +291,24 @@ def logged_choices(run: Any) -> dict[str, str]:
 
 def rerun_config(uri: str, run_id: str, overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     """The logged run's config for a new run, and its group options (to record with it)."""
+    return _logged_config(uri, "rerun", run_id, overrides)
+
+
+def _logged_config(
+    uri: str, key: str, run_id: str, overrides: list[str]
+) -> tuple[DictConfig, dict[str, str]]:
     client = store.open_client(uri)
-    run = find_run(client, uri, "rerun", run_id)
-    source = f"rerun={run_id}"
+    run = find_run(client, uri, key, run_id)
+    source = f"{key}={run_id}"
     logged = download_config(client, run_id, "config.yaml", source)
     config = trusted_config(logged, overrides, source=source, choices=logged_choices(run))
     return config, _recorded_options(logged, run, source)
+
+
+def continued_config(uri: str, key: str, run_id: str, overrides: list[str]) -> DictConfig:
+    """The config ``resume=run_id`` or ``rerun=run_id`` (``key``) with ``overrides`` trains:
+    the logged run's, with the overrides on top (what a launcher groups such a job by)."""
+    return _logged_config(uri, key, run_id, overrides)[0]
 
 
 def _recorded_options(logged: DictConfig, run: Any, source: str) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """A population's training loop: K members, each a single run's :class:`Runner` (its agent,
-its envs, its monitors: an ordinary run's record), stepping in lockstep, their learners trained
+its envs, its monitors: an ordinary run's record), stepping together, their learners trained
 as one stacked learner.
 
 What keeps member ``m`` a copy of its single run:
@@ -13,6 +13,11 @@ What keeps member ``m`` a copy of its single run:
   each reads the learned parameters (written back into its own networks, which its numpy
   acting path views). The learner's metrics then reach the member's runner as they would have
   within its step (:meth:`Runner.after_step`);
+- members learn in step: a member whose storage handed over a batch steps no further (its env
+  paused, its step not yet ended) until every member still training holds one, then all learn
+  as one. Members reach their learns at different vector steps (an autoreset step counts no
+  env step, so ``train_freq`` counters drift apart with episodes of different lengths); a
+  learn for each would cost K rows each time. Waiting changes nothing a member computes;
 - a member ends alone: its budget spent, stopped (pruned), diverged or failed. Its error is kept
   (``Member.error``); it stops stepping and its rows of the stacked learner stop learning; the
   others go on. An interruption (Ctrl-C) ends them all.
@@ -34,18 +39,25 @@ from twrl_exp.agent import Agent
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Update
 from twrl_exp.runner import History, Runner
-from twrl_exp.storage import ReplayBatch, RolloutBatch
+from twrl_exp.storage import EpisodeBatch, ReplayBatch, RolloutBatch
 from twrl_exp.update.actor_critic import A2C, PPO
 from twrl_exp.update.dqn import DQN
 from twrl_exp.update.off_policy_ac import SAC, TD3
+from twrl_exp.update.reinforce import Reinforce
 from twrl_exp.update.stacked_dqn import StackedDQN
 from twrl_exp.update.stacked_off_policy import StackedSAC, StackedTD3
 from twrl_exp.update.stacked_ppo import StackedPPO
+from twrl_exp.update.stacked_reinforce import StackedReinforce
+
+Stacked = StackedPPO | StackedDQN | StackedSAC | StackedTD3 | StackedReinforce
 
 # What members of one population may differ in, besides ``seed`` and the policy's values (each
 # member acts with its own policy): the values its rows of the stacked learner hold per member.
 # Everything else of the config is the population's structure, shared by all its members.
 VECTORISABLE: dict[str, frozenset[str]] = {
+    "reinforce": frozenset(
+        {"lr", "lr_final_fraction", "gamma", "ent_coef", "max_grad_norm", "baseline_decay"}
+    ),
     "ppo": frozenset(
         {
             "lr",
@@ -70,6 +82,18 @@ VECTORISABLE: dict[str, frozenset[str]] = {
             "max_grad_norm",
         }
     ),
+    "dqn": frozenset(
+        {
+            "lr",
+            "gamma",
+            "tau",
+            "target_update_interval",
+            "max_grad_norm",
+            "priority_alpha",
+            "priority_beta",
+            "priority_eps",
+        }
+    ),
     "sac": frozenset({"lr", "q_lr", "gamma", "tau", "target_entropy", "max_grad_norm"}),
     "td3": frozenset(
         {
@@ -86,16 +110,13 @@ VECTORISABLE: dict[str, frozenset[str]] = {
 # The models and policies each rule's stacked learner takes.
 _MODELS = frozenset({"mlp"})
 _POLICIES = {
+    "reinforce": "categorical",
     "ppo": "categorical",
     "a2c": "categorical",
+    "dqn": "egreedy",
     "sac": "tanh_normal",
     "td3": "deterministic",
 }
-# DQN has a stacked learner (twrl_exp.update.stacked_dqn, member = single run, tested), but its
-# runs are not grouped: its members learn out of step (an autoreset step counts no env step, so
-# their train_freq counters drift), and a learn of one member still pays the stacked optimiser
-# over all K rows: measured, 4 DQN seeds took 122 s as a population against 46 s one after
-# another. Until that is mended, DQN runs one by one.
 
 
 def structure_key(config: Mapping[str, Any]) -> str | None:
@@ -110,7 +131,10 @@ def structure_key(config: Mapping[str, Any]) -> str | None:
     policy = (config.get("policy") or {}).get("name")
     if model not in _MODELS or policy != _POLICIES[rule]:
         return None
-    shared = {k: v for k, v in config.items() if k not in ("seed", "policy", "update")}
+    if rule == "reinforce" and str(update.get("baseline")) == "value":
+        return None  # a learned value baseline: its own network, not stacked
+    own = ("seed", "policy", "update", "resume", "rerun")  # a member's own, or the run it goes on
+    shared = {k: v for k, v in config.items() if k not in own}
     shared["policy"] = policy
     shared["update"] = {k: v for k, v in update.items() if k not in VECTORISABLE[rule]}
     return json.dumps(shared, sort_keys=True, default=str)
@@ -200,7 +224,8 @@ class Member:
 
 
 class Population:
-    """``members`` (PPO, A2C, SAC, TD3 or DQN agents of one structure) trained together."""
+    """``members`` (REINFORCE, PPO, A2C, DQN, SAC or TD3 agents of one structure) trained
+    together."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         self.members = list(members)
@@ -213,7 +238,7 @@ class Population:
         learners = [m.agent.update.learner for m in members]
         kinds = {type(learner) for learner in learners}
         if kinds in ({PPO}, {A2C}):
-            self.stacked: StackedPPO | StackedDQN | StackedSAC | StackedTD3 = StackedPPO(
+            self.stacked: Stacked = StackedPPO(
                 learners,  # type: ignore[arg-type]
                 [m.generator for m in members],
             )
@@ -223,10 +248,13 @@ class Population:
             self.stacked = StackedTD3(learners, [m.generator for m in members])  # type: ignore[arg-type]
         elif kinds == {DQN}:
             self.stacked = StackedDQN(learners)  # type: ignore[arg-type]
+        elif kinds == {Reinforce}:
+            self.stacked = StackedReinforce(learners)  # type: ignore[arg-type]
         else:
             names = sorted(type(learner).__name__ for learner in learners)
             raise ConfigError(
-                f"a population trains update=ppo, a2c, sac, td3 or dqn members so far, not {names}."
+                "a population trains update=reinforce, ppo, a2c, dqn, sac or td3 members so far, "
+                f"not {names}."
             )
         self.deferred = [_Deferred(learner) for learner in learners]
         for m, member in enumerate(self.members):
@@ -245,13 +273,19 @@ class Population:
         """Slot ``m`` (its member ended) trains ``member`` from now on: a new run, its own
         networks, optimiser state, values, generator, env and clock."""
         learner = member.agent.update.learner
-        takes = {StackedPPO: (PPO, A2C), StackedSAC: (SAC,), StackedTD3: (TD3,), StackedDQN: (DQN,)}
+        takes = {
+            StackedPPO: (PPO, A2C),
+            StackedSAC: (SAC,),
+            StackedTD3: (TD3,),
+            StackedDQN: (DQN,),
+            StackedReinforce: (Reinforce,),
+        }
         if not isinstance(learner, takes[type(self.stacked)]):
             raise ConfigError(
                 f"a {type(self.stacked.members[0]).__name__} population cannot take a "
                 f"{type(learner).__name__} member."
             )
-        if isinstance(self.stacked, StackedDQN):
+        if isinstance(self.stacked, StackedDQN | StackedReinforce):
             self.stacked.replace(m, learner)  # type: ignore[arg-type]
         else:
             self.stacked.replace(m, learner, member.generator)  # type: ignore[arg-type]
@@ -272,33 +306,50 @@ class Population:
         its rollouts end when theirs do: members out of step would each make the stacked
         learner learn for all K slots, up to K times as often."""
         started = time.perf_counter()
+        held: set[int] = set()  # members whose batch waits for the others' (one learn)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for m in range(len(self.members)):
                 self._begin(m)
             self._refill(on_end)
             while True:
-                live = [
-                    member
-                    for m, member in enumerate(self.members)
-                    if not member.ended and m not in self.waiting
-                ]
+                live = self._live()
                 if not live:
                     if not self.waiting:
                         break
                     self._begin_waiting()
                     self._refill(on_end)
                     continue
-                for member in live:
+                acting = [m for m in live if m not in held]
+                for m in acting:
+                    member = self.members[m]
                     self._guarded(member, member.runner.act_step)
-                learned = self._learn()
-                for member in live:
-                    if not member.ended:
-                        self._guarded(member, partial(member.runner.after_step, learned[member]))
+                    if not member.ended and self.deferred[m].pending is not None:
+                        held.add(m)
+                for m in acting:
+                    member = self.members[m]
+                    if m not in held and not member.ended:
+                        self._guarded(member, partial(member.runner.after_step, None))
                         self._end_if_spent(member)
+                # A member holding a batch steps no further until every live member holds
+                # one (or ended): then all learn as one, each at its own clock.
+                self.learned_now = bool(held) and held.issuperset(self._live())
                 if self.learned_now:
+                    learned = self._learn()
+                    for m in sorted(held):
+                        member = self.members[m]
+                        if not member.ended:
+                            self._guarded(member, partial(member.runner.after_step, learned[m]))
+                            self._end_if_spent(member)
+                    held.clear()
                     self._begin_waiting()
                 self._refill(on_end)
         self.wall_time = time.perf_counter() - started
+
+    def _live(self) -> list[int]:
+        """The slots whose member trains now: not ended, not waiting to begin."""
+        return [
+            m for m, member in enumerate(self.members) if not member.ended and m not in self.waiting
+        ]
 
     def _begin(self, m: int) -> None:
         member = self.members[m]
@@ -349,13 +400,10 @@ class Population:
             member.error = exc
         member.ended = True
 
-    def _learn(self) -> dict[Member, Metrics | None]:
-        """Every member holding a batch learns from it, together; each one's metrics."""
-        learned: dict[Member, Metrics | None] = dict.fromkeys(self.members)
+    def _learn(self) -> list[Metrics | None]:
+        """Every member holding a batch learns from it, together; each slot's metrics."""
+        learned: list[Metrics | None] = [None] * len(self.members)
         pending = [d.pending for d in self.deferred]
-        self.learned_now = any(p is not None for p in pending)
-        if not self.learned_now:
-            return learned
         for d in self.deferred:
             d.pending = None
         clocks = [m.agent.clock for m in self.members]
@@ -363,6 +411,9 @@ class Population:
         if isinstance(self.stacked, StackedPPO):
             rollouts: list[RolloutBatch | None] = batches
             metrics = self.stacked.learn(rollouts, clocks)
+        elif isinstance(self.stacked, StackedReinforce):
+            episodes: list[EpisodeBatch | None] = batches
+            metrics = self.stacked.learn(episodes, clocks)
         else:
             replayed: list[ReplayBatch | None] = batches
             metrics = self.stacked.learn(replayed, clocks)
@@ -377,5 +428,5 @@ class Population:
                 storage.feedback(held[0], self.stacked.feedback(m))
             if result is not None:
                 member.metrics.append(result)
-                learned[member] = result
+                learned[m] = result
         return learned

@@ -443,13 +443,14 @@ class PopulationJob:
 def train_population(
     jobs: Sequence[PopulationJob], refill: Callable[[], PopulationJob | None] | None = None
 ) -> list[float | BaseException]:
-    """Train ``jobs`` (one structure: :func:`twrl_exp.population.structure_key`; not resumes)
-    as one population, every seed of every job (``trial.seeds``) a member and its own run,
-    recorded as a single run is; a job that is an Optuna trial reports to it, may be pruned and
-    tells it its result. Each run is concluded as soon as it ends, and ``refill`` (if given) is
-    asked for a job to take its slot. Returns each job's objective (the mean over its seeds),
-    or what ended it, ``jobs`` first, then those ``refill`` gave; a Ctrl-C ends every run
-    KILLED, then is raised."""
+    """Train ``jobs`` (one structure: :func:`twrl_exp.population.structure_key`; a ``resume=``
+    job goes on from its run's checkpoint) as one population, every seed of every job
+    (``trial.seeds``) a member and its own run, recorded as a single run is; a job that is an
+    Optuna trial reports to it (the mean over its seeds at each evaluation step), may be pruned
+    and tells it its result. Each run is concluded as soon as it ends, and ``refill`` (if
+    given) is asked for a job whose runs take the slots that free up. Returns each job's
+    objective (the mean over its seeds), or what ended it, ``jobs`` first, then those
+    ``refill`` gave; a Ctrl-C ends every run KILLED, then is raised."""
     group = _Group(refill)
     for job in jobs:
         group.add(job)
@@ -465,6 +466,10 @@ def train_population(
             style="dim",
         )
     interrupted = _train_together(ready, group) if ready else False
+    while group.queued and not interrupted:  # refilled members no slot freed up for
+        ready = [group.by_member[id(member)] for member in group.queued]
+        group.queued.clear()
+        interrupted = _train_together(ready, group)
     for prepared in list(group.waiting):  # those Ctrl-C or a learner's error stopped
         member = prepared.member
         if interrupted and prepared.error is None and member is not None and not member.ended:
@@ -497,6 +502,7 @@ class _Group:
         self.job_of: dict[int, _JobState] = {}  # id(prepared) -> its job
         self.waiting: list[_Prepared] = []  # prepared, not yet concluded
         self.by_member: dict[int, _Prepared] = {}  # id(member) -> its prepared run
+        self.queued: list[Member] = []  # refilled members waiting for a slot
 
     @property
     def outcomes(self) -> list[float | BaseException]:
@@ -560,14 +566,13 @@ class _Group:
         prepared = self.by_member[id(member)]
         prepared.error = prepared.error or member.error
         self.conclude(prepared)
-        while self.refill is not None and (job := self.refill()) is not None:
+        while not self.queued and self.refill is not None and (job := self.refill()) is not None:
             runs = self.add(job)
             for p in [p for p in runs if p.error is not None]:
                 self.conclude(p)
-            fresh = [p.member for p in runs if p.error is None and p.member is not None]
-            if fresh:  # a refilled job has one seed (trial.seeds=1)
-                return fresh[0]
-        return None
+            # A job of several seeds takes this slot and the next ones that free up.
+            self.queued += [p.member for p in runs if p.error is None and p.member is not None]
+        return self.queued.pop(0) if self.queued else None
 
 
 def _prepare_members(job: PopulationJob, *, quiet: bool) -> tuple[list[_Prepared], Any]:
@@ -578,6 +583,8 @@ def _prepare_members(job: PopulationJob, *, quiet: bool) -> tuple[list[_Prepared
     cfg = job.cfg
     check_run_config(cfg)
     context = dict(job.context or _job_context(job))
+    resumed = bool(cfg.resume)  # resume=: the logged run goes on, from its checkpoint
+    cfg, checkpoint = _sources(cfg, job.overrides, context)
     trial: Any = None
     if cfg.trial.number is not None:
         from hydra_plugins.twrl_optuna_sweeper import _trial as optuna_trial
@@ -590,29 +597,31 @@ def _prepare_members(job: PopulationJob, *, quiet: bool) -> tuple[list[_Prepared
         )
     members: list[_Prepared] = []
     try:
-        seeds = seeding.run_seeds(cfg.seed, cfg.trial.seeds)
+        seeds = seeding.run_seeds(cfg.seed, cfg.trial.seeds)[: 1 if resumed else None]
+        # A trial's seeds train at once: it reports the mean over them at each evaluation
+        # step, and a pruned trial stops them all.
+        pooled = None
+        if trial is not None:
+            pooled = trial.seeds_reporter(
+                seeds=len(seeds),
+                objective=cfg.trial.objective,
+                window=cfg.train.solve_window,
+                budget_steps=cfg.train.max_env_steps,
+                eval_every_steps=cfg.eval.every_steps or 1,
+            )
         for index, seed in enumerate(seeds):
             seed_cfg = cfg.copy()
             seed_cfg.seed = seed
             if quiet or members:
                 seed_cfg.monitor.console = False
-            reporter: list[Monitor] = []
-            if trial is not None:
-                reporter.append(
-                    trial.reporter(
-                        objective=cfg.trial.objective,
-                        window=cfg.train.solve_window,
-                        budget_steps=cfg.train.max_env_steps,
-                        eval_every_steps=cfg.eval.every_steps or 1,
-                        step_offset=index * (cfg.train.max_env_steps or 1_000_000_000),
-                    )
-                )
+            reporter: list[Monitor] = [] if pooled is None else [pooled.monitor(index)]
             members.append(
                 _prepare(
                     seed_cfg,
-                    run_dir=job.run_dir if len(seeds) == 1 else job.run_dir / f"seed{seed}",
+                    run_dir=job.run_dir if cfg.trial.seeds == 1 else job.run_dir / f"seed{seed}",
                     name_suffix=job.name_suffix.strip(),
                     context=context,
+                    checkpoint=checkpoint,
                     extra_monitors=reporter,
                     brief=job.sweep_dir is not None if job.brief is None else job.brief,
                     member=True,

@@ -12,6 +12,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from tests.integration.test_faults import (
@@ -141,8 +142,9 @@ def test_kill_9_of_a_population_leaves_every_member_lost_and_each_resumes_to_its
     tmp_path: Path, isolated_mlflow: str
 ) -> None:
     """``trial.seeds=3`` (the short form: this config, 3 seeds, one population), killed with
-    -9 after every member has a checkpoint and episodes past it: every member is found lost,
-    and each resumes alone to the exact budget with one metric timeline."""
+    -9 after every member has a checkpoint and episodes past it: every member is found lost;
+    one resumes alone, the other two together as one population (``-m resume=<a>,<b>
+    hydra/launcher=population``), each to the exact budget with one metric timeline."""
     open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
     proc = start(
         tmp_path,
@@ -171,16 +173,21 @@ def test_kill_9_of_a_population_leaves_every_member_lost_and_each_resumes_to_its
     wait_for(past_checkpoints, what="checkpoints of every member", proc=proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    members = all_runs(isolated_mlflow)
-    assert sorted(r.data.params["seed"] for r in members) == ["0", "1", "2"]
+    members = sorted(all_runs(isolated_mlflow), key=lambda r: r.data.params["seed"])
+    assert [r.data.params["seed"] for r in members] == ["0", "1", "2"]
+    budget = max(checkpoint_step(isolated_mlflow, r.info.run_id) for r in members) + 5000
+    alone = train(tmp_path, f"resume={members[0].info.run_id}", f"train.max_env_steps={budget}",
+                  *QUIET)  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    ids = ",".join(r.info.run_id for r in members[1:])
+    together = train(tmp_path, "-m", f"resume={ids}", POPULATION,
+                     f"train.max_env_steps={budget}", *QUIET)  # fmt: skip
+    assert together.returncode == 0, together.stderr
+    assert "Launching 2 jobs as one population" in together.stdout + together.stderr
     for run in members:
-        budget = checkpoint_step(isolated_mlflow, run.info.run_id) + 5000
-        done = train(tmp_path, f"resume={run.info.run_id}", f"train.max_env_steps={budget}", *QUIET)
-        assert done.returncode == 0, done.stderr
         assert "lost" in client.get_run(run.info.run_id).data.tags["twrl.end_reason"]
-        (final,) = [
-            r for r in all_runs(isolated_mlflow) if r.data.params["seed"] == run.data.params["seed"]
-        ]
+        seed = run.data.params["seed"]
+        (final,) = [r for r in all_runs(isolated_mlflow) if r.data.params.get("seed") == seed]
         assert final.info.status == "FINISHED"
         assert budget <= final.data.metrics["env_steps"] < budget + 16
         assert_one_timeline(client, final)
@@ -221,13 +228,16 @@ def test_ctrl_c_of_a_population_marks_every_member_killed(
     assert all(r.data.tags["twrl.end_reason"] == "interrupted" for r in runs)
 
 
+@pytest.mark.parametrize(("seeds", "n_trials", "n_jobs"), [(1, 10, 4), (2, 8, 2)])
 def test_an_optuna_population_sweep_refills_pruned_slots_to_exactly_n_trials(
-    tmp_path: Path, isolated_mlflow: str
+    tmp_path: Path, isolated_mlflow: str, seeds: int, n_trials: int, n_jobs: int
 ) -> None:
     """The shipped population sweep, smaller: 10 trials through a population of 4 in one
     process; every slot whose trial is pruned or done takes the next asked trial, until the
     study holds exactly 10 (some pruned), none repeating another's parameters, each its own
-    run under the sweep's parent."""
+    run under the sweep's parent. With ``seeds_per_trial=2`` a trial is two members: the
+    study hears the mean over them at each evaluation step (within the budget, not one
+    budget per seed), a pruned trial stops both, a complete one's value is their mean."""
     import optuna
 
     from hydra_plugins.twrl_optuna_sweeper._trial import PROCESS_ATTR, open_storage
@@ -239,8 +249,9 @@ def test_an_optuna_population_sweep_refills_pruned_slots_to_exactly_n_trials(
         "+sweep=population_cartpole_ppo",
         f"hydra.sweeper.storage={storage}",
         f"hydra.sweeper.experiment_dir={tmp_path / 'experiment'}",
-        "hydra.sweeper.n_trials=10",
-        "hydra.sweeper.n_jobs=4",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweeper.n_jobs={n_jobs}",
+        f"hydra.sweeper.seeds_per_trial={seeds}",
         "hydra.sweeper.sampler.n_startup_trials=4",
         "hydra.sweeper.pruner.n_startup_trials=2",
         "hydra.sweeper.pruner.n_warmup_steps=4000",
@@ -250,18 +261,20 @@ def test_an_optuna_population_sweep_refills_pruned_slots_to_exactly_n_trials(
     )
     assert result.returncode == 0, result.stderr
     logs = result.stdout + result.stderr
-    assert logs.count("Launching 4 jobs as one population, refilled as they end") == 1, logs
+    expected = f"Launching {n_jobs} jobs as one population, refilled as they end"
+    assert logs.count(expected) == 1, logs
     study = optuna.load_study(study_name="population_cartpole_ppo", storage=open_storage(storage))
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    assert len(trials) == 10
+    assert len(trials) == n_trials
     assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     assert states.count(optuna.trial.TrialState.PRUNED) >= 1
     params = [tuple(sorted(t.params.items())) for t in trials]
-    assert len(set(params)) == 10
+    assert len(set(params)) == n_trials
     assert len({t.user_attrs[PROCESS_ATTR] for t in trials}) == 1  # one process trained them all
     runs = [r for r in all_runs(isolated_mlflow) if "mlflow.parentRunId" in r.data.tags]
-    assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == list(range(10))
+    numbers = sorted(int(r.data.tags["optuna.trial"]) for r in runs)
+    assert numbers == sorted(list(range(n_trials)) * seeds)
     stopped_early = 0
     for run in runs:
         assert run.info.status == "FINISHED"
@@ -273,3 +286,10 @@ def test_an_optuna_population_sweep_refills_pruned_slots_to_exactly_n_trials(
         else:
             assert run.data.metrics["env_steps"] >= 20000
     assert stopped_early >= 1  # a slot freed before the budget, and refilled
+    for trial in trials:
+        assert trial.intermediate_values
+        assert max(trial.intermediate_values) <= 20000  # nominal steps of one budget
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            own = [r for r in runs if int(r.data.tags["optuna.trial"]) == trial.number]
+            mean = sum(r.data.metrics["objective"] for r in own) / seeds
+            assert trial.value == pytest.approx(mean, rel=1e-6)

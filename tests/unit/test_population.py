@@ -11,6 +11,15 @@ from twrl_exp.errors import ConfigError
 from twrl_exp.population import Member, Population
 
 RULES = {
+    # Whole episodes: members hand over batches at different env steps, and wait for each
+    # other. Equal within 1e-5 over the run (about 10 updates).
+    "reinforce": [
+        "update=reinforce",
+        "policy=categorical",
+        "train.max_env_steps=3000",
+        "update.steps_per_batch=200",
+        "update.ent_coef=0.01",
+    ],
     # 4 PPO updates: "equal within 1e-5 after the first updates". PPO's loss is not smooth (the
     # ratio's clip, target_kl): later, a float-rounding difference can put one sample on the
     # other side of a clip, and the parameters then differ by ~1e-4 (seen here after 8
@@ -61,12 +70,31 @@ def single_runner(cfg):
     return make_runner(cfg, build(cfg, evaluation=False), eval_every_steps=None)
 
 
+def learns_served(population: Population) -> list[tuple[list[bool], list[bool]]]:
+    """Each stacked learn's members with a batch, and those still training then."""
+    served = []
+    learn = population.stacked.learn
+
+    def counted(batches, clocks):
+        live = [not m.ended for m in population.members]
+        served.append(([b is not None for b in batches], live))
+        return learn(batches, clocks)
+
+    population.stacked.learn = counted  # type: ignore[method-assign]
+    return served
+
+
 @pytest.mark.parametrize("rule", list(RULES))
 def test_each_member_trains_as_its_single_run(make_cfg, rule: str) -> None:
     cfgs = configs(make_cfg, rule)
     singles = [single_run(cfg) for cfg in cfgs]
     population = Population([member(cfg) for cfg in cfgs])
+    served = learns_served(population)
     population.run()
+    # In step: every stacked learn serves every member still training (DQN's members reach
+    # their train_freq at different vector steps, their autoreset steps counting none).
+    assert all(with_batch == live for with_batch, live in served), served
+    assert sum(all(with_batch) for with_batch, _ in served) > 2
     for single, mine in zip(singles, population.members, strict=True):
         assert mine.error is None
         assert mine.history.returns == single.history.returns  # the same episodes, in order
@@ -80,6 +108,49 @@ def test_each_member_trains_as_its_single_run(make_cfg, rule: str) -> None:
                 mine.agent.learned_state()["model"][name], value, rtol=0, atol=1e-5
             )
     assert len({tuple(m.history.returns) for m in population.members}) == len(cfgs)
+
+
+@pytest.mark.parametrize("rule", ["ppo", "dqn"])
+def test_resumed_members_train_as_their_resumed_single_runs(make_cfg, rule: str) -> None:
+    """Members resumed from their checkpoints (``-m resume=<a>,<b>
+    hydra/launcher=population``) go on as each resumed alone would: the same episodes, clock
+    and parameters (networks, optimiser state, replay buffer, target, RNG streams restored)."""
+    import copy
+
+    def cfg(seed: int, steps: int):
+        values = VALUES[seed]
+        rest = [o for o in RULES[rule] if not o.startswith("train.max_env_steps")]
+        return make_cfg("env=cartpole", *rest, f"seed={seed}", "monitor=none", *values,
+                        f"train.max_env_steps={steps}")  # fmt: skip
+
+    states = [single_run(cfg(seed, 1000)).state_dict() for seed in range(2)]
+    singles = []
+    for seed in range(2):
+        runner = single_runner(cfg(seed, 2000))
+        runner.load_state_dict(copy.deepcopy(states[seed]))
+        runner.run()
+        singles.append(runner)
+    members = []
+    for seed in range(2):
+        resumed = member(cfg(seed, 2000))
+        resumed.runner.load_state_dict(copy.deepcopy(states[seed]))
+        members.append(resumed)
+    population = Population(members)
+    population.run()
+    for single, mine in zip(singles, population.members, strict=True):
+        assert mine.error is None
+        assert mine.history.returns == single.history.returns
+        assert mine.agent.clock.state_dict() == single.agent.clock.state_dict()
+        assert mine.agent.clock.updates > single.agent.clock.updates / 2 > 0
+        for name, value in single.agent.learned_state()["model"].items():
+            torch.testing.assert_close(
+                mine.agent.learned_state()["model"][name], value, rtol=0, atol=1e-5
+            )
+    for seed, mine in enumerate(population.members):  # resumed, not begun anew
+        before = states[seed]["history"]["returns"]
+        assert before
+        assert mine.history.returns[: len(before)] == before
+        assert mine.history.resumes == 1
 
 
 OFF_POLICY_VALUES = {
@@ -111,7 +182,9 @@ def test_each_off_policy_member_trains_as_its_single_run(make_cfg, rule: str) ->
     ]  # fmt: skip
     singles = [single_run(cfg) for cfg in cfgs]
     population = Population([member(cfg) for cfg in cfgs])
+    served = learns_served(population)
     population.run()
+    assert all(with_batch == live for with_batch, live in served), served
     for single, mine in zip(singles, population.members, strict=True):
         assert mine.error is None
         assert mine.history.end_steps == single.history.end_steps
@@ -223,9 +296,13 @@ def test_off_policy_members_with_different_minibatch_counts_or_none_learn_as_alo
 
 
 def test_members_of_another_rule_are_refused_in_one_sentence(make_cfg) -> None:
-    cfg = make_cfg("env=cartpole", "update=reinforce", "train.max_env_steps=1000", "monitor=none")
+    cfg = make_cfg(
+        "env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda",
+        "train.max_env_steps=1000", "monitor=none",
+    )  # fmt: skip
     with pytest.raises(
-        ConfigError, match=r"update=ppo, a2c, sac, td3 or dqn members so far, not \['Reinforce'\]"
+        ConfigError,
+        match=r"update=reinforce, ppo, a2c, dqn, sac or td3 members so far, not \['TdLambda'\]",
     ):
         Population([member(cfg)])
 
@@ -323,11 +400,11 @@ def test_a_population_trains_with_its_own_threads_and_gives_them_back(
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
-    seen: list[int] = []
+    seen: list[tuple[int, bool]] = []
     real_learn = population_module.Population._learn
 
-    def learn(self):  # the real learn, noting the threads it runs with
-        seen.append(torch.get_num_threads())
+    def learn(self):  # the real learn, noting the threads it runs with and whether it follows
+        seen.append((torch.get_num_threads(), not refills))  # the refill
         return real_learn(self)
 
     monkeypatch.setattr(population_module.Population, "_learn", learn)
@@ -345,8 +422,8 @@ def test_a_population_trains_with_its_own_threads_and_gives_them_back(
     )
     expected = threads or (int(omp) if omp else len(os.sched_getaffinity(0)))
     assert not refills  # the refill took a slot, and learnt after it
-    assert len(seen) > 60  # the first job's learns (38 vector steps), then the refill's
-    assert set(seen) == {expected}
+    assert {after for _, after in seen} == {False, True}  # learns before and after the refill
+    assert {threads for threads, _ in seen} == {expected}
     assert torch.get_num_threads() == before
 
 

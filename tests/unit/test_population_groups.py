@@ -20,11 +20,17 @@ def key(make_cfg, *overrides: str) -> str | None:
     ("rule", "varied"),
     [
         ("update=ppo", ["seed=3", "update.lr=0.01", "update.gamma=0.9", "update.ent_coef=0"]),
+        ("update=reinforce", ["seed=1", "update.lr=0.01", "update.baseline_decay=0.5"]),
         ("update=ppo", ["update.clip_coef=0.3", "update.gae_lambda=0.8", "update.target_kl=0.02"]),
         ("update=a2c", ["seed=2", "update.lr=0.01", "update.gae_lambda=0.9", "update.vf_coef=1"]),
         ("update=sac", ["seed=1", "update.lr=0.01", "update.q_lr=0.002", "update.tau=0.01"]),
         ("update=sac", ["update.gamma=0.9", "update.target_entropy=-2", "update.max_grad_norm=1"]),
         ("update=td3", ["seed=1", "update.lr=0.01", "update.target_policy_noise=0.3"]),
+        ("update=dqn", ["seed=1", "update.lr=0.01", "update.tau=0.5", "policy.epsilon=0.3"]),
+        (
+            "update=dqn",
+            ["update.target_update_interval=50", "update.gamma=0.9", "update.priority_beta=0.6"],
+        ),
         (
             "update=td3",
             ["update.target_noise_clip=0.3", "update.tau=0.01", "policy.exploration_noise=0.2"],
@@ -42,6 +48,8 @@ def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list
     ("rule", "structural"),
     [
         ("update=ppo", "update.n_steps=64"),
+        ("update=reinforce", "update.steps_per_batch=500"),
+        ("update=reinforce", "update.baseline=none"),
         ("update=ppo", "update.update_epochs=2"),
         ("update=ppo", "env.num_envs=4"),
         ("update=ppo", "model.hidden_sizes=[32]"),
@@ -54,6 +62,11 @@ def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list
         ("update=sac", "update.policy_delay=2"),
         ("update=td3", "update.policy_delay=1"),
         ("update=td3", "update.learning_starts=50"),
+        ("update=dqn", "update.train_freq=4"),
+        ("update=dqn", "update.gradient_steps=2"),
+        ("update=dqn", "update.prioritized=true"),
+        ("update=dqn", "update.double_q=true"),
+        ("update=dqn", "policy=categorical"),
     ],
 )
 def test_structural_values_make_another_structure(make_cfg, rule: str, structural: str) -> None:
@@ -64,8 +77,8 @@ def test_structural_values_make_another_structure(make_cfg, rule: str, structura
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["update=reinforce"],
-        ["update=dqn"],  # a stacked learner, but its members learn out of step: one by one
+        ["update=reinforce", "update.baseline=value"],  # a value network: not stacked
+        ["update=reinforce", "policy=normal", "env=pendulum"],
         ["env=pendulum", "update=sac", "model=none"],  # no stacked networks: alone
         ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda"],
         ["update=ppo", "model=table", "env=cliffwalking"],

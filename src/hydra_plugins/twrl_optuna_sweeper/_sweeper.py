@@ -270,15 +270,15 @@ class OptunaSweeperImpl(Sweeper):
 
     def _refilling(self, space: dict[str, BaseDistribution]) -> bool:
         """Whether the trials train as one population whose slots are refilled: the launcher
-        is ``population``, a trial is one seed, and the search space holds only values a
-        population's members may differ in."""
+        is ``population`` and the search space holds only values a population's members may
+        differ in (a trial of ``seeds_per_trial`` seeds is that many members)."""
         from hydra_plugins.twrl_population_launcher.population_launcher import (
             PopulationLauncher,
         )
         from twrl_exp.population import varies_only_members
 
         assert self.config is not None
-        if not isinstance(self.launcher, PopulationLauncher) or self.settings.seeds_per_trial != 1:
+        if not isinstance(self.launcher, PopulationLauncher):
             return False
         rule = str(self.config["update"].get("name"))
         return varies_only_members(rule, list(space))

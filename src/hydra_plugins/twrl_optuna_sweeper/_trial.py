@@ -5,6 +5,7 @@ or machine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -205,6 +206,10 @@ class TrialJob:
         reporter = TrialReporter(trial=self.trial, job=self, **settings)
         return reporter
 
+    def seeds_reporter(self, *, seeds: int, **settings: Any) -> SeedsReporter:
+        """The reporter of a trial whose ``seeds`` seeds train at once (in a population)."""
+        return SeedsReporter(trial=self.trial, job=self, seeds=seeds, **settings)
+
     def finish(self, value: float, *, env_steps: int, train_time: float) -> None:
         """Tell the study this trial's outcome (unless something already did)."""
         try:
@@ -283,3 +288,88 @@ class TrialReporter(MonitorBase):
         if self.trial.should_prune():
             self.job.pruned = True
             runner.stop_reason = "pruned"
+
+
+class SeedsReporter:
+    """Reports the mean ``objective`` over a trial's seeds that train at once (members of one
+    population): at each nominal evaluation step, once every seed has evaluated there, the
+    mean of their values; when the trial is pruned, every seed stops.
+
+    Steps are nominal env steps (multiples of the evaluation interval), without the offsets of
+    :class:`TrialReporter` (whose seeds train one after the other, each reporting its own
+    values): a study's trials report one way or the other, as its launcher trains them.
+    """
+
+    def __init__(
+        self,
+        *,
+        trial: optuna.Trial,
+        job: TrialJob,
+        seeds: int,
+        objective: str,
+        window: int,
+        budget_steps: int | None,
+        eval_every_steps: int,
+    ) -> None:
+        self.trial, self.job, self.seeds = trial, job, seeds
+        self.objective, self.window, self.budget_steps = objective, window, budget_steps
+        self.eval_every_steps = eval_every_steps
+        self.runners: dict[int, Runner] = {}
+        self.values: dict[int, dict[int, float]] = {}  # nominal step -> seed -> value
+        self.done: set[int] = set()  # seeds that train no more
+
+    @property
+    def pruned(self) -> bool:
+        return self.job.pruned
+
+    def monitor(self, index: int) -> MonitorBase:
+        """Seed ``index``'s monitor: its evaluations, told to this reporter."""
+        return _SeedReporter(self, index)
+
+    def evaluated(self, index: int, runner: Runner) -> None:
+        """Seed ``index`` evaluated: its value at its nominal step."""
+        h = runner.history
+        self.runners[index] = runner
+        value = objective_value(
+            self.objective, h, window=self.window, budget_steps=self.budget_steps
+        )
+        nominal = round(h.env_steps / self.eval_every_steps) * self.eval_every_steps
+        self.values.setdefault(nominal, {})[index] = value
+        self._report()
+
+    def ended(self, index: int) -> None:
+        """Seed ``index`` trains no more (its budget, solved, stopped or failed): the steps it
+        will not reach are the mean of the others'."""
+        self.done.add(index)
+        with contextlib.suppress(TrialEnded):  # the trial ended elsewhere: its job says so
+            self._report()
+
+    def _report(self) -> None:
+        """Every step at which each seed still training has evaluated, in order: the mean of
+        the seeds' values there; prune every seed if the trial should be pruned."""
+        for nominal in sorted(self.values):
+            found = self.values[nominal]
+            if any(i not in found and i not in self.done for i in range(self.seeds)):
+                return  # a seed still on its way there (a seed reaches its steps in order)
+            del self.values[nominal]
+            if any(math.isnan(v) for v in found.values()):
+                continue  # a seed without a finished episode yet: nothing to compare
+            try:
+                self.trial.report(float(np.mean([found[i] for i in sorted(found)])), nominal)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise TrialEnded.of(self.trial) from None
+            if self.trial.should_prune():
+                self.job.pruned = True
+                for runner in self.runners.values():
+                    runner.stop_reason = "pruned"
+
+
+class _SeedReporter(MonitorBase):
+    def __init__(self, pooled: SeedsReporter, index: int) -> None:
+        self.pooled, self.index = pooled, index
+
+    def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
+        self.pooled.evaluated(self.index, runner)
+
+    def finish(self, runner: Runner, status: str) -> None:
+        self.pooled.ended(self.index)

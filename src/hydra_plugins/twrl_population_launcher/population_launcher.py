@@ -6,10 +6,12 @@ basic launcher runs it.
     python train.py -m update=ppo seed='range(32)' hydra/launcher=population
     python train.py -m update=ppo update.lr=1e-3,3e-3 update.ent_coef=0,0.01 \\
         hydra/launcher=population hydra.launcher.size=16
+    python train.py -m resume=<id>,<id>,<id> hydra/launcher=population   # resumed together
 
 Two jobs share a structure when their configs are equal but for the seed, the policy's values
-and the rule's vectorisable values (``twrl_exp.population.VECTORISABLE``). Jobs of an Optuna
-trial, ``resume=`` and ``rerun=`` jobs and ``trial.population=false`` run one by one.
+and the rule's vectorisable values (``twrl_exp.population.VECTORISABLE``); a ``resume=`` or
+``rerun=`` job has the logged run's config. Jobs of ``trial.population=false`` run one by
+one.
 
 No ``from __future__ import annotations`` here: Hydra loads plugin modules outside
 ``sys.modules`` while scanning, where dataclasses cannot resolve string annotations.
@@ -190,12 +192,13 @@ def _structure(config: DictConfig) -> str | None:
     from twrl_exp.population import structure_key
 
     if config.get("resume") or config.get("rerun"):
-        return None
+        continued = _continued(config)
+        if continued is None:
+            return None
+        config = continued
     trial = config.get("trial") or {}
     if not trial.get("population", True):
         return None
-    if trial.get("number") is not None and trial.get("seeds", 1) != 1:
-        return None  # an Optuna trial's seeds report one after the other
     plain: dict[str, Any] = {}
     try:  # the task's keys (not hydra's: its job keys are set when the job runs)
         for key in config:
@@ -210,3 +213,18 @@ def _structure(config: DictConfig) -> str | None:
     except Exception:  # what cannot be resolved here is said when the job runs
         return None
     return structure_key(plain)
+
+
+def _continued(config: DictConfig) -> DictConfig | None:
+    """The config a ``resume=``/``rerun=`` job trains (the logged run's, its overrides on
+    top): resumed members of one structure train together again. None where it cannot be
+    read here (the job then runs alone, and says why)."""
+    from twrl_exp import logged
+    from twrl_exp.paths import tracking_uri_of
+
+    key = "resume" if config.get("resume") else "rerun"
+    try:
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        return logged.continued_config(tracking_uri_of(config), key, str(config[key]), overrides)
+    except Exception:
+        return None

@@ -33,6 +33,11 @@ from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, sh
 _SHARED = ("double_q", "loss")
 
 
+def _rows(tensor: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """``tensor``'s rows ``rows`` (None: all of them)."""
+    return tensor if rows is None else tensor.index_select(0, rows)
+
+
 class StackedDQN:
     """``members`` (DQN learners of one structure) as one learner over K replayed batches."""
 
@@ -85,53 +90,67 @@ class StackedDQN:
     ) -> list[Metrics | None]:
         """Member ``m`` learns from ``batches[m]`` at ``clocks[m]``; its metrics (those of its
         last gradient step, as :meth:`DQN.learn`), or ``None`` where it has no batch (it does
-        not learn this time: parameters, optimiser, target and clock untouched)."""
-        given = next(b for b in batches if b is not None)
-        steps = given.gradient_steps
-        if any(b is not None and b.gradient_steps != steps for b in batches):
-            raise ValueError("members replay the same number of minibatches per learn")
-        weighted = given.weights is not None
-        learning = [b is not None for b in batches]
-        # Only the members with a batch are computed: members learn out of step (an
-        # autoreset step counts no env step, so their train_freq counters drift apart), and
-        # computing every row at each member's learn would cost K times the work.
-        rows = [m for m in range(self.size) if learning[m]]
-        active = None if all(learning) else torch.tensor(learning)
-        subset = None if active is None else torch.tensor(rows)
-        filled = [b for b in batches if b is not None]
+        not learn this time: parameters, optimiser, target and clock untouched).
 
-        def stack(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.stack([getattr(b, name) for b in filled], axis=1))
+        Members may hand over different numbers of minibatches (``gradient_steps=-1`` samples
+        one per env step counted, and an autoreset step counts none): gradient step ``g``
+        computes and moves only the members with a ``g``-th minibatch."""
+        given = next(b for b in batches if b is not None)
+        weighted = given.weights is not None
+        counts = [0 if b is None else b.gradient_steps for b in batches]
+        rows = [m for m in range(self.size) if counts[m]]  # the members with a batch
+        filled = [b for b in batches if b is not None]
+        longest = max(counts)
+
+        def stack(name: str) -> torch.Tensor:  # [G, k, B, ...], zeros past a member's own G
+            parts = []
+            for b in filled:
+                own = getattr(b, name)
+                if len(own) < longest:
+                    pad = np.zeros((longest - len(own), *own.shape[1:]), own.dtype)
+                    own = np.concatenate([own, pad])
+                parts.append(own)
+            return torch.from_numpy(np.stack(parts, axis=1))
 
         obs, actions, rewards = stack("obs"), stack("actions").long(), stack("rewards")
         discounts, next_obs = stack("discounts"), stack("next_obs")
         weights = stack("weights") if weighted else None
-        errors: list[np.ndarray] = []
-        figures: dict[str, torch.Tensor] = {}
-        for g in range(steps):
+        errors: list[list[np.ndarray]] = [[] for _ in range(self.size)]
+        result: list[Metrics | None] = [None] * self.size
+        for g in range(longest):
+            # Only the members with a g-th minibatch are computed: a member without one keeps
+            # its parameters, optimiser state, target and clock.
+            stepping = [counts[m] > g for m in range(self.size)]
+            members = [m for m in rows if stepping[m]]
+            local = None
+            if len(members) < len(rows):
+                local = torch.tensor([rows.index(m) for m in members])
+            active = None if len(members) == self.size else torch.tensor(stepping)
+            subset = None if active is None else torch.tensor(members)
+
             figures, error = self._gradient_step(
-                obs[g],
-                actions[g],
-                rewards[g],
-                discounts[g],
-                next_obs[g],
-                None if weights is None else weights[g],
+                _rows(obs[g], local),
+                _rows(actions[g], local),
+                _rows(rewards[g], local),
+                _rows(discounts[g], local),
+                _rows(next_obs[g], local),
+                None if weights is None else _rows(weights[g], local),
                 active,
                 subset,
             )
-            errors.append(error)
-            for clock, learns in zip(clocks, learning, strict=True):
-                clock.gradient_steps += learns
-            self._maybe_sync(clocks, learning)
-        errors_by_row = np.stack(errors, axis=1)  # [k, G, B]
-        values = {key: tensor.tolist() for key, tensor in figures.items()}
-        result: list[Metrics | None] = [None] * self.size
-        for row, m in enumerate(rows):
-            self.td_errors[m] = errors_by_row[row]
-            result[m] = {
-                **{key: values[key][row] for key in values},
-                "target/syncs": float(clocks[m].env_steps // self.interval[m]),
-            }
+            for clock, steps in zip(clocks, stepping, strict=True):
+                clock.gradient_steps += steps
+            self._maybe_sync(clocks, stepping)
+            values = {key: tensor.tolist() for key, tensor in figures.items()}
+            for row, m in enumerate(members):
+                errors[m].append(error[row])
+                if g == counts[m] - 1:  # its last step: its metrics, as its single run's
+                    result[m] = {
+                        **{key: values[key][row] for key in values},
+                        "target/syncs": float(clocks[m].env_steps // self.interval[m]),
+                    }
+        for m in rows:
+            self.td_errors[m] = np.stack(errors[m])
         return result
 
     def feedback(self, m: int) -> np.ndarray:
