@@ -161,6 +161,11 @@ def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
     build the training env, the evaluation env and the agent."""
     check_run_config(cfg)
     torch.set_num_threads(cfg.torch_threads)
+    # Subnormal floats (below 1.2e-38 in float32) are flushed to zero, as GPUs and fast-math
+    # builds do: Adam's moments of weights that get no gradient (dead ReLU units) decay into
+    # that range, where every operation on them costs ~15x (measured: a fused Adam step of
+    # 536k parameters 0.2 ms, 2.8 ms with subnormal moments; half of a DQN population's time).
+    torch.set_flush_denormal(True)
     torch.manual_seed(seeding.integer(cfg.seed, seeding.Stream.TORCH))
     info = resolve_spec(cfg.env.id, cfg.env.reward_threshold)
     make_env = _partial(cfg.env)

@@ -26,3 +26,20 @@ def test_the_saved_moments_continue_under_the_configs_settings() -> None:
     state = resumed.state[second]
     torch.testing.assert_close(state["exp_avg"], saved_with.state[first]["exp_avg"])
     assert float(state["step"]) == 1.0
+
+
+def test_adam_over_large_networks_is_the_fused_kernel_unless_the_config_chooses() -> None:
+    """DQN's and SAC's 256-256 networks step with torch's fused Adam (one pass over the
+    parameters), as their population members do (each member's rows with the same kernel: its
+    single run's numbers); small networks keep the single-tensor form, and a config's
+    ``fused``/``foreach`` is kept."""
+    from twrl_exp.update.checks import FUSED_ADAM_FROM
+
+    large = [torch.nn.Parameter(torch.zeros(FUSED_ADAM_FROM))]
+    small = [torch.nn.Parameter(torch.zeros(FUSED_ADAM_FROM - 1))]
+    assert make_optimizer("adam", large, 1e-3, 0.0, {}).param_groups[0]["fused"] is True
+    assert not make_optimizer("adam", small, 1e-3, 0.0, {}).param_groups[0]["fused"]
+    chosen = make_optimizer("adam", large, 1e-3, 0.0, {"foreach": True}).param_groups[0]
+    assert not chosen["fused"]
+    assert chosen["foreach"] is True
+    assert not make_optimizer("sgd", large, 1e-3, 0.0, {}).param_groups[0].get("fused")

@@ -48,16 +48,26 @@ def replayed(g: int, b: int, rng: np.random.Generator, weighted: bool) -> Replay
 
 
 @pytest.mark.parametrize(
-    ("structure", "uneven"),
-    [*((s, False) for s in STRUCTURES), ("preset", True), ("prioritized", True)],
+    ("structure", "uneven", "one_lr"),
+    [
+        *((s, False, False) for s in STRUCTURES),
+        ("preset", True, False),
+        ("prioritized", True, False),
+        ("preset", True, True),
+    ],
 )
-def test_each_member_learns_what_its_own_dqn_learns(make_cfg, structure: str, uneven: bool) -> None:
+def test_each_member_learns_what_its_own_dqn_learns(
+    make_cfg, structure: str, uneven: bool, one_lr: bool
+) -> None:
     """``uneven``: members hand over 1 to 3 minibatches per learn, or none (``gradient_steps:
     -1`` counts only env steps that were not autoreset steps; a member's train_freq falls on
-    another step): gradient step g moves only the members with a g-th minibatch."""
+    another step): gradient step g moves only the members with a g-th minibatch. ``one_lr``:
+    every member has the same learning rate (a population of seeds: one optimiser call)."""
     shared = STRUCTURES[structure]
-    alone = [member(make_cfg, seed, *values, *shared) for seed, values in MEMBERS]
-    together = [member(make_cfg, seed, *values, *shared)[0] for seed, values in MEMBERS]
+    members = [(seed, ["update.lr=0.002", *values[1:]]) for seed, values in MEMBERS]
+    members = members if one_lr else MEMBERS
+    alone = [member(make_cfg, seed, *values, *shared) for seed, values in members]
+    together = [member(make_cfg, seed, *values, *shared)[0] for seed, values in members]
     cfg = alone[0][1]
     g = cfg["update"]["gradient_steps"]
     b = cfg["update"]["batch_size"]

@@ -38,7 +38,7 @@ from twrl_exp.protocols import (
     entry,
 )
 from twrl_exp.storage import ReplayBatch, ReplayStorage
-from twrl_exp.update.checks import check_range, load_optimizer_state, network
+from twrl_exp.update.checks import check_range, load_optimizer_state, make_optimizer, network
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 
@@ -221,7 +221,7 @@ class _TwinCritics:
         self.critic_targets = [frozen_copy(q) for q in critics]
         self.gamma, self.tau, self.max_grad_norm = gamma, tau, max_grad_norm
         self.q_params = [p for q in critics for p in q.parameters()]
-        self.q_optimizer = torch.optim.Adam(self.q_params, lr=q_lr)
+        self.q_optimizer = make_optimizer("adam", list(self.q_params), q_lr, 0.0, {})
 
     def learn(self, batch: ReplayBatch, clock: Clock) -> Metrics:
         """One gradient step per minibatch of ``batch``; the last one's figures."""
@@ -324,7 +324,7 @@ class SAC(_TwinCritics):
             max_grad_norm=max_grad_norm,
         )
         self.policy, self.policy_delay = policy, policy_delay
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.actor_optimizer = make_optimizer("adam", list(self.actor.parameters()), lr, 0.0, {})
         action_dim = int(np.prod(policy.action_shape))
         self.target_entropy = (
             float(-action_dim) if target_entropy is None else float(target_entropy)
@@ -435,7 +435,7 @@ class TD3(_TwinCritics):
         )
         self.policy, self.policy_delay = policy, policy_delay
         self.actor_target = frozen_copy(self.actor)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.actor_optimizer = make_optimizer("adam", list(self.actor.parameters()), lr, 0.0, {})
         self.noise, self.noise_clip = target_policy_noise, target_noise_clip
 
     def _gradient_step(self, minibatch: Batch, step: int) -> Metrics:

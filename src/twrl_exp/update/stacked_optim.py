@@ -22,12 +22,13 @@ import inspect
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch.optim.adam import adam as functional_adam
 
 from twrl_exp.choices import OptimizerName, parse
 from twrl_exp.errors import ConfigError
 
 _ACCEPTED: dict[str, frozenset[str]] = {
-    "adam": frozenset({"betas", "eps"}),
+    "adam": frozenset({"betas", "eps", "fused"}),
     "rmsprop": frozenset({"alpha", "eps", "momentum", "centered"}),
     "sgd": frozenset({"momentum", "dampening", "nesterov"}),
 }
@@ -65,7 +66,7 @@ class StackedOptimizer:
             if not (isinstance(betas, Sequence) and len(betas) == 2):
                 raise ConfigError(f"update.optimizer_kwargs.betas={betas} must be two numbers.")
             self.beta1, self.beta2 = (_number("betas", beta) for beta in betas)
-        for key in sorted(_ACCEPTED[self.name] - {"betas", "centered", "nesterov"}):
+        for key in sorted(_ACCEPTED[self.name] - {"betas", "centered", "nesterov", "fused"}):
             setattr(self, key, _number(key, options[key]))
         self.centered = bool(options.get("centered"))
         self.nesterov = bool(options.get("nesterov"))
@@ -85,6 +86,11 @@ class StackedOptimizer:
         self.state: list[dict[str, torch.Tensor]] = [
             {name: torch.zeros_like(p) for name in _STATE[self.name]} for p in self.params
         ]
+        # Members whose own optimiser is torch's fused Adam (large networks: DQN's and SAC's
+        # 256-256, see checks.make_optimizer) step one after another, each with that kernel
+        # over its rows: its single run's numbers, in one pass over its parameters rather than
+        # the ~9 passes over all K members' stacked tensors of the single-tensor form.
+        self._fused = self.name == "adam" and bool(options.get("fused"))
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -96,6 +102,9 @@ class StackedOptimizer:
 
         In place, as ``torch.optim`` steps (a stacked tensor is K members' worth of memory:
         every temporary is a pass over all of them); inactive members' rows are put back."""
+        if self._fused:
+            self._adam_each_member(active)
+            return
         frozen = None if active is None else torch.nonzero(~active).flatten()
         if frozen is not None and not len(frozen):
             frozen = None
@@ -114,6 +123,36 @@ class StackedOptimizer:
                 p[frozen] = kept[0]
                 for key, value in kept[1].items():
                     state[key][frozen] = value
+
+    def _adam_each_member(self, active: torch.Tensor | None) -> None:
+        """Adam for each active member alone: ``torch.optim``'s fused CPU kernel over its rows
+        (views into the stacked tensors), with its own learning rate and step count; members
+        of one learning rate (a population of seeds) in one call."""
+        flags = [True] * self.size if active is None else active.tolist()
+        by_lr: dict[float, list[int]] = {}
+        for m, lr in enumerate(self.lr.tolist()):
+            if flags[m]:
+                by_lr.setdefault(lr, []).append(m)
+        rows = [(p, s) for p, s in zip(self.params, self.state, strict=True) if p.grad is not None]
+        for lr, members in by_lr.items():
+            own = [(m, p, s) for m in members for p, s in rows]
+            functional_adam(
+                [p[m] for m, p, _ in own],
+                [p.grad[m] for m, p, _ in own],  # type: ignore[index]
+                [s["exp_avg"][m] for m, _, s in own],
+                [s["exp_avg_sq"][m] for m, _, s in own],
+                [],
+                [torch.tensor(float(self.steps[m])) for m, _, _ in own],  # the kernel adds 1
+                fused=True,
+                amsgrad=False,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                lr=lr,
+                weight_decay=self.weight_decay,
+                eps=self.eps,
+                maximize=False,
+            )
+        self.steps += 1 if active is None else active.to(torch.int64)
 
     def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``[K]`` float64 values -> float32 ``[K, 1, ...]`` broadcastable against ``like``."""
@@ -257,7 +296,7 @@ def options_of(optimizer: torch.optim.Optimizer) -> dict[str, object]:
         raise ConfigError("a population does not support update.weight_decay yet.")
     name = type(optimizer).__name__.lower()
     keys = {
-        "adam": ("betas", "eps"),
+        "adam": ("betas", "eps", "fused"),
         "rmsprop": ("alpha", "eps", "momentum", "centered"),
         "sgd": ("momentum", "dampening", "nesterov"),
     }.get(name)
@@ -265,7 +304,10 @@ def options_of(optimizer: torch.optim.Optimizer) -> dict[str, object]:
         raise ConfigError(f"a population does not support the {name} optimiser.")
     if group.get("amsgrad"):
         raise ConfigError("a population does not support amsgrad.")
-    return {key: tuple(group[key]) if key == "betas" else group[key] for key in keys}
+    options = {key: tuple(group[key]) if key == "betas" else group[key] for key in keys}
+    if "fused" in options:
+        options["fused"] = bool(options["fused"])  # None: torch's default, not fused on CPU
+    return options
 
 
 def shared_structure(members: Sequence[object], names: Sequence[str]) -> dict[str, object]:
