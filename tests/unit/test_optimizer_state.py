@@ -43,3 +43,15 @@ def test_adam_over_large_networks_is_the_fused_kernel_unless_the_config_chooses(
     assert not chosen["fused"]
     assert chosen["foreach"] is True
     assert not make_optimizer("sgd", large, 1e-3, 0.0, {}).param_groups[0].get("fused")
+
+
+def test_a_run_flushes_subnormal_floats_to_zero(make_cfg) -> None:
+    """Adam's moments of weights without gradient decay below float32's normal range, where
+    each operation costs ~15x: every run's build sets torch to flush them to zero."""
+    from twrl_exp.build import build
+
+    torch.set_flush_denormal(False)
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0.0  # a subnormal, kept
+    built = build(make_cfg("env=cartpole", "update=dqn", "monitor=none"), evaluation=False)
+    built.close()
+    assert (torch.tensor([1e-39]) * 1.0).item() == 0.0
