@@ -449,8 +449,9 @@ class TrialConfig:
 
     objective: Objective = Objective.best_mean_return
     seeds: int = 1  # seeds seed, seed+1, ...; the objective is their mean
-    # seeds > 1 of a rule with a population form (update=ppo or a2c, model=mlp,
-    # policy=categorical) train together in one process, each its own run; false: one by one
+    # seeds > 1 of a rule with a population form (twrl_exp.population.VECTORISABLE:
+    # reinforce, ppo, a2c, dqn, sac, td3 with model=mlp) train together in one process, each
+    # its own run; false: one by one
     population: bool = True
     # torch threads while a population trains (its batched matmuls share cores well; a single
     # run's small ones do not: torch_threads); null: $OMP_NUM_THREADS where set (a Ray task's
