@@ -302,7 +302,7 @@ def cli_run(k: int, extra: list[str], rule: str = "ppo") -> dict[str, float]:
 
 
 def records(
-    sizes: list[int], rule: str = "ppo", monitors: Sequence[str] = tuple(RECORDS)
+    sizes: list[int], rule: str = "ppo", monitors: Sequence[str] = tuple(RECORDS)[:3]
 ) -> list[str]:
     """The CLI's populations with their records against ``monitor=none`` and one run."""
     greedy = rule == "dqn"  # its training episodes explore (epsilon 0.04): the greedy figure
@@ -477,52 +477,49 @@ def main() -> None:
             "",
         ]
     cli: list[str] = []
-    if args.records:
-        sizes = [int(size) for size in args.records.split(",")]
-        cli += [
-            "## The command line: `python train.py update=ppo trial.seeds=K`, recorded",
-            "",
+    sections_of_runs = [
+        (
+            args.records,
+            "ppo",
+            list(RECORDS)[:3],
+            "The command line: `python train.py update=ppo trial.seeds=K`, recorded",
             "Wall time of the whole command (start-up, build, training, evaluations every 10k "
             "steps, the end of every run), in a fresh SQLite store: the default monitor "
             "(MLflow, checkpoints, learning curve, model, video of the final policy), without "
             "the video, and `monitor=none`; `x one run`: against K = 1 with the default "
             "monitor; overhead: against `monitor=none` at the same K; solved: runs whose "
             "trailing-100 mean reached 475.",
-            "",
-            *records(sizes),
-            "",
-        ]
-    if args.sac:
-        sizes = [int(size) for size in args.sac.split(",")]
-        cli += [
-            "## SAC: `python train.py env=pendulum update=sac trial.seeds=K monitor=none`",
-            "",
+        ),
+        (
+            args.sac,
+            "sac",
+            ["monitor=none"],
+            "SAC: `python train.py env=pendulum update=sac trial.seeds=K monitor=none`",
             "The SAC Pendulum preset (20k env steps, 256-256 networks, a gradient step on a "
             "minibatch of 256 every env step, evaluations every 2k steps): wall time of the "
             "whole command against one run; the population trains with every core (2 here), a "
             "run with one torch thread (its best).",
-            "",
-            *records(sizes, "sac", ["monitor=none"]),
-            "",
-        ]
-    if args.dqn:
-        sizes = [int(size) for size in args.dqn.split(",")]
-        cli += [
-            "## DQN: `python train.py update=dqn trial.seeds=K`",
-            "",
+        ),
+        (
+            args.dqn,
+            "dqn",
+            ["no video", "monitor=none", "no video, one by one"],
+            "DQN: `python train.py update=dqn trial.seeds=K`",
             "The DQN CartPole preset (50k env steps, 256-256 network, 128 gradient steps on "
             "minibatches of 64 every 256 env steps, evaluations every 5k steps), recorded without "
             "video and with `monitor=none`: wall time of the whole command against one run; "
             "solved: runs whose trailing-100 mean of training episodes (which explore) reached "
             "475; greedy: runs whose final greedy evaluation (10 episodes) averaged 475 or more; "
             "one by one: the same seeds one after the other in one process "
-            "(`trial.population=false`). Members reach their learns at "
-            "different vector steps (autoreset steps count none): each waits, its env paused, "
-            "until every member holds a batch, then all learn as one.",
-            "",
-            *records(sizes, "dqn", ["no video", "monitor=none", "no video, one by one"]),
-            "",
-        ]
+            "(`trial.population=false`). Members reach their learns at different vector steps "
+            "(autoreset steps count none): each waits, its env paused, until every member holds "
+            "a batch, then all learn as one.",
+        ),
+    ]
+    for asked, rule, monitors, title, text in sections_of_runs:
+        if asked:
+            sizes = [int(size) for size in asked.split(",")]
+            cli += [f"## {title}", "", text, "", *records(sizes, rule, monitors), ""]
     if args.optuna:
         cli += [
             f"## An Optuna sweep: `+sweep=population_cartpole_ppo`, {args.optuna} trials",

@@ -260,8 +260,6 @@ class Population:
         for m, member in enumerate(self.members):
             self._enlist(m, member, self.deferred[m])
         self.wall_time = 0.0
-        self.waiting: set[int] = set()  # refilled slots to begin with the others' next learn
-        self.learned_now = False  # whether the last vector step ended with a learn
 
     def _enlist(self, m: int, member: Member, deferred: _Deferred) -> None:
         """``member``'s agent hands its batches to the population, slot ``m``."""
@@ -300,11 +298,8 @@ class Population:
     def run(self, on_end: Callable[[int, Member], Member | None] | None = None) -> None:
         """Train every member until it ends (see the module's docstring). ``on_end(m,
         member)`` hears of each member as soon as it ends and may give the member that takes
-        its slot (a new run, not yet begun).
-
-        A PPO or A2C member that takes a slot begins right after the others' next learn, so
-        its rollouts end when theirs do: members out of step would each make the stacked
-        learner learn for all K slots, up to K times as often."""
+        its slot (a new run, not yet begun: it begins at once, and the others, holding their
+        batches, wait for its first one, so that every learn serves every slot)."""
         started = time.perf_counter()
         held: set[int] = set()  # members whose batch waits for the others' (one learn)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -314,11 +309,7 @@ class Population:
             while True:
                 live = self._live()
                 if not live:
-                    if not self.waiting:
-                        break
-                    self._begin_waiting()
-                    self._refill(on_end)
-                    continue
+                    break
                 acting = [m for m in live if m not in held]
                 for m in acting:
                     member = self.members[m]
@@ -332,8 +323,7 @@ class Population:
                         self._end_if_spent(member)
                 # A member holding a batch steps no further until every live member holds
                 # one (or ended): then all learn as one, each at its own clock.
-                self.learned_now = bool(held) and held.issuperset(self._live())
-                if self.learned_now:
+                if held and held.issuperset(self._live()):
                     learned = self._learn()
                     for m in sorted(held):
                         member = self.members[m]
@@ -341,29 +331,21 @@ class Population:
                             self._guarded(member, partial(member.runner.after_step, learned[m]))
                             self._end_if_spent(member)
                     held.clear()
-                    self._begin_waiting()
                 self._refill(on_end)
         self.wall_time = time.perf_counter() - started
 
     def _live(self) -> list[int]:
-        """The slots whose member trains now: not ended, not waiting to begin."""
-        return [
-            m for m, member in enumerate(self.members) if not member.ended and m not in self.waiting
-        ]
+        """The slots whose member still trains."""
+        return [m for m, member in enumerate(self.members) if not member.ended]
 
     def _begin(self, m: int) -> None:
         member = self.members[m]
         self._guarded(member, member.runner.begin)
         self._end_if_spent(member)
 
-    def _begin_waiting(self) -> None:
-        for m in sorted(self.waiting):
-            self._begin(m)
-        self.waiting.clear()
-
     def _refill(self, on_end: Callable[[int, Member], Member | None] | None) -> None:
         """Tell ``on_end`` of every member that ended since, and put the members it gives in
-        their slots (begun now, or with the others' next learn: see :meth:`run`)."""
+        their slots, begun now."""
         for m in range(len(self.members)):
             while (member := self.members[m]).ended and not member.told:
                 member.told = True
@@ -372,10 +354,7 @@ class Population:
                 if successor is None:
                     break
                 self.replace(m, successor)
-                if isinstance(self.stacked, StackedPPO):
-                    self.waiting.add(m)
-                else:
-                    self._begin(m)
+                self._begin(m)
 
     def _guarded(self, member: Member, call: Callable[[], Any]) -> None:
         """``call`` of one member; an error ends that member alone (Ctrl-C ends them all)."""

@@ -184,6 +184,7 @@ def test_kill_9_of_a_population_leaves_every_member_lost_and_each_resumes_to_its
                      f"train.max_env_steps={budget}", *QUIET)  # fmt: skip
     assert together.returncode == 0, together.stderr
     assert "Launching 2 jobs as one population" in together.stdout + together.stderr
+    finals: list[str] = []  # each member's continuation
     for run in members:
         assert "lost" in client.get_run(run.info.run_id).data.tags["twrl.end_reason"]
         seed = run.data.params["seed"]
@@ -191,6 +192,21 @@ def test_kill_9_of_a_population_leaves_every_member_lost_and_each_resumes_to_its
         assert final.info.status == "FINISHED"
         assert budget <= final.data.metrics["env_steps"] < budget + 16
         assert_one_timeline(client, final)
+        finals.append(final.info.run_id)
+    # rerun= jobs are grouped by their logged config too: two new runs, one population
+    ids = ",".join(finals[1:])
+    again = train(tmp_path, "-m", f"rerun={ids}", POPULATION, "train.max_env_steps=2000", *QUIET)
+    assert again.returncode == 0, again.stderr
+    assert "Launching 2 jobs as one population" in again.stdout + again.stderr
+    before = {*finals, *(r.info.run_id for r in members)}
+    reruns = [
+        r
+        for r in all_runs(isolated_mlflow)
+        if r.info.run_id not in before and "seed" in r.data.params
+    ]  # the new runs, not the sweep's parent
+    # (each rerun trains its logged config's trial.seeds=3 seeds, as a plain rerun= does)
+    assert {r.data.tags["rerun_of"] for r in reruns} == set(finals[1:])
+    assert all(r.info.status == "FINISHED" for r in reruns)
 
 
 def test_ctrl_c_of_a_population_marks_every_member_killed(

@@ -335,9 +335,9 @@ def test_members_a_population_cannot_stack_train_one_by_one_as_their_single_runs
 
 def test_a_refilled_ppo_slot_learns_in_step_with_the_others(make_cfg) -> None:
     """Member 0 is stopped (as a pruner stops it) after 300 env steps and a new run takes its
-    slot: it begins right after the others' next learn, so every stacked learn serves both
-    slots (out of step, each member's rollout would make a learn of its own), and it trains as
-    its single run."""
+    slot: it begins at once and the other member, holding its rollout, waits for the
+    newcomer's first one, so every stacked learn serves both slots (out of step, each member's
+    rollout would make a learn of its own), and it trains as its single run."""
     from twrl_exp.runner import MonitorBase
 
     class StopAt(MonitorBase):  # at an episode's end, between two learns

@@ -209,16 +209,34 @@ class Reinforce:
             self.value_optimizer.step()
         return loss.item()
 
-    def learn(self, batch: EpisodeBatch, clock: Clock) -> Metrics:
-        """One policy-gradient step on the closed episodes of ``batch``."""
-        index = batch.index  # the closed steps in the flattened [T * N] arrays
+    def batch_advantages(self, batch: EpisodeBatch) -> tuple[np.ndarray, dict[str, float]]:
+        """The advantages of ``batch``'s closed steps (in ``batch.index`` order) and the
+        baseline's figures; the baseline learns from the batch (its state moves on)."""
         all_returns = discounted_returns(
             batch.rewards, batch.end, self.gamma, self._bootstrap(batch)
         )
-        returns = all_returns.reshape(-1)[index]
+        returns = all_returns.reshape(-1)[batch.index]  # the closed steps of the [T * N] arrays
+        return self._advantages(returns, batch.time_index, torch.from_numpy(batch.obs))
+
+    def lr_at(self, clock: Clock) -> float:
+        """The learning rate of an update at ``clock`` (its schedule's value)."""
+        if self.lr_schedule is Schedule.constant:
+            return self.lr
+        return linear_lr(self.lr, self.lr_final_fraction, clock.progress(self.total_env_steps))
+
+    def batch_metrics(self, batch: EpisodeBatch, clock: Clock) -> Metrics:
+        """What an update reports of ``batch`` besides its loss figures."""
+        return {
+            "batch/steps": float(len(batch.index)),
+            "batch/episodes": float(np.count_nonzero(batch.end.reshape(-1)[batch.index])),
+            **self.policy.stats(clock),
+        }
+
+    def learn(self, batch: EpisodeBatch, clock: Clock) -> Metrics:
+        """One policy-gradient step on the closed episodes of ``batch``."""
         obs = torch.from_numpy(batch.obs)  # the closed steps only, in index order
         actions = torch.from_numpy(batch.actions)
-        advantages, stats = self._advantages(returns, batch.time_index, obs)
+        advantages, stats = self.batch_advantages(batch)
         self._set_lr(clock)
         outputs = self.model(obs)
         log_prob = self.policy.log_prob(outputs, actions)
@@ -240,10 +258,8 @@ class Reinforce:
             "policy/entropy": entropy.item(),
             "grad_norm": float(grad_norm),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "batch/steps": float(len(index)),
-            "batch/episodes": float(np.count_nonzero(batch.end.reshape(-1)[index])),
             **stats,
-            **self.policy.stats(clock),
+            **self.batch_metrics(batch, clock),
         }
 
     def _grad_norm(self) -> torch.Tensor:
@@ -256,7 +272,7 @@ class Reinforce:
     def _set_lr(self, clock: Clock) -> None:
         if self.lr_schedule is Schedule.constant:
             return
-        lr = linear_lr(self.lr, self.lr_final_fraction, clock.progress(self.total_env_steps))
+        lr = self.lr_at(clock)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

@@ -295,16 +295,12 @@ def options_of(optimizer: torch.optim.Optimizer) -> dict[str, object]:
     if group.get("weight_decay"):
         raise ConfigError("a population does not support update.weight_decay yet.")
     name = type(optimizer).__name__.lower()
-    keys = {
-        "adam": ("betas", "eps", "fused"),
-        "rmsprop": ("alpha", "eps", "momentum", "centered"),
-        "sgd": ("momentum", "dampening", "nesterov"),
-    }.get(name)
+    keys = _ACCEPTED.get(name)
     if keys is None:
         raise ConfigError(f"a population does not support the {name} optimiser.")
     if group.get("amsgrad"):
         raise ConfigError("a population does not support amsgrad.")
-    options = {key: tuple(group[key]) if key == "betas" else group[key] for key in keys}
+    options = {key: tuple(group[key]) if key == "betas" else group[key] for key in sorted(keys)}
     if "fused" in options:
         options["fused"] = bool(options["fused"])  # None: torch's default, not fused on CPU
     return options

@@ -26,15 +26,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from twrl_exp.choices import Baseline, Schedule
+from twrl_exp.choices import Baseline
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.mlp import MLP
 from twrl_exp.model.stacked import StackedMLP
 from twrl_exp.policy.gradient import Categorical
 from twrl_exp.protocols import Clock, Metrics
-from twrl_exp.returns import discounted_returns
 from twrl_exp.storage import EpisodeBatch
-from twrl_exp.update.checks import linear_lr
 from twrl_exp.update.reinforce import Reinforce
 from twrl_exp.update.stacked_optim import StackedOptimizer, clip_grad_norms_, shared_structure
 
@@ -103,11 +101,7 @@ class StackedReinforce:
             if batch is None:
                 own.append(None)
                 continue
-            returns = discounted_returns(batch.rewards, batch.end, member.gamma, None)
-            returns = returns.reshape(-1)[batch.index]
-            advantages, stats = member._advantages(
-                returns, batch.time_index, torch.from_numpy(batch.obs)
-            )
+            advantages, stats = member.batch_advantages(batch)
             own.append((batch.obs, batch.actions, advantages, stats))
         counts = [0 if o is None else len(o[0]) for o in own]
         width = max(max(counts), 1)
@@ -122,13 +116,7 @@ class StackedReinforce:
                 obs[m, :n], actions[m, :n] = found[0], found[1]
                 advantages[m, :n] = found[2]  # float32, as the single run's .float()
                 mask[m, :n] = 1.0
-        first = self.members[0]
-        lrs = [
-            linear_lr(member.lr, member.lr_final_fraction, clock.progress(first.total_env_steps))
-            if first.lr_schedule is Schedule.linear
-            else member.lr
-            for member, clock in zip(self.members, clocks, strict=True)
-        ]
+        lrs = [member.lr_at(clock) for member, clock in zip(self.members, clocks, strict=True)]
         self.optimizer.lr = torch.tensor(lrs, dtype=torch.float64)
         active = torch.tensor([c > 0 for c in counts])
         weight = torch.from_numpy(mask)
@@ -156,10 +144,8 @@ class StackedReinforce:
                 "policy/entropy": entropies[m],
                 "grad_norm": norms[m],
                 "lr": lrs[m],
-                "batch/steps": float(counts[m]),
-                "batch/episodes": float(np.count_nonzero(batch.end.reshape(-1)[batch.index])),
                 **found[3],
-                **member.policy.stats(clock),
+                **member.batch_metrics(batch, clock),
             }
         return result
 
