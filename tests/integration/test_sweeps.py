@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from twrl_exp.build import project_root
+from twrl_exp.store import open_client
 
 TINY = [
     "train.max_env_steps=4000",
@@ -445,6 +446,7 @@ def two_trials_training(tmp_path: Path, uri: str) -> bool:
 
 
 def test_ctrl_c_to_a_joblib_sweeps_process_group_ends_it_cleanly(tmp_path, isolated_mlflow) -> None:
+    open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
     proc = start_sweep(tmp_path, "first", *optuna_args(tmp_path, 6, *JOBLIB_FOREVER))
     wait_until(lambda: two_trials_training(tmp_path, isolated_mlflow))
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
@@ -465,6 +467,7 @@ def test_ctrl_c_to_a_joblib_sweeps_process_group_ends_it_cleanly(tmp_path, isola
 def test_workers_die_with_a_killed_joblib_sweep(tmp_path, isolated_mlflow) -> None:
     """kill -9 of the sweep process alone (an OOM kill): its workers notice, close their runs
     as KILLED, fail their trials, and exit instead of training on for minutes."""
+    open_client(isolated_mlflow)  # the store exists: polling it below never races its creation
     proc = start_sweep(tmp_path, "first", *optuna_args(tmp_path, 6, *JOBLIB_FOREVER))
     wait_until(lambda: two_trials_training(tmp_path, isolated_mlflow))
     os.kill(proc.pid, signal.SIGKILL)
