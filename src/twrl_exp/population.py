@@ -37,7 +37,7 @@ import torch
 
 from twrl_exp.agent import Agent
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Update
+from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Step, Update
 from twrl_exp.runner import History, Runner
 from twrl_exp.storage import EpisodeBatch, ReplayBatch, RolloutBatch
 from twrl_exp.update.actor_critic import A2C, PPO
@@ -48,8 +48,10 @@ from twrl_exp.update.stacked_dqn import StackedDQN
 from twrl_exp.update.stacked_off_policy import StackedSAC, StackedTD3
 from twrl_exp.update.stacked_ppo import StackedPPO
 from twrl_exp.update.stacked_reinforce import StackedReinforce
+from twrl_exp.update.stacked_td import StackedTdLambda
+from twrl_exp.update.td_lambda import TdLambda
 
-Stacked = StackedPPO | StackedDQN | StackedSAC | StackedTD3 | StackedReinforce
+Stacked = StackedPPO | StackedDQN | StackedSAC | StackedTD3 | StackedReinforce | StackedTdLambda
 
 # What members of one population may differ in, besides ``seed`` and the policy's values (each
 # member acts with its own policy): the values its rows of the stacked learner hold per member.
@@ -106,9 +108,12 @@ VECTORISABLE: dict[str, frozenset[str]] = {
             "max_grad_norm",
         }
     ),
+    # Each member keeps its own learner (float64, bit-identical to its single run).
+    "td_lambda": frozenset({"alpha", "lam", "gamma"}),
 }
 # The models and policies each rule's stacked learner takes.
-_MODELS = frozenset({"mlp"})
+_MODELS = {"td_lambda": frozenset({"tilecoding", "table"})}
+_MLP = frozenset({"mlp"})
 _POLICIES = {
     "reinforce": "categorical",
     "ppo": "categorical",
@@ -116,6 +121,7 @@ _POLICIES = {
     "dqn": "egreedy",
     "sac": "tanh_normal",
     "td3": "deterministic",
+    "td_lambda": "egreedy",
 }
 
 
@@ -129,7 +135,7 @@ def structure_key(config: Mapping[str, Any]) -> str | None:
         return None
     model = (config.get("model") or {}).get("name")
     policy = (config.get("policy") or {}).get("name")
-    if model not in _MODELS or policy != _POLICIES[rule]:
+    if model not in _MODELS.get(rule, _MLP) or policy != _POLICIES[rule]:
         return None
     if rule == "reinforce" and str(update.get("baseline")) == "value":
         return None  # a learned value baseline: its own network, not stacked
@@ -224,8 +230,8 @@ class Member:
 
 
 class Population:
-    """``members`` (REINFORCE, PPO, A2C, DQN, SAC or TD3 agents of one structure) trained
-    together."""
+    """``members`` (REINFORCE, PPO, A2C, DQN, SAC, TD3 or TD(lambda) agents of one structure)
+    trained together."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         self.members = list(members)
@@ -250,10 +256,13 @@ class Population:
             self.stacked = StackedDQN(learners)  # type: ignore[arg-type]
         elif kinds == {Reinforce}:
             self.stacked = StackedReinforce(learners)  # type: ignore[arg-type]
+        elif kinds == {TdLambda}:
+            self.stacked = StackedTdLambda(learners)  # type: ignore[arg-type]
         else:
             names = sorted(type(learner).__name__ for learner in learners)
             raise ConfigError(
-                "a population trains update=reinforce, ppo, a2c, dqn, sac or td3 members so far, "
+                "a population trains update=reinforce, ppo, a2c, dqn, sac, td3 or td_lambda "
+                "members, "
                 f"not {names}."
             )
         self.deferred = [_Deferred(learner) for learner in learners]
@@ -277,13 +286,14 @@ class Population:
             StackedTD3: (TD3,),
             StackedDQN: (DQN,),
             StackedReinforce: (Reinforce,),
+            StackedTdLambda: (TdLambda,),
         }
         if not isinstance(learner, takes[type(self.stacked)]):
             raise ConfigError(
                 f"a {type(self.stacked.members[0]).__name__} population cannot take a "
                 f"{type(learner).__name__} member."
             )
-        if isinstance(self.stacked, StackedDQN | StackedReinforce):
+        if isinstance(self.stacked, StackedDQN | StackedReinforce | StackedTdLambda):
             self.stacked.replace(m, learner)  # type: ignore[arg-type]
         else:
             self.stacked.replace(m, learner, member.generator)  # type: ignore[arg-type]
@@ -393,6 +403,9 @@ class Population:
         elif isinstance(self.stacked, StackedReinforce):
             episodes: list[EpisodeBatch | None] = batches
             metrics = self.stacked.learn(episodes, clocks)
+        elif isinstance(self.stacked, StackedTdLambda):
+            steps: list[Step | None] = batches
+            metrics = self.stacked.learn(steps, clocks)
         else:
             replayed: list[ReplayBatch | None] = batches
             metrics = self.stacked.learn(replayed, clocks)

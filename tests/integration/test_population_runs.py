@@ -30,6 +30,7 @@ from twrl_exp.store import open_client
 
 PPO = ["update=ppo", "eval.every_steps=null", "eval.final=false", *QUIET]
 POPULATION = "hydra/launcher=population"
+CAR = "MountainCar-v0"
 
 
 def runs_by_name(uri: str) -> dict[str, object]:
@@ -89,6 +90,41 @@ def test_a_grid_of_two_structures_trains_as_two_populations_each_job_a_single_ru
     }
     differs = {k for k, v in member.data.params.items() if alone.data.params[k] != v}
     assert differs <= {"trial.population"}, differs
+
+
+def test_a_td_lambda_grid_is_one_population_whose_members_record_their_single_runs_curves(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """An alpha x lambda grid of tile-coded TD(lambda) on MountainCar (the Sutton & Barto
+    figure) is one population; each member's recorded learning curve is, value for value, the
+    one its single run records."""
+    td = ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda",
+          "train.max_episodes=12", "eval.every_steps=null", "eval.final=false", *QUIET]  # fmt: skip
+    result = train(tmp_path, "-m", POPULATION, "update.alpha=0.2,0.5", "update.lam=0,0.9", *td)
+    assert result.returncode == 0, result.stderr
+    assert "Launching 4 jobs as one population" in result.stdout + result.stderr
+    client = MlflowClient(tracking_uri=isolated_mlflow)
+    members = [r for r in all_runs(isolated_mlflow, CAR) if "mlflow.parentRunId" in r.data.tags]
+    assert len(members) == 4
+    assert all(r.info.status == "FINISHED" for r in members)
+    single = train(tmp_path, "update.alpha=0.5", "update.lam=0.9", *td)
+    assert single.returncode == 0, single.stderr
+    (alone,) = [r for r in all_runs(isolated_mlflow, CAR) if r.info.run_id not in
+                {m.info.run_id for m in members} and "sweep" not in r.data.tags]  # fmt: skip
+    (member,) = [
+        r for r in members if (r.data.params["update.alpha"], r.data.params["update.lam"])
+        == ("0.5", "0.9")
+    ]  # fmt: skip
+
+    def curve(run, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+
+    for key in ("episode/return", "episode/length", "train/td_error_rms", "train/policy/epsilon"):
+        assert curve(member, key) == curve(alone, key), key
+        assert curve(alone, key), key
+    assert len(curve(alone, "episode/return")) == 12
+    learned = {json.dumps(curve(r, "train/td_error_rms")) for r in members}
+    assert len(learned) == 4  # each member learned with its own alpha and lambda
 
 
 def test_a_diverging_member_fails_alone_and_keeps_its_last_finite_checkpoint(

@@ -3,6 +3,7 @@ clock, same parameters within float rounding), its learner stacked with the othe
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -296,15 +297,56 @@ def test_off_policy_members_with_different_minibatch_counts_or_none_learn_as_alo
 
 
 def test_members_of_another_rule_are_refused_in_one_sentence(make_cfg) -> None:
-    cfg = make_cfg(
-        "env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda",
-        "train.max_env_steps=1000", "monitor=none",
-    )  # fmt: skip
+    cfg = make_cfg("update=none", "policy=random", "train.max_env_steps=1000", "monitor=none")
     with pytest.raises(
         ConfigError,
-        match=r"update=reinforce, ppo, a2c, dqn, sac or td3 members so far, not \['TdLambda'\]",
+        match=r"update=reinforce, ppo, a2c, dqn, sac, td3 or td_lambda members, not "
+        r"\['NoLearning'\]",
     ):
         Population([member(cfg)])
+
+
+TD_RULES = {
+    # Tile-coded Sarsa(lambda) on MountainCar, compiled backend where numba is installed.
+    "tilecoding": ["env=mountaincar", "model=tilecoding", "train.max_env_steps=4000"],
+    # Tabular Q(lambda) on CliffWalking, numpy backend.
+    "table": [
+        "env=cliffwalking",
+        "model=table",
+        "update.target=q_learning",
+        "update.backend=numpy",
+        "train.max_env_steps=3000",
+    ],
+}
+
+
+@pytest.mark.parametrize("model", list(TD_RULES))
+def test_each_td_lambda_member_is_bit_identical_to_its_single_run(make_cfg, model: str) -> None:
+    """An alpha x lambda grid of TD(lambda) members (float64): every member's episodes, clock,
+    weights and TD errors are its single run's, bit for bit."""
+    base = [*TD_RULES[model], "update=td_lambda", "policy=egreedy", "monitor=none"]
+    cfgs = [
+        make_cfg(*base, f"seed={seed}", f"update.alpha={alpha}", f"update.lam={lam}")
+        for seed, (alpha, lam) in enumerate([(0.5, 0.9), (0.3, 0.0), (0.1, 0.95)])
+    ]
+    singles = [single_run(cfg) for cfg in cfgs]
+    population = Population([member(cfg) for cfg in cfgs])
+    served = learns_served(population)
+    population.run()
+    assert all(with_batch == live for with_batch, live in served)
+    for single, mine in zip(singles, population.members, strict=True):
+        assert mine.error is None
+        assert mine.summary is not None
+        assert mine.history.returns == single.history.returns
+        assert mine.history.end_steps == single.history.end_steps
+        assert mine.agent.clock.state_dict() == single.agent.clock.state_dict()
+        assert mine.agent.clock.gradient_steps > 1000
+        mine_weights = mine.agent.update.learner.learner.model.weights
+        single_weights = single.agent.update.learner.model.weights
+        assert mine_weights.dtype == np.float64
+        assert np.array_equal(mine_weights, single_weights)
+    learned = {m.agent.update.learner.learner.model.weights.tobytes() for m in population.members}
+    assert len(learned) == len(cfgs)  # each learned its own
 
 
 def test_members_a_population_cannot_stack_train_one_by_one_as_their_single_runs(

@@ -10,6 +10,12 @@ from hydra_plugins.twrl_population_launcher.population_launcher import Populatio
 from twrl_exp.errors import ConfigError
 from twrl_exp.population import structure_key
 
+ENVS = {
+    "update=sac": ["env=pendulum"],
+    "update=td3": ["env=pendulum"],
+    "update=td_lambda": ["env=mountaincar", "model=tilecoding", "policy=egreedy"],
+}
+
 
 def key(make_cfg, *overrides: str) -> str | None:
     cfg = make_cfg(*overrides)
@@ -35,10 +41,12 @@ def key(make_cfg, *overrides: str) -> str | None:
             "update=td3",
             ["update.target_noise_clip=0.3", "update.tau=0.01", "policy.exploration_noise=0.2"],
         ),
+        ("update=td_lambda", ["seed=1", "update.alpha=0.1", "update.lam=0.5", "update.gamma=0.9"]),
+        ("update=td_lambda", ["policy.epsilon=0.2", "policy.decay=0.9"]),
     ],
 )
 def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list[str]) -> None:
-    env = ["env=pendulum"] if rule in ("update=sac", "update=td3") else []
+    env = ENVS.get(rule, [])
     base = key(make_cfg, *env, rule)
     assert base is not None
     assert key(make_cfg, *env, rule, *varied) == base
@@ -67,10 +75,13 @@ def test_vectorisable_values_share_a_structure(make_cfg, rule: str, varied: list
         ("update=dqn", "update.prioritized=true"),
         ("update=dqn", "update.double_q=true"),
         ("update=dqn", "policy=categorical"),
+        ("update=td_lambda", "model.num_tilings=4"),
+        ("update=td_lambda", "update.target=q_learning"),
+        ("update=td_lambda", "update.traces=accumulating"),
     ],
 )
 def test_structural_values_make_another_structure(make_cfg, rule: str, structural: str) -> None:
-    env = ["env=pendulum"] if rule in ("update=sac", "update=td3") else []
+    env = ENVS.get(rule, [])
     assert key(make_cfg, *env, rule, structural) != key(make_cfg, *env, rule)
 
 
@@ -80,7 +91,7 @@ def test_structural_values_make_another_structure(make_cfg, rule: str, structura
         ["update=reinforce", "update.baseline=value"],  # a value network: not stacked
         ["update=reinforce", "policy=normal", "env=pendulum"],
         ["env=pendulum", "update=sac", "model=none"],  # no stacked networks: alone
-        ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda"],
+        ["env=mountaincar", "model=tilecoding", "policy=greedy", "update=td_lambda"],
         ["update=ppo", "model=table", "env=cliffwalking"],
     ],
 )
