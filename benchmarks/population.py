@@ -253,36 +253,43 @@ RULE_ARGS = {
 }
 
 
+def _timed(command: list[str], tmp: str, uri: str) -> tuple[float, float]:
+    """``python train.py *command`` as a user types it: wall time, and the largest resident set
+    (MB) of its processes."""
+    import subprocess
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(HERE.parent)}
+    measure = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", measure, sys.executable, "train.py", *command],
+        cwd=HERE.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return time.perf_counter() - started, int(out.stdout.split()[-1]) / 1024
+
+
 def cli_run(k: int, extra: list[str], rule: str = "ppo") -> dict[str, float]:
     """``python train.py update=ppo trial.seeds=K`` (K = 1: one run; ``rule=sac``: the SAC
     Pendulum preset) as a user types it, in a fresh store: wall time, the largest resident set
     of its processes, the fraction of runs that reached the env's threshold (CartPole: a
     trailing-100 mean of 475)."""
-    import subprocess
     import tempfile
 
     from mlflow import MlflowClient
 
     with tempfile.TemporaryDirectory(prefix="twrl-bench-") as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(HERE.parent)}
         seeds = [f"trial.seeds={k}"] if k > 1 else []
-        command = [sys.executable, "train.py", *RULE_ARGS[rule], *seeds, *extra]
-        measure = (
-            "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-        )
-        started = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", measure, *command, f"hydra.run.dir={tmp}/out"],
-            cwd=HERE.parent,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        wall = time.perf_counter() - started
+        command = [*RULE_ARGS[rule], *seeds, *extra, f"hydra.run.dir={tmp}/out"]
+        wall, rss = _timed(command, tmp, uri)
         solved = greedy = float("nan")
         if "monitor=none" not in extra:
             client = MlflowClient(tracking_uri=uri)
@@ -293,12 +300,42 @@ def cli_run(k: int, extra: list[str], rule: str = "ppo") -> dict[str, float]:
             greedy = float(
                 np.mean([r.data.metrics.get("final_eval_mean_return", 0) >= 475 for r in runs])
             )
-    return {
-        "wall": wall,
-        "rss_mb": int(out.stdout.split()[-1]) / 1024,
-        "solved": solved,
-        "greedy": greedy,
+    return {"wall": wall, "rss_mb": rss, "solved": solved, "greedy": greedy}
+
+
+TD_GRID = ["env=mountaincar", "model=tilecoding", "policy=egreedy", "update=td_lambda"]
+
+
+def td_grid(k: int) -> list[str]:
+    """The tile-coded TD(lambda) MountainCar preset (500 episodes) as an alpha x lambda grid of
+    ``k`` trials (``k`` a square), ``monitor=none``: one run, the grid as one population, and
+    the grid with Hydra's basic launcher (one job after another in one process)."""
+    import tempfile
+
+    side = round(k**0.5)
+    alphas = ",".join(f"{a:.3g}" for a in np.linspace(0.1, 1.0, side))
+    lams = ",".join(f"{lam:.3g}" for lam in np.linspace(0.0, 0.95, side))
+    grid = [f"update.alpha={alphas}", f"update.lam={lams}"]
+    cases = {
+        "one run (alpha 0.5, lambda 0.9)": [],
+        f"{side * side} trials, hydra/launcher=population": [*grid, "hydra/launcher=population"],
+        f"{side * side} trials, Hydra's basic launcher": grid,
     }
+    rows = ["| what | wall (s) | x one run | max RSS (MB) |", "|---|---:|---:|---:|"]
+    one = 0.0
+    for name, args in cases.items():
+        with tempfile.TemporaryDirectory(prefix="twrl-bench-") as tmp:
+            where = f"hydra.sweep.dir={tmp}/multirun" if args else f"hydra.run.dir={tmp}/out"
+            multirun = ["-m"] if args else []  # Hydra takes its flags before the overrides
+            wall, rss = _timed(
+                [*multirun, *TD_GRID, *args, "monitor=none", where],
+                tmp,
+                f"sqlite:///{tmp}/mlflow.db",
+            )
+        one = one or wall
+        rows.append(f"| {name} | {wall:.1f} | {wall / one:.1f}x | {rss:.0f} |")
+        print(rows[-1], flush=True)
+    return rows
 
 
 def records(
@@ -434,6 +471,9 @@ def main() -> None:
         default="",
         help="trial.seeds=K of the DQN CartPole preset, recorded without video, e.g. 1,8 (1 first)",
     )
+    parser.add_argument(
+        "--td", type=int, default=0, help="trials of the TD(lambda) alpha x lambda grid, e.g. 64"
+    )
     args = parser.parse_args()
     register_configs()
     sections = []
@@ -520,6 +560,19 @@ def main() -> None:
         if asked:
             sizes = [int(size) for size in asked.split(",")]
             cli += [f"## {title}", "", text, "", *records(sizes, rule, monitors), ""]
+    if args.td:
+        cli += [
+            "## TD(lambda): an alpha x lambda grid of tile-coded MountainCar",
+            "",
+            "The preset (8 tilings of 8x8 tiles, 500 episodes, compiled backend), `monitor=none`: "
+            "one run, and a grid over `update.alpha` and `update.lam` (the Sutton & Barto "
+            "figure) as one population and with Hydra's basic launcher (one job after another "
+            "in one process). Each member keeps its own float64 learner (bit-identical to its "
+            "single run) and acts one member at a time.",
+            "",
+            *td_grid(args.td),
+            "",
+        ]
     if args.optuna:
         cli += [
             f"## An Optuna sweep: `+sweep=population_cartpole_ppo`, {args.optuna} trials",

@@ -37,7 +37,7 @@ import torch
 
 from twrl_exp.agent import Agent
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Step, Update
+from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Update
 from twrl_exp.runner import History, Runner
 from twrl_exp.storage import EpisodeBatch, ReplayBatch, RolloutBatch
 from twrl_exp.update.actor_critic import A2C, PPO
@@ -311,6 +311,11 @@ class Population:
         its slot (a new run, not yet begun: it begins at once, and the others, holding their
         batches, wait for its first one, so that every learn serves every slot)."""
         started = time.perf_counter()
+        if isinstance(self.stacked, StackedTdLambda):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._run_in_turn(on_end)
+            self.wall_time = time.perf_counter() - started
+            return
         held: set[int] = set()  # members whose batch waits for the others' (one learn)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for m in range(len(self.members)):
@@ -343,6 +348,36 @@ class Population:
                     held.clear()
                 self._refill(on_end)
         self.wall_time = time.perf_counter() - started
+
+    def _run_in_turn(self, on_end: Callable[[int, Member], Member | None] | None) -> None:
+        """Members whose learns share no computation (TD(lambda)) train one after another,
+        each from its first step to its end, and the member that takes its slot right after.
+        Interleaving their steps would gain nothing and cost their tables the cache: measured,
+        an 8 x 8 alpha x lambda grid of MountainCar took 83 s interleaved, 73 s in turn."""
+        for m in range(len(self.members)):
+            self._begin(m)
+            while True:
+                member = self.members[m]
+                while not member.ended:
+                    self._guarded(member, member.runner.act_step)
+                    if member.ended:
+                        break
+                    learned = self._learn_one(m) if self.deferred[m].pending is not None else None
+                    self._guarded(member, partial(member.runner.after_step, learned))
+                    self._end_if_spent(member)
+                self._refill(on_end)  # a successor in slot m begins at once
+                if self.members[m] is member:
+                    break
+
+    def _learn_one(self, m: int) -> Metrics | None:
+        """Member ``m`` learns from its batch alone, with its own learner (in turn)."""
+        deferred = self.deferred[m]
+        assert deferred.pending is not None
+        (batch, clock), deferred.pending = deferred.pending, None
+        result: Metrics | None = deferred.learner.learn(batch, clock)
+        if result is not None:
+            self.members[m].metrics.append(result)
+        return result
 
     def _live(self) -> list[int]:
         """The slots whose member still trains."""
@@ -403,9 +438,8 @@ class Population:
         elif isinstance(self.stacked, StackedReinforce):
             episodes: list[EpisodeBatch | None] = batches
             metrics = self.stacked.learn(episodes, clocks)
-        elif isinstance(self.stacked, StackedTdLambda):
-            steps: list[Step | None] = batches
-            metrics = self.stacked.learn(steps, clocks)
+        elif isinstance(self.stacked, StackedTdLambda):  # (its members learn in turn)
+            raise RuntimeError("TD(lambda) members learn in turn, one by one (_learn_one)")
         else:
             replayed: list[ReplayBatch | None] = batches
             metrics = self.stacked.learn(replayed, clocks)
@@ -416,7 +450,9 @@ class Population:
             if held is None:
                 continue
             storage = member.agent.update.storage
-            if isinstance(storage, FeedbackStorage) and isinstance(self.stacked, StackedDQN):
+            # (the cheap check first: a Protocol's isinstance costs microseconds, per member
+            # and learn, which TD(lambda)'s learn of every step would pay)
+            if isinstance(self.stacked, StackedDQN) and isinstance(storage, FeedbackStorage):
                 storage.feedback(held[0], self.stacked.feedback(m))
             if result is not None:
                 member.metrics.append(result)

@@ -1,12 +1,14 @@
-"""K TD(lambda) learners of one structure trained in one process: the learning step of a TD(lambda)
-population (tile coding or tables).
+"""K TD(lambda) learners of one structure in one process: a TD(lambda) population (tile coding
+or tables).
 
 TD(lambda)'s maths is float64 numpy (or its compiled twin, ``update.backend=numba``) over a few
 sparse entries per step: there is no matrix product for stacking to batch, and bit-identity
 with single runs is the contract. So each member keeps its own learner (weights, traces,
-``alpha``, ``lam``, ``gamma``, target, traces kind) and learns from its own step with it, in
-slot order; the population shares the process (one start-up, one import of torch and numba's
-kernels) and the loop. Member ``m`` computes exactly what its single run computes, bit for bit.
+``alpha``, ``lam``, ``gamma``) and the population trains its members in turn, each from start
+to end (:meth:`twrl_exp.population.Population.run`), sharing the process (one start-up, one
+load of numba's kernels: what a grid on the Ray launcher or an Optuna sweep saves per trial)
+and the compiled step's scratch space. Member ``m`` computes exactly what its single run
+computes, bit for bit.
 
 The structure is shared and checked: the model's shape (features x actions, its active
 features per step), the target, the traces kind and the backend.
@@ -17,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Clock, Metrics, Step
 from twrl_exp.update.td_lambda import TdLambda
 
 
@@ -33,7 +34,7 @@ def _structure(member: TdLambda) -> tuple[object, ...]:
 
 
 class StackedTdLambda:
-    """``members`` (TD(lambda) learners of one structure) learning together, each its own."""
+    """``members`` (TD(lambda) learners of one structure), each learning on its own."""
 
     def __init__(self, members: Sequence[TdLambda]) -> None:
         structures = {_structure(m) for m in members}
@@ -45,6 +46,17 @@ class StackedTdLambda:
             )
         self.members = list(members)
         self.size = len(members)
+        for member in self.members[1:]:
+            self._share_scratch(member)
+
+    def _share_scratch(self, member: TdLambda) -> None:
+        """The compiled step's scratch space (per-entry sums, the entries touched: zero again
+        when a step ends) is the first member's: members learn one after another, and K
+        copies of it would take a quarter of each member's memory."""
+        first = self.members[0]
+        if member is not first and member.kernels is not None:
+            member.sparse.sums = first.sparse.sums
+            member.sparse.touched = first.sparse.touched
 
     def replace(self, m: int, member: TdLambda) -> None:
         """Slot ``m`` trains ``member`` from now on (a refilled slot)."""
@@ -53,15 +65,7 @@ class StackedTdLambda:
                 "a refilled TD(lambda) slot takes a member of the population's structure."
             )
         self.members[m] = member
-
-    def learn(self, steps: Sequence[Step | None], clocks: Sequence[Clock]) -> list[Metrics | None]:
-        """Each member with a step learns from it with its own learner; its metrics (TD(lambda)
-        reports through ``stats``: none here)."""
-        results: list[Metrics | None] = [None] * self.size
-        for m, (member, step) in enumerate(zip(self.members, steps, strict=True)):
-            if step is not None:
-                member.learn(step, clocks[m])
-        return results
+        self._share_scratch(member)
 
     def write_back(self, *, with_state: bool) -> None:
         """Nothing to write: each member's weights are its own learner's."""
