@@ -28,6 +28,7 @@ SEEDS_RULE = (
 )
 DEFAULT_HTML = "leaderboard.html"
 CURVE_METRIC = "episode/mean_return_100"
+COMPARISON_TAG = "twrl.comparison"  # the run twrl-compare logs a comparison to
 COMPOSITION_KEYS = frozenset({"update.name", "policy.name", "model.name", "env.id"})
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -158,7 +159,9 @@ def load_runs(
         )
         for run in page:
             t = run.data.tags
-            if "sweep" in t or (t.get("stopped") == "pruned" and not include_pruned):
+            if "sweep" in t or COMPARISON_TAG in t:  # a sweep's parent, a comparison's record
+                continue
+            if t.get("stopped") == "pruned" and not include_pruned:
                 continue
             if any(t.get(k) != v for k, v in wanted_tags.items()):
                 continue
