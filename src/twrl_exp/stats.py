@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats as sps
 
 Statistic = Callable[[np.ndarray], float]
 
@@ -163,6 +162,8 @@ def _as_scores(scores: Mapping[str, Sequence[float] | np.ndarray]) -> dict[str, 
 def trimmed_mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
     """The interquartile mean along ``axis`` (``scipy.stats.trim_mean(x, 0.25)``: ``int(n / 4)``
     values cut from each end)."""
+    from scipy import stats as sps  # (imported when used: scipy sets warning filters)
+
     return np.asarray(sps.trim_mean(values, 0.25, axis=axis))
 
 
@@ -286,6 +287,8 @@ def performance_profile_band(
 def welch_test(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """The two-sided p-value of Welch's t-test of equal means (nan with fewer than 2 seeds a
     side; 1 where both sides are constant and equal, 0 where constant and different)."""
+    from scipy import stats as sps  # (imported when used: scipy sets warning filters)
+
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if a.size < 2 or b.size < 2:
         return math.nan
@@ -297,6 +300,8 @@ def welch_test(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray)
 def welch_power(n: int, sd_x: float, sd_y: float, difference: float, alpha: float) -> float:
     """The power of a two-sided Welch test at level ``alpha`` with ``n`` seeds a side, when the
     means differ by ``difference`` and the sides' standard deviations are ``sd_x``, ``sd_y``."""
+    from scipy import stats as sps  # (imported when used: scipy sets warning filters)
+
     if n < 2:
         return 0.0
     var = (sd_x**2 + sd_y**2) / n
