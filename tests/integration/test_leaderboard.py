@@ -511,3 +511,32 @@ def test_the_page_renders_in_headless_chromium_with_its_curves(page: Path, tmp_p
     changed = sum(a != b for a, b in zip(lines, bare_lines, strict=True))
     assert changed >= 100, f"only {changed} pixel rows show curves"
     assert time.monotonic() - start < 120
+
+
+def test_rows_the_test_cannot_tell_apart_share_a_rank_and_each_has_a_compare_command() -> None:
+    """Per seed best-100 means: lr 0.01 400/410/420, lr 0.02 405/415/395 (tied with it: Welch
+    p = 0.6), lr 0.03 100/110/105 (clearly behind: its own band), lr 0.04 102/108 (tied with
+    lr 0.03, not with the first)."""
+    values = {"0.01": [400, 410, 420], "0.02": [405, 415, 395], "0.03": [100, 110, 105],
+              "0.04": [102, 108]}  # fmt: skip
+    runs = [
+        _record(seed, float(best), {"update.lr": lr})
+        for lr, bests in values.items()
+        for seed, best in enumerate(bests)
+    ]
+    for run in runs:
+        run.metrics.pop("episodes_to_solve")  # none solved: ranked by IQM / mean
+    rows = build_rows(runs)
+    assert [(r.differing["lr"], r.rank_text) for r in rows] == [
+        ("0.01", "1"), ("0.02", "1="), ("0.03", "3"), ("0.04", "3=")
+    ]  # fmt: skip
+    text = render_markdown(rows)
+    assert "| 1= |" in text and "| 3= |" in text
+    assert leaderboard.TIE_RULE in text
+    first, second = rows[0], rows[1]
+    ids = {row.differing["lr"]: ",".join(r.run_id for r in row.runs) for row in rows}
+    assert first.compare_command == f"twrl-compare runs:{ids['0.01']} runs:{ids['0.02']}"
+    assert rows[2].compare_command == f"twrl-compare runs:{ids['0.03']} runs:{ids['0.01']}"
+    page = leaderboard.render_html(rows)
+    assert page.count("twrl-compare runs:") == 4
+    assert second.compare_command in page

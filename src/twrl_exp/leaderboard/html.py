@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from twrl_exp.leaderboard.ranking import reward_threshold
-from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, Row, RunRecord
+from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, TIE_RULE, Row, RunRecord
 from twrl_exp.leaderboard.text import HEADERS, _by_env, _cells, _env_title
 from twrl_exp.monitor.links import DEFAULT_UI_URL, run_url
 
@@ -34,7 +34,7 @@ svg text{font:11px system-ui,sans-serif;fill:#444}.rule{color:#555}
 ul.legend{list-style:none;padding:0;margin:.3em 0 0;max-width:60em}
 ul.legend li{margin:.1em 0}
 dl.notes{max-width:60em;color:#333}dl.notes dt{font-weight:600}dl.notes dd{margin:0 0 .5em 1.5em}
-a{color:#0645ad}small{color:#666}
+a{color:#0645ad}small{color:#666}code.cmd{display:block;max-width:28em;word-break:break-all}
 """
 _NOTES = {
     "seeds": "Distinct seeds. When one seed of an agent was run more than once (a rerun), only "
@@ -65,7 +65,8 @@ def render_html(rows: Sequence[Row], *, ui_url: str = DEFAULT_UI_URL, subtitle: 
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>twrl-exp leaderboard</title><style>{_CSS}</style></head><body>",
         "<h1>twrl-exp leaderboard</h1>",
-        f"<p class='rule'>{e(RANKING_RULE)} {e(SEEDS_RULE)}<br><small>{e(subtitle)}</small></p>",
+        f"<p class='rule'>{e(RANKING_RULE)} {e(TIE_RULE)} {e(SEEDS_RULE)}<br>"
+        f"<small>{e(subtitle)}</small></p>",
         "<details open><summary>How to read the figures</summary><dl class='notes'>",
         *(f"<dt>{e(term)}</dt><dd>{e(text)}</dd>" for term, text in _NOTES.items()),
         "</dl></details>",
@@ -85,6 +86,11 @@ def render_html(rows: Sequence[Row], *, ui_url: str = DEFAULT_UI_URL, subtitle: 
             if row.repeats:
                 earlier = " ".join(_run_link(ui_url, r) for r in row.repeats)
                 runs += f"<br><small>not counted (an earlier run of a seed): {earlier}</small>"
+            if row.compare_command:
+                runs += (
+                    "<details><summary><small>compare</small></summary>"
+                    f"<code class='cmd'>{e(row.compare_command)}</code></details>"
+                )
             videos = "<br>".join(f"<a href='{e(u)}'>{e(label)}</a>" for label, u in row.videos)
             parts.append(f"<td class='agent'>{runs}</td><td class='agent'>{videos}</td></tr>")
         parts.append("</table></section>")

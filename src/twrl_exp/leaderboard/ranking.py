@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 from twrl_exp.leaderboard.records import _GROUPS, COMPOSITION_KEYS, Row, RunRecord
-from twrl_exp.stats import bootstrap_ci, iqm
+from twrl_exp.stats import bootstrap_ci, iqm, welch_test
 
 
 def build_rows(runs: Iterable[RunRecord]) -> list[Row]:
@@ -32,6 +32,8 @@ def build_rows(runs: Iterable[RunRecord]) -> list[Row]:
         _set_differing(ranked)
         for rank, row in enumerate(ranked, 1):
             row.rank = rank
+        _set_ties(ranked)
+        _set_compare_commands(ranked)
         rows += ranked
     return rows
 
@@ -77,6 +79,35 @@ def _summarize(
         time_to_solve_s=_mean(_finite(r.metric("time_to_solve_s") for r in solved)),
         train_time_s=_mean(_finite(r.metric("train_time_s") for r in runs)),
     )
+
+
+def _bests(row: Row) -> np.ndarray:
+    return _finite(r.metric("best_mean_return") for r in row.runs)
+
+
+def _set_ties(rows: list[Row], alpha: float = 0.05) -> None:
+    """Rows (in rank order) that Welch's test cannot tell apart from the first row of their
+    band share its rank (``TIE_RULE``); a row it can starts the next band."""
+    leader: Row | None = None
+    for row in rows:
+        row.tied_with = None
+        if leader is not None:
+            mine, theirs = _bests(row), _bests(leader)
+            if mine.size >= 2 and theirs.size >= 2 and welch_test(mine, theirs) >= alpha:
+                row.tied_with = leader.rank
+                continue
+        leader = row
+
+
+def _set_compare_commands(rows: list[Row]) -> None:
+    """Each row's ``twrl-compare`` command against its env's first row (the first: the second)."""
+    for i, row in enumerate(rows):
+        other = rows[1] if i == 0 and len(rows) > 1 else rows[0]
+        if other is row:
+            row.compare_command = ""
+            continue
+        ids = (",".join(r.run_id for r in x.runs) for x in (row, other))
+        row.compare_command = "twrl-compare " + " ".join(f"runs:{i}" for i in ids)
 
 
 def _finite(values: Iterable[float]) -> np.ndarray:

@@ -22,6 +22,11 @@ RANKING_RULE = (
     "Ranked per env: rows with solved seeds first (more seeds solved, then fewer episodes to "
     "solve), then by IQM of best 100-episode mean return over seeds (mean when < 3 seeds)."
 )
+TIE_RULE = (
+    "Ties: a row whose seeds' best 100-episode means Welch's t-test (5%) cannot tell apart from "
+    "those of the first row of its band shares that row's rank, marked '=' (2 seeds or more "
+    "each; twrl-compare runs the full comparison)."
+)
 SEEDS_RULE = (
     "'seeds' counts distinct seeds: when an agent ran one seed more than once, only the latest "
     "started run of that seed counts, in every figure (the column then reads e.g. '1 (2 runs)')."
@@ -90,6 +95,10 @@ class Row:
     train_time_s: float
     repeats: list[RunRecord] = field(default_factory=list)
     rank: int = 0
+    tied_with: int | None = None  # the rank of the band's first row it is tied with (TIE_RULE)
+    # ``twrl-compare runs:... runs:...``: this row against its env's first row (the first row:
+    # against the second); empty where the env has one row
+    compare_command: str = ""
     differing: dict[str, str] = field(default_factory=dict)
     composition_shared: bool = False  # another row on the env has the same composition
     curve: Curve | None = None
@@ -105,6 +114,11 @@ class Row:
         """``3``, or ``1 (2 runs)`` when a seed was run more than once."""
         total = len(self.runs) + len(self.repeats)
         return f"{self.n_seeds} ({total} runs)" if self.repeats else str(self.n_seeds)
+
+    @property
+    def rank_text(self) -> str:
+        """``3``, or ``1=`` when tied with the row ranked 1 (``TIE_RULE``)."""
+        return f"{self.tied_with}=" if self.tied_with is not None else str(self.rank)
 
     @property
     def score(self) -> float:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from twrl_exp.leaderboard.ranking import reward_threshold
-from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, Row
+from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, TIE_RULE, Row
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -26,7 +26,7 @@ def _cells(row: Row) -> list[str]:
     solved = f"{_fmt(row.episodes_to_solve, 0)} ({row.n_solved}/{row.n_seeds})"
     ci = "" if row.best_ci is None else f" [{_fmt(row.best_ci[0])}, {_fmt(row.best_ci[1])}]"
     return [
-        str(row.rank),
+        row.rank_text,
         row.label,
         row.seeds_text,
         solved,
@@ -89,7 +89,7 @@ def render_terminal(rows: Sequence[Row], console: Console | None = None) -> None
             console.print(_table(env, members, None))
         else:
             _print_stacked(console, env, members)
-    console.print(Text(f"{RANKING_RULE} {SEEDS_RULE}", style="dim"))
+    console.print(Text(f"{RANKING_RULE} {TIE_RULE} {SEEDS_RULE}", style="dim"))
 
 
 def _table(env: str, members: list[Row], agent_width: int | None) -> Table:
@@ -147,7 +147,7 @@ def _grid(headers: list[str], rows: list[list[str]], width: int) -> tuple[str, l
 
 def render_markdown(rows: Sequence[Row]) -> str:
     """One Markdown table per env, under the ranking rule."""
-    lines = ["# Leaderboard", "", RANKING_RULE, "", SEEDS_RULE]
+    lines = ["# Leaderboard", "", RANKING_RULE, "", TIE_RULE, "", SEEDS_RULE]
     for env, members in _by_env(rows).items():
         lines += ["", f"## {_env_title(env, members)}", ""]
         lines.append("| " + " | ".join(HEADERS) + " |")
