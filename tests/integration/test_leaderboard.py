@@ -524,14 +524,15 @@ def test_rows_the_test_cannot_tell_apart_share_a_rank_and_each_has_a_compare_com
         for lr, bests in values.items()
         for seed, best in enumerate(bests)
     ]
-    for run in runs:
-        run.metrics.pop("episodes_to_solve")  # none solved: ranked by IQM / mean
+    for record in runs:
+        record.metrics.pop("episodes_to_solve")  # none solved: ranked by IQM / mean
     rows = build_rows(runs)
     assert [(r.differing["lr"], r.rank_text) for r in rows] == [
         ("0.01", "1"), ("0.02", "1="), ("0.03", "3"), ("0.04", "3=")
     ]  # fmt: skip
     text = render_markdown(rows)
-    assert "| 1= |" in text and "| 3= |" in text
+    assert "| 1= |" in text
+    assert "| 3= |" in text
     assert leaderboard.TIE_RULE in text
     first, second = rows[0], rows[1]
     ids = {row.differing["lr"]: ",".join(r.run_id for r in row.runs) for row in rows}
