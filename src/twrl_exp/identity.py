@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twrl_exp.choices import RENAMED
@@ -62,3 +62,49 @@ def model_name(run_name: str) -> str:
     name = re.sub(r"[\s/]+", "-", run_name.strip())
     name = re.sub(r"[.:]", "_", name)
     return re.sub(r"[%\"']", "", name) or "agent"
+
+
+# ------------------------------------------------------------------------ a run's record
+
+RECORD_TAG = "twrl.record_sha256"  # the digest of a finished run's config and curve
+VERSIONS_TAG = "twrl.versions"  # the packages a run was made with (JSON)
+VERSIONED = ("twrl-exp", "torch", "numpy", "gymnasium", "mlflow")
+
+
+def versions() -> dict[str, str]:
+    """This process's Python and the versions of the packages whose change can change a run's
+    numbers (:data:`VERSIONED`)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "?"
+    return found
+
+
+def curve_digest(returns: Sequence[tuple[int, float]], lengths: Sequence[tuple[int, float]]) -> str:
+    """sha256 of a run's episodes: its ``(env step, return)`` and ``(env step, length)`` pairs,
+    as MLflow stores them (float64), in order of step then value (episodes that end at one step
+    have no other order in the store), each value written exactly (``float.hex``)."""
+    text = "\n".join(
+        f"{name} {int(step)} {float(value).hex()}"
+        for name, pairs in (("return", returns), ("length", lengths))
+        for step, value in sorted((int(s), float(v)) for s, v in pairs)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_digest(
+    config_yaml: str,
+    returns: Sequence[tuple[int, float]],
+    lengths: Sequence[tuple[int, float]],
+) -> str:
+    """sha256 of a run's record as it ended: its logged config and its episodes
+    (:func:`curve_digest`). Taken when the run ends (tag :data:`RECORD_TAG`); ``twrl-certify``
+    takes it again from the store and refuses a record that no longer matches."""
+    inner = curve_digest(returns, lengths)
+    return hashlib.sha256(f"{config_yaml}\n{inner}".encode()).hexdigest()

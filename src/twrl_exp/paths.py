@@ -88,3 +88,14 @@ def commands() -> tuple[str, str]:
     if Path(sys.argv[0]).name.startswith("twrl-train"):
         return "twrl-train", "twrl-evaluate"
     return "python train.py", "python -m twrl_exp.evaluate"
+
+
+def train_command() -> list[str]:
+    """How a tool here starts ``python train.py``: the project's ``train.py`` where it has one
+    (a checkout), else the installed package's entry point (``python -m twrl_exp.train``)."""
+    import sys
+
+    script = project_dir() / "train.py"
+    if script.is_file():
+        return [sys.executable, str(script)]
+    return [sys.executable, "-m", "twrl_exp.train"]

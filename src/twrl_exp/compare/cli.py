@@ -28,6 +28,7 @@ from twrl_exp.compare.analysis import Comparison, analyse
 from twrl_exp.compare.report import render_html, render_terminal
 from twrl_exp.errors import ConfigError
 from twrl_exp.leaderboard.records import COMPARISON_TAG, CURVE_METRIC
+from twrl_exp.paths import train_command
 
 EXPERIMENT = "comparisons"
 
@@ -239,7 +240,7 @@ def _train(
         assert agent.overrides is not None
         with tempfile.TemporaryDirectory(prefix="twrl-compare-") as tmp:
             command = [
-                sys.executable, _train_script(), "-m", *agent.overrides,
+                *train_command(), "-m", *agent.overrides,
                 f"seed={','.join(map(str, seeds))}", "hydra/launcher=population",
                 *shlex.split(args.train), f"hydra.sweep.dir={tmp}/multirun",
             ]  # fmt: skip
@@ -251,15 +252,6 @@ def _train(
                 f"training agent {agent.letter} ({agent.spec}) failed with exit code "
                 f"{done.returncode}; its own message is above."
             )
-
-
-def _train_script() -> str:
-    from twrl_exp.paths import project_dir
-
-    script = project_dir() / "train.py"
-    if script.exists():
-        return str(script)
-    return str(Path(sys.executable).with_name("twrl-train"))
 
 
 def _page(result: Comparison, agents: list[agents_mod.Agent], uri: str) -> str:

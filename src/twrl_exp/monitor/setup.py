@@ -5,6 +5,7 @@ learning curve, model)."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from twrl_exp import store
 from twrl_exp.cli_errors import say
 from twrl_exp.env import make_render_env
-from twrl_exp.identity import AGENT_TAG, agent_tag
+from twrl_exp.identity import AGENT_TAG, VERSIONS_TAG, agent_tag, versions
 from twrl_exp.monitor.checkpoint import CheckpointMonitor
 from twrl_exp.monitor.console import ConsoleMonitor
 from twrl_exp.monitor.observers import (
@@ -128,6 +129,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
             "update": cfg["update"].name,
             "seed": str(cfg.seed),
             AGENT_TAG: agent_tag(params),  # the UI's Group by: one group per agent, over seeds
+            VERSIONS_TAG: json.dumps(versions(), sort_keys=True),
             **{k: v for k, v in context.items() if k not in _CONTEXT_ONLY},
             **cfg.monitor.mlflow.tags,
         },

@@ -31,6 +31,7 @@ import numpy as np
 
 from twrl_exp import serialization, store
 from twrl_exp.errors import ConfigError, RecordingError
+from twrl_exp.identity import RECORD_TAG, record_digest
 from twrl_exp.monitor import writer
 from twrl_exp.monitor.writer import default_artifact_root, ensure_experiment
 from twrl_exp.runner import MonitorBase, Runner
@@ -257,6 +258,11 @@ class MlflowMonitor(MonitorBase):
             problems.append(getattr(exc, "end_reason", str(exc)))
         if self.model_uri is None:
             self.logged.pop("model", None)
+        if status == "FINISHED" and not problems:
+            try:  # what twrl-certify checks the record against (taken now, as it ends)
+                self.set_tag(RECORD_TAG, _record_digest(runner, self.config_yaml))
+            except RecordingError as exc:
+                problems.append(getattr(exc, "end_reason", str(exc)))
         if problems and reason and problems[0] in reason:  # the very error that ended the run
             problems[0] = "the rest of its metrics are lost"
         if problems:
@@ -466,6 +472,15 @@ def _temporary_failure(exc: BaseException) -> RecordingError:
     if store.is_disk_full(exc) or store.free_bytes(folder) < 1 << 20:
         return store.DiskFullError("the temporary folder", folder)
     return RecordingError(f"a file for MLflow could not be staged in {folder} ({exc})")
+
+
+def _record_digest(runner: Runner, config_yaml: str) -> str:
+    h = runner.history
+    return record_digest(
+        config_yaml,
+        list(zip(h.end_steps, h.returns, strict=True)),
+        list(zip(h.end_steps, h.lengths, strict=True)),
+    )
 
 
 def _curve_points(runner: Runner) -> tuple[int, int]:
