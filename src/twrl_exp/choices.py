@@ -80,6 +80,16 @@ class Objective(StrEnum):
     neg_steps_to_solve = "neg_steps_to_solve"
 
 
+class Aggregate(StrEnum):
+    """How a trial of several seeds (``trial.seeds``) scores: their mean, their interquartile
+    mean, or the lower end of the 95% bootstrap interval of their IQM (robust: it favours
+    configs that score well on every seed, not on average)."""
+
+    mean = "mean"
+    iqm = "iqm"
+    ci_low = "ci_low"
+
+
 E = TypeVar("E", bound=StrEnum)
 
 

@@ -23,6 +23,7 @@ from twrl_exp import paths
 from twrl_exp.choices import (
     RENAMED,
     Activation,
+    Aggregate,
     Baseline,
     Objective,
     OptimizerName,
@@ -448,7 +449,9 @@ class TrialConfig:
     """What a run returns, and (set by the Optuna sweeper) which trial of which study it is."""
 
     objective: Objective = Objective.best_mean_return
-    seeds: int = 1  # seeds seed, seed+1, ...; the objective is their mean
+    seeds: int = 1  # seeds seed, seed+1, ...; the objective is their aggregate:
+    # mean, iqm, or ci_low (the lower end of the 95% bootstrap interval of their IQM)
+    aggregate: Aggregate = Aggregate.mean
     # seeds > 1 of a rule with a population form (twrl_exp.population.VECTORISABLE:
     # reinforce, ppo, a2c, dqn, sac, td3 with model=mlp) train together in one process, each
     # its own run; false: one by one

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -38,7 +37,7 @@ from twrl_exp.monitor import report, sweep, writer
 from twrl_exp.monitor.console import ConsoleMonitor
 from twrl_exp.monitor.setup import make_monitors, run_name, short_override
 from twrl_exp.monitor.sweep import read_parent
-from twrl_exp.objectives import objective_value
+from twrl_exp.objectives import aggregate, objective_value
 from twrl_exp.paths import commands, config_dir, tracking_uri_of
 from twrl_exp.population import Member, Population, structure_key
 from twrl_exp.runner import Monitor, Runner
@@ -324,7 +323,8 @@ def run(
     sweep_dir: Path | None = None,
     choices: dict[str, str] | None = None,
 ) -> float:
-    """Train as ``cfg`` says; return ``cfg.trial.objective`` (the mean over ``cfg.trial.seeds``).
+    """Train as ``cfg`` says; return ``cfg.trial.objective`` (over ``cfg.trial.seeds``: their
+    ``cfg.trial.aggregate``, the mean by default).
 
     ``overrides`` are the command line's (applied on top of a resumed run's logged config);
     ``name_suffix`` distinguishes the runs of a sweep; ``sweep_dir`` is a multirun's folder,
@@ -383,8 +383,9 @@ def _seeds(
     job: Any,
     brief: bool = False,
 ) -> float:
-    """Every seed of a run (``cfg.trial.seeds``); their mean objective. Seeds of a rule with a
-    population form train together (``trial.population``), except in an Optuna trial."""
+    """Every seed of a run (``cfg.trial.seeds``); their objectives' ``trial.aggregate``. Seeds
+    of a rule with a population form train together (``trial.population``), except in an
+    Optuna trial."""
     if job is None and not resumed and _as_population(cfg):
         population_job = PopulationJob(cfg, run_dir, [], name_suffix, context=context, brief=True)
         outcome = train_population([population_job])[0]
@@ -420,7 +421,7 @@ def _seeds(
         train_time += runner.history.train_time
         if reporter is not None and reporter.pruned:
             break
-    value = float(np.mean(values))
+    value = aggregate(cfg.trial.aggregate, values)
     if job is not None:
         job.finish(value, env_steps=env_steps, train_time=train_time)
     return value
@@ -549,7 +550,8 @@ class _Group:
     def _settle(self, state: _JobState) -> None:
         """The job's outcome, told to its Optuna trial (if any)."""
         error = state.error
-        state.outcome = error if error is not None else float(np.mean(state.values))
+        how = state.job.cfg.trial.aggregate
+        state.outcome = error if error is not None else aggregate(how, state.values)
         trial = state.trial
         if trial is None:
             return
@@ -605,6 +607,7 @@ def _prepare_members(job: PopulationJob, *, quiet: bool) -> tuple[list[_Prepared
             pooled = trial.seeds_reporter(
                 seeds=len(seeds),
                 objective=cfg.trial.objective,
+                aggregate=str(cfg.trial.aggregate),
                 window=cfg.train.solve_window,
                 budget_steps=cfg.train.max_env_steps,
                 eval_every_steps=cfg.eval.every_steps or 1,

@@ -66,6 +66,7 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
         ),
         (["update.lr=fast"], "update.lr=fast is invalid: update.lr must be a number"),
         (["update.baseline=foo"], "update.baseline must be one of none, average, value"),
+        (["trial.aggregate=median"], "trial.aggregate must be one of mean, iqm, ci_low"),
         (["update.lrr=0.1"], "update.lrr is not a key of update: valid keys are name, gamma"),
         (["+update.lrr=0.1"], "update.lrr is not a key of update (reinforce): valid keys are"),
         (["+model.width=8"], "model.width is not a key of model (mlp): valid keys are"),

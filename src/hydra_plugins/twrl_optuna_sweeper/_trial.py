@@ -32,7 +32,7 @@ from hydra_plugins.twrl_optuna_sweeper._storage import (
 from hydra_plugins.twrl_optuna_sweeper._strategies import make_pruner
 from twrl_exp import processes, store
 from twrl_exp.errors import InfrastructureLost
-from twrl_exp.objectives import objective_value
+from twrl_exp.objectives import aggregate, objective_value
 from twrl_exp.runner import MonitorBase, Runner
 
 PROCESS_ATTR = "twrl.process"  # the identity of the process running a trial
@@ -291,9 +291,10 @@ class TrialReporter(MonitorBase):
 
 
 class SeedsReporter:
-    """Reports the mean ``objective`` over a trial's seeds that train at once (members of one
-    population): at each nominal evaluation step, once every seed has evaluated there, the
-    mean of their values; when the trial is pruned, every seed stops.
+    """Reports the ``objective`` over a trial's seeds that train at once (members of one
+    population): at each nominal evaluation step, once every seed has evaluated there, their
+    values' ``trial.aggregate`` (the mean by default); when the trial is pruned, every seed
+    stops.
 
     Steps are nominal env steps (multiples of the evaluation interval), without the offsets of
     :class:`TrialReporter` (whose seeds train one after the other, each reporting its own
@@ -310,8 +311,10 @@ class SeedsReporter:
         window: int,
         budget_steps: int | None,
         eval_every_steps: int,
+        aggregate: str = "mean",
     ) -> None:
         self.trial, self.job, self.seeds = trial, job, seeds
+        self.aggregate = aggregate  # trial.aggregate: how the seeds' values make the trial's
         self.objective, self.window, self.budget_steps = objective, window, budget_steps
         self.eval_every_steps = eval_every_steps
         self.runners: dict[int, Runner] = {}
@@ -355,7 +358,9 @@ class SeedsReporter:
             if any(math.isnan(v) for v in found.values()):
                 continue  # a seed without a finished episode yet: nothing to compare
             try:
-                self.trial.report(float(np.mean([found[i] for i in sorted(found)])), nominal)
+                self.trial.report(
+                    aggregate(self.aggregate, [found[i] for i in sorted(found)]), nominal
+                )
             except optuna.exceptions.UpdateFinishedTrialError:
                 raise TrialEnded.of(self.trial) from None
             if self.trial.should_prune():
