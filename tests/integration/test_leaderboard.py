@@ -541,3 +541,28 @@ def test_rows_the_test_cannot_tell_apart_share_a_rank_and_each_has_a_compare_com
     page = leaderboard.render_html(rows)
     assert page.count("twrl-compare runs:") == 4
     assert second.compare_command in page
+
+
+def test_published_rows_sit_beside_ours_unranked_and_can_be_hidden() -> None:
+    """CartPole-v1's rl-baselines3-zoo rows (one agent each) appear under our table in the
+    terminal, Markdown and the page, with their source; they take no rank, and
+    ``--no-external`` (external=False) hides them."""
+    rows = _many_rows()
+    ranks = [r.rank_text for r in rows]
+    out = io.StringIO()
+    leaderboard.render_terminal(rows, Console(file=out, width=80))
+    text = " ".join(out.getvalue().split())
+    assert "external (published, not ranked): a2c 500k: 500.0 ± 0.0; dqn 50k: 500.0 ± 0.0" in text
+    assert "ppo 100k: 500.0 ± 0.0" in text
+    markdown = render_markdown(rows)
+    assert "| rl-baselines3-zoo | ppo | 100k | 500.0 ± 0.0 | 1 |" in markdown
+    assert "0088472b8cb622732bdbc4aa3d0d0abde86c67ed" in markdown  # the source, pinned
+    page = leaderboard.render_html(rows)
+    assert page.count("<table class='external'>") == 1
+    assert "never ranked, never in our statistics" in page
+    assert [r.rank_text for r in rows] == ranks
+    assert "rl-baselines3-zoo" not in render_markdown(rows, external=False)
+    assert "rl-baselines3-zoo" not in leaderboard.render_html(rows, external=False)
+    hidden = io.StringIO()
+    leaderboard.render_terminal(rows, Console(file=hidden, width=80), external=False)
+    assert "published" not in hidden.getvalue()

@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="PATH", default=DEFAULT_HTML, help="default: ./%(default)s")
     p.add_argument("--no-html", action="store_true", help="write no HTML page")
     p.add_argument(
+        "--no-external", action="store_true", help="hide the published (rl-baselines3-zoo) rows"
+    )
+    p.add_argument(
         "--ui-url",
         default=None,
         metavar="URL",
@@ -129,18 +132,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     rows = build_rows(runs)
     if args.markdown != "-":  # Markdown on stdout is the whole output, for pipes
-        render_terminal(rows)
+        render_terminal(rows, external=not args.no_external)
     try:
         if args.markdown == "-":
-            sys.stdout.write(render_markdown(rows))
+            sys.stdout.write(render_markdown(rows, external=not args.no_external))
         elif args.markdown:
-            _write(Path(args.markdown), render_markdown(rows))
+            _write(Path(args.markdown), render_markdown(rows, external=not args.no_external))
             print(f"Markdown: {Path(args.markdown).resolve()}")
         if not args.no_html:
             attach_curves_and_videos(rows, uri)
             page = Path(args.html).resolve()
             stamp = f"{uri} · {len(runs)} runs · {datetime.now():%Y-%m-%d %H:%M}"
-            _write(page, render_html(rows, ui_url=ui_base(uri, args.ui_url), subtitle=stamp))
+            page_html = render_html(
+                rows,
+                ui_url=ui_base(uri, args.ui_url),
+                subtitle=stamp,
+                external=not args.no_external,
+            )
+            _write(page, page_html)
             print(f"HTML: {page.as_uri()}", file=sys.stderr if args.markdown == "-" else sys.stdout)
     except OSError as exc:
         print(

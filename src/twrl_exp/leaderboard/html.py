@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from twrl_exp.leaderboard.external import EXTERNAL_RULE, external_rows, source
 from twrl_exp.leaderboard.ranking import reward_threshold
 from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, TIE_RULE, Row, RunRecord
 from twrl_exp.leaderboard.text import HEADERS, _by_env, _cells, _env_title
@@ -35,6 +36,7 @@ ul.legend{list-style:none;padding:0;margin:.3em 0 0;max-width:60em}
 ul.legend li{margin:.1em 0}
 dl.notes{max-width:60em;color:#333}dl.notes dt{font-weight:600}dl.notes dd{margin:0 0 .5em 1.5em}
 a{color:#0645ad}small{color:#666}code.cmd{display:block;max-width:28em;word-break:break-all}
+table.external td,table.external th{color:#555;font-size:90%}
 """
 _NOTES = {
     "seeds": "Distinct seeds. When one seed of an agent was run more than once (a rerun), only "
@@ -58,7 +60,9 @@ _NOTES = {
 }
 
 
-def render_html(rows: Sequence[Row], *, ui_url: str = DEFAULT_UI_URL, subtitle: str = "") -> str:
+def render_html(
+    rows: Sequence[Row], *, ui_url: str = DEFAULT_UI_URL, subtitle: str = "", external: bool = True
+) -> str:
     """A self-contained page: per env, learning curves (inline SVG) above the ranked table."""
     e = html.escape
     parts = [
@@ -93,7 +97,24 @@ def render_html(rows: Sequence[Row], *, ui_url: str = DEFAULT_UI_URL, subtitle: 
                 )
             videos = "<br>".join(f"<a href='{e(u)}'>{e(label)}</a>" for label, u in row.videos)
             parts.append(f"<td class='agent'>{runs}</td><td class='agent'>{videos}</td></tr>")
-        parts.append("</table></section>")
+        parts.append("</table>")
+        published = external_rows(env) if external else []
+        if published:
+            parts.append(
+                "<table class='external'><tr><th class='agent'>external (published, not "
+                "ranked)</th><th class='agent'>algo</th><th>env steps</th><th>mean return</th>"
+                "<th>seeds</th></tr>"
+            )
+            parts += [
+                f"<tr><td class='agent'><a href='{e(source().split(': ', 1)[-1])}'>"
+                f"{e(r.source)}</a></td><td class='agent'>{e(r.algo)}</td><td>{e(r.env_steps)}"
+                f"</td><td>{r.mean_return:,.1f} ± {r.std_return:,.1f}</td><td>{r.seeds}</td></tr>"
+                for r in published
+            ]
+            parts.append("</table>")
+        parts.append("</section>")
+    if external:
+        parts.append(f"<p class='rule'>{e(EXTERNAL_RULE)} Source: {e(source())}</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -14,6 +14,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from twrl_exp.leaderboard.external import EXTERNAL_RULE, external_rows, source
 from twrl_exp.leaderboard.ranking import reward_threshold
 from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, TIE_RULE, Row
 
@@ -72,7 +73,9 @@ _INDENT = 4  # the rank, right-aligned in 2 columns, and 2 spaces
 _NOTE = re.compile(r" (?=[(\[])")  # before "(3/3)", "[lo, hi]", "(2 runs)", "(< 3 seeds)"
 
 
-def render_terminal(rows: Sequence[Row], console: Console | None = None) -> None:
+def render_terminal(
+    rows: Sequence[Row], console: Console | None = None, *, external: bool = True
+) -> None:
     """Print one table per env and, under them, the ranking and seeds rules.
 
     The full table is printed where it fits the terminal with the agent column as wide as the
@@ -89,7 +92,13 @@ def render_terminal(rows: Sequence[Row], console: Console | None = None) -> None
             console.print(_table(env, members, None))
         else:
             _print_stacked(console, env, members)
-    console.print(Text(f"{RANKING_RULE} {TIE_RULE} {SEEDS_RULE}", style="dim"))
+        published = external_rows(env) if external else []
+        if published:
+            console.print(
+                Text("external (published, not ranked): " + "; ".join(r.text for r in published))
+            )
+    rules = f"{RANKING_RULE} {TIE_RULE} {SEEDS_RULE}" + (f" {EXTERNAL_RULE}" if external else "")
+    console.print(Text(rules, style="dim"))
 
 
 def _table(env: str, members: list[Row], agent_width: int | None) -> Table:
@@ -118,7 +127,7 @@ def _print_stacked(console: Console, env: str, members: list[Row]) -> None:
     out.append((" " * _INDENT + header, "bold"))
     for row, row_lines in zip(members, lines, strict=True):
         label = textwrap.wrap(row.label, width, break_long_words=False, break_on_hyphens=False)
-        out += [(f"{row.rank:>2}  {label[0]}", "")]
+        out += [(f"{row.rank_text:>2}  {label[0]}", "")]
         out += [(" " * _INDENT + line, "") for line in label[1:] + row_lines]
     for line, style in out:
         console.print(Text(line, style=style), soft_wrap=True)  # laid out here: no re-wrapping
@@ -145,13 +154,27 @@ def _grid(headers: list[str], rows: list[list[str]], width: int) -> tuple[str, l
     ]
 
 
-def render_markdown(rows: Sequence[Row]) -> str:
-    """One Markdown table per env, under the ranking rule."""
+def render_markdown(rows: Sequence[Row], *, external: bool = True) -> str:
+    """One Markdown table per env, under the ranking rule; the env's published rows under it."""
     lines = ["# Leaderboard", "", RANKING_RULE, "", TIE_RULE, "", SEEDS_RULE]
+    if external:
+        lines += ["", f"{EXTERNAL_RULE} Source: {source()}"]
     for env, members in _by_env(rows).items():
         lines += ["", f"## {_env_title(env, members)}", ""]
         lines.append("| " + " | ".join(HEADERS) + " |")
         lines.append("|" + "|".join("---" if i == 1 else "---:" for i in range(len(HEADERS))) + "|")
         for row in members:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
+        published = external_rows(env) if external else []
+        if published:
+            lines += [
+                "",
+                "| external | algo | env steps | mean return | seeds |",
+                "|---|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {r.source} | {r.algo} | {r.env_steps} | "
+                f"{r.mean_return:,.1f} ± {r.std_return:,.1f} | {r.seeds} |"
+                for r in published
+            ]
     return "\n".join(lines) + "\n"
