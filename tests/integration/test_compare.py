@@ -159,3 +159,20 @@ def test_bad_input_is_refused_in_one_sentence_leaving_nothing(
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert list(tmp_path.iterdir()) == []  # no page, no store
+
+
+def test_until_decided_stops_in_one_sentence_when_an_agents_runs_fail(
+    tmp_path: Path, isolated_mlflow: str
+) -> None:
+    """A config that diverges (lr 1e30: its runs fail) is not trained again and again: the
+    comparison stops, exit code 2, its last line saying which agent and why."""
+    diverging = "update=ppo update.lr=1e30 train.max_env_steps=3000"
+    result = compare(
+        tmp_path, diverging, SLOW, "--until-decided", "--max-seeds", "6", "--train", QUIET,
+        "--no-html",
+    )  # fmt: skip
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("twrl-compare: error: training agent A (update=ppo update.lr=1e30"), last
+    assert "Traceback" not in result.stderr
+    assert result.stdout.count("training A") == 1  # once, not again and again

@@ -138,11 +138,20 @@ def _run(args: argparse.Namespace) -> int:
     looks = 1
     if args.until_decided:
         looks = 1 + math.ceil((args.budget - args.first_round) / args.step)
+    expected: dict[str, int] = {}  # the finished runs each agent should have after training
     while True:
         _select(agents, args, uri, allow_empty=args.until_decided)
+        short = [a for a in agents if len(a.runs) < expected.get(a.letter, 0)]
+        if short:  # its new runs did not all finish: training them again would loop
+            raise ConfigError(
+                f"agent {short[0].letter} ({short[0].spec}) has {len(short[0].runs)} finished "
+                f"runs after training, not {expected[short[0].letter]}: some of its runs failed "
+                "(their messages are above); the comparison stops."
+            )
         if args.until_decided:
             lacking = {a.letter: max(0, args.first_round - len(a.runs)) for a in agents}
             if any(lacking.values()):
+                expected = {a.letter: len(a.runs) + lacking[a.letter] for a in agents}
                 _train(agents, lacking, args, uri)
                 continue
         result = analyse(
@@ -159,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         more = _next_round(agents, result, args)
         if not any(more.values()):
             break
+        expected = {a.letter: len(a.runs) + more.get(a.letter, 0) for a in agents}
         _train(agents, more, args, uri)
     render_terminal(result)
     for agent in agents:
