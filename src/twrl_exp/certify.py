@@ -225,13 +225,13 @@ def _statistical(client: Any, run: Any, uri: str, k: int) -> tuple[str, dict[str
     from twrl_exp.stats import welch_test
 
     key = agent_key(run.data.params)
-    same_agent = [
-        r
-        for r in client.search_runs(
-            [run.info.experiment_id], "attributes.status = 'FINISHED'", max_results=5000
-        )
-        if "seed" in r.data.params and agent_key(r.data.params) == key
-    ]
+    by_seed: dict[str, Any] = {run.data.params.get("seed", "?"): run}  # one run a seed: reruns
+    for other in client.search_runs(  # of a seed (an earlier certificate's) are no new sample
+        [run.info.experiment_id], "attributes.status = 'FINISHED'", max_results=5000
+    ):
+        if "seed" in other.data.params and agent_key(other.data.params) == key:
+            by_seed.setdefault(other.data.params["seed"], other)
+    same_agent = list(by_seed.values())
     used = {int(r.data.params["seed"]) for r in same_agent if r.data.params["seed"].isdigit()}
     start = max(used, default=-1) + 1
     before = {r.info.run_id for r in _reruns(client, run, set())}
