@@ -74,7 +74,7 @@ def _uri(args: argparse.Namespace) -> str:
         return str(args.tracking_uri)
     from twrl_exp.paths import default_tracking_uri
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return default_tracking_uri()  # $MLFLOW_TRACKING_URI, else the project's store
 
 
 def episodes(client: Any, run_id: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -365,11 +365,9 @@ def iqm_curve(
     """
     usable = []
     for steps, values in curves:
-        s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-        keep = np.isfinite(v)
-        if keep.any():
-            order = np.argsort(s[keep], kind="stable")
-            usable.append((s[keep][order], v[keep][order]))
+        s, v = _clean(steps, values)  # sorted by step, one value per step
+        if np.isfinite(v).any():
+            usable.append((s[np.isfinite(v)], v[np.isfinite(v)]))
     if not usable:
         empty = np.zeros(0)
         return empty, empty, empty, empty

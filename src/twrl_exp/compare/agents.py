@@ -22,7 +22,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from twrl_exp.errors import ConfigError
 from twrl_exp.identity import agent_key
@@ -100,7 +99,7 @@ def parse(specs: list[str]) -> list[Agent]:
 def _config_identity(letter: str, overrides: list[str]) -> tuple[str, str]:
     """The agent key and env id of the config ``overrides`` compose to."""
     from twrl_exp.logged import compose_config
-    from twrl_exp.monitor.setup import flatten
+    from twrl_exp.monitor.setup import logged_params  # the params a run of it records
 
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -115,12 +114,7 @@ def _config_identity(letter: str, overrides: list[str]) -> tuple[str, str]:
         raise ConfigError(
             f"agent {letter} '{' '.join(overrides)}' does not compose: {first}"
         ) from exc
-    params = {
-        k: v
-        for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
-        if not k.startswith("paths.")
-    }
-    return agent_key(params), str(cfg.env.id)
+    return agent_key(logged_params(cfg)), str(cfg.env.id)
 
 
 def select(agents: list[Agent], runs: list[RunRecord], metric: str) -> None:

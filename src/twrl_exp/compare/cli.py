@@ -110,7 +110,7 @@ def _uri(args: argparse.Namespace) -> str:
         return str(args.tracking_uri)
     from twrl_exp.paths import default_tracking_uri
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return default_tracking_uri()  # $MLFLOW_TRACKING_URI, else the project's store
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -98,7 +98,7 @@ def short_override(override: str, keys: list[str]) -> str:
     return f"{key if clash else leaf}={value}"
 
 
-def _params(cfg: DictConfig) -> dict[str, Any]:
+def logged_params(cfg: DictConfig) -> dict[str, Any]:
     """The run's flat params as MLflow records them: where data goes (paths.*) is not a
     parameter of the experiment, and a password in a storage URL (trial.storage) is never
     recorded."""
@@ -114,7 +114,7 @@ def _tracker(cfg: DictConfig, env_id: str, suffix: str, context: dict[str, str])
 
     uri = context.get("tracking_uri") or tracking_uri_of(cfg)
     commit = git_commit()
-    params = _params(cfg)
+    params = logged_params(cfg)
     return MlflowMonitor(
         tracking_uri=uri,
         experiment=context.get("experiment") or cfg.monitor.mlflow.experiment or env_id,
@@ -208,7 +208,7 @@ def _observers(
             env_id=env_id,
             seed=cfg.seed,
             config=plain(cfg),
-            params=_params(cfg),
+            params=logged_params(cfg),
             resumed_from=context.get("resumed_from"),
         ),
     )
