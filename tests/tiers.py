@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _posixsubprocess
 import os
+import platform
 import re
 import subprocess
 from collections.abc import Callable, Generator, Iterator
@@ -84,6 +85,20 @@ def _guarded(item: pytest.Item) -> Generator[None, Any, None]:
                 "tier is in-process only. Move it to tests/integration/."
             )
         )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Libraries that start a process once and cache what it said, started here before any
+    test is guarded: Python asks ``uname -p`` the first time anything reads the platform's
+    processor (MLflow does when it opens a run), so that which test is first does not
+    matter."""
+    del session
+    platform.processor()
+    # MuJoCo's import asks GLFW for its version (a process): once, here, as the product
+    # prepares it (twrl_exp.env.prepare_mujoco), for the MuJoCo presets' build tests.
+    from twrl_exp.env import prepare_mujoco
+
+    prepare_mujoco()
 
 
 @pytest.hookimpl(hookwrapper=True)

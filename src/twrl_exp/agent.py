@@ -20,6 +20,7 @@ import torch
 
 from twrl_exp import seeding
 from twrl_exp.errors import ConfigError
+from twrl_exp.normalize import Normalizer
 from twrl_exp.protocols import (
     Clock,
     FeedbackLearner,
@@ -52,7 +53,13 @@ class Agent(Generic[BatchT]):
     """Acts with ``policy(model(obs))`` and feeds every transition to ``update``."""
 
     def __init__(
-        self, *, model: Model, policy: Policy, update: Update[BatchT], seed: int = 0
+        self,
+        *,
+        model: Model,
+        policy: Policy,
+        update: Update[BatchT],
+        seed: int = 0,
+        normalizer: Normalizer | None = None,
     ) -> None:
         if getattr(policy, "needs_outputs", True) and not getattr(model, "produces_outputs", True):
             raise ConfigError(
@@ -60,16 +67,29 @@ class Agent(Generic[BatchT]):
                 "has none; use model=mlp, tilecoding or table, or policy=random."
             )
         self.model, self.policy, self.update = model, policy, update
+        # Observation and reward normalisation (env.normalize_*): trained with the agent,
+        # frozen when it only acts.
+        self.normalizer = normalizer
         self.feedback: Callable[[BatchT], None] | None = _feedback(update)
         self.clock = Clock()
         # A model may compute both stages in one call (a compiled linear model does).
         self.encode = getattr(model, "features_and_outputs", self._features_and_outputs)
         self.rng = seeding.generator(seed, seeding.Stream.POLICY)
         self.eval_rng = seeding.generator(seed, seeding.Stream.EVALUATION)
+        bind = getattr(policy, "bind_exploration", None)
+        if bind is not None:  # gSDE keeps its noise matrices for the training stream's draws
+            bind(self.rng)
         # torch's draws (minibatch order, sampling): its global RNG, or a population member's
         # own generator, which continues the global RNG its single run would have drawn from.
         self.torch_rng: torch.Generator | None = None
         self._prev: tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]] | None = None
+        # Env steps of uniformly random actions before the policy's own (Update.random_steps).
+        self.random_steps = int(getattr(update, "random_steps", 0))
+        if self.random_steps and not hasattr(policy, "random_actions"):
+            raise ConfigError(
+                f"policy={type(policy).__name__.lower()} has no random_actions(n, rng) to explore "
+                "with before learning starts; set update.random_start=false (or give it one)."
+            )
 
     def _features_and_outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         features = self.model.features(obs)
@@ -78,12 +98,19 @@ class Agent(Generic[BatchT]):
     def _decide(
         self, obs: np.ndarray, *, greedy: bool, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray]]:
+        if self.normalizer is not None:
+            obs = self.normalizer.obs(obs)
         features, outputs = self.encode(obs)
-        actions, extras = self.policy.act(outputs, rng, self.clock, greedy=greedy)
+        if not greedy and self.clock.env_steps < self.random_steps:
+            actions, extras = self.policy.random_actions(len(obs), rng)  # type: ignore[attr-defined]
+        else:
+            actions, extras = self.policy.act(outputs, rng, self.clock, greedy=greedy)
         return features, outputs, actions, extras
 
     def start(self, obs: np.ndarray) -> np.ndarray:
         """First actions of a run (or after a resume): ``obs [N, ...]`` -> env actions."""
+        if self.normalizer is not None:
+            self.normalizer.observe(obs)
         features, _, actions, extras = self._decide(obs, greedy=False, rng=self.rng)
         self._prev = (features, actions, extras)
         return self.policy.env_actions(actions)
@@ -108,6 +135,9 @@ class Agent(Generic[BatchT]):
         clock.env_steps += int(np.count_nonzero(valid))
         # An autoreset step ends no episode (its flags are False), as the runner counts them.
         clock.episodes += int(np.count_nonzero(terminated | truncated))
+        if self.normalizer is not None:
+            self.normalizer.observe(obs)
+            reward = self.normalizer.reward(reward, terminated | truncated, valid)
         features, outputs, actions, extras = self._decide(obs, greedy=False, rng=self.rng)
         prev_features, prev_actions, prev_extras = self._prev
         self.update.storage.add(
@@ -144,11 +174,14 @@ class Agent(Generic[BatchT]):
     def learned_state(self) -> dict[str, Any]:
         """What learning changes (weights, optimisers, targets): checked for divergence."""
         policy_state = getattr(self.policy, "state_dict", None)
-        return {
+        learned = {
             "model": self.model.state_dict(),
             "policy": policy_state() if policy_state is not None else {},
             "update": self.update.learner.state_dict(),
         }
+        if self.normalizer is not None:
+            learned["normalizer"] = self.normalizer.state_dict()
+        return learned
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, learner (optimisers, targets), storage (a
@@ -175,6 +208,13 @@ class Agent(Generic[BatchT]):
             self.clock.load_state_dict(state["clock"])
         else:  # saved before the clock, when an epsilon-greedy policy counted for itself
             self.clock.load_state_dict(state["policy"])
+        if self.normalizer is not None:  # acting needs its statistics
+            if "normalizer" not in state:
+                raise ConfigError(
+                    "this agent normalises observations or rewards (env.normalize_*), but its "
+                    "saved state holds no statistics: it was saved without them."
+                )
+            self.normalizer.load_state_dict(state["normalizer"], statistics_only=weights_only)
         if weights_only:
             return
         self.update.learner.load_state_dict(state["update"])

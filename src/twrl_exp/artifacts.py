@@ -72,10 +72,11 @@ def agent_from_folder(
     cfg = logged.trusted_config(raw, [], source=source, choices=choices)
     if not isinstance(state, dict) or not {"model", "policy"} <= set(state):
         raise ConfigError(f"{source}: agent.pt is not a twrl-exp agent.")
-    env = make_vector_env(**env_settings(cfg, num_envs))
+    env = make_vector_env(**env_settings(cfg, num_envs), training=False)
     try:
         space = env.single_observation_space
-        agent = build_agent(cfg, space, env.single_action_space, num_envs)
+        # acting (evaluation, videos, the MLflow model) needs no GPU: the weights come to the CPU
+        agent = build_agent(cfg, space, env.single_action_space, num_envs, device="cpu")
     finally:
         env.close()
     agent.load_state_dict({**state, "update": {}}, weights_only=True)

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from twrl_exp import seeding
+from twrl_exp import devices, objectives, seeding
 from twrl_exp.agent import Agent
 from twrl_exp.env import resolve_spec
-from twrl_exp.errors import ConfigError
+from twrl_exp.errors import ConfigError, describe_space
+from twrl_exp.normalize import Normalizer
 from twrl_exp.paths import project_dir, source_root
 from twrl_exp.runner import Monitor, Runner
 
@@ -100,6 +103,7 @@ def check_run_config(cfg: DictConfig) -> None:
     found = _nonfinite(OmegaConf.to_container(cfg, resolve=True))
     if found is not None:
         raise ConfigError(f"{found[0]}={found[1]} is invalid: it must be a finite number.")
+    objectives.names(cfg.trial.objective)  # one sentence for an unknown one
     m = cfg.monitor
     checks = [
         # NumPy's and PyTorch's generators take seeds up to 2**32 - 1 comfortably everywhere.
@@ -130,6 +134,7 @@ def check_run_config(cfg: DictConfig) -> None:
     for name, value, ok, valid in checks:
         if not ok:
             raise ConfigError(f"{name}={value} is invalid: it must be {valid}.")
+    devices.resolve(cfg.get("device", "cpu"))  # a GPU this machine lacks: before anything runs
 
 
 def build_agent(
@@ -137,14 +142,42 @@ def build_agent(
     observation_space: Any,
     action_space: Any,
     num_envs: int,
+    *,
+    device: str | None = None,
 ) -> Agent[Any]:
     """policy(action space) -> model(observation space, policy's outputs) -> update(model, the
-    model group's factory for critics, policy) -> agent."""
+    model group's factory for critics, policy) -> agent, every network, parameter and tensor
+    they make on ``device`` (default: ``cfg.device``; :mod:`twrl_exp.devices`)."""
+    with torch.device(devices.resolve(device or cfg.get("device", "cpu"))):
+        return _build_agent(cfg, observation_space, action_space, num_envs)
+
+
+def _build_agent(
+    cfg: DictConfig, observation_space: Any, action_space: Any, num_envs: int
+) -> Agent[Any]:
     policy = _partial(cfg.policy)(
         action_space=action_space, total_env_steps=cfg.train.max_env_steps
     )
     make_model = _partial(cfg.model)
-    model = make_model(observation_space=observation_space, num_outputs=policy.num_outputs)
+    if cfg.model.get("dueling") and not getattr(policy, "reads_action_values", False):
+        raise ConfigError(
+            f"model.dueling=true makes a dueling head of action values (for update=dqn), but "
+            f"update={cfg['update'].get('name')} reads the model's outputs through "
+            f"policy={cfg.policy.get('name')}, as a policy's parameters, not as action values; "
+            "use model.dueling=false."
+        )
+    if getattr(policy, "latent_outputs", False):  # gSDE: the noise reads the last hidden layer
+        if cfg.model.name != "mlp":
+            raise ConfigError(
+                f"policy.use_sde=true needs model=mlp (its noise is a function of the MLP's last "
+                f"hidden layer), not model={cfg.model.name}; use policy.use_sde=false."
+            )
+        model = make_model(
+            observation_space=observation_space, num_outputs=policy.num_outputs, latent_outputs=True
+        )
+        policy.attach_latent(model.latent_dim)
+    else:
+        model = make_model(observation_space=observation_space, num_outputs=policy.num_outputs)
     update = _partial(cfg["update"])(
         model=model,
         make_model=make_model,
@@ -153,7 +186,40 @@ def build_agent(
         total_env_steps=cfg.train.max_env_steps,
         seed=cfg.seed,
     )
-    return Agent(model=model, policy=policy, update=update, seed=cfg.seed)
+    return Agent(
+        model=model,
+        policy=policy,
+        update=update,
+        seed=cfg.seed,
+        normalizer=make_normalizer(cfg, observation_space, num_envs),
+    )
+
+
+def make_normalizer(
+    cfg: DictConfig, observation_space: gym.Space[Any], num_envs: int
+) -> Normalizer | None:
+    """The agent's normaliser of ``cfg.env.normalize_*``, or None when neither is on."""
+    env = cfg.env
+    if not env.get("normalize_obs") and not env.get("normalize_reward"):
+        return None
+    if env.normalize_obs and not (
+        isinstance(observation_space, gym.spaces.Box)
+        and np.issubdtype(observation_space.dtype, np.floating)
+    ):
+        raise ConfigError(
+            f"env.normalize_obs=true needs float Box observations, but {env.id}'s are "
+            f"{describe_space(observation_space)}; set env.normalize_obs=false."
+        )
+    if not math.isfinite(env.normalize_clip) or env.normalize_clip <= 0:
+        raise ConfigError(f"env.normalize_clip={env.normalize_clip} is invalid: it must be > 0.")
+    return Normalizer(
+        obs_shape=tuple(observation_space.shape or ()),
+        num_envs=num_envs,
+        obs=bool(env.normalize_obs),
+        reward=bool(env.normalize_reward),
+        clip=float(env.normalize_clip),
+        gamma=float(cfg["update"].get("gamma", 0.99)),
+    )
 
 
 def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
@@ -173,7 +239,7 @@ def build(cfg: DictConfig, *, evaluation: bool = True) -> Built:
     eval_env = None
     try:
         if evaluation and (cfg.eval.every_steps or cfg.eval.final):
-            eval_env = make_env(num_envs=min(cfg.eval.num_envs, cfg.eval.episodes))
+            eval_env = make_env(num_envs=min(cfg.eval.num_envs, cfg.eval.episodes), training=False)
         agent = build_agent(
             cfg, env.single_observation_space, env.single_action_space, env.num_envs
         )

@@ -14,6 +14,16 @@ from typing import TypeVar
 from twrl_exp.errors import ConfigError
 
 
+class EnvBackend(StrEnum):
+    gymnasium = "gymnasium"
+    envpool = "envpool"
+
+
+class EnvPreprocess(StrEnum):
+    none = "none"
+    atari = "atari"
+
+
 class Vectorization(StrEnum):
     auto = "auto"
     native = "native"
@@ -78,6 +88,7 @@ class Objective(StrEnum):
     final_eval_return = "final_eval_return"
     auc = "auc"
     neg_steps_to_solve = "neg_steps_to_solve"
+    seconds_to_solve = "seconds_to_solve"
 
 
 class Aggregate(StrEnum):

@@ -25,6 +25,8 @@ from twrl_exp.choices import (
     Activation,
     Aggregate,
     Baseline,
+    EnvBackend,
+    EnvPreprocess,
     Objective,
     OptimizerName,
     QLoss,
@@ -54,6 +56,19 @@ class EnvConfig:
     reward_threshold: float | None = None  # null: the id's registered threshold
     # auto: a native numpy vector env where there is one (CartPole, MountainCar), else sync
     vectorization: Vectorization = Vectorization.auto
+    # gymnasium, or envpool (EnvPool's C++ envs where it has the id: classic control, MuJoCo,
+    # Atari; the same next-step autoreset and truncation; twrl-exp[envpool])
+    backend: EnvBackend = EnvBackend.gymnasium
+    # atari: the standard Atari stack (no-op starts, frame skip 4 with max-pooling, 84x84 grey,
+    # FIRE on reset, 4 frames stacked; in training only, a lost life ends the episode and
+    # rewards are clipped to their sign); twrl_exp.env.atari, twrl-exp[atari]
+    preprocess: EnvPreprocess = EnvPreprocess.none
+    # SB3's VecNormalize, held by the agent (twrl_exp.normalize): observations by their running
+    # mean and std, rewards by the running std of the discounted return (the update's gamma),
+    # both clipped to +-normalize_clip; saved with the agent, frozen at evaluation
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    normalize_clip: float = 10.0
 
 
 # --------------------------------------------------------------------------- model
@@ -70,6 +85,27 @@ class MLPConfig:
     activation: Activation = Activation.tanh
     critic_hidden_sizes: list[int] | None = None  # critics (a2c, ppo, sac, td3): null: as above
     dueling: bool = False  # dueling Q head, Q = V + A - mean(A) (update=dqn; Wang et al. 2016)
+    # orthogonal init (hidden gain sqrt(2), output 0.01; critics' output 1); false: torch's
+    # default init, as SB3's ortho_init=False in some of the zoo's presets
+    ortho_init: bool = True
+
+
+@dataclass
+class CNNConfig:
+    """A convolutional network over image observations (twrl_exp.model.cnn): a torso, then
+    fully connected layers: the Nature DQN's (Mnih et al. 2015) on frames, MinAtar's (Young & Tian
+    2019) on small grids."""
+
+    _target_: str = "twrl_exp.model.CNN"
+    _partial_: bool = True
+    name: str = "cnn"
+    arch: str = "auto"  # nature (84x84 frames) | impala (residual) | minatar (10x10 grids) |
+    # auto: nature for images of at least 36x36, else minatar
+    hidden_sizes: list[int] = field(default_factory=lambda: [512])
+    activation: Activation = Activation.relu
+    critic_hidden_sizes: list[int] | None = None  # a2c/ppo critics' layers (null: as above)
+    channels_first: bool | None = None  # null: the observation's short end is its channels
+    dueling: bool = False  # dueling Q head (update=dqn)
 
 
 @dataclass
@@ -123,6 +159,11 @@ class NormalConfig:
     init_std: float = 1.0
     learn_std: bool = True  # false keeps the standard deviation fixed at init_std
     min_std: float = 1e-3
+    # gSDE (Raffin et al. 2022): noise z(s) @ W from the model's last hidden layer z, W's scale
+    # starting at init_std; new W every sde_sample_freq vector steps and after each update (-1:
+    # only after updates). model=mlp only.
+    use_sde: bool = False
+    sde_sample_freq: int = -1
 
 
 @dataclass
@@ -146,6 +187,11 @@ class TanhNormalConfig:
     _target_: str = "twrl_exp.policy.TanhNormal"
     _partial_: bool = True
     name: str = "tanh_normal"
+    # gSDE (Raffin et al. 2022), as policy=normal's; init_std: the noise matrix's initial scale
+    # (SB3's SAC log_std_init -3; without gSDE the std is the model's output).
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    init_std: float = 0.049787068367863944  # exp(-3)
 
 
 @dataclass
@@ -255,7 +301,8 @@ class A2CConfig:
 @dataclass
 class PPOConfig:
     """Proximal policy optimisation (Schulman et al. 2017); CleanRL's ppo.py defaults (Adam with
-    eps 1e-5, lr 2.5e-4 annealed linearly to 0, entropy bonus 0.01)."""
+    eps 1e-5, lr 2.5e-4 annealed linearly to 0, entropy bonus 0.01), except that the value
+    loss is not clipped (SB3's and the zoo's default; CleanRL clips it: clip_vloss=true)."""
 
     _target_: str = "twrl_exp.update.actor_critic.ppo"
     _partial_: bool = True
@@ -268,7 +315,10 @@ class PPOConfig:
     num_minibatches: int = 4
     clip_coef: float = 0.2
     clip_schedule: Schedule = Schedule.constant  # linear: to 0 at train.max_env_steps
-    clip_vloss: bool = True
+    # Clip the value loss (Andrychowicz et al. 2021 found it rarely helps) to within
+    # clip_vloss_coef of the rollout's values: its own range, never annealed (null: clip_coef)
+    clip_vloss: bool = False
+    clip_vloss_coef: float | None = None
     vf_coef: float = 0.5
     ent_coef: float = 0.01
     max_grad_norm: float | None = 0.5
@@ -329,6 +379,8 @@ class SACConfig:
     buffer_size: int = 1_000_000
     batch_size: int = 256
     learning_starts: int = 5_000
+    # uniformly random actions until learning_starts (SB3, CleanRL); false: the policy's own
+    random_start: bool = True
     train_freq: int = 1
     gradient_steps: int = 1
     gamma: float = 0.99
@@ -354,6 +406,8 @@ class TD3Config:
     buffer_size: int = 1_000_000
     batch_size: int = 256
     learning_starts: int = 25_000
+    # uniformly random actions until learning_starts (SB3, CleanRL); false: the policy's own
+    random_start: bool = True
     train_freq: int = 1
     gradient_steps: int = 1
     gamma: float = 0.99
@@ -448,7 +502,9 @@ class PathsConfig:
 class TrialConfig:
     """What a run returns, and (set by the Optuna sweeper) which trial of which study it is."""
 
-    objective: Objective = Objective.best_mean_return
+    # twrl_exp.objectives.OBJECTIVES: one name, or a list of names (a multi-objective study's
+    # trial returns one value per objective)
+    objective: Any = Objective.best_mean_return.value
     seeds: int = 1  # seeds seed, seed+1, ...; the objective is their aggregate:
     # mean, iqm, or ci_low (the lower end of the 95% bootstrap interval of their IQM)
     aggregate: Aggregate = Aggregate.mean
@@ -479,6 +535,9 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     torch_threads: int = 1
+    # where the networks learn: cpu (the fastest for classic control's small MLPs), cuda,
+    # cuda:N, or auto (CUDA where torch sees a GPU); populations train on the CPU
+    device: str = "cpu"
     resume: str | None = None  # an MLflow run id: continue that run from its checkpoint
     rerun: str | None = None  # an MLflow run id: a new run with exactly that run's config
 
@@ -486,6 +545,7 @@ class RunConfig:
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "model": {
         "mlp": MLPConfig,
+        "cnn": CNNConfig,
         "tilecoding": TileCodingConfig,
         "table": TableConfig,
         "none": NoModelConfig,
@@ -528,9 +588,20 @@ def renamed(key: str, value: str | None = None) -> str | None:
     return f"{key} was renamed {new}: write {new}={values.get(value, value)}."
 
 
+# Keys added after runs were logged, with what those runs did: a logged config without the key
+# gets this value, not today's default or preset (a preset may turn it on). By group, the
+# options that have the key, and its value before it existed.
+ADDED: dict[str, tuple[frozenset[str], Any]] = {
+    "policy.use_sde": (frozenset({"normal", "tanh_normal"}), False),
+    "policy.sde_sample_freq": (frozenset({"normal", "tanh_normal"}), -1),
+    "model.ortho_init": (frozenset({"mlp"}), True),
+}
+
+
 def upgrade_logged(values: dict[Any, Any]) -> None:
     """Translate old spellings in a logged config (plain containers), in place, to their new
-    keys with the same meaning; a new key already there wins."""
+    keys with the same meaning (a new key already there wins), and give keys added since
+    (:data:`ADDED`) the value that meant what the run did."""
     for old, (new, spellings) in RENAMED.items():
         group, key = old.split(".")
         node = values.get(group)
@@ -538,6 +609,11 @@ def upgrade_logged(values: dict[Any, Any]) -> None:
             value = node.pop(key)
             translated = spellings.get(value, value) if isinstance(value, str) else value
             node.setdefault(new.split(".")[1], translated)
+    for dotted, (options, before) in ADDED.items():
+        group, key = dotted.split(".")
+        node = values.get(group)
+        if isinstance(node, dict) and node.get("name") in options:
+            node.setdefault(key, before)
 
 
 _NOT_ARGUMENTS = ("_target_", "_partial_", "name")

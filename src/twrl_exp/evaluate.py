@@ -67,7 +67,7 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     if cfg.log:  # it writes to the run: refuse an unwritable store before evaluating
         store.open_client(uri)
     agent, logged = load_agent(cfg.run_id, uri)  # only reads: a read-only store will do
-    env = make_vector_env(**env_settings(logged, min(cfg.num_envs, cfg.episodes)))
+    env = make_vector_env(**env_settings(logged, min(cfg.num_envs, cfg.episodes)), training=False)
     seed = logged.seed if cfg.seed is None else cfg.seed
     try:
         runner = Runner(
@@ -88,6 +88,7 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
                 id=logged.env.id,
                 kwargs=dict(logged.env.kwargs),
                 max_episode_steps=logged.env.max_episode_steps,
+                preprocess=logged.env.preprocess,
             ),
             agent,
             Path(cfg.video_path or f"evaluate-{cfg.run_id}.mp4"),

@@ -164,6 +164,22 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("config", overrides)
 
 
+def _open_free_form(cfg: DictConfig) -> None:
+    """Let the schema's free-form mappings (``dict[str, Any]`` fields: ``env.kwargs``,
+    ``update.optimizer_kwargs``) take the logged run's keys: a key a preset or the command
+    line added there (``+update.optimizer_kwargs.weight_decay=...``) is in the logged config
+    but not in the local composition, and only Gymnasium or torch can check it."""
+    for key in list(cfg.keys()):
+        node = cfg._get_node(key)
+        if not isinstance(node, DictConfig):
+            continue
+        meta = node._metadata
+        if meta.object_type is dict and getattr(meta.ref_type, "__origin__", None) is dict:
+            OmegaConf.set_struct(node, False)
+        else:
+            _open_free_form(node)
+
+
 def trusted_config(
     logged: DictConfig,
     overrides: list[str],
@@ -239,6 +255,7 @@ def trusted_config(
     values.update(_RESET)
     if isinstance(values.get("trial"), dict):
         values["trial"].update(_TRIAL_RESET)
+    _open_free_form(composed)
     try:
         merged = OmegaConf.merge(composed, values)
     except OmegaConfBaseException as exc:

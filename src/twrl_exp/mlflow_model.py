@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 
 AGENT_MODEL = "agent"  # the default model name; runs name their model after themselves
+# In a model's folder: the observations' dtype where it is not float32 (uint8 frames, boolean
+# grids), so that the model's signature takes the env's own observations.
+OBSERVATION_DTYPE = "observation_dtype.txt"
 
 
 class AgentModel:
@@ -84,8 +87,10 @@ def log_agent_model(
     from mlflow.models import Model, ModelSignature
     from mlflow.types import Schema, TensorSpec
 
+    dtype_file = folder / OBSERVATION_DTYPE
+    dtype = np.dtype(dtype_file.read_text().strip() if dtype_file.exists() else np.float32)
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *observation_shape))]),
+        inputs=Schema([TensorSpec(dtype, (-1, *observation_shape))]),
         outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]),
     )
     from mlflow.entities import LoggedModelStatus

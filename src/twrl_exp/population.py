@@ -25,6 +25,7 @@ What keeps member ``m`` a copy of its single run:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ import torch
 
 from twrl_exp.agent import Agent
 from twrl_exp.errors import ConfigError
-from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State, Update
+from twrl_exp.protocols import Clock, FeedbackStorage, Metrics, State
 from twrl_exp.runner import History, Runner
 from twrl_exp.storage import EpisodeBatch, ReplayBatch, RolloutBatch
 from twrl_exp.update.actor_critic import A2C, PPO
@@ -67,6 +68,7 @@ VECTORISABLE: dict[str, frozenset[str]] = {
             "gamma",
             "gae_lambda",
             "clip_coef",
+            "clip_vloss_coef",
             "ent_coef",
             "vf_coef",
             "max_grad_norm",
@@ -125,20 +127,36 @@ _POLICIES = {
 }
 
 
-def structure_key(config: Mapping[str, Any]) -> str | None:
-    """What a run (its config as plain data) shares with the other members of a population it
-    can join: its config without its seed, its policy's values and its rule's vectorisable
-    values (:data:`VECTORISABLE`). None where its rule has no population form."""
+def alone_because(config: Mapping[str, Any]) -> str | None:
+    """Why a run (its config as plain data) cannot join a population, in words; None where it
+    can."""
     update = dict(config.get("update") or {})
     rule = str(update.get("name"))
     if rule not in VECTORISABLE:
-        return None
+        return f"update={rule} has no population form"
     model = (config.get("model") or {}).get("name")
     policy = (config.get("policy") or {}).get("name")
     if model not in _MODELS.get(rule, _MLP) or policy != _POLICIES[rule]:
-        return None
+        return f"update={rule} with model={model} and policy={policy} has no population form"
     if rule == "reinforce" and str(update.get("baseline")) == "value":
-        return None  # a learned value baseline: its own network, not stacked
+        return "update.baseline=value trains a value network of its own"
+    if (config.get("policy") or {}).get("use_sde"):
+        return "policy.use_sde=true keeps noise matrices per run and env"
+    device = str(config.get("device", "cpu"))
+    if device != "cpu" and not (device == "auto" and not torch.cuda.is_available()):
+        return f"device={device}: populations train on the CPU"
+    return None
+
+
+def structure_key(config: Mapping[str, Any]) -> str | None:
+    """What a run (its config as plain data) shares with the other members of a population it
+    can join: its config without its seed, its policy's values and its rule's vectorisable
+    values (:data:`VECTORISABLE`). None where it cannot join one (:func:`alone_because`)."""
+    if alone_because(config) is not None:
+        return None
+    update = dict(config.get("update") or {})
+    rule = str(update.get("name"))
+    policy = (config.get("policy") or {}).get("name")
     own = ("seed", "policy", "update", "resume", "rerun")  # a member's own, or the run it goes on
     shared = {k: v for k, v in config.items() if k not in own}
     shared["policy"] = policy
@@ -153,7 +171,7 @@ def varies_only_members(rule: str, keys: Sequence[str]) -> bool:
         return False
     for key in keys:
         group, _, name = key.lstrip("+~").partition(".")
-        if key == "seed" or group == "policy":
+        if key == "seed" or (group == "policy" and not name.startswith(("use_sde", "sde_"))):
             continue
         if group != "update" or name not in VECTORISABLE[rule]:
             return False
@@ -272,7 +290,7 @@ class Population:
 
     def _enlist(self, m: int, member: Member, deferred: _Deferred) -> None:
         """``member``'s agent hands its batches to the population, slot ``m``."""
-        member.agent.update = Update(storage=member.agent.update.storage, learner=deferred)
+        member.agent.update = dataclasses.replace(member.agent.update, learner=deferred)
         member.agent.feedback = None  # told here, after the population has learned
         deferred.sync = partial(self.stacked.export_state, m)
 

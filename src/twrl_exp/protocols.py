@@ -217,10 +217,13 @@ class Learner(Protocol[BatchT_contra]):
 
 @dataclass(frozen=True)
 class Update(Generic[BatchT]):
-    """What an ``update=`` option builds: a storage and the learner it feeds."""
+    """What an ``update=`` option builds: a storage and the learner it feeds, and for how many
+    env steps the agent explores with uniformly random actions first (off-policy rules on
+    continuous actions: until ``learning_starts``, as SB3 and CleanRL do)."""
 
     storage: Storage[BatchT]
     learner: Learner[BatchT]
+    random_steps: int = 0
 
 
 @runtime_checkable

@@ -1,4 +1,5 @@
-"""``run(cfg) -> float`` and the ``@hydra.main`` command line around it.
+"""``run(cfg) -> float`` (a tuple of floats for several objectives) and the ``@hydra.main``
+command line around it.
 
 python train.py env=cartpole policy=categorical model=mlp update=reinforce
 python train.py -m update.lr=1e-3,1e-2
@@ -14,7 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,9 +38,10 @@ from twrl_exp.monitor import report, sweep, writer
 from twrl_exp.monitor.console import ConsoleMonitor
 from twrl_exp.monitor.setup import make_monitors, run_name, short_override
 from twrl_exp.monitor.sweep import read_parent
-from twrl_exp.objectives import aggregate, objective_value
+from twrl_exp.objectives import Value, aggregate, names
+from twrl_exp.objectives import values as objective_values
 from twrl_exp.paths import commands, config_dir, tracking_uri_of
-from twrl_exp.population import Member, Population, structure_key
+from twrl_exp.population import Member, Population, alone_because
 from twrl_exp.runner import Monitor, Runner
 
 register_configs()
@@ -167,7 +169,12 @@ def _conclude(prepared: _Prepared) -> Runner:
             str(error) if isinstance(error, DivergedError) else f"{type(error).__name__}: {error}"
         )
     if tracker is not None:
-        tracker.objective = _objective(cfg, runner)
+        value = _objective(cfg, runner)
+        tracker.objective = (
+            dict(zip(names(cfg.trial.objective), value, strict=True))
+            if isinstance(value, tuple)
+            else value
+        )
     problems: list[str] = []
     full: store.DiskFullError | None = None
     if prepared.opened:
@@ -191,9 +198,10 @@ def _conclude(prepared: _Prepared) -> Runner:
     return runner
 
 
-def _objective(cfg: DictConfig, runner: Runner) -> float:
-    """``cfg.trial.objective`` of the run so far: what it returns to a sweep."""
-    return objective_value(
+def _objective(cfg: DictConfig, runner: Runner) -> Value:
+    """``cfg.trial.objective`` of the run so far: what it returns to a sweep (a tuple: the
+    values of a multi-objective sweep's objectives)."""
+    return objective_values(
         cfg.trial.objective,
         runner.history,
         window=cfg.train.solve_window,
@@ -282,6 +290,7 @@ def _sources(
         source = logged.resume_source(_tracking_uri(cfg), cfg.resume, overrides)
         context["resumed_from"] = source.run_id
         _record_options(context, source.choices or {})
+        _tell_preset(source.config, source.choices or {})
         if source.status == "FINISHED":
             Console(stderr=True).print(
                 f"resume={source.run_id}: the run had FINISHED, so it is kept as it is; its "
@@ -302,8 +311,21 @@ def _sources(
         context["rerun_of"] = cfg.rerun
         config, options = logged.rerun_config(_tracking_uri(cfg), cfg.rerun, overrides)
         _record_options(context, options)
+        _tell_preset(config, options)
         return config, None
     return cfg, None
+
+
+def _tell_preset(cfg: DictConfig, options: Mapping[str, str]) -> None:
+    """The tuned preset of a logged run's groups (``options``), on the console of a command
+    line's run (not a sweep's job, nor a run started from Python)."""
+    if not cfg.monitor.console or not HydraConfig.initialized():
+        return
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return
+    note = _preset_note(options)
+    if note:
+        Console(soft_wrap=True).print(note, markup=False, highlight=False, style="dim")
 
 
 def _record_options(context: dict[str, str], options: dict[str, str]) -> None:
@@ -322,7 +344,7 @@ def run(
     name_suffix: str = "",
     sweep_dir: Path | None = None,
     choices: dict[str, str] | None = None,
-) -> float:
+) -> Value:
     """Train as ``cfg`` says; return ``cfg.trial.objective`` (over ``cfg.trial.seeds``: their
     ``cfg.trial.aggregate``, the mean by default).
 
@@ -345,7 +367,7 @@ def _run(
     name_suffix: str,
     sweep_dir: Path | None,
     choices: dict[str, str],
-) -> float:
+) -> Value:
     check_run_config(cfg)
     context = {f"{logged.CHOICE_TAG}{g}": c for g, c in choices.items() if g in logged.GROUPS}
     resumed = bool(cfg.resume)
@@ -382,7 +404,7 @@ def _seeds(
     resumed: bool,
     job: Any,
     brief: bool = False,
-) -> float:
+) -> Value:
     """Every seed of a run (``cfg.trial.seeds``); their objectives' ``trial.aggregate``. Seeds
     of a rule with a population form train together (``trial.population``), except in an
     Optuna trial."""
@@ -392,7 +414,7 @@ def _seeds(
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
-    values: list[float] = []
+    values: list[Value] = []
     env_steps, train_time = 0, 0.0
     for index in range(1 if resumed else cfg.trial.seeds):
         seed_cfg = cfg.copy()
@@ -443,7 +465,7 @@ class PopulationJob:
 
 def train_population(
     jobs: Sequence[PopulationJob], refill: Callable[[], PopulationJob | None] | None = None
-) -> list[float | BaseException]:
+) -> list[Value | BaseException]:
     """Train ``jobs`` (one structure: :func:`twrl_exp.population.structure_key`; a ``resume=``
     job goes on from its run's checkpoint) as one population, every seed of every job
     (``trial.seeds``) a member and its own run, recorded as a single run is; a job that is an
@@ -485,12 +507,12 @@ def train_population(
 class _JobState:
     job: PopulationJob
     members: int = 0  # its runs not yet concluded
-    values: list[float] = field(default_factory=list)
+    values: list[Value] = field(default_factory=list)
     env_steps: int = 0
     train_time: float = 0.0
     error: BaseException | None = None
     trial: Any = None  # its Optuna trial (a TrialJob), if it is one
-    outcome: float | BaseException | None = None
+    outcome: Value | BaseException | None = None
 
 
 class _Group:
@@ -506,7 +528,7 @@ class _Group:
         self.queued: list[Member] = []  # refilled members waiting for a slot
 
     @property
-    def outcomes(self) -> list[float | BaseException]:
+    def outcomes(self) -> list[Value | BaseException]:
         return [s.outcome if s.outcome is not None else 0.0 for s in self.states]
 
     def add(self, job: PopulationJob) -> list[_Prepared]:
@@ -653,10 +675,20 @@ def _job_context(job: PopulationJob) -> dict[str, str]:
 
 
 def _as_population(cfg: DictConfig) -> bool:
-    """Whether ``cfg``'s seeds train as one population."""
+    """Whether ``cfg``'s seeds train as one population; where they cannot, the console says
+    why once."""
     if cfg.trial.seeds < 2 or not cfg.trial.population:
         return False
-    return structure_key(OmegaConf.to_container(cfg, resolve=True)) is not None  # type: ignore[arg-type]
+    reason = alone_because(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    if reason is not None and cfg.monitor.console:
+        Console(soft_wrap=True).print(
+            f"trial.seeds={cfg.trial.seeds}: the seeds train one after another, not as one "
+            f"population ({reason}).",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
+    return reason is None
 
 
 def _train_together(ready: list[_Prepared], group: _Group) -> bool:
@@ -780,7 +812,7 @@ def enlist(cfg: DictConfig) -> PopulationJob:
 
 def train_jobs_together(
     jobs: Sequence[PopulationJob], refill: Callable[[], PopulationJob | None] | None = None
-) -> list[float | BaseException]:
+) -> list[Value | BaseException]:
     """``hydra/launcher=population``: :func:`train_population`, each failed job's sentence
     said (and a refused one recorded under the sweep's parent run), as a sweep's job says it."""
     given: list[PopulationJob] = list(jobs)
@@ -804,11 +836,12 @@ def train_jobs_together(
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def _hydra_main(cfg: DictConfig) -> float:
+def _hydra_main(cfg: DictConfig) -> Value:
     job = _job(cfg)
     multirun = job.sweep_dir is not None
     sweep_dir, overrides, suffix = job.sweep_dir, job.overrides, job.name_suffix
-    note = _preset_note(cfg)
+    # resume=/rerun= run a logged run's groups: its preset is told once they are read.
+    note = None if cfg.resume or cfg.rerun else _preset_note(HydraConfig.get().runtime.choices)
     if note and cfg.monitor.console and not multirun:
         Console(soft_wrap=True).print(note, markup=False, highlight=False, style="dim")
     try:
@@ -881,11 +914,14 @@ def _with_env_preset(argv: list[str]) -> list[str]:
     return [a for a in argv if a not in cluster] + cluster
 
 
-def _preset_note(cfg: DictConfig) -> str | None:
-    """Which tuned preset (conf/tuned/) this composition got, if any."""
+def _preset_note(choices: Mapping[str, Any]) -> str | None:
+    """Which tuned preset (conf/tuned/) a composition of these group ``choices`` got, if any:
+    the command line's (Hydra's ``tuned`` choice), or a logged run's groups (resume=, rerun=),
+    whose preset is the one its own groups name."""
     from hydra.core.global_hydra import GlobalHydra
 
-    name = HydraConfig.get().runtime.choices.get("tuned")
+    groups = [choices.get(g) for g in logged.GROUPS]
+    name = choices.get("tuned") or ("-".join(map(str, groups)) if all(groups) else None)
     if not name:
         return None
     if name in GlobalHydra.instance().config_loader().get_group_options("tuned"):

@@ -386,3 +386,72 @@ def test_an_older_ppo_run_keeps_its_adam_eps_and_its_schedule(make_cfg) -> None:
     assert cfg["update"].optimizer_kwargs == {"eps": 1e-5}
     assert cfg["update"].lr_final_fraction == 0.0
     assert cfg["update"].ent_coef == values["update"]["ent_coef"]
+
+
+def test_keys_added_to_free_form_mappings_come_back_from_the_record(make_cfg) -> None:
+    """Keys a command line or preset added to ``update.optimizer_kwargs`` or ``env.kwargs``
+    (free-form: torch's and Gymnasium's to check) are in the logged config but not in the local
+    composition of the run's groups; resume=, rerun= and evaluation keep them, and an unknown
+    key elsewhere is still refused."""
+    values = OmegaConf.to_container(
+        make_cfg(
+            "update=dqn",
+            "update.optimizer=rmsprop",
+            "+update.optimizer_kwargs.alpha=0.95",
+            "+update.optimizer_kwargs.centered=true",
+            "env=mountaincar",
+            "+env.kwargs.goal_velocity=0.01",
+        ),
+        resolve=True,
+        enum_to_str=True,
+    )
+    assert isinstance(values, dict)
+    cfg = trusted_config(OmegaConf.create(values), [], source="resume=old")
+    assert cfg["update"].optimizer_kwargs == {"alpha": 0.95, "centered": True}
+    assert cfg.env.kwargs == {"goal_velocity": 0.01}
+    built = build(cfg, evaluation=False)
+    optimizer = built.agent.update.learner.optimizer
+    built.close()
+    assert optimizer.defaults["alpha"] == 0.95
+    assert optimizer.defaults["centered"] is True
+    values["update"]["learning_rate"] = 0.1  # not a key of update=dqn: still refused
+    with pytest.raises(ConfigError, match="does not fit this version"):
+        trusted_config(OmegaConf.create(values), [], source="resume=old")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "added"),
+    [
+        (["env=pendulum", "update=ppo"],
+         ["policy.use_sde", "policy.sde_sample_freq", "model.ortho_init"]),
+        (["env=mountaincar_continuous", "update=sac"], ["policy.use_sde", "model.ortho_init"]),
+        (["env=hopper", "update=ppo"], ["model.ortho_init"]),
+    ],
+)  # fmt: skip
+def test_keys_added_since_a_run_was_logged_keep_what_the_run_did(make_cfg, overrides, added):
+    """A run logged before gSDE and ``model.ortho_init`` existed used neither and initialised
+    orthogonally; today's presets for these envs turn them on. resume=, rerun= and evaluation
+    must rebuild the run as it was (else its saved weights do not fit, or a rerun trains
+    something else)."""
+    values = old_logged(make_cfg, *overrides)
+    # The run's group options, as its tags record them (the env's selects today's preset).
+    choices = {
+        "env": overrides[0].split("=")[1],
+        "update": overrides[1].split("=")[1],
+        "policy": values["policy"]["name"],
+        "model": "mlp",
+    }
+    today = trusted_config(OmegaConf.create(values), [], source="rerun=new", choices=choices)
+    assert any(  # the preset differs from the old meaning (else this test proves nothing)
+        OmegaConf.select(today, key)
+        != {"policy.use_sde": False, "model.ortho_init": True}.get(key, -1)
+        for key in added
+    )
+    for key in added:
+        group, name = key.split(".")
+        del values[group][name]
+    cfg = trusted_config(OmegaConf.create(values), [], source="rerun=old", choices=choices)
+    assert OmegaConf.select(cfg, "policy.use_sde") in (False, None)
+    assert cfg.model.ortho_init is True
+    if "policy.sde_sample_freq" in added:
+        assert cfg.policy.sde_sample_freq == -1

@@ -18,14 +18,14 @@ def test_help_lists_the_groups_a_user_picks_and_nothing_internal(train_cli) -> N
     result = train_cli("--help")
     assert result.returncode == 0
     for text in (
-        "env=  acrobot, cartpole",
+        "env=  acrobot, ant, atari_breakout, atari_pong, atari_space_invaders, cartpole",
         "mountaincar",
         "pendulum",
-        "model=  mlp, none, table, tilecoding",
+        "model=  cnn, mlp, none, table, tilecoding",
         "policy=  categorical, deterministic, egreedy, greedy, normal, random, tanh_normal",
         "update=  a2c, dqn, none, ppo, reinforce, sac, td3, td_lambda",
         "monitor=  default, none, quiet",
-        "+sweep=  cartpole_dqn, cartpole_ppo, cartpole_reinforce",
+        "+sweep=  cartpole_dqn, cartpole_pareto, cartpole_ppo, cartpole_reinforce",
     ):
         assert text in result.stdout, text
     for internal in ("schema/", "tuned:", "tuned=", "\nsweep:"):
@@ -62,7 +62,8 @@ def test_cfg_job_prints_the_composed_config(train_cli) -> None:
         ),
         (
             ["+sweep=nosuch"],
-            "+sweep=nosuch is not an option: choose one of cartpole_dqn, cartpole_ppo",
+            "+sweep=nosuch is not an option: choose one of cartpole_dqn, cartpole_pareto, "
+            "cartpole_ppo",
         ),
         (["update.lr=fast"], "update.lr=fast is invalid: update.lr must be a number"),
         (["update.baseline=foo"], "update.baseline must be one of none, average, value"),

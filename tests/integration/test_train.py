@@ -224,3 +224,23 @@ def test_resume_and_rerun_take_values_of_the_runs_own_groups(
         assert says in refused.stderr
         assert "Traceback" not in refused.stderr
     assert len(runs(isolated_mlflow, "MountainCar-v0")) == 2
+
+
+def test_resume_and_rerun_tell_the_logged_runs_preset(train_cli, isolated_mlflow: str) -> None:
+    """A DQN run resumed (or rerun) from a command line that names none of its groups says the
+    DQN preset it runs, not the one the defaults (REINFORCE) would pick."""
+    dqn = ["update=dqn", "policy=egreedy", "update.learning_starts=500"]
+    made = train_cli(*dqn, "train.max_env_steps=1000", "monitor.video.enabled=false")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.count("preset: tuned/cartpole-mlp-egreedy-dqn.yaml") == 1
+    (first,) = runs(isolated_mlflow)
+    for again in (
+        [f"resume={first.info.run_id}", "train.max_env_steps=1500"],
+        [f"rerun={first.info.run_id}"],
+    ):
+        result = train_cli(
+            *again, "monitor.video.enabled=false", "monitor.checkpoint.enabled=false"
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("preset: tuned/cartpole-mlp-egreedy-dqn.yaml") == 1
+        assert "reinforce" not in result.stdout.split("preset:")[1].splitlines()[0]

@@ -22,6 +22,10 @@ from twrl_exp.errors import ConfigError
         ),
         (["env=cartpole", "policy=egreedy", "update=a2c"], "policy=categorical (Discrete"),
         (["env=mountaincar", "model=mlp", "update=td_lambda"], "model=tilecoding or model=table"),
+        # A dueling head reshapes outputs as V + A - mean(A): a policy's would silently change.
+        (["env=cartpole", "update=ppo", "model.dueling=true"], "update=ppo reads the model's"),
+        (["env=pendulum", "update=sac", "model.dueling=true"], "update=sac reads the model's"),
+        (["env=cartpole", "update=reinforce", "model.dueling=true"], "model.dueling=false"),
     ],
 )
 def test_incompatible_choices_are_refused_in_one_sentence(make_cfg, overrides, fragment) -> None:

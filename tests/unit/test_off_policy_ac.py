@@ -10,12 +10,11 @@ from gymnasium import spaces
 
 from tests.unit.learners import ONE, bandit_step, mlp, update
 from twrl_exp.config import make
-from twrl_exp.policy import TanhNormal
 from twrl_exp.protocols import Clock
 
 
 def test_tanh_normal_log_prob_has_the_change_of_variables_correction() -> None:
-    policy = TanhNormal(action_space=spaces.Box(-2.0, 2.0, (2,), np.float32))
+    policy = make("policy", "tanh_normal", action_space=spaces.Box(-2.0, 2.0, (2,), np.float32))
     torch.manual_seed(0)
     outputs = torch.randn(6, 4)
     action, log_prob = policy.rsample(outputs)

@@ -186,3 +186,27 @@ def test_mlp_acting_path_matches_torch_and_follows_updates(activation: str) -> N
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.outputs(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_ortho_init_false_keeps_torchs_default_init() -> None:
+    """SB3's ``ortho_init=False`` (some zoo presets): torch's Kaiming-uniform weights and
+    uniform biases, so the untrained policy's means are far from 0; orthogonal init (the
+    default) gives an output layer of gain 0.01 and zero biases."""
+
+    def built(ortho: bool):
+        torch.manual_seed(0)
+        space = spaces.Box(-1, 1, (4,))
+        return make("model", "mlp", observation_space=space, num_outputs=2, ortho_init=ortho)
+
+    ortho, default = built(True), built(False)
+    assert ortho.ortho_init is True
+    assert default.ortho_init is False
+    assert all(
+        float(layer.bias.abs().max()) == 0.0 for layer in ortho.net if hasattr(layer, "bias")
+    )
+    assert all(
+        float(layer.bias.abs().max()) > 0.0 for layer in default.net if hasattr(layer, "bias")
+    )
+    head_ortho, head_default = ortho.net[-1].weight, default.net[-1].weight
+    assert float(head_ortho.norm()) < 0.03  # gain 0.01 on a 2 x 64 matrix
+    assert float(head_default.norm()) > 0.3  # U(-1/8, 1/8) entries: about 0.6

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.twrl_population_launcher.population_launcher import PopulationLauncher
 from twrl_exp.errors import ConfigError
-from twrl_exp.population import structure_key
+from twrl_exp.population import alone_because, structure_key
 
 ENVS = {
     "update=sac": ["env=pendulum"],
@@ -102,3 +102,33 @@ def test_rules_without_a_population_form_run_alone(make_cfg, overrides: list[str
 def test_a_population_of_no_jobs_is_refused_in_one_sentence() -> None:
     with pytest.raises(ConfigError, match=r"hydra.launcher.size=0: a population holds at least 1"):
         PopulationLauncher(size=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["env=pendulum", "update=sac", "policy.use_sde=true"], "policy.use_sde=true keeps"),
+        (["env=pendulum", "update=ppo"], "update=ppo with model=mlp and policy=normal has no"),
+        (["update=reinforce", "update.baseline=value"], "update.baseline=value trains"),
+        (["update=td_lambda", "model=tilecoding", "env=mountaincar", "policy=egreedy",
+          "update.target=sarsa", "model=mlp"], "update=td_lambda with model=mlp"),
+    ],
+)  # fmt: skip
+def test_a_run_that_cannot_join_a_population_says_why(make_cfg, overrides, reason) -> None:
+    """``trial.seeds=N`` then trains its seeds one after another and prints this reason."""
+    config = OmegaConf.to_container(make_cfg(*overrides), resolve=True)
+    assert structure_key(config) is None
+    assert reason in (alone_because(config) or "")
+    assert alone_because(OmegaConf.to_container(make_cfg("update=ppo"), resolve=True)) is None
+
+
+def test_seeds_that_cannot_train_together_are_told_so_once(make_cfg, capsys) -> None:
+    from twrl_exp.train import _as_population
+
+    cfg = make_cfg("env=pendulum", "update=sac", "policy.use_sde=true", "trial.seeds=3")
+    assert _as_population(cfg) is False
+    out = capsys.readouterr().out
+    assert out.count("trial.seeds=3: the seeds train one after another") == 1
+    assert "(policy.use_sde=true keeps noise matrices per run and env)" in out
+    assert _as_population(make_cfg("update=ppo", "trial.seeds=3")) is True
+    assert "one after another" not in capsys.readouterr().out

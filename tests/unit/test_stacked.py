@@ -35,6 +35,7 @@ def members(k: int, *, activation: str = "tanh", dueling: bool = False, outputs:
                 activation=activation,
                 critic_hidden_sizes=None,
                 dueling=dueling,
+                ortho_init=True,
                 output_gain=1.0,
             )
         )
@@ -60,6 +61,7 @@ def test_members_of_different_shapes_are_refused_in_one_sentence() -> None:
         activation="tanh",
         critic_hidden_sizes=None,
         dueling=False,
+        ortho_init=True,
     )
     with pytest.raises(ConfigError, match="member 1 has the network"):
         StackedMLP([small, wide])

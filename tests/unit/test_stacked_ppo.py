@@ -22,7 +22,15 @@ MEMBERS = [  # seed, then each member's own vectorisable values
     (0, ["update.lr=0.001", "update.clip_coef=0.2", "update.ent_coef=0.0"]),
     (1, ["update.lr=0.003", "update.clip_coef=0.1", "update.ent_coef=0.01", "update.gamma=0.9"]),
     (2, ["update.lr=0.0003", "update.gae_lambda=0.5", "update.target_kl=1e-7"]),
-    (3, ["update.vf_coef=1.0", "update.max_grad_norm=0.1", "update.lr_final_fraction=0.5"]),
+    (
+        3,
+        [
+            "update.vf_coef=1.0",
+            "update.max_grad_norm=0.1",
+            "update.lr_final_fraction=0.5",
+            "update.clip_vloss_coef=0.5",  # its own value clip range (with clip_vloss)
+        ],
+    ),
 ]
 STRUCTURES = {
     "preset": [],  # the tuned CartPole preset: one minibatch of 256, 20 epochs, linear schedules
@@ -34,6 +42,8 @@ STRUCTURES = {
         "update.clip_schedule=constant",
     ],
     "vtrace": ["update.value_estimator=vtrace", "update.update_epochs=2"],
+    # value clipping under a linear clip schedule: the value range stays the members' own
+    "value_clip": ["update.clip_vloss=true", "update.num_minibatches=2", "update.update_epochs=2"],
 }
 
 

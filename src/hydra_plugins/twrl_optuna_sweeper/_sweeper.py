@@ -34,10 +34,9 @@ from hydra_plugins.twrl_optuna_sweeper._trial import (
     open_storage,
     quiet_optuna,
 )
-from twrl_exp import interrupts, processes, store
+from twrl_exp import interrupts, objectives, processes, store
 from twrl_exp.errors import ConfigError, InfrastructureLost, JobLost
 from twrl_exp.monitor.sweep import SweepParent, experiment_of, tracking_uri_of
-from twrl_exp.objectives import OBJECTIVES
 
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -125,8 +124,6 @@ class OptunaSweeperImpl(Sweeper):
             ("n_jobs", s.n_jobs >= 1, ">= 1"),
             ("seeds_per_trial", s.seeds_per_trial >= 1, ">= 1"),
             ("storage_retry_s", s.storage_retry_s >= 0, ">= 0 (seconds)"),
-            ("direction", s.direction in ("maximize", "minimize"), "maximize or minimize"),
-            ("objective", s.objective in OBJECTIVES, " or ".join(OBJECTIVES)),
             (
                 "study_name",
                 re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", str(s.study_name)) is not None,
@@ -136,6 +133,32 @@ class OptunaSweeperImpl(Sweeper):
         for key, ok, valid in checks:
             if not ok:
                 raise ConfigError(f"hydra.sweeper.{key}={s[key]} is invalid: it must be {valid}.")
+        wanted = objectives.names(s.objective, "hydra.sweeper.objective")
+        self.directions = objectives.directions(s.objective, s.direction)
+        if len(wanted) == 1:
+            return
+        pick = str(s.pick)
+        if pick != objectives.KNEE and pick not in wanted and not pick.isdigit():
+            raise ConfigError(
+                f"hydra.sweeper.pick={pick} is invalid: it must be {objectives.KNEE}, one of "
+                f"the objectives ({', '.join(wanted)}) or a trial number of the Pareto front."
+            )
+        if s.pruner.name != "none":
+            raise ConfigError(
+                f"hydra.sweeper.pruner.name={s.pruner.name} cannot prune a study of "
+                f"{len(wanted)} objectives (Optuna prunes single-objective studies only): set "
+                "hydra.sweeper.pruner.name=none."
+            )
+        if s.sampler.name == "cmaes":
+            raise ConfigError(
+                f"hydra.sweeper.sampler.name=cmaes cannot sample a study of {len(wanted)} "
+                "objectives (Optuna's CMA-ES is single-objective): use tpe, random, grid or gp."
+            )
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives (a Pareto front, not a best trial)."""
+        return len(self.directions) > 1
 
     def storage_url(self) -> str:
         assert self.config is not None
@@ -199,9 +222,19 @@ class OptunaSweeperImpl(Sweeper):
             study_name=s.study_name,
             storage=storage,
             pruner=make_pruner(s.pruner),
-            direction=s.direction,
+            directions=self.directions,  # type: ignore[arg-type]
             load_if_exists=True,
         )
+        held = [d.name.lower() for d in study.directions]
+        if held != self.directions:  # Optuna keeps the stored directions without a word
+            raise ConfigError(
+                f"The Optuna study '{s.study_name}' in {store.redact(url)} was created to "
+                f"{' and '.join(held)} its objective(s), not to {' and '.join(self.directions)}: "
+                "give hydra.sweeper.objective and direction as when it was created, or a new "
+                "hydra.sweeper.study_name."
+            )
+        if self.multi:  # the names Optuna's plots and dashboard show for its values
+            study.set_metric_names(list(objectives.names(s.objective)))
         # A resumed study's sampler must not replay the proposals of the first attempt: its seed
         # moves on by the number of trials the study already holds.
         existing = len(study.get_trials(deepcopy=False))
@@ -390,10 +423,15 @@ class OptunaSweeperImpl(Sweeper):
             f"trial.study_name={s.study_name}",
             f"trial.storage='{url}'",
             f"trial.number={trial.number}",
-            f"trial.objective={s.objective}",
+            f"trial.objective={self._objective_text()}",
             f"trial.seeds={s.seeds_per_trial}",
             f"trial.heartbeat_interval={s.heartbeat_interval}",
         ]
+
+    def _objective_text(self) -> str:
+        """``trial.objective``'s override: a name, or a list of names."""
+        wanted = objectives.names(self.settings.objective, "hydra.sweeper.objective")
+        return wanted[0] if len(wanted) == 1 else f"[{','.join(wanted)}]"
 
     def _settle(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
         """The job tells the study itself; a job that failed before it could is told FAIL."""
@@ -417,4 +455,6 @@ class OptunaSweeperImpl(Sweeper):
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
             log.warning(f"Trial {trial.number} failed: {error}")
         else:
-            study.tell(trial.number, float(ret.return_value), skip_if_finished=True)
+            value = ret.return_value
+            told = [float(v) for v in value] if isinstance(value, tuple) else float(value)
+            study.tell(trial.number, told, skip_if_finished=True)

@@ -32,7 +32,7 @@ from hydra_plugins.twrl_optuna_sweeper._storage import (
 from hydra_plugins.twrl_optuna_sweeper._strategies import make_pruner
 from twrl_exp import processes, store
 from twrl_exp.errors import InfrastructureLost
-from twrl_exp.objectives import aggregate, objective_value
+from twrl_exp.objectives import Value, aggregate_one, names, objective_value
 from twrl_exp.runner import MonitorBase, Runner
 
 PROCESS_ATTR = "twrl.process"  # the identity of the process running a trial
@@ -210,8 +210,9 @@ class TrialJob:
         """The reporter of a trial whose ``seeds`` seeds train at once (in a population)."""
         return SeedsReporter(trial=self.trial, job=self, seeds=seeds, **settings)
 
-    def finish(self, value: float, *, env_steps: int, train_time: float) -> None:
-        """Tell the study this trial's outcome (unless something already did)."""
+    def finish(self, value: Value, *, env_steps: int, train_time: float) -> None:
+        """Tell the study this trial's outcome (unless something already did): its value, or
+        its values in a multi-objective study."""
         try:
             self.trial.set_user_attr("env_steps", env_steps)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -220,11 +221,12 @@ class TrialJob:
         study = self.trial.study
         if self.pruned:
             study.tell(self.trial.number, state=TrialState.PRUNED, skip_if_finished=True)
-        elif math.isnan(value):
+        elif any(math.isnan(v) for v in (value if isinstance(value, tuple) else (value,))):
             self.trial.set_user_attr("error", "the objective is NaN (no episode finished)")
             study.tell(self.trial.number, state=TrialState.FAIL, skip_if_finished=True)
         else:
-            study.tell(self.trial.number, value, skip_if_finished=True)
+            told = list(value) if isinstance(value, tuple) else value
+            study.tell(self.trial.number, told, skip_if_finished=True)
 
 
 class TrialEnded(InfrastructureLost):
@@ -259,7 +261,7 @@ class TrialReporter(MonitorBase):
         *,
         trial: optuna.Trial,
         job: TrialJob,
-        objective: str,
+        objective: Any,
         window: int,
         budget_steps: int | None,
         eval_every_steps: int,
@@ -268,12 +270,17 @@ class TrialReporter(MonitorBase):
         self.trial, self.job = trial, job
         self.objective, self.window, self.budget_steps = objective, window, budget_steps
         self.eval_every_steps, self.step_offset = eval_every_steps, step_offset
+        # Optuna reports and prunes single-objective studies only: a trial of several
+        # objectives runs to its end and tells its values then.
+        self.multi = len(names(objective)) > 1
 
     @property
     def pruned(self) -> bool:
         return self.job.pruned
 
     def evaluation(self, runner: Runner, returns: np.ndarray) -> None:
+        if self.multi:
+            return
         h = runner.history
         value = objective_value(
             self.objective, h, window=self.window, budget_steps=self.budget_steps
@@ -307,7 +314,7 @@ class SeedsReporter:
         trial: optuna.Trial,
         job: TrialJob,
         seeds: int,
-        objective: str,
+        objective: Any,
         window: int,
         budget_steps: int | None,
         eval_every_steps: int,
@@ -320,6 +327,7 @@ class SeedsReporter:
         self.runners: dict[int, Runner] = {}
         self.values: dict[int, dict[int, float]] = {}  # nominal step -> seed -> value
         self.done: set[int] = set()  # seeds that train no more
+        self.multi = len(names(objective)) > 1  # several objectives: no reports (Optuna's rule)
 
     @property
     def pruned(self) -> bool:
@@ -333,6 +341,8 @@ class SeedsReporter:
         """Seed ``index`` evaluated: its value at its nominal step."""
         h = runner.history
         self.runners[index] = runner
+        if self.multi:
+            return
         value = objective_value(
             self.objective, h, window=self.window, budget_steps=self.budget_steps
         )
@@ -344,6 +354,8 @@ class SeedsReporter:
         """Seed ``index`` trains no more (its budget, solved, stopped or failed): the steps it
         will not reach are the mean of the others'."""
         self.done.add(index)
+        if self.multi:
+            return
         with contextlib.suppress(TrialEnded):  # the trial ended elsewhere: its job says so
             self._report()
 
@@ -359,7 +371,7 @@ class SeedsReporter:
                 continue  # a seed without a finished episode yet: nothing to compare
             try:
                 self.trial.report(
-                    aggregate(self.aggregate, [found[i] for i in sorted(found)]), nominal
+                    aggregate_one(self.aggregate, [found[i] for i in sorted(found)]), nominal
                 )
             except optuna.exceptions.UpdateFinishedTrialError:
                 raise TrialEnded.of(self.trial) from None

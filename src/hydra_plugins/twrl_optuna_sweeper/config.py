@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: Hydra loads plugin modules outsi
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -34,12 +35,19 @@ class TwrlOptunaSweeperConf:
     # Any Optuna storage: sqlite:///..., postgresql://..., or a journal file (*.log / *.jsonl).
     # null: a SQLite file per study, <project root>/optuna/<study_name>.db
     storage: str | None = None
-    direction: str = "maximize"  # maximize | minimize
+    # null: each objective's own (maximize; minimize for seconds_to_solve); maximize | minimize;
+    # with several objectives, a list of them, one per objective
+    direction: Any = None
     n_trials: int = 20  # the study's total: re-running a killed sweep completes it
     n_jobs: int = 1  # trials launched together (parallel with hydra/launcher=joblib)
-    objective: str = (
-        "best_mean_return"  # best_mean_return | final_eval_return | auc | neg_steps_to_solve
-    )
+    # best_mean_return | final_eval_return | auc | neg_steps_to_solve | seconds_to_solve, or a
+    # list of them: a multi-objective study (no pruner: pruner.name=none), whose Pareto front the
+    # sweep reports and whose point `pick` chooses is saved as the experiment
+    objective: Any = "best_mean_return"
+    # Several objectives: the point of the Pareto front saved as +experiment=<study_name>: knee
+    # (nearest the ideal point, each objective scaled over the front), an objective's name (the
+    # front's best on it) or a trial number of the front
+    pick: Any = "knee"
     seeds_per_trial: int = 1  # the objective is the mean over seeds seed, seed+1, ...
     sampler: SamplerConf = field(default_factory=SamplerConf)
     pruner: PrunerConf = field(default_factory=PrunerConf)

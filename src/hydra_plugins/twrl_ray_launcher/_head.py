@@ -11,6 +11,8 @@ the jobs in flight FAILED with the reason and tags the sweep's parent run, and r
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import socket
@@ -50,6 +52,17 @@ class HeadLost(InfrastructureLost):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.address, self.silent_s, self.jobs)
+
+
+def _end_process() -> None:
+    """The exit hook of a sweep that lost its head, registered once the loss is handled: it runs
+    after the hooks registered later and instead of those registered earlier (Ray's shutdown
+    among them, unregistered): it flushes what was said and ends the process, exit 1."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(1)
 
 
 def answers(address: str) -> bool:
@@ -101,6 +114,14 @@ class HeadWatch:
         """End the runs of ``jobs`` (their keys) FAILED with the reason and tag the sweep's
         parent run; the error to raise."""
         self.handled.set()
+        # Ray's exit hook (ray.shutdown) waits on the lost head's GCS before the process can end
+        # (seconds on an idle machine, over 20 under load, after the sweep has said why it
+        # stopped), and the interpreter cannot finalise without it (Ray's core worker crashes):
+        # once the records are ended and the sentence said, the process ends at once, exit 1.
+        import ray._private.worker
+
+        atexit.unregister(ray._private.worker.shutdown)
+        atexit.register(_end_process)
         error = HeadLost(self.address, self.silent_s(), len(jobs))
         for key in jobs:
             self.close_runs(parent, key, "FAILED", f"lost: {error.what}")

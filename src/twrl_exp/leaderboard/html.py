@@ -12,7 +12,14 @@ import numpy as np
 
 from twrl_exp.leaderboard.external import EXTERNAL_RULE, external_rows, source
 from twrl_exp.leaderboard.ranking import reward_threshold
-from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, TIE_RULE, Row, RunRecord
+from twrl_exp.leaderboard.records import (
+    PARETO_RULE,
+    RANKING_RULE,
+    SEEDS_RULE,
+    TIE_RULE,
+    Row,
+    RunRecord,
+)
 from twrl_exp.leaderboard.text import HEADERS, _by_env, _cells, _env_title
 from twrl_exp.monitor.links import DEFAULT_UI_URL, run_url
 
@@ -69,7 +76,8 @@ def render_html(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>twrl-exp leaderboard</title><style>{_CSS}</style></head><body>",
         "<h1>twrl-exp leaderboard</h1>",
-        f"<p class='rule'>{e(RANKING_RULE)} {e(TIE_RULE)} {e(SEEDS_RULE)}<br>"
+        f"<p class='rule'>{e(RANKING_RULE)} {e(TIE_RULE)} {e(SEEDS_RULE)}"
+        f"{' ' + e(PARETO_RULE) if any(row.pareto for row in rows) else ''}<br>"
         f"<small>{e(subtitle)}</small></p>",
         "<details open><summary>How to read the figures</summary><dl class='notes'>",
         *(f"<dt>{e(term)}</dt><dd>{e(text)}</dd>" for term, text in _NOTES.items()),

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from twrl_exp import store
 from twrl_exp.identity import agent_params
+from twrl_exp.objectives import PARETO_TAG
 from twrl_exp.stats import aggregate_curves
 
 RANKING_RULE = (
@@ -30,6 +31,11 @@ TIE_RULE = (
 SEEDS_RULE = (
     "'seeds' counts distinct seeds: when an agent ran one seed more than once, only the latest "
     "started run of that seed counts, in every figure (the column then reads e.g. '1 (2 runs)')."
+)
+PARETO_RULE = (
+    "'[Pareto front: S]': the row's runs are a trial on the Pareto front of the multi-objective "
+    "Optuna study S (no other trial of S is as good on every objective and better on one); S's "
+    "sweep run holds the front, its objectives and the point picked (optuna/pareto_front.json)."
 )
 DEFAULT_HTML = "leaderboard.html"
 CURVE_METRIC = "episode/mean_return_100"
@@ -131,9 +137,16 @@ class Row:
         differ when another row has the same composition (``lr=0.01 (reinforce/…)``), else the
         composition (``none/random/none max_env_steps=…``)."""
         extras = ", ".join(f"{k}={v}" for k, v in self.differing.items())
+        front = f" [Pareto front: {', '.join(self.pareto)}]" if self.pareto else ""
         if self.composition_shared and extras:
-            return f"{extras} ({self.composition})"
-        return f"{self.composition} {extras}".strip()
+            return f"{extras} ({self.composition}){front}"
+        return f"{self.composition} {extras}".strip() + front
+
+    @property
+    def pareto(self) -> list[str]:
+        """The multi-objective sweeps (Optuna studies) whose Pareto front this row's runs are
+        on (``PARETO_RULE``)."""
+        return sorted({r.tags[PARETO_TAG] for r in self.runs if r.tags.get(PARETO_TAG)})
 
 
 # --------------------------------------------------------------------------- loading

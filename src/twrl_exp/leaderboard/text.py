@@ -16,7 +16,7 @@ from rich.text import Text
 
 from twrl_exp.leaderboard.external import EXTERNAL_RULE, external_rows, source
 from twrl_exp.leaderboard.ranking import reward_threshold
-from twrl_exp.leaderboard.records import RANKING_RULE, SEEDS_RULE, TIE_RULE, Row
+from twrl_exp.leaderboard.records import PARETO_RULE, RANKING_RULE, SEEDS_RULE, TIE_RULE, Row
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -98,6 +98,7 @@ def render_terminal(
                 Text("external (published, not ranked): " + "; ".join(r.text for r in published))
             )
     rules = f"{RANKING_RULE} {TIE_RULE} {SEEDS_RULE}" + (f" {EXTERNAL_RULE}" if external else "")
+    rules += f" {PARETO_RULE}" if any(row.pareto for row in rows) else ""
     console.print(Text(rules, style="dim"))
 
 
@@ -157,6 +158,8 @@ def _grid(headers: list[str], rows: list[list[str]], width: int) -> tuple[str, l
 def render_markdown(rows: Sequence[Row], *, external: bool = True) -> str:
     """One Markdown table per env, under the ranking rule; the env's published rows under it."""
     lines = ["# Leaderboard", "", RANKING_RULE, "", TIE_RULE, "", SEEDS_RULE]
+    if any(row.pareto for row in rows):
+        lines += ["", PARETO_RULE]
     if external:
         lines += ["", f"{EXTERNAL_RULE} Source: {source()}"]
     for env, members in _by_env(rows).items():

@@ -1,6 +1,7 @@
-"""Function approximators: MLP (torch), tile-coded linear, table, none."""
+"""Function approximators: MLP and CNN (torch), tile-coded linear, table, none."""
 
+from twrl_exp.model.cnn import CNN
 from twrl_exp.model.linear import LinearModel, Table, TileCoding
 from twrl_exp.model.mlp import MLP, NoModel
 
-__all__ = ["MLP", "LinearModel", "NoModel", "Table", "TileCoding"]
+__all__ = ["CNN", "MLP", "LinearModel", "NoModel", "Table", "TileCoding"]

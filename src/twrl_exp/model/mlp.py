@@ -10,6 +10,7 @@ from gymnasium import spaces
 from torch import nn
 
 from twrl_exp.choices import Activation, parse
+from twrl_exp.devices import device_of, to_numpy, to_tensor
 from twrl_exp.errors import ConfigError
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -46,7 +47,8 @@ class MLP(nn.Module):
 
     Hidden layers use orthogonal init with gain sqrt(2) and the output layer gain 0.01, so an
     untrained policy starts close to uniform (Andrychowicz et al. 2021, "What matters in
-    on-policy RL").
+    on-policy RL"); ``ortho_init=false`` keeps torch's default init (SB3's ``ortho_init=False``,
+    which some of the zoo's presets use).
     """
 
     is_torch = True
@@ -60,7 +62,9 @@ class MLP(nn.Module):
         activation: Activation | str,
         critic_hidden_sizes: list[int] | tuple[int, ...] | None,
         dueling: bool,
+        ortho_init: bool,
         output_gain: float = 0.01,
+        latent_outputs: bool = False,
     ) -> None:
         super().__init__()
         activation = parse(Activation, "model.activation", activation).value
@@ -82,17 +86,25 @@ class MLP(nn.Module):
         self._views: list[tuple[np.ndarray, np.ndarray]] | None = None
         layers: list[nn.Module] = []
         width = self.in_features
+        self.ortho_init = ortho_init
         for size in self.hidden_sizes:
             linear = nn.Linear(width, size)
-            nn.init.orthogonal_(linear.weight, gain=float(np.sqrt(2.0)))
-            nn.init.zeros_(linear.bias)
+            if ortho_init:
+                nn.init.orthogonal_(linear.weight, gain=float(np.sqrt(2.0)))
+                nn.init.zeros_(linear.bias)
             layers += [linear, _ACTIVATIONS[activation]()]
             width = size
         # A dueling head (Wang et al. 2016) makes V(s) and A(s, .): Q = V + A - mean(A).
         head = nn.Linear(width, max(num_outputs, 1) + (1 if dueling else 0))
-        nn.init.orthogonal_(head.weight, gain=output_gain)
-        nn.init.zeros_(head.bias)
+        if ortho_init:  # else torch's default (Kaiming-uniform) init, as SB3's ortho_init=False
+            nn.init.orthogonal_(head.weight, gain=output_gain)
+            nn.init.zeros_(head.bias)
         self.net = nn.Sequential(*layers, head)
+        # gSDE's policies read the last hidden layer too: outputs are then [head, hidden].
+        if latent_outputs and dueling:
+            raise ConfigError("model.dueling=true makes action values; gSDE's policies need none.")
+        self.latent_outputs = latent_outputs
+        self.latent_dim = width
 
     def features(self, obs: np.ndarray) -> np.ndarray:
         """``obs: [N, ...]`` -> ``[N, in_features]`` float32."""
@@ -108,15 +120,17 @@ class MLP(nn.Module):
         step this is several times faster than torch's per-module call overhead.
         """
         activation = _NUMPY_ACTIVATIONS.get(self.activation)
-        if activation is None:
-            with torch.inference_mode():
-                return self(torch.from_numpy(features)).numpy()
+        if activation is None or (self._views is None and device_of(self).type != "cpu"):
+            with torch.inference_mode():  # a GPU's weights (or no numpy activation): torch's
+                return to_numpy(self(to_tensor(features, device_of(self))))
         x = features
         layers = self._numpy_layers()
         for weight, bias in layers[:-1]:
             x = activation(x @ weight + bias)
         weight, bias = layers[-1]
         out = x @ weight + bias
+        if self.latent_outputs:
+            return np.concatenate([out, x], axis=1)
         return self._dueling_numpy(out) if self.dueling else out
 
     @staticmethod
@@ -127,7 +141,7 @@ class MLP(nn.Module):
     def _numpy_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._views is None:
             linears = [m for m in self.net if isinstance(m, nn.Linear)]
-            self._views = [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in linears]
+            self._views = [(to_numpy(m.weight).T, to_numpy(m.bias)) for m in linears]
         return self._views
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
@@ -135,6 +149,9 @@ class MLP(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.latent_outputs:
+            hidden = self.net[:-1](x)
+            return torch.cat([self.net[-1](hidden), hidden], dim=-1)
         out = self.net(x)
         if self.dueling:
             advantages = out[:, 1:]

@@ -174,6 +174,7 @@ def _video(
             id=cfg.env.id,
             kwargs=kwargs,
             max_episode_steps=cfg.env.max_episode_steps,
+            preprocess=cfg.env.preprocess,
         ),
         upload=tracker.log_video if tracker is not None else keep_locally,
         seed=cfg.seed,

@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from twrl_exp import interrupts, paths, store
+from twrl_exp import interrupts, objectives, paths, store
 from twrl_exp.cli_errors import say
 from twrl_exp.env import resolve_spec
 from twrl_exp.errors import ConfigError
@@ -266,7 +266,7 @@ class MlflowSweepCallback(Callback):
                 self.parent.run_id,
                 self.parent.experiment_id,
                 tracking_uri=tracking_uri_of(self.config),
-                objective=str(self.config.trial.objective),
+                objective=objectives.names(self.config.trial.objective),
                 ui_url=self.config.monitor.mlflow.ui_url,
             )
         finally:

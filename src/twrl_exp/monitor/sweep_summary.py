@@ -10,9 +10,26 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from twrl_exp import objectives
 from twrl_exp.monitor.links import run_url, ui_base
 
 OBJECTIVE = "objective"  # every run logs the value it returns to a sweep under this metric
+# ... or, with several objectives, each value under objective.<name>
+
+
+def objective_metrics(objective: Any) -> list[str]:
+    """The metrics a sweep's runs log their objective(s) under."""
+    wanted = objectives.names(objective)
+    return [OBJECTIVE] if len(wanted) == 1 else [f"{OBJECTIVE}.{name}" for name in wanted]
+
+
+def run_front(runs: list[Any], objective: Any, direction: Any = None) -> list[Any]:
+    """The FINISHED runs on the Pareto front of their objectives' metrics (several objectives)."""
+    keys = objective_metrics(objective)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    points = [[r.data.metrics.get(k, math.nan) for k in keys] for r in finished]
+    ways = objectives.directions(objective, direction, "direction")
+    return [finished[i] for i in objectives.pareto_front(points, ways)]
 
 
 def children(client: Any, parent_id: str, experiment_id: str) -> list[Any]:
@@ -41,21 +58,38 @@ def summarize(
     experiment_id: str,
     *,
     tracking_uri: str,
-    objective: str,
-    direction: str = "maximize",
+    objective: Any,
+    direction: Any = None,
     ui_url: str | None = None,
     console: Console | None = None,
+    chosen: str | None = None,
 ) -> Any | None:
-    """Record the sweep's outcome on its parent run and print it; the best child run."""
+    """Record the sweep's outcome on its parent run and print it; the best child run.
+
+    With several objectives the runs on their Pareto front are marked, and the best run is
+    ``chosen`` (a run id: the point an Optuna sweep picked), else the front's knee
+    (:func:`twrl_exp.objectives.pick`)."""
     runs = children(client, parent_id, experiment_id)
-    best = best_child(runs, direction)
+    wanted = objectives.names(objective)
+    ways = objectives.directions(objective, direction, "direction")
+    front: list[Any] = []
+    if len(wanted) == 1:
+        best = best_child(runs, ways[0])
+    else:
+        front = run_front(runs, objective, ways)
+        keys = objective_metrics(objective)
+        best = next((r for r in front if r.info.run_id == chosen), None)
+        if best is None and front:
+            points = [[r.data.metrics[k] for k in keys] for r in front]
+            best = front[objectives.pick(points, ways, objectives.KNEE, wanted)]
     counts = {
         f"jobs_{status.lower()}": float(sum(r.info.status == status for r in runs))
         for status in ("FINISHED", "FAILED", "KILLED")
     }
     for key, value in counts.items():
         client.log_metric(parent_id, key, value)
-    client.set_tag(parent_id, "objective", f"{objective} ({direction})")
+    told = ", ".join(f"{name} ({way})" for name, way in zip(wanted, ways, strict=True))
+    client.set_tag(parent_id, "objective", told)
     url = None
     if best is not None:
         url = run_url(ui_base(tracking_uri, ui_url), experiment_id, best.info.run_id)
@@ -68,20 +102,38 @@ def summarize(
             "best.url": url,
         }.items():
             client.set_tag(parent_id, key, value)
-    _print(console or Console(soft_wrap=True), runs, best, url, objective, direction)
+    _print(console or Console(soft_wrap=True), runs, best, url, wanted, ways, front)
     return best
 
 
 def _print(
-    console: Console, runs: list[Any], best: Any, url: str | None, objective: str, direction: str
+    console: Console,
+    runs: list[Any],
+    best: Any,
+    url: str | None,
+    wanted: tuple[str, ...],
+    ways: list[str],
+    front: list[Any],
 ) -> None:
-    sign = -1.0 if direction == "maximize" else 1.0
+    keys = objective_metrics(list(wanted))
+    on_front = {r.info.run_id for r in front}
+    sign = -1.0 if ways[0] == "maximize" else 1.0
     ranked = sorted(
         runs,
-        key=lambda r: (OBJECTIVE not in r.data.metrics, sign * r.data.metrics.get(OBJECTIVE, 0.0)),
+        key=lambda r: (
+            r.info.run_id not in on_front if front else False,
+            keys[0] not in r.data.metrics,
+            sign * r.data.metrics.get(keys[0], 0.0),
+        ),
     )
-    table = Table(title=f"sweep: {len(runs)} runs, by {objective} ({direction})")
-    for header in ("run", "status", objective, "final eval"):
+    told = ", ".join(f"{name} ({way})" for name, way in zip(wanted, ways, strict=True))
+    multi = len(wanted) > 1
+    title = f"sweep: {len(runs)} runs, " + (
+        f"{len(front)} on the Pareto front of {told}" if multi else f"by {told}"
+    )
+    table = Table(title=title)
+    headers = ["run", "status", *wanted, *(["front"] if multi else []), "final eval"]
+    for header in headers:
         left = header == "run"
         table.add_column(header, no_wrap=not left, justify="left" if left else "right")
     for run in ranked[:20]:
@@ -89,9 +141,11 @@ def _print(
         table.add_row(
             run.info.run_name or run.info.run_id,
             run.info.status,
-            f"{m[OBJECTIVE]:.2f}" if OBJECTIVE in m else "-",
+            *[f"{m[k]:.4g}" if k in m else "-" for k in keys],
+            *(["yes" if run.info.run_id in on_front else ""] if multi else []),
             f"{m['final_eval_mean_return']:.2f}" if "final_eval_mean_return" in m else "-",
         )
     console.print(table)
     if best is not None:
-        console.print(f"best: {best.info.run_name}  {url}", markup=False, highlight=False)
+        what = "picked" if multi else "best"
+        console.print(f"{what}: {best.info.run_name}  {url}", markup=False, highlight=False)

@@ -32,6 +32,7 @@ import numpy as np
 from twrl_exp import serialization, store
 from twrl_exp.errors import ConfigError, RecordingError
 from twrl_exp.identity import RECORD_TAG, record_digest
+from twrl_exp.mlflow_model import OBSERVATION_DTYPE
 from twrl_exp.monitor import writer
 from twrl_exp.monitor.writer import default_artifact_root, ensure_experiment
 from twrl_exp.runner import MonitorBase, Runner
@@ -86,7 +87,9 @@ class MlflowMonitor(MonitorBase):
         # What the end-of-run report points to: label -> artifact path.
         self.logged: dict[str, str] = {}
         self.model_uri: str | None = None
-        self.objective: float | None = None  # what the run returns to a sweep
+        # What the run returns to a sweep: one value, or a multi-objective sweep's values by name
+        # (logged as ``objective.<name>``).
+        self.objective: float | dict[str, float] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,8 +245,14 @@ class MlflowMonitor(MonitorBase):
             summary = runner.history.summary(runner.solve_window)
             if runner.history.train_time > 0:
                 summary["steps_per_s"] = runner.history.env_steps / runner.history.train_time
-            if self.objective is not None and math.isfinite(self.objective):
-                summary["objective"] = self.objective
+            found = self.objective
+            for key, value in (
+                {f"objective.{k}": v for k, v in found.items()}
+                if isinstance(found, dict)
+                else {"objective": found}
+            ).items():
+                if value is not None and math.isfinite(value):
+                    summary[key] = value
             now = _now_ms()
             self._pending += [(k, float(v), now, 0) for k, v in summary.items()]
             self._hand_over()
@@ -439,11 +448,14 @@ class MlflowMonitor(MonitorBase):
         agent_state = runner.agent.state_dict()
         try:
             folder.mkdir()
-            serialization.save(
-                {"model": agent_state["model"], "policy": agent_state["policy"]},
-                folder / "agent.pt",
-            )
+            saved = {"model": agent_state["model"], "policy": agent_state["policy"]}
+            if "normalizer" in agent_state:  # its statistics: the agent acts through them
+                saved["normalizer"] = agent_state["normalizer"]
+            serialization.save(saved, folder / "agent.pt")
             (folder / "config.yaml").write_text(self.config_yaml)
+            dtype = np.dtype(runner.env.single_observation_space.dtype or np.float32)
+            if dtype in (np.dtype(np.uint8), np.dtype(np.bool_)):  # frames: the model takes them
+                (folder / OBSERVATION_DTYPE).write_text(dtype.name)
             (folder / "README.md").write_text(
                 "Trained agent: `twrl_exp.artifacts.load_agent(run_id)` rebuilds it from "
                 "config.yaml and agent.pt (model and policy weights; tensors only).\n"

@@ -17,7 +17,9 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from twrl_exp.devices import to_numpy
 from twrl_exp.errors import ConfigError, describe_space
+from twrl_exp.policy import sde
 from twrl_exp.protocols import Clock, Metrics
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -135,11 +137,13 @@ class Categorical(nn.Module):
         return {}
 
 
-class Normal(nn.Module):
+class Normal(sde.StateDependentPolicy, nn.Module):
     """Diagonal Gaussian policy; the model outputs the means ``[N, action_dim]``.
 
-    The standard deviation is state-independent: a learned parameter (``learn_std``) or fixed.
-    Samples are kept unclipped for ``log_prob``; the env receives them clipped to its bounds.
+    The standard deviation is state-independent: a learned parameter (``learn_std``) or fixed;
+    or, with ``use_sde``, the noise is state-dependent (gSDE, :mod:`twrl_exp.policy.sde`: the
+    model then appends its last hidden layer to the means). Samples are kept unclipped for
+    ``log_prob``; the env receives them clipped to its bounds.
     """
 
     def __init__(
@@ -150,6 +154,8 @@ class Normal(nn.Module):
         init_std: float,
         learn_std: bool,
         min_std: float,
+        use_sde: bool,
+        sde_sample_freq: int,
     ) -> None:
         super().__init__()
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
@@ -162,6 +168,7 @@ class Normal(nn.Module):
             raise ConfigError(
                 f"policy.init_std={init_std} and policy.min_std={min_std} must be positive."
             )
+        sde.check_options("normal", sde_sample_freq, init_std)
         self.num_outputs = int(action_space.shape[0])
         self.action_shape = (self.num_outputs,)
         self.action_dtype = np.dtype(np.float32)
@@ -169,6 +176,19 @@ class Normal(nn.Module):
         self.high = action_space.high.astype(np.float64)
         self.min_std = min_std
         del total_env_steps
+        # gSDE: the model appends its last hidden layer to the means (build asks it to).
+        self.latent_outputs = bool(use_sde)
+        self.sde: sde.StateDependentNoise | None = None
+        if use_sde:  # PPO's gSDE reads the features without a gradient (SB3's default)
+            self.sde = sde.StateDependentNoise(
+                action_dim=self.num_outputs,
+                init_std=init_std,
+                learn_std=learn_std,
+                min_std=min_std,
+                sample_freq=sde_sample_freq,
+                learn_features=False,
+            )
+            return
         log_std = torch.full((self.num_outputs,), math.log(init_std))
         if learn_std:
             self.log_std = nn.Parameter(log_std)
@@ -176,26 +196,39 @@ class Normal(nn.Module):
             self.register_buffer("log_std", log_std)
 
     def _std(self) -> np.ndarray:
-        return np.maximum(np.exp(self.log_std.detach().numpy()), self.min_std)
+        return np.maximum(np.exp(to_numpy(self.log_std)), self.min_std)
 
     def sample(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Independent Gaussian draws around ``means`` (without gSDE)."""
         noise = rng.standard_normal(means.shape).astype(np.float32)
         return means + self._std().astype(np.float32) * noise
 
     def greedy(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         del rng
-        return means
+        return means[:, : self.num_outputs]
 
     def act(
         self, means: np.ndarray, rng: np.random.Generator, clock: Clock, *, greedy: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Unclipped actions ``[N, A]`` (the env gets them clipped) and their ``log_prob``."""
-        del clock
+        if self.sde is not None:
+            return self._act_sde(means, rng, clock, greedy)
         actions = self.greedy(means, rng) if greedy else self.sample(means, rng)
         std = self._std()
         z = (actions - means) / std
         log_prob = (-0.5 * z**2 - np.log(std) - _LOG_SQRT_2PI).sum(axis=1)
         return actions, {"log_prob": log_prob}
+
+    def _act_sde(
+        self, outputs: np.ndarray, rng: np.random.Generator, clock: Clock, greedy: bool
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        assert self.sde is not None
+        means, latent = sde.split(outputs, self.num_outputs)
+        if greedy:
+            actions = means.astype(np.float32)
+        else:
+            actions = (means + self.sde.noise_numpy(latent, rng, clock)).astype(np.float32)
+        return actions, {"log_prob": self.sde.log_prob_numpy(means, latent, actions)}
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         return np.clip(actions, self.low, self.high).astype(np.float32)
@@ -204,14 +237,21 @@ class Normal(nn.Module):
         return self.log_std.clamp(min=math.log(self.min_std))
 
     def log_prob(self, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self.sde is not None:
+            mean, latent = sde.split(means, self.num_outputs)
+            return self.sde.log_prob(mean, latent, actions)
         log_std = self._log_std()
         z = (actions - means) * torch.exp(-log_std)
         return (-0.5 * z.pow(2) - log_std - _LOG_SQRT_2PI).sum(dim=1)
 
     def entropy(self, means: torch.Tensor) -> torch.Tensor:
+        if self.sde is not None:
+            return self.sde.entropy(sde.split(means, self.num_outputs)[1])
         per_dim = 0.5 + _LOG_SQRT_2PI + self._log_std()
         return per_dim.sum().expand(means.shape[0])
 
     def stats(self, clock: Clock) -> Metrics:
         del clock
+        if self.sde is not None:
+            return self.sde_stats()
         return {"policy/std": float(self._std().mean())}

@@ -26,6 +26,9 @@ class EGreedy:
     CleanRL count it the same way).
     """
 
+    # It reads the model's outputs as action values (what a dueling head makes).
+    reads_action_values = True
+
     def __init__(
         self,
         *,

@@ -21,6 +21,9 @@ from twrl_exp.protocols import Clock, State, Step
 _MAX_ROWS = 2_000_000
 
 
+FLOAT32 = np.dtype(np.float32)  # features' dtype unless the model keeps its own
+
+
 @dataclass(frozen=True)
 class EpisodeBatch:
     """The closed episodes of a batch: the rows they span, time-major, and their steps.
@@ -58,12 +61,18 @@ class EpisodeBuffer:
     """
 
     def __init__(
-        self, num_envs: int, feature_dim: int, action_shape: tuple[int, ...], dtype: np.dtype
+        self,
+        num_envs: int,
+        feature_dim: int,
+        action_shape: tuple[int, ...],
+        dtype: np.dtype,
+        feature_dtype: np.dtype = FLOAT32,
     ) -> None:
         self.num_envs = num_envs
         self.capacity = 256
         n = num_envs
-        self.obs = np.zeros((self.capacity, n, feature_dim), np.float32)
+        # the model's features as they are (uint8 frames stay uint8)
+        self.obs = np.zeros((self.capacity, n, feature_dim), feature_dtype)
         self.actions = np.zeros((self.capacity, n, *action_shape), dtype)
         self.rewards = np.zeros((self.capacity, n), np.float64)
         self.time_index = np.zeros((self.capacity, n), np.int64)  # step of its episode, from 0
@@ -71,7 +80,7 @@ class EpisodeBuffer:
         self.terminated = np.zeros((self.capacity, n), bool)
         # A decision of an episode (not the autoreset step after an end) not yet learnt from.
         self.live = np.zeros((self.capacity, n), bool)
-        self.final_obs = np.zeros((self.capacity, n, feature_dim), np.float32)
+        self.final_obs = np.zeros((self.capacity, n, feature_dim), feature_dtype)
         self.base = 0
         self.row = 0
         self.pending = np.zeros(n, bool)
@@ -181,9 +190,12 @@ class EpisodeStorage:
         action_shape: tuple[int, ...],
         action_dtype: np.dtype,
         steps_per_batch: int,
+        feature_dtype: np.dtype = FLOAT32,
     ) -> None:
         self.steps_per_batch = steps_per_batch
-        self.buffer = EpisodeBuffer(num_envs, feature_dim, action_shape, action_dtype)
+        self.buffer = EpisodeBuffer(
+            num_envs, feature_dim, action_shape, action_dtype, feature_dtype
+        )
 
     def add(self, step: Step) -> None:
         buffer = self.buffer

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from twrl_exp import seeding
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import Clock, State, Step, entry, integer
 from twrl_exp.returns import n_step_return
+
+FLOAT32 = np.dtype(np.float32)  # features' dtype unless the model keeps its own
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class ReplaySettings(TypedDict):
     gamma: float
     n_step: int
     seed: int
+    feature_dtype: NotRequired[np.dtype]
 
 
 class ReplayStorage:
@@ -94,6 +97,7 @@ class ReplayStorage:
         gamma: float,
         n_step: int,
         seed: int,
+        feature_dtype: np.dtype = FLOAT32,
     ) -> None:
         for name, value, low in (
             ("buffer_size", buffer_size, 1),
@@ -115,8 +119,9 @@ class ReplayStorage:
         self.gamma, self.n_step = gamma, n_step
         self.rng = seeding.generator(seed, seeding.Stream.REPLAY)
         c = buffer_size
-        self.obs = np.zeros((c, feature_dim), np.float32)
-        self.next_obs = np.zeros((c, feature_dim), np.float32)
+        # the model's features as they are: Atari's uint8 frames take a quarter of float32's
+        self.obs = np.zeros((c, feature_dim), feature_dtype)
+        self.next_obs = np.zeros((c, feature_dim), feature_dtype)
         self.actions = np.zeros((c, *action_shape), action_dtype)
         self.rewards = np.zeros(c, np.float32)
         self.discounts = np.zeros(c, np.float32)

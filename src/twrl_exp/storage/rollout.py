@@ -16,6 +16,8 @@ import numpy as np
 
 from twrl_exp.protocols import Clock, State, Step
 
+FLOAT32 = np.dtype(np.float32)  # features' dtype unless the model keeps its own
+
 
 @dataclass(frozen=True)
 class RolloutBatch:
@@ -53,11 +55,13 @@ class RolloutStorage:
         feature_dim: int,
         action_shape: tuple[int, ...],
         action_dtype: np.dtype,
+        feature_dtype: np.dtype = FLOAT32,
     ) -> None:
         t, n = n_steps, num_envs
         self.n_steps = n_steps
-        self.obs = np.zeros((t, n, feature_dim), np.float32)
-        self.next_obs = np.zeros((t, n, feature_dim), np.float32)
+        # the model's features as they are (uint8 frames stay uint8: a quarter of the memory)
+        self.obs = np.zeros((t, n, feature_dim), feature_dtype)
+        self.next_obs = np.zeros((t, n, feature_dim), feature_dtype)
         self.actions = np.zeros((t, n, *action_shape), action_dtype)
         self.log_prob = np.zeros((t, n), np.float32)
         self.rewards = np.zeros((t, n), np.float64)

@@ -21,6 +21,7 @@ instead of one per step).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TypedDict, Unpack
 
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from twrl_exp.choices import OptimizerName, Schedule, ValueEstimator, parse
+from twrl_exp.devices import device_of, to_numpy, to_tensor
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import (
     Clock,
@@ -47,6 +49,7 @@ from twrl_exp.returns import gae, vtrace
 from twrl_exp.storage import RolloutBatch, RolloutStorage
 from twrl_exp.update.checks import (
     check_range,
+    feature_dtype,
     linear_lr,
     load_optimizer_state,
     make_optimizer,
@@ -79,6 +82,7 @@ class PPOSettings(ActorCriticSettings):
     clip_coef: float
     clip_schedule: Schedule | str
     clip_vloss: bool
+    clip_vloss_coef: float | None
     target_kl: float | None
 
 
@@ -90,6 +94,7 @@ def _rollout(model: NetworkModel, policy: Policy, num_envs: int, n_steps: int) -
         feature_dim=model.in_features,
         action_shape=policy.action_shape,
         action_dtype=policy.action_dtype,
+        feature_dtype=feature_dtype(model),
     )
 
 
@@ -227,11 +232,12 @@ class _ActorCritic:
     def _advantages(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
         """The rollout flattened to its valid steps, with advantages, returns and old values."""
         t, n = batch.rewards.shape
+        device = device_of(self.critic)
         with torch.no_grad():
-            values = self.critic(torch.from_numpy(batch.obs.reshape(t * n, -1)))
-            next_values = self.critic(torch.from_numpy(batch.next_obs.reshape(t * n, -1)))
-        values_np = values.view(t, n).double().numpy()
-        next_values_np = next_values.view(t, n).double().numpy()
+            values = self.critic(to_tensor(batch.obs.reshape(t * n, -1), device))
+            next_values = self.critic(to_tensor(batch.next_obs.reshape(t * n, -1), device))
+        values_np = to_numpy(values.view(t, n).double())
+        next_values_np = to_numpy(next_values.view(t, n).double())
         common = (
             batch.rewards,
             values_np,
@@ -248,9 +254,7 @@ class _ActorCritic:
         valid = batch.valid.reshape(-1)
 
         def flat(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(
-                np.ascontiguousarray(array.reshape(t * n, *array.shape[2:])[valid])
-            )
+            return to_tensor(array.reshape(t * n, *array.shape[2:])[valid], device)
 
         return {
             "obs": flat(batch.obs),
@@ -265,10 +269,11 @@ class _ActorCritic:
         """``log pi(a|s) - log mu(a|s)`` of every row: the policy now over the one that acted
         (0 at autoreset rows, which carry no weight)."""
         t, n = batch.rewards.shape
+        device = device_of(self.model)
         with torch.no_grad():
-            outputs = self.model(torch.from_numpy(batch.obs.reshape(t * n, -1)))
-            actions = torch.from_numpy(batch.actions.reshape(t * n, *batch.actions.shape[2:]))
-            log_prob = self.policy.log_prob(outputs, actions).view(t, n).double().numpy()
+            outputs = self.model(to_tensor(batch.obs.reshape(t * n, -1), device))
+            actions = to_tensor(batch.actions.reshape(t * n, *batch.actions.shape[2:]), device)
+            log_prob = to_numpy(self.policy.log_prob(outputs, actions).view(t, n).double())
         return np.where(batch.valid, log_prob - batch.log_prob, 0.0)
 
     def _step(self, loss: torch.Tensor) -> float:
@@ -288,6 +293,13 @@ class _ActorCritic:
     def load_state_dict(self, state: State) -> None:
         self.critic.load_state_dict(entry(state, "critic", dict))
         load_optimizer_state(self.optimizer, entry(state, "optimizer", dict))
+
+
+def explained_variance_metric(predicted: torch.Tensor, target: torch.Tensor) -> Metrics:
+    """``{"explained_variance": ...}``, or nothing where it is undefined (returns that do not
+    vary: a short rollout of unrewarded steps, as MinAtar's often are), which is no divergence."""
+    value = explained_variance(predicted, target)
+    return {} if math.isnan(value) else {"explained_variance": value}
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
@@ -325,7 +337,7 @@ class A2C(_ActorCritic):
             "policy/entropy": entropy.item(),
             "grad_norm": grad_norm,
             "lr": lr,
-            "explained_variance": explained_variance(data["values"], data["returns"]),
+            **explained_variance_metric(data["values"], data["returns"]),
             **self.policy.stats(clock),
         }
 
@@ -346,6 +358,7 @@ class PPO(_ActorCritic):
         clip_coef: float,
         clip_schedule: Schedule | str,
         clip_vloss: bool,
+        clip_vloss_coef: float | None,
         target_kl: float | None,
         **shared: Unpack[ActorCriticSettings],
     ) -> None:
@@ -359,6 +372,11 @@ class PPO(_ActorCritic):
             check_range("update.target_kl", target_kl, 0.0, None, low_open=True)
         self.update_epochs, self.num_minibatches = update_epochs, num_minibatches
         self.clip_coef, self.clip_vloss, self.target_kl = clip_coef, clip_vloss, target_kl
+        if clip_vloss_coef is not None:
+            check_range("update.clip_vloss_coef", clip_vloss_coef, 0.0, None, low_open=True)
+        # The value clip range: its own, constant (an annealed clip_coef would freeze the
+        # critic near the end of a linear clip schedule).
+        self.clip_vloss_coef = clip_coef if clip_vloss_coef is None else clip_vloss_coef
         self.clip_schedule = parse(Schedule, "update.clip_schedule", clip_schedule)
 
     def learn(self, batch: RolloutBatch, clock: Clock) -> Metrics | None:
@@ -374,7 +392,7 @@ class PPO(_ActorCritic):
         totals: dict[str, list[float]] = {}
         stopped_early = 0.0
         for _ in range(self.update_epochs):
-            order = torch.randperm(size)
+            order = torch.randperm(size).to(data["obs"].device)  # the CPU generator, as ever
             for start in range(0, size - minibatch + 1, minibatch):
                 figures = self._minibatch(data, order[start : start + minibatch], clip)
                 clock.gradient_steps += 1
@@ -389,7 +407,7 @@ class PPO(_ActorCritic):
                 "lr": lr,
                 "clip_coef": clip,
                 "early_stop": stopped_early,
-                "explained_variance": explained_variance(data["values"], data["returns"]),
+                **explained_variance_metric(data["values"], data["returns"]),
                 **self.policy.stats(clock),
             }
         )
@@ -413,7 +431,8 @@ class PPO(_ActorCritic):
         values = self.critic(obs).squeeze(1)
         returns, old_values = data["returns"][index], data["values"][index]
         if self.clip_vloss:
-            clipped = old_values + (values - old_values).clamp(-clip, clip)
+            step = self.clip_vloss_coef
+            clipped = old_values + (values - old_values).clamp(-step, step)
             value_loss = (
                 0.5 * torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 
 from twrl_exp.choices import OptimizerName, parse
@@ -104,3 +105,9 @@ def network(update: str, model: object, hint: str = "") -> NetworkModel:
             f"{type(model).__name__} has no gradients{hint}."
         )
     return model
+
+
+def feature_dtype(model: object) -> np.dtype:
+    """The dtype of ``model.features`` (storages keep them as they are): a CNN's uint8 frames
+    or boolean grids; float32 for the rest."""
+    return np.dtype(getattr(model, "feature_dtype", np.float32))

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from twrl_exp.choices import OptimizerName, QLoss, parse
+from twrl_exp.devices import device_of, to_numpy, to_tensor
 from twrl_exp.errors import ConfigError
 from twrl_exp.protocols import (
     ActionValuePolicy,
@@ -46,7 +47,13 @@ from twrl_exp.storage import (
     ReplaySettings,
     ReplayStorage,
 )
-from twrl_exp.update.checks import check_range, load_optimizer_state, make_optimizer, network
+from twrl_exp.update.checks import (
+    check_range,
+    feature_dtype,
+    load_optimizer_state,
+    make_optimizer,
+    network,
+)
 from twrl_exp.update.targets import frozen_copy, soft_update
 
 
@@ -106,6 +113,7 @@ def dqn(
         gamma=gamma,
         n_step=n_step,
         seed=seed,
+        feature_dtype=feature_dtype(learner.q),
     )
     storage = (
         PrioritizedReplayStorage(
@@ -166,14 +174,15 @@ class DQN:
         """One gradient step per minibatch of ``batch``; the last one's figures."""
         metrics: Metrics = {}
         errors = []
+        device = device_of(self.q)
         for g in range(batch.gradient_steps):
             metrics, error = self._gradient_step(
-                torch.from_numpy(batch.obs[g]),
-                torch.from_numpy(batch.actions[g]).long(),
-                torch.from_numpy(batch.rewards[g]),
-                torch.from_numpy(batch.discounts[g]),
-                torch.from_numpy(batch.next_obs[g]),
-                None if batch.weights is None else torch.from_numpy(batch.weights[g]),
+                to_tensor(batch.obs[g], device),
+                to_tensor(batch.actions[g], device).long(),
+                to_tensor(batch.rewards[g], device),
+                to_tensor(batch.discounts[g], device),
+                to_tensor(batch.next_obs[g], device),
+                None if batch.weights is None else to_tensor(batch.weights[g], device),
             )
             errors.append(error)
             clock.gradient_steps += 1
@@ -217,7 +226,7 @@ class DQN:
         limit = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = float(nn.utils.clip_grad_norm_(self.q.parameters(), limit))
         self.optimizer.step()
-        error = (targets - q_taken.detach()).abs().numpy()
+        error = to_numpy((targets - q_taken.detach()).abs())
         return {"loss": loss.item(), "q/mean": q_taken.mean().item(), "grad_norm": grad_norm}, error
 
     def _maybe_sync(self, clock: Clock) -> None:

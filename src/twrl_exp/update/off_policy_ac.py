@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from twrl_exp.devices import device_of, to_tensor
 from twrl_exp.errors import ConfigError
+from twrl_exp.model.cnn import CNN
 from twrl_exp.protocols import (
     Clock,
     DeterministicPolicy,
@@ -101,6 +103,12 @@ def twin_critics(
     model: NetworkModel, make_model: ModelFactory, action_dim: int
 ) -> list[Differentiable]:
     """``Q1, Q2(s, a)``: networks of the model group over ``[features, action]``."""
+    if isinstance(model, CNN):
+        raise ConfigError(
+            "update=sac and update=td3 build their critics over [features, action], which "
+            "model=cnn cannot read (it reads images); from images use update=ppo or update=a2c "
+            "(policy=normal for Box actions)."
+        )
     space = spaces.Box(-np.inf, np.inf, (model.in_features + action_dim,), np.float32)
     critics = [
         make_model(
@@ -128,6 +136,7 @@ def sac(
     learning_starts: int,
     train_freq: int,
     gradient_steps: int,
+    random_start: bool,
     **settings: Unpack[SACSettings],
 ) -> Update[ReplayBatch]:
     """``update=sac``: a replay buffer -> :class:`SAC`."""
@@ -151,7 +160,9 @@ def sac(
             gradient_steps=gradient_steps,
         ),
     )
-    return Update(storage=replay, learner=learner)
+    return Update(
+        storage=replay, learner=learner, random_steps=learning_starts if random_start else 0
+    )
 
 
 def td3(
@@ -168,6 +179,7 @@ def td3(
     learning_starts: int,
     train_freq: int,
     gradient_steps: int,
+    random_start: bool,
     **settings: Unpack[TD3Settings],
 ) -> Update[ReplayBatch]:
     """``update=td3``: a replay buffer -> :class:`TD3`."""
@@ -191,7 +203,9 @@ def td3(
             gradient_steps=gradient_steps,
         ),
     )
-    return Update(storage=replay, learner=learner)
+    return Update(
+        storage=replay, learner=learner, random_steps=learning_starts if random_start else 0
+    )
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -226,13 +240,14 @@ class _TwinCritics:
     def learn(self, batch: ReplayBatch, clock: Clock) -> Metrics:
         """One gradient step per minibatch of ``batch``; the last one's figures."""
         metrics: Metrics = {}
+        device = device_of(self.critics[0])
         for g in range(batch.gradient_steps):
             minibatch = (
-                torch.from_numpy(batch.obs[g]),
-                torch.from_numpy(batch.actions[g]).float(),
-                torch.from_numpy(batch.rewards[g]),
-                torch.from_numpy(batch.discounts[g]),
-                torch.from_numpy(batch.next_obs[g]),
+                to_tensor(batch.obs[g], device),
+                to_tensor(batch.actions[g], device).float(),
+                to_tensor(batch.rewards[g], device),
+                to_tensor(batch.discounts[g], device),
+                to_tensor(batch.next_obs[g], device),
             )
             clock.gradient_steps += 1
             metrics = self._gradient_step(minibatch, clock.gradient_steps)
@@ -324,7 +339,9 @@ class SAC(_TwinCritics):
             max_grad_norm=max_grad_norm,
         )
         self.policy, self.policy_delay = policy, policy_delay
-        self.actor_optimizer = make_optimizer("adam", list(self.actor.parameters()), lr, 0.0, {})
+        # The policy's own parameters (gSDE's noise scale) learn with the actor.
+        actor_params = [*self.actor.parameters(), *getattr(policy, "parameters", list)()]
+        self.actor_optimizer = make_optimizer("adam", actor_params, lr, 0.0, {})
         action_dim = int(np.prod(policy.action_shape))
         self.target_entropy = (
             float(-action_dim) if target_entropy is None else float(target_entropy)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from twrl_exp.choices import Baseline, OptimizerName, Schedule, parse
+from twrl_exp.devices import device_of, to_numpy, to_tensor
 from twrl_exp.errors import ConfigError
 from twrl_exp.model.mlp import MLP
 from twrl_exp.protocols import (
@@ -33,6 +34,7 @@ from twrl_exp.returns import discounted_returns, normalize, update_time_baseline
 from twrl_exp.storage import EpisodeBatch, EpisodeStorage
 from twrl_exp.update.checks import (
     check_range,
+    feature_dtype,
     linear_lr,
     load_optimizer_state,
     make_optimizer,
@@ -80,6 +82,7 @@ def reinforce(
         action_shape=learner.policy.action_shape,
         action_dtype=learner.policy.action_dtype,
         steps_per_batch=steps_per_batch,
+        feature_dtype=feature_dtype(learner.model),
     )
     return Update(storage=storage, learner=learner)
 
@@ -153,6 +156,7 @@ class Reinforce:
                 activation=self.model.activation,
                 critic_hidden_sizes=None,
                 dueling=False,
+                ortho_init=getattr(self.model, "ortho_init", True),
                 output_gain=1.0,
             )
             self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=value_lr)
@@ -166,8 +170,9 @@ class Reinforce:
         truncated = batch.end & ~batch.terminated & batch.mask
         if truncated.any():
             with torch.no_grad():
-                values = self.value_net(torch.from_numpy(batch.final_obs[truncated]))
-            boot[truncated] = values.squeeze(1).numpy()
+                final = to_tensor(batch.final_obs[truncated], device_of(self.value_net)).float()
+                values = self.value_net(final)
+            boot[truncated] = to_numpy(values.squeeze(1))
         return boot
 
     def _advantages(
@@ -178,7 +183,7 @@ class Reinforce:
             base = self._time_baseline(returns, time_index)
         elif self.value_net is not None:
             with torch.no_grad():
-                base = self.value_net(obs).squeeze(1).double().numpy()
+                base = to_numpy(self.value_net(obs.float()).squeeze(1).double())
             stats["value/loss"] = self._fit_value(obs, returns)
         else:
             base = np.zeros_like(returns)
@@ -200,10 +205,10 @@ class Reinforce:
 
     def _fit_value(self, obs: torch.Tensor, returns: np.ndarray) -> float:
         assert self.value_net is not None
-        target = torch.from_numpy(returns).float()
-        loss = torch.zeros(())
+        target = to_tensor(returns, obs.device).float()
+        loss = torch.zeros((), device=obs.device)
         for _ in range(self.value_epochs):
-            loss = (self.value_net(obs).squeeze(1) - target).pow(2).mean()
+            loss = (self.value_net(obs.float()).squeeze(1) - target).pow(2).mean()
             self.value_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.value_optimizer.step()
@@ -216,7 +221,8 @@ class Reinforce:
             batch.rewards, batch.end, self.gamma, self._bootstrap(batch)
         )
         returns = all_returns.reshape(-1)[batch.index]  # the closed steps of the [T * N] arrays
-        return self._advantages(returns, batch.time_index, torch.from_numpy(batch.obs))
+        obs = to_tensor(batch.obs, device_of(self.model))
+        return self._advantages(returns, batch.time_index, obs)
 
     def lr_at(self, clock: Clock) -> float:
         """The learning rate of an update at ``clock`` (its schedule's value)."""
@@ -234,13 +240,14 @@ class Reinforce:
 
     def learn(self, batch: EpisodeBatch, clock: Clock) -> Metrics:
         """One policy-gradient step on the closed episodes of ``batch``."""
-        obs = torch.from_numpy(batch.obs)  # the closed steps only, in index order
-        actions = torch.from_numpy(batch.actions)
+        device = device_of(self.model)
+        obs = to_tensor(batch.obs, device)  # the closed steps only, in index order
+        actions = to_tensor(batch.actions, device)
         advantages, stats = self.batch_advantages(batch)
         self._set_lr(clock)
         outputs = self.model(obs)
         log_prob = self.policy.log_prob(outputs, actions)
-        adv = torch.from_numpy(advantages).float()
+        adv = to_tensor(advantages, device).float()
         loss = -(log_prob * adv).mean()
         if self.ent_coef:
             entropy = self.policy.entropy(outputs).mean()

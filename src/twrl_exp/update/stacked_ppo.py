@@ -5,8 +5,8 @@ Built from K :class:`~twrl_exp.update.actor_critic.PPO` learners, each made as a
 would make it (its seed's networks, its own settings). Their actors and critics become
 :class:`~twrl_exp.model.stacked.StackedMLP` s and one :class:`StackedOptimizer` steps them all;
 each member keeps its own vectorisable values (``lr`` and its schedule's end, ``gamma``,
-``gae_lambda``, ``clip_coef``, ``ent_coef``, ``vf_coef``, ``max_grad_norm``, ``target_kl``)
-and its own torch generator for the minibatch order.
+``gae_lambda``, ``clip_coef``, ``clip_vloss_coef``, ``ent_coef``, ``vf_coef``,
+``max_grad_norm``, ``target_kl``) and its own torch generator for the minibatch order.
 
 Member ``m``'s update is the update its own PPO makes on its own rollout:
 
@@ -30,6 +30,7 @@ need its own stack).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -96,6 +97,7 @@ class StackedPPO:
             return torch.tensor([missing if v is None else v for v in values], dtype=torch.float64)
 
         self.clip_coef = vector([getattr(m, "clip_coef", None) for m in members], 0.0)
+        self.clip_vloss_coef = vector([getattr(m, "clip_vloss_coef", None) for m in members], 0.0)
         self.ent_coef = vector([m.ent_coef for m in members], 0.0).float()
         self.vf_coef = vector([m.vf_coef for m in members], 0.0).float()
         self.max_grad_norm = vector([m.max_grad_norm for m in members], float("inf"))
@@ -117,6 +119,8 @@ class StackedPPO:
         self.optimizer.import_member(m, member.optimizer)
         clip_coef = getattr(member, "clip_coef", None)
         self.clip_coef[m] = 0.0 if clip_coef is None else clip_coef
+        clip_vloss_coef = getattr(member, "clip_vloss_coef", None)
+        self.clip_vloss_coef[m] = 0.0 if clip_vloss_coef is None else clip_vloss_coef
         self.ent_coef[m] = 0.0 if member.ent_coef is None else member.ent_coef
         self.vf_coef[m] = 0.0 if member.vf_coef is None else member.vf_coef
         self.max_grad_norm[m] = (
@@ -300,7 +304,7 @@ class StackedPPO:
             torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, low, high))
         )
         if self.members[0].clip_vloss:  # type: ignore[union-attr]
-            step = clip.float().unsqueeze(1)
+            step = self.clip_vloss_coef.float().unsqueeze(1)  # constant: never annealed
             clipped = old_values + torch.clamp(values - old_values, -step, step)
             squared = torch.max((values - returns).pow(2), (clipped - returns).pow(2))
         else:
@@ -371,9 +375,10 @@ class StackedPPO:
                 "lr": lr,
                 "clip_coef": clip,
                 "early_stop": 1.0 if stopped else 0.0,
-                "explained_variance": explained,
             }
         )
+        if not math.isnan(explained):  # undefined where the returns do not vary (as one run)
+            metrics["explained_variance"] = explained
         if self.a2c:
             for key in _PPO_ONLY:
                 metrics.pop(key, None)
