@@ -83,6 +83,10 @@ class Agent(Generic[BatchT]):
         # own generator, which continues the global RNG its single run would have drawn from.
         self.torch_rng: torch.Generator | None = None
         self._prev: tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]] | None = None
+        self._obs: np.ndarray | None = None  # the last observations decided on
+        # On-policy rules: the first decision of each rollout is made after the update, by the
+        # policy just learned (the storage says so; ``decide_again``).
+        self.acts_after_learning = bool(getattr(update.storage, "acts_after_learning", False))
         # Env steps of uniformly random actions before the policy's own (Update.random_steps).
         self.random_steps = int(getattr(update, "random_steps", 0))
         if self.random_steps and not hasattr(policy, "random_actions"):
@@ -112,7 +116,7 @@ class Agent(Generic[BatchT]):
         if self.normalizer is not None:
             self.normalizer.observe(obs)
         features, _, actions, extras = self._decide(obs, greedy=False, rng=self.rng)
-        self._prev = (features, actions, extras)
+        self._prev, self._obs = (features, actions, extras), obs
         return self.policy.env_actions(actions)
 
     def step(
@@ -155,14 +159,31 @@ class Agent(Generic[BatchT]):
             )
         )
         metrics = None
+        updates = clock.updates
         for batch in self.update.storage.batches(clock):
             clock.updates += 1
             learned = self.update.learner.learn(batch, clock)
             metrics = learned if learned is not None else metrics
             if self.feedback is not None:
                 self.feedback(batch)
-        self._prev = (features, actions, extras)
+        self._prev, self._obs = (features, actions, extras), obs
+        if (
+            self.acts_after_learning
+            and clock.updates != updates
+            and not getattr(self.update.learner, "defers", False)  # a population learns later
+        ):
+            return self.decide_again(), metrics
         return self.policy.env_actions(actions), metrics
+
+    def decide_again(self) -> np.ndarray:
+        """The next env actions decided again, by the policy as it is now: after an update of
+        an on-policy rule (``acts_after_learning``), the first decision of the next rollout is
+        the updated policy's, its action and log-probability alike (a population calls this
+        for its members once it has learned). The first decision's draws are spent."""
+        assert self._obs is not None, "start() first"
+        features, _, actions, extras = self._decide(self._obs, greedy=False, rng=self.rng)
+        self._prev = (features, actions, extras)
+        return self.policy.env_actions(actions)
 
     def act(self, obs: np.ndarray, *, greedy: bool = True) -> np.ndarray:
         """Actions without learning (evaluation, videos), drawn from the evaluation RNG."""

@@ -195,6 +195,8 @@ class _Deferred:
     over, for the population to learn from with every other member's after the vector step.
     Its state is the member's own learner's, brought up to date from the stacked learner."""
 
+    defers = True  # its agent decides again only once the population has learned
+
     def __init__(self, learner: Any) -> None:
         self.learner = learner
         self.pending: tuple[Any, Clock] | None = None
@@ -361,6 +363,7 @@ class Population:
                     for m in sorted(held):
                         member = self.members[m]
                         if not member.ended:
+                            self._guarded(member, member.runner.decide_again)
                             self._guarded(member, partial(member.runner.after_step, learned[m]))
                             self._end_if_spent(member)
                     held.clear()
@@ -380,7 +383,10 @@ class Population:
                     self._guarded(member, member.runner.act_step)
                     if member.ended:
                         break
-                    learned = self._learn_one(m) if self.deferred[m].pending is not None else None
+                    learned = None
+                    if self.deferred[m].pending is not None:
+                        learned = self._learn_one(m)
+                        self._guarded(member, member.runner.decide_again)
                     self._guarded(member, partial(member.runner.after_step, learned))
                     self._end_if_spent(member)
                 self._refill(on_end)  # a successor in slot m begins at once

@@ -306,6 +306,12 @@ class Runner:
             ep_length[episode_start] = 0
         return metrics
 
+    def decide_again(self) -> None:
+        """After a population has learned for this member: its next actions, by the policy it
+        just learned, where its rule acts after learning (``Agent.decide_again``)."""
+        if self.agent.acts_after_learning:
+            self._loop.actions = self.agent.decide_again()
+
     def after_step(self, metrics: dict[str, float] | None) -> None:
         """The rest of a vector step: the learner's ``metrics`` checked and reported, the
         periodic finiteness check, the monitors' tick, a due evaluation."""

@@ -1,8 +1,11 @@
 """Details of the deep-RL rules that a zoo user would notice, each as SB3 and CleanRL have it:
 PPO's value clipping (off by default; when on, its own range, never annealed), random actions
-before off-policy continuous rules learn, SAC's temperature learning rate."""
+before off-policy continuous rules learn, SAC's temperature learning rate, on-policy rules'
+first decision of each rollout made by the updated policy."""
 
 from __future__ import annotations
+
+import copy
 
 import gymnasium as gym
 import numpy as np
@@ -66,6 +69,38 @@ def test_the_value_clip_range_is_its_own_coef(make_cfg) -> None:
 
 
 PENDULUM = gym.make("Pendulum-v1")
+CARTPOLE = gym.make("CartPole-v1")
+
+
+@pytest.mark.parametrize("rule", ["ppo", "a2c"])
+def test_each_rollouts_first_decision_is_the_updated_policys(make_cfg, rule) -> None:
+    """SB3 and CleanRL collect a rollout with the policy of the last update, its first step
+    included: the action and log-probability the agent keeps for the next rollout's first
+    step are those of the policy after the update, not before it (one sample in n_steps
+    would otherwise be a policy behind: A2C's n_steps is 5)."""
+    n_steps, n = 4, 2
+    cfg = make_cfg(
+        "env=cartpole", "model=mlp", "policy=categorical", f"update={rule}",
+        f"update.n_steps={n_steps}", f"env.num_envs={n}", "update.lr=0.05",
+    )  # fmt: skip
+    agent = build_agent(cfg, CARTPOLE.observation_space, CARTPOLE.action_space, n)
+    rng = np.random.default_rng(0)
+    no = np.zeros(n, dtype=bool)
+    agent.start(rng.normal(size=(n, 4)).astype(np.float32))
+    for _ in range(n_steps - 1):
+        agent.step(rng.normal(size=(n, 4)).astype(np.float32), np.ones(n), no, no, no)
+    untrained = copy.deepcopy(agent.model)
+    env_actions, _ = agent.step(rng.normal(size=(n, 4)).astype(np.float32), np.ones(n), no, no, no)
+    assert agent.clock.updates == 1
+    features, actions, extras = agent._prev
+    np.testing.assert_array_equal(env_actions, agent.policy.env_actions(actions))
+
+    def log_prob(model) -> np.ndarray:
+        logits = torch.as_tensor(model.outputs(features))
+        return agent.policy.log_prob(logits, torch.as_tensor(actions)).numpy()
+
+    np.testing.assert_allclose(extras["log_prob"], log_prob(agent.model), rtol=0, atol=1e-5)
+    assert np.abs(log_prob(untrained) - log_prob(agent.model)).max() > 1e-3  # it did learn
 
 
 def actions_of(make_cfg, rule: str, *overrides: str, steps: int = 60) -> np.ndarray:

@@ -47,6 +47,11 @@ class RolloutBatch:
 class RolloutStorage:
     """Rows of ``num_envs`` steps; when ``n_steps`` rows are full, one :class:`RolloutBatch`."""
 
+    # The decision after a batch begins the next rollout: the agent makes it again with the
+    # policy just learned (as SB3 and CleanRL do), so no sample of a rollout was drawn by the
+    # policy before the last update (``Agent.decide_again``).
+    acts_after_learning = True
+
     def __init__(
         self,
         *,
