@@ -683,6 +683,7 @@ def test_postgresql_down_past_the_retry_window_stops_the_sweep_in_one_sentence(
     assert not [r for r in children if r.info.status == "RUNNING"]
 
 
+@pytest.mark.timeout(1500)  # cluster up, a sweep, the head lost, a rerun: 266 s on CI
 def test_killing_the_head_mid_sweep_ends_every_record_and_the_rerun_completes(
     cluster: Cluster, tmp_path: Path
 ) -> None:

@@ -47,6 +47,7 @@ def sized(argv: list[str]) -> list[str]:
     return [*argv, *extra]
 
 
+@pytest.mark.timeout(1800)  # some 20 commands in turn: 332 s on CI, over half the 600 s cap
 def test_every_runnable_command_of_the_docs_works(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(project_root()), "TWRL_PROJECT_ROOT": str(tmp_path)}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"

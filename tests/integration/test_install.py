@@ -149,6 +149,7 @@ def readme_commands(readme: Path) -> list[list[str]]:
     return [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
 
 
+@pytest.mark.timeout(1200)  # two trainings, an 8-trial sweep and the leaderboard, in turn
 def test_the_starter_readme_commands_work_verbatim(venv: Path, tmp_path: Path) -> None:
     """What a new user does first: --init, then the starter README's commands exactly as written
     (video on, the default budget, the whole sweep), then the experiment the sweep saved."""

@@ -294,15 +294,14 @@ def test_a_killed_optuna_sweep_resumes_to_exactly_n_trials(tmp_path, isolated_ml
     proc = subprocess.Popen(
         cmd, cwd=project_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def two_finished() -> bool:
         try:
-            finished = [t for t in load(tmp_path).get_trials() if t.state.is_finished()]
+            return sum(t.state.is_finished() for t in load(tmp_path).get_trials()) >= 2
         except KeyError:  # the study does not exist yet
-            finished = []
-        if len(finished) >= 2:
-            break
-        time.sleep(0.2)
+            return False
+
+    wait_until(two_finished, timeout=480)  # (a safety net: about 20 s on an idle machine)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -336,13 +335,12 @@ def test_ctrl_c_stops_a_grid_sweep_and_marks_it_killed(tmp_path, isolated_mlflow
     proc = subprocess.Popen(
         cmd, cwd=project_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        _, runs = all_runs(isolated_mlflow)
-        _, children = split(runs)
-        if children and any(c.data.metrics.get("train/steps_per_s") for c in children):
-            break
-        time.sleep(0.3)
+
+    def training() -> bool:
+        _, children = split(all_runs(isolated_mlflow)[1])
+        return bool(children) and any(c.data.metrics.get("train/steps_per_s") for c in children)
+
+    wait_until(training, timeout=480)  # (a safety net)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr

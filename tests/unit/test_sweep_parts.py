@@ -137,14 +137,16 @@ def test_a_job_keeps_its_trial_alive_and_a_dead_job_goes_stale(tmp_path) -> None
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     with quiet_optuna():
-        storage = open_storage(url, heartbeat_interval=1, grace_period=2)
+        # Heartbeats are stamped to the second: a grace of 4 s leaves the live job about 2 s
+        # of slack on a busy machine; 6.5 s of silence is past it for the dead one.
+        storage = open_storage(url, heartbeat_interval=1, grace_period=4)
         study = optuna.create_study(study_name="hb", storage=storage)
         alive, dead = study.ask(), study.ask()
         with TrialJob.load("hb", url, alive.number, 1) as job_alive:
             job_dead = TrialJob.load("hb", url, dead.number, 1).__enter__()
             assert job_dead._heartbeat is not None
             job_dead._heartbeat.stop()  # as if its process had been killed
-            time.sleep(4)
+            time.sleep(6.5)
             optuna.storages.fail_stale_trials(study)
             states = {t.number: t.state for t in study.get_trials()}
             assert states[job_alive.trial.number] == TrialState.RUNNING
