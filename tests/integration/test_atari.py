@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.test_train import artifacts
-from twrl_exp.evaluate import EvaluateConfig, evaluate
+from tests.integration.families import evaluates_from_its_record
 from twrl_exp.train import run
 
 
@@ -61,18 +60,7 @@ def test_an_atari_game_trains_from_pixels_films_saves_and_evaluates(
         "nature",
         "atari",
     )
-    stored = artifacts(client, found.info.run_id)
-    assert "videos/final.mp4" in stored
-    assert any(p.startswith("checkpoints/checkpoint-") for p in stored)  # resumable
-    assert "model/agent.pt" in stored
-    video = tmp_path / "eval.mp4"
-    result = evaluate(
-        EvaluateConfig(
-            run_id=found.info.run_id, episodes=1, video=True, video_path=str(video), log=False
-        )
-    )
-    assert len(result.returns) == 1
+    result = evaluates_from_its_record(client, found.info.run_id, tmp_path, episodes=1)
     if env_id.startswith("Pong"):  # a whole game: one side reaches 21 (raw scores, unclipped)
         assert -21 <= result.returns[0] <= 21
         assert result.returns[0] != 0
-    assert video.read_bytes()[4:8] == b"ftyp"

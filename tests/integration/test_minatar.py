@@ -5,18 +5,13 @@ it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.test_train import artifacts
-from twrl_exp.build import project_root
-from twrl_exp.evaluate import EvaluateConfig, evaluate
+from tests.integration.families import evaluates_from_its_record, refused_without
 from twrl_exp.train import run
 
 GAMES = {
@@ -61,18 +56,7 @@ def test_each_minatar_game_trains_from_pixels_saves_films_and_evaluates(
     assert found.data.params["model.name"] == "cnn"  # the env brings model=cnn
     assert found.data.params["model.arch"] == "minatar"  # the preset's (auto picks it too)
     assert found.data.metrics["env_steps"] >= 300
-    stored = artifacts(client, found.info.run_id)
-    assert "videos/final.mp4" in stored
-    assert any(p.startswith("checkpoints/checkpoint-") for p in stored)  # resumable
-    assert "model/agent.pt" in stored
-    video = tmp_path / "eval.mp4"
-    result = evaluate(
-        EvaluateConfig(
-            run_id=found.info.run_id, episodes=2, video=True, video_path=str(video), log=False
-        )
-    )
-    assert len(result.returns) == 2
-    assert video.read_bytes()[4:8] == b"ftyp"  # an mp4 container
+    evaluates_from_its_record(client, found.info.run_id, tmp_path, episodes=2)
     # the logged MLflow model takes the env's own (boolean) observations
     import gymnasium as gym
     import mlflow
@@ -113,31 +97,6 @@ def test_ppo_learns_minatar_breakout_from_pixels(make_cfg, isolated_mlflow: str)
 def test_a_machine_without_minatar_is_told_how_to_get_it(tmp_path: Path) -> None:
     """The `minatar` package missing: one sentence naming the env, the reason and the extra,
     exit 2, no run left behind."""
-    blocked = tmp_path / "blocked" / "minatar"
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text("raise ImportError('No module named minatar')\n")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(blocked.parent), str(project_root())]),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "env=minatar_breakout",
-            "update=dqn",
-            f"hydra.run.dir={tmp_path / 'out'}",
-        ],
-        cwd=project_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    refused_without(
+        "minatar", "minatar", "MinAtar/Breakout-v1", tmp_path, "env=minatar_breakout", "update=dqn"
     )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: env.id=MinAtar/Breakout-v1 cannot be built: ")
-    assert lines[0].endswith("; pip install 'twrl-exp[minatar]'.")
-    assert not (tmp_path / "mlflow.db").exists()

@@ -4,17 +4,12 @@ learns InvertedPendulum-v5; a machine without MuJoCo is told in one sentence how
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.test_train import artifacts
-from twrl_exp.build import project_root
-from twrl_exp.evaluate import EvaluateConfig, evaluate
+from tests.integration.families import evaluates_from_its_record, refused_without
 from twrl_exp.train import run
 
 ENVS = {
@@ -51,18 +46,7 @@ def test_each_mujoco_env_trains_saves_records_a_video_and_evaluates(
     assert found.info.status == "FINISHED"
     assert found.data.params["env.id"] == env_id
     assert found.data.metrics["env_steps"] >= 300
-    stored = artifacts(client, found.info.run_id)
-    assert "videos/final.mp4" in stored
-    assert any(p.startswith("checkpoints/checkpoint-") for p in stored)  # resumable
-    assert "model/agent.pt" in stored
-    video = tmp_path / "eval.mp4"
-    result = evaluate(
-        EvaluateConfig(
-            run_id=found.info.run_id, episodes=2, video=True, video_path=str(video), log=False
-        )
-    )
-    assert len(result.returns) == 2
-    assert video.read_bytes()[4:8] == b"ftyp"  # an mp4 container
+    evaluates_from_its_record(client, found.info.run_id, tmp_path, episodes=2)
     assert not (Path.cwd() / "MUJOCO_LOG.TXT").exists()  # MuJoCo's warnings go to logging
 
 
@@ -99,34 +83,7 @@ def test_sac_balances_the_inverted_pendulum(make_cfg, isolated_mlflow: str) -> N
 def test_a_machine_without_mujoco_is_told_how_to_get_it(tmp_path: Path) -> None:
     """The `mujoco` package missing (an import that fails, as on a machine without the extra):
     one sentence naming the env, the reason and the extra, exit 2, no run left behind."""
-    blocked = tmp_path / "blocked" / "mujoco"
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text("raise ImportError('No module named mujoco')\n")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(blocked.parent), str(project_root())]),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "env=hopper",
-            "update=sac",
-            f"hydra.run.dir={tmp_path / 'out'}",
-        ],
-        cwd=project_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: env.id=Hopper-v5 cannot be built: ")
-    assert lines[0].endswith("; pip install 'twrl-exp[mujoco]'.")
-    assert not (tmp_path / "mlflow.db").exists()
+    refused_without("mujoco", "mujoco", "Hopper-v5", tmp_path, "env=hopper", "update=sac")
 
 
 def test_ppo_with_normalisation_keeps_its_statistics_in_the_record(
