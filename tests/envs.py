@@ -57,3 +57,16 @@ def register() -> None:
 
 
 register()
+
+
+def vector_env(**settings: Any) -> gym.vector.VectorEnv:
+    """``twrl_exp.env.make_vector_env`` with :class:`~twrl_exp.config.EnvConfig`'s defaults
+    (their one home) for every setting not given, and ``training`` (default True)."""
+    from dataclasses import fields
+
+    from twrl_exp.config import EnvConfig
+    from twrl_exp.env import make_vector_env
+
+    defaults = EnvConfig()
+    given = {f.name: getattr(defaults, f.name) for f in fields(EnvConfig) if f.name[0] != "_"}
+    return make_vector_env(**{**given, **settings})

@@ -12,26 +12,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from tests.envs import vector_env
 from twrl_exp.build import build
-from twrl_exp.env import atari, make_render_env, make_vector_env, resolve_spec
+from twrl_exp.env import atari, make_render_env, resolve_spec
 from twrl_exp.errors import ConfigError
 
 
 def _env(env_id: str, *, training: bool, num_envs: int = 1) -> gym.vector.VectorEnv:
-    return make_vector_env(
-        id=env_id,
-        num_envs=num_envs,
-        kwargs=None,
-        max_episode_steps=None,
-        reward_threshold=None,
-        vectorization="auto",
-        backend="gymnasium",
-        normalize_obs=False,
-        normalize_reward=False,
-        normalize_clip=10.0,
-        preprocess="atari",
-        training=training,
-    )
+    return vector_env(id=env_id, num_envs=num_envs, preprocess="atari", training=training)
 
 
 def _lives(env: gym.vector.VectorEnv) -> int:

@@ -13,8 +13,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from tests.envs import vector_env
 from twrl_exp.config import CNNConfig
-from twrl_exp.env import make_render_env, make_vector_env, missing_dependency, resolve_spec
+from twrl_exp.env import make_render_env, missing_dependency, resolve_spec
 from twrl_exp.errors import ConfigError
 from twrl_exp.model import CNN
 
@@ -122,19 +123,7 @@ def test_bad_spaces_and_settings_are_refused_in_one_sentence(
 
 
 def _breakout(num_envs: int) -> gym.vector.VectorEnv:
-    return make_vector_env(
-        id="MinAtar/Breakout-v1",
-        num_envs=num_envs,
-        kwargs=None,
-        max_episode_steps=None,
-        reward_threshold=None,
-        vectorization="auto",
-        backend="gymnasium",
-        normalize_obs=False,
-        normalize_reward=False,
-        normalize_clip=10.0,
-        preprocess="none",
-    )
+    return vector_env(id="MinAtar/Breakout-v1", num_envs=num_envs)
 
 
 def test_minatar_games_are_registered_with_the_minimal_action_sets() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from twrl_exp.env import make_vector_env
+from tests.envs import vector_env
 from twrl_exp.errors import ConfigError
 
 # Not pytest.importorskip: importing EnvPool sets MPLBACKEND=Agg in this process, which every
@@ -26,18 +26,8 @@ N, LIMIT, STEPS = 3, 40, 200
 
 
 def make(env_id: str, backend: str) -> gym.vector.VectorEnv:
-    return make_vector_env(
-        id=env_id,
-        num_envs=N,
-        kwargs={},
-        max_episode_steps=LIMIT,
-        reward_threshold=None,
-        vectorization="sync",
-        backend=backend,
-        normalize_obs=False,
-        normalize_reward=False,
-        normalize_clip=10.0,
-        preprocess="none",
+    return vector_env(
+        id=env_id, num_envs=N, max_episode_steps=LIMIT, vectorization="sync", backend=backend
     )
 
 
