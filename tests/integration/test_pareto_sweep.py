@@ -37,34 +37,37 @@ BUDGET = [
 N_TRIALS = 6
 
 
-def cli(tmp: Path, *args: str, study: str = "pareto") -> subprocess.CompletedProcess[str]:
+def train_in(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python train.py -m ARGS`` with its stores and sweep folder in ``tmp``."""
     env = {
         **os.environ,
         "PYTHONPATH": str(project_root()),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
     }
     return subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "-m",
-            "hydra/sweeper=twrl_optuna",
-            f"hydra.sweeper.study_name={study}",
-            f"hydra.sweeper.storage=sqlite:///{tmp / 'optuna.db'}",
-            f"hydra.sweeper.experiment_dir={tmp / 'experiment'}",
-            f"hydra.sweeper.n_trials={N_TRIALS}",
-            "hydra.sweeper.sampler.name=random",
-            "update.lr=tag(log,interval(1e-4,5e-2))",
-            "model.hidden_sizes=choice([16],[64,64])",
-            *BUDGET,
-            f"hydra.sweep.dir={tmp / 'multirun'}",
-            *args,
-        ],
+        [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={tmp / 'multirun'}"],
         cwd=project_root(),
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
+    )
+
+
+def cli(tmp: Path, *args: str, study: str = "pareto") -> subprocess.CompletedProcess[str]:
+    """An Optuna study of ``N_TRIALS`` random trials over the learning rate and net size."""
+    return train_in(
+        tmp,
+        "hydra/sweeper=twrl_optuna",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.storage=sqlite:///{tmp / 'optuna.db'}",
+        f"hydra.sweeper.experiment_dir={tmp / 'experiment'}",
+        f"hydra.sweeper.n_trials={N_TRIALS}",
+        "hydra.sweeper.sampler.name=random",
+        "update.lr=tag(log,interval(1e-4,5e-2))",
+        "model.hidden_sizes=choice([16],[64,64])",
+        *BUDGET,
+        *args,
     )
 
 
@@ -298,26 +301,8 @@ def test_a_population_of_trials_tells_each_its_values(tmp_path: Path) -> None:
 
 
 def test_a_grid_sweep_of_two_objectives_marks_its_front(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project_root()),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "-m",
-            "update.lr=1e-4,1e-2,3e-2",
-            f"trial.objective={OBJECTIVES}",
-            *BUDGET,
-            f"hydra.sweep.dir={tmp_path / 'multirun'}",
-        ],
-        cwd=project_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = train_in(
+        tmp_path, "update.lr=1e-4,1e-2,3e-2", f"trial.objective={OBJECTIVES}", *BUDGET
     )
     assert result.returncode == 0, result.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
